@@ -1,0 +1,1 @@
+//! Bluetooth LE driver (issue 5): Nuki smart locks over btleplug.

@@ -1,0 +1,150 @@
+//! The boundary between the engine and the radios.
+//!
+//! A driver serves many locks (a Z-Wave controller's nodes, a BLE adapter's
+//! Nukis, a set of simulated locks). It knows nothing of MQTT, SQL or access
+//! codes as the cloud sees them: only slots, PINs and time windows. The engine
+//! decides what goes into which slot and when; a driver only carries it out and
+//! says whether a failure is worth retrying.
+
+pub mod ble;
+pub mod sim;
+pub mod zwave;
+
+use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow};
+use async_trait::async_trait;
+
+/// One code as it sits (or should sit) in a slot of a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotCode {
+    /// 1-based slot number on the lock.
+    pub slot: u32,
+    pub code: Pin,
+    /// The name as the lock shows it (already fitted to the lock's limits).
+    pub name: Option<String>,
+    /// The window the lock enforces itself (native scheduling), if any.
+    pub window: Option<TimeWindow>,
+}
+
+/// One change to a lock's slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotOp {
+    /// Put this code in its slot (overwriting what lockhub had there).
+    Set(SlotCode),
+    /// Empty the slot.
+    Clear { slot: u32 },
+}
+
+impl SlotOp {
+    pub fn slot(&self) -> u32 {
+        match self {
+            SlotOp::Set(c) => c.slot,
+            SlotOp::Clear { slot } => *slot,
+        }
+    }
+}
+
+/// Why a driver could not do what was asked. `is_transient` tells the engine
+/// whether to retry later (with backoff) or to record a final error.
+/// Messages never contain a PIN.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error("the lock is offline")]
+    Offline,
+    #[error("the lock is busy")]
+    Busy,
+    #[error("the lock did not answer in time")]
+    Timeout,
+    #[error("the lock rejected the code: {0}")]
+    CodeRejected(String),
+    #[error("the lock already holds the same code in another slot")]
+    DuplicateCode,
+    #[error("the lock has no free slot")]
+    NoSpace,
+    #[error("no such device on this driver")]
+    UnknownDevice,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl DriverError {
+    /// Worth trying again later: the lock may answer then.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            DriverError::Offline | DriverError::Busy | DriverError::Timeout
+        )
+    }
+}
+
+/// Something a lock told its driver, unprompted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockEvent {
+    /// A lock was found (or re-interviewed); its capabilities may have changed.
+    Discovered(DeviceInfo),
+    Online {
+        device_id: String,
+    },
+    Offline {
+        device_id: String,
+    },
+    /// Unlocked at the keypad, with the slot of the code used where the lock says.
+    KeypadUnlock {
+        device_id: String,
+        slot: Option<u32>,
+    },
+    /// A slot was changed at the lock itself (not by lockhub): the new content,
+    /// or `None` when it was cleared.
+    SlotChanged {
+        device_id: String,
+        slot: u32,
+        code: Option<SlotCode>,
+    },
+    /// The lock's slots may have changed in ways the driver cannot pin down
+    /// (e.g. a changed user-code checksum): the engine should read them again.
+    SlotsMayHaveChanged {
+        device_id: String,
+    },
+    Battery {
+        device_id: String,
+        level: u8,
+    },
+    DoorLock {
+        device_id: String,
+        locked: bool,
+    },
+}
+
+impl LockEvent {
+    pub fn device_id(&self) -> &str {
+        match self {
+            LockEvent::Discovered(d) => &d.device_id,
+            LockEvent::Online { device_id }
+            | LockEvent::Offline { device_id }
+            | LockEvent::KeypadUnlock { device_id, .. }
+            | LockEvent::SlotChanged { device_id, .. }
+            | LockEvent::SlotsMayHaveChanged { device_id }
+            | LockEvent::Battery { device_id, .. }
+            | LockEvent::DoorLock { device_id, .. } => device_id,
+        }
+    }
+}
+
+/// Where drivers send their `LockEvent`s; the engine holds the receiver.
+pub type EventSink = tokio::sync::mpsc::UnboundedSender<LockEvent>;
+
+/// A radio (or the simulator) that serves locks.
+#[async_trait]
+pub trait LockDriver: Send + Sync + 'static {
+    fn kind(&self) -> DriverKind;
+
+    /// The locks this driver serves now, with their capabilities.
+    async fn devices(&self) -> Vec<DeviceInfo>;
+
+    /// Every occupied slot of the lock, as the lock reports it.
+    async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError>;
+
+    /// Carry out `ops` on one lock, in order, as one batch (one wake-up of a
+    /// sleeping lock, one connection, multi-code frames where the radio has
+    /// them). Returns one result per op, in the same order.
+    async fn apply(&self, device_id: &str, ops: &[SlotOp]) -> Vec<Result<(), DriverError>>;
+}

@@ -1,0 +1,279 @@
+//! Simulated locks: configurable capabilities, latency, offline periods and
+//! injected faults. They serve the demo, the tests and the benchmarks, and
+//! enforce the same rules a real keypad would (lengths, constraints, duplicates,
+//! slot count), so the engine is tested against refusals it did not predict.
+
+use super::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp};
+use crate::model::{Capabilities, DeviceInfo, DriverKind, Pin};
+use crate::pin;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A fault the next operation on a simulated lock runs into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    Timeout,
+    Busy,
+    RejectCode,
+    Duplicate,
+    NoSpace,
+}
+
+/// How to build one simulated lock.
+#[derive(Debug, Clone)]
+pub struct SimLockSpec {
+    pub device_id: String,
+    pub name: String,
+    pub capabilities: Capabilities,
+    /// Time each operation takes on the "radio".
+    pub latency: Duration,
+    pub online: bool,
+    /// Codes already on the lock when lockhub meets it (not lockhub's).
+    pub preexisting: Vec<SlotCode>,
+}
+
+impl SimLockSpec {
+    pub fn new(
+        device_id: impl Into<String>,
+        name: impl Into<String>,
+        capabilities: Capabilities,
+    ) -> Self {
+        SimLockSpec {
+            device_id: device_id.into(),
+            name: name.into(),
+            capabilities,
+            latency: Duration::ZERO,
+            online: true,
+            preexisting: Vec::new(),
+        }
+    }
+}
+
+/// What a simulated lock holds and has been through.
+#[derive(Debug, Clone, Default)]
+pub struct SimLockState {
+    pub slots: BTreeMap<u32, SlotCode>,
+    pub online: bool,
+    /// Every operation the lock carried out, in order (for "never applied twice").
+    pub applied: Vec<SlotOp>,
+    /// Operations attempted, including refused and failed ones.
+    pub attempts: u64,
+    pub faults: VecDeque<Fault>,
+}
+
+struct SimLock {
+    info: DeviceInfo,
+    latency: Duration,
+    state: SimLockState,
+}
+
+/// A driver whose locks live in memory.
+pub struct SimDriver {
+    locks: Mutex<HashMap<String, SimLock>>,
+    sink: Option<EventSink>,
+}
+
+impl SimDriver {
+    pub fn new(specs: Vec<SimLockSpec>, sink: Option<EventSink>) -> Self {
+        let locks = specs
+            .into_iter()
+            .map(|s| {
+                let state = SimLockState {
+                    slots: s.preexisting.iter().map(|c| (c.slot, c.clone())).collect(),
+                    online: s.online,
+                    ..Default::default()
+                };
+                let info = DeviceInfo {
+                    device_id: s.device_id.clone(),
+                    name: s.name,
+                    driver: DriverKind::Sim,
+                    address: format!("sim:{}", s.device_id),
+                    capabilities: s.capabilities,
+                };
+                (
+                    s.device_id,
+                    SimLock {
+                        info,
+                        latency: s.latency,
+                        state,
+                    },
+                )
+            })
+            .collect();
+        SimDriver {
+            locks: Mutex::new(locks),
+            sink,
+        }
+    }
+
+    fn emit(&self, e: LockEvent) {
+        if let Some(s) = &self.sink {
+            let _ = s.send(e);
+        }
+    }
+
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut SimLock) -> T) -> Option<T> {
+        self.locks.lock().unwrap().get_mut(id).map(f)
+    }
+
+    /// A copy of the lock's state, for tests and the demo.
+    pub fn state(&self, id: &str) -> Option<SimLockState> {
+        self.with(id, |l| l.state.clone())
+    }
+
+    pub fn set_online(&self, id: &str, online: bool) {
+        if self.with(id, |l| l.state.online = online).is_some() {
+            let device_id = id.to_owned();
+            self.emit(if online {
+                LockEvent::Online { device_id }
+            } else {
+                LockEvent::Offline { device_id }
+            });
+        }
+    }
+
+    /// The next operations on the lock run into these faults, one each.
+    pub fn inject(&self, id: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.with(id, |l| l.state.faults.extend(faults));
+    }
+
+    /// Someone changes (`Some`) or deletes (`None`) a code at the keypad.
+    pub fn keypad_change(&self, id: &str, slot: u32, code: Option<Pin>) {
+        let changed = self.with(id, |l| match &code {
+            Some(pin) => {
+                let entry = l.state.slots.entry(slot).or_insert_with(|| SlotCode {
+                    slot,
+                    code: pin.clone(),
+                    name: None,
+                    window: None,
+                });
+                entry.code = pin.clone();
+                Some(entry.clone())
+            }
+            None => {
+                l.state.slots.remove(&slot);
+                None
+            }
+        });
+        if let Some(code) = changed {
+            self.emit(LockEvent::SlotChanged {
+                device_id: id.to_owned(),
+                slot,
+                code,
+            });
+        }
+    }
+
+    /// Someone opens the lock with the code in `slot`.
+    pub fn keypad_unlock(&self, id: &str, slot: u32) {
+        self.emit(LockEvent::KeypadUnlock {
+            device_id: id.to_owned(),
+            slot: Some(slot),
+        });
+    }
+
+    fn apply_one(lock: &mut SimLock, op: &SlotOp) -> Result<(), DriverError> {
+        lock.state.attempts += 1;
+        if !lock.state.online {
+            return Err(DriverError::Offline);
+        }
+        if let Some(f) = lock.state.faults.pop_front() {
+            return Err(match f {
+                Fault::Timeout => DriverError::Timeout,
+                Fault::Busy => DriverError::Busy,
+                Fault::RejectCode => DriverError::CodeRejected("refused by the keypad".into()),
+                Fault::Duplicate => DriverError::DuplicateCode,
+                Fault::NoSpace => DriverError::NoSpace,
+            });
+        }
+        let caps = &lock.info.capabilities;
+        match op {
+            SlotOp::Set(code) => {
+                if code.slot == 0 || code.slot > caps.max_active_codes_supported {
+                    return Err(DriverError::NoSpace);
+                }
+                let others: Vec<Pin> = lock
+                    .state
+                    .slots
+                    .values()
+                    .filter(|c| c.slot != code.slot)
+                    .map(|c| c.code.clone())
+                    .collect();
+                let view = pin::LockView {
+                    capabilities: caps,
+                    existing: &others,
+                };
+                match pin::check(code.code.expose(), &view) {
+                    Ok(()) => {}
+                    Err(pin::Refusal::DuplicateCode) => return Err(DriverError::DuplicateCode),
+                    Err(r) => return Err(DriverError::CodeRejected(r.to_string())),
+                }
+                let mut stored = code.clone();
+                if !caps.supports_native_scheduling {
+                    stored.window = None;
+                }
+                lock.state.slots.insert(code.slot, stored);
+            }
+            SlotOp::Clear { slot } => {
+                lock.state.slots.remove(slot);
+            }
+        }
+        lock.state.applied.push(op.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LockDriver for SimDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Sim
+    }
+
+    async fn devices(&self) -> Vec<DeviceInfo> {
+        let mut v: Vec<DeviceInfo> = self
+            .locks
+            .lock()
+            .unwrap()
+            .values()
+            .map(|l| l.info.clone())
+            .collect();
+        v.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        v
+    }
+
+    async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {
+        let (latency, online) = self
+            .with(device_id, |l| (l.latency, l.state.online))
+            .ok_or(DriverError::UnknownDevice)?;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if !online {
+            return Err(DriverError::Offline);
+        }
+        self.with(device_id, |l| l.state.slots.values().cloned().collect())
+            .ok_or(DriverError::UnknownDevice)
+    }
+
+    async fn apply(&self, device_id: &str, ops: &[SlotOp]) -> Vec<Result<(), DriverError>> {
+        let Some(latency) = self.with(device_id, |l| l.latency) else {
+            return ops
+                .iter()
+                .map(|_| Err(DriverError::UnknownDevice))
+                .collect();
+        };
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            out.push(
+                self.with(device_id, |l| Self::apply_one(l, op))
+                    .unwrap_or(Err(DriverError::UnknownDevice)),
+            );
+        }
+        out
+    }
+}

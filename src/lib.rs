@@ -1,0 +1,13 @@
+//! lockhub: an edge gateway that puts access codes from the cloud onto the door
+//! locks of one property, and keeps them right over time.
+//!
+//! # Layout
+//!
+//! - [`model`]: access codes, devices, capabilities and the masked [`model::Pin`].
+//! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
+//! - [`drivers`]: the [`drivers::LockDriver`] boundary and its implementations:
+//!   [`drivers::sim`] (simulated locks), [`drivers::zwave`], [`drivers::ble`].
+
+pub mod drivers;
+pub mod model;
+pub mod pin;

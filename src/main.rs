@@ -1,0 +1,3 @@
+fn main() {
+    println!("lockhub {}", env!("CARGO_PKG_VERSION"));
+}
