@@ -8,6 +8,10 @@
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary and its implementations:
 //!   [`drivers::sim`] (simulated locks), [`drivers::zwave`], [`drivers::ble`].
 
+pub mod commands;
 pub mod drivers;
+pub mod engine;
 pub mod model;
 pub mod pin;
+pub mod settings;
+pub mod store;

@@ -1,9 +1,13 @@
 //! The domain's types, serialised with the public API's field names.
 
+pub mod access_code;
 pub mod device;
+pub mod event;
 pub mod secret;
 
+pub use access_code::{AccessCode, Issue, Retry, Status, Timing};
 pub use device::{Capabilities, CodeConstraint, DeviceInfo, DriverKind};
+pub use event::Event;
 pub use secret::Pin;
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,364 @@
+//! `access_codes/create_multiple` and `access_codes/create`: one code per lock,
+//! sharing one PIN where the locks allow it.
+
+use super::error::{CommandError, ErrorKind};
+use super::plan::{self, Defaults};
+use super::{code_json, data, parse, CmdResult, CommandFailed, Ctx};
+use crate::model::{AccessCode, Event, Issue, Pin};
+use crate::pin::{self, LockView, Refusal};
+use crate::store::{DeviceRow, Tx};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Behavior {
+    #[default]
+    Throw,
+    CreateRandomCode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    device_ids: Vec<String>,
+    name: Option<String>,
+    code: Option<String>,
+    preferred_code_length: Option<Value>,
+    behavior_when_code_cannot_be_shared: Option<Behavior>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    attempt_for_offline_device: Option<bool>,
+    allow_external_modification: Option<bool>,
+    is_external_modification_allowed: Option<bool>,
+    prefer_native_scheduling: Option<bool>,
+    use_backup_access_code_pool: Option<bool>,
+}
+
+pub fn create_multiple(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdResult {
+    let body: Body = parse::body(fields)?;
+    let codes = plan(ctx, tx, body, true)?;
+    let out: Vec<Value> = codes
+        .iter()
+        .map(|c| code_json(tx, c, ctx.now, ctx.settings, true))
+        .collect::<Result<_, _>>()?;
+    Ok(data("access_codes", Value::Array(out)))
+}
+
+/// The single-lock form: `device_id` instead of `device_ids`, and no
+/// `common_code_key` (a lone code links to nothing).
+pub fn create(ctx: &mut Ctx<'_>, tx: &Tx<'_>, mut fields: Map<String, Value>) -> CmdResult {
+    if fields.contains_key("device_ids") {
+        return Err(CommandError::invalid(
+            "device_ids",
+            "unknown field 'device_ids'; access_codes/create takes device_id",
+        )
+        .into());
+    }
+    match fields.remove("device_id") {
+        Some(Value::String(id)) => {
+            fields.insert("device_ids".into(), json!([id]));
+        }
+        Some(_) => {
+            return Err(CommandError::invalid("device_id", "device_id must be a string").into())
+        }
+        None => return Err(CommandError::invalid("device_id", "device_id is required").into()),
+    }
+    let body: Body = parse::body(fields)?;
+    let codes = plan(ctx, tx, body, false)?;
+    Ok(data(
+        "access_code",
+        code_json(tx, &codes[0], ctx.now, ctx.settings, true)?,
+    ))
+}
+
+fn preferred_length(v: Option<&Value>) -> Result<Option<u8>, CommandError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        CommandError::invalid(
+            "preferred_code_length",
+            format!(
+                "preferred_code_length must be a whole number from {} to {}",
+                pin::MIN_CODE_LENGTH,
+                pin::MAX_CODE_LENGTH
+            ),
+        )
+    };
+    let n = v.as_f64().ok_or_else(bad)?;
+    if n.fract() != 0.0 || n < pin::MIN_CODE_LENGTH as f64 || n > pin::MAX_CODE_LENGTH as f64 {
+        return Err(bad());
+    }
+    Ok(Some(n as u8))
+}
+
+/// One lock's part in the plan.
+struct Member {
+    device: DeviceRow,
+    existing: Vec<Pin>,
+}
+
+impl Member {
+    fn view(&self) -> LockView<'_> {
+        LockView {
+            capabilities: &self.device.info.capabilities,
+            existing: &self.existing,
+        }
+    }
+}
+
+fn refusal_details(members: &[Member], refusals: &[(usize, Refusal)]) -> Value {
+    Value::Array(
+        refusals
+            .iter()
+            .map(|(i, r)| {
+                json!({
+                    "device_id": members[*i].device.info.device_id,
+                    "error_code": r.error_code(),
+                    "reason": r.to_string(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn plan(
+    ctx: &mut Ctx<'_>,
+    tx: &Tx<'_>,
+    body: Body,
+    linked: bool,
+) -> Result<Vec<AccessCode>, CommandFailed> {
+    // ---- validate every field before looking at a lock ----
+    if body.device_ids.is_empty() {
+        return Err(CommandError::invalid(
+            "device_ids",
+            "device_ids must name at least one device",
+        )
+        .into());
+    }
+    let max = ctx.settings.max_devices_per_request;
+    if body.device_ids.len() > max {
+        return Err(CommandError::invalid(
+            "device_ids",
+            format!("at most {max} devices per request"),
+        )
+        .into());
+    }
+    let mut seen = HashSet::new();
+    for id in &body.device_ids {
+        if !seen.insert(id) {
+            return Err(CommandError::invalid(
+                "device_ids",
+                format!("device {} is named twice", parse::printable(id)),
+            )
+            .into());
+        }
+    }
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| parse::name("name", n))
+        .transpose()?;
+    if let Some(code) = &body.code {
+        pin::validate_syntax(code).map_err(|m| CommandError::invalid("code", m))?;
+    }
+    let preferred = preferred_length(body.preferred_code_length.as_ref())?;
+    let window = plan::window(body.starts_at.as_deref(), body.ends_at.as_deref(), ctx.now)?;
+    let allow_ext = match (
+        body.allow_external_modification,
+        body.is_external_modification_allowed,
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(CommandError::invalid(
+                "is_external_modification_allowed",
+                "allow_external_modification and is_external_modification_allowed disagree",
+            )
+            .into())
+        }
+        (a, b) => a.or(b).unwrap_or(false),
+    };
+    let behavior = body.behavior_when_code_cannot_be_shared.unwrap_or_default();
+    let flags = Defaults {
+        allow_external_modification: allow_ext,
+        prefer_native_scheduling: body.prefer_native_scheduling.unwrap_or(true),
+        attempt_for_offline_device: body.attempt_for_offline_device.unwrap_or(true),
+        use_backup_access_code_pool: body.use_backup_access_code_pool.unwrap_or(false),
+        is_backup: false,
+    };
+
+    // ---- the locks ----
+    let devices = plan::devices(tx, &body.device_ids)?;
+    if !flags.attempt_for_offline_device {
+        let offline: Vec<&str> = devices
+            .iter()
+            .filter(|d| !d.online)
+            .map(|d| d.info.device_id.as_str())
+            .collect();
+        if !offline.is_empty() {
+            return Err(CommandError::new(
+                ErrorKind::DeviceOffline,
+                format!(
+                    "offline now: {} (attempt_for_offline_device is false)",
+                    offline.join(", ")
+                ),
+            )
+            .with_details("device_ids", json!(offline))
+            .into());
+        }
+    }
+    let members: Vec<Member> = devices
+        .into_iter()
+        .map(|d| {
+            Ok(Member {
+                existing: plan::codes_on_lock(tx, &d.info.device_id, None)?,
+                device: d,
+            })
+        })
+        .collect::<Result<_, CommandFailed>>()?;
+
+    // ---- the PIN for each lock ----
+    let views: Vec<LockView<'_>> = members.iter().map(Member::view).collect();
+    let mut rng = rand::rngs::OsRng;
+    let mut pins: Vec<Option<Pin>> = vec![None; members.len()];
+    let mut own_code: Vec<bool> = vec![false; members.len()];
+    let refusals: Vec<(usize, Refusal)> = match &body.code {
+        Some(code) => {
+            let shared = Pin::new(code.clone());
+            views
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| match pin::check(code, v) {
+                    Ok(()) => {
+                        pins[i] = Some(shared.clone());
+                        None
+                    }
+                    Err(r) => Some((i, r)),
+                })
+                .collect()
+        }
+        None => match pin::choose_for_group(&mut rng, preferred, &views) {
+            Ok(p) => {
+                pins.iter_mut().for_each(|slot| *slot = Some(p.clone()));
+                Vec::new()
+            }
+            Err(refusals) => {
+                // The locks not in the way still share one PIN.
+                let blocked: HashSet<usize> = refusals.iter().map(|(i, _)| *i).collect();
+                let rest: Vec<usize> = (0..members.len())
+                    .filter(|i| !blocked.contains(i))
+                    .collect();
+                if behavior == Behavior::CreateRandomCode && !rest.is_empty() {
+                    let rest_views: Vec<LockView<'_>> = rest.iter().map(|&i| views[i]).collect();
+                    if let Ok(p) = pin::choose_for_group(&mut rng, preferred, &rest_views) {
+                        rest.iter().for_each(|&i| pins[i] = Some(p.clone()));
+                    }
+                }
+                refusals
+            }
+        },
+    };
+    if !refusals.is_empty() {
+        match behavior {
+            Behavior::Throw => {
+                let kind = match &body.code {
+                    Some(_) if refusals.iter().all(|(_, r)| *r == Refusal::DuplicateCode) => {
+                        ErrorKind::DuplicateCodeOnDevice
+                    }
+                    Some(_) => ErrorKind::CodeConstraintsViolated,
+                    None => ErrorKind::CannotShareCode,
+                };
+                let who: Vec<String> = refusals
+                    .iter()
+                    .map(|(i, r)| format!("{}: {}", members[*i].device.info.device_id, r))
+                    .collect();
+                return Err(CommandError::new(
+                    kind,
+                    format!("the code cannot be shared: {}", who.join("; ")),
+                )
+                .with_details("devices", refusal_details(&members, &refusals))
+                .into());
+            }
+            Behavior::CreateRandomCode => {}
+        }
+    }
+    // create_random_code: every lock still without a PIN gets one of its own.
+    let mut failed = Vec::new();
+    for i in 0..members.len() {
+        if pins[i].is_some() {
+            continue;
+        }
+        let mut existing = members[i].existing.clone();
+        existing.extend(pins.iter().flatten().cloned());
+        let view = LockView {
+            capabilities: &members[i].device.info.capabilities,
+            existing: &existing,
+        };
+        match pin::choose_for_lock(&mut rng, preferred, &view) {
+            Ok(p) => {
+                pins[i] = Some(p);
+                own_code[i] = true;
+            }
+            Err(r) => failed.push((i, r)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(CommandError::new(
+            ErrorKind::CannotShareCode,
+            "some locks cannot take any code lockhub can choose",
+        )
+        .with_details("devices", refusal_details(&members, &failed))
+        .into());
+    }
+
+    // ---- slots ----
+    let mut slots = Vec::with_capacity(members.len());
+    for m in &members {
+        match plan::free_slot(tx, &m.device, &[])? {
+            Some(s) => slots.push(s),
+            None => {
+                return Err(CommandError::new(
+                    ErrorKind::NoSpaceForAccessCodeOnDevice,
+                    format!("no free slot on device {}", m.device.info.device_id),
+                )
+                .with_details("device_ids", json!([m.device.info.device_id]))
+                .into())
+            }
+        }
+    }
+
+    // ---- write ----
+    let key = (linked && body.code.is_none())
+        .then(|| format!("auto_set_by_create_multiple_{}", uuid::Uuid::new_v4()));
+    let mut created = Vec::with_capacity(members.len());
+    for (i, m) in members.iter().enumerate() {
+        let caps = &m.device.info.capabilities;
+        let mut code = plan::new_code(
+            ctx.now,
+            &m.device.info.device_id,
+            slots[i],
+            pins[i].clone().expect("every lock has a PIN by now"),
+            key.clone(),
+            name.as_deref(),
+            caps,
+            window,
+            flags,
+        );
+        if own_code[i] {
+            code.raise_warning(Issue::new(
+                "unknown_issue_with_access_code",
+                "this lock could not share the group's code and was given a code of its own",
+                ctx.now,
+            ));
+        }
+        tx.insert_code(&code)?;
+        tx.event(&Event::code("access_code.created", &code, ctx.now))?;
+        ctx.publish_code(tx, &code)?;
+        if flags.use_backup_access_code_pool {
+            plan::fill_backup_pool(ctx, tx, &m.device)?;
+        }
+        created.push(code);
+    }
+    Ok(created)
+}

@@ -1,0 +1,314 @@
+//! Commands: parse, validate, plan, and commit each command's whole effect,
+//! with its response, in ONE transaction. Nothing here touches a radio: the
+//! engine is woken for the locks a command changed.
+//!
+//! Every input gets an answer. A payload too broken to carry a usable
+//! `request_id` is answered on `responses/_invalid`; everything else on
+//! `responses/{request_id}`, and that response is stored so a replay of the
+//! same `request_id` returns it again and changes nothing.
+
+mod backup;
+mod create;
+mod delete;
+mod devices;
+mod error;
+mod parse;
+mod plan;
+mod read;
+mod update;
+mod update_multiple;
+
+pub use devices::device_json;
+pub use error::{CommandError, ErrorKind};
+
+use crate::engine::clock::Clock;
+use crate::model::{AccessCode, Event};
+use crate::settings::HubSettings;
+use crate::store::{Store, StoreError, Tx};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// The commands lockhub answers, as named in topics and on the socket.
+pub const COMMANDS: &[&str] = &[
+    "access_codes/create_multiple",
+    "access_codes/update_multiple",
+    "access_codes/create",
+    "access_codes/update",
+    "access_codes/delete",
+    "access_codes/get",
+    "access_codes/list",
+    "access_codes/pull_backup_access_code",
+    "devices/list",
+    "devices/get",
+];
+
+/// Longest `request_id` accepted (it becomes part of a topic).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Called after a commit with the devices whose desired state changed.
+pub type Waker = Arc<dyn Fn(&[String]) + Send + Sync>;
+
+/// The command side of the hub.
+pub struct Commands {
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: HubSettings,
+    waker: Waker,
+}
+
+/// What one command's planning needs besides the transaction.
+pub(crate) struct Ctx<'a> {
+    pub now: DateTime<Utc>,
+    pub settings: &'a HubSettings,
+    /// Devices whose locks must be reconciled after the commit.
+    pub touched: BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    /// Save a code and queue its retained state (PIN masked unless configured).
+    pub fn publish_code(&mut self, tx: &Tx<'_>, code: &AccessCode) -> Result<(), StoreError> {
+        publish_code_state(tx, code, self.now, self.settings)?;
+        self.touched.insert(code.device_id.clone());
+        Ok(())
+    }
+}
+
+/// Queue the retained state of one code.
+pub fn publish_code_state(
+    tx: &Tx<'_>,
+    code: &AccessCode,
+    now: DateTime<Utc>,
+    settings: &HubSettings,
+) -> Result<(), StoreError> {
+    let observed = tx
+        .observed(&code.device_id)?
+        .into_iter()
+        .find(|s| s.slot == code.slot);
+    let body = code.to_public(
+        observed.as_ref(),
+        now,
+        &settings.timing(),
+        &settings.workspace_id,
+        settings.publish_codes,
+    );
+    tx.publish(
+        &format!("access_codes/{}", code.access_code_id),
+        &serde_json::to_vec(&body)?,
+        true,
+    )
+}
+
+/// The public form of a code as stored now (the PIN included when `reveal`).
+pub fn code_json(
+    tx: &Tx<'_>,
+    code: &AccessCode,
+    now: DateTime<Utc>,
+    settings: &HubSettings,
+    reveal: bool,
+) -> Result<Value, StoreError> {
+    let observed = tx
+        .observed(&code.device_id)?
+        .into_iter()
+        .find(|s| s.slot == code.slot);
+    Ok(code.to_public(
+        observed.as_ref(),
+        now,
+        &settings.timing(),
+        &settings.workspace_id,
+        reveal,
+    ))
+}
+
+/// A response, ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// `responses/{request_id}` or `responses/_invalid`.
+    pub topic: String,
+    pub body: Value,
+}
+
+impl Commands {
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        settings: HubSettings,
+        waker: Waker,
+    ) -> Self {
+        Commands {
+            store,
+            clock,
+            settings,
+            waker,
+        }
+    }
+
+    /// Handle one command end to end: its effect and its response are committed
+    /// (the response queued in the outbox) when this returns.
+    pub fn execute(&self, command: &str, payload: &[u8]) -> Reply {
+        match self.try_execute(command, payload) {
+            Ok(r) => r,
+            Err(e) => {
+                // The store itself failed: answer without storing (a replay will retry).
+                tracing::error!(command, error = %e, "store failed while handling a command");
+                let body = json!({"ok": false, "error": {"type": "internal", "message": "the hub's store failed; retry later"}});
+                Reply {
+                    topic: "responses/_invalid".into(),
+                    body,
+                }
+            }
+        }
+    }
+
+    fn try_execute(&self, command: &str, payload: &[u8]) -> Result<Reply, StoreError> {
+        let now = self.clock.now();
+        let body = match parse::envelope(payload, self.settings.max_payload_bytes) {
+            Ok(b) => b,
+            Err((request_id, err)) => return self.answer_unusable(request_id, err),
+        };
+        let request_id = body.request_id.clone();
+        let topic = format!("responses/{request_id}");
+
+        if let Some(stored) = self.store.read(|tx| tx.response(&request_id))? {
+            // A replay: send the first answer again, change nothing.
+            let body: Value = serde_json::from_str(&stored)?;
+            self.store
+                .write(|tx| tx.publish(&topic, stored.as_bytes(), false))?;
+            tracing::debug!(
+                request_id,
+                command,
+                "replayed request answered from the store"
+            );
+            return Ok(Reply { topic, body });
+        }
+
+        let mut ctx = Ctx {
+            now,
+            settings: &self.settings,
+            touched: BTreeSet::new(),
+        };
+        // An Err rolls back whatever the command wrote; an error answer is saved below.
+        let outcome = self.store.write(|tx| {
+            let data = self.route(command, body.fields.clone(), &mut ctx, tx)?;
+            let mut resp = Map::new();
+            resp.insert("request_id".into(), json!(request_id));
+            resp.insert("ok".into(), json!(true));
+            resp.extend(data);
+            let resp = Value::Object(resp);
+            let text = serde_json::to_string(&resp)?;
+            tx.save_response(&request_id, command, &text, now)?;
+            tx.publish(&topic, text.as_bytes(), false)?;
+            Ok::<_, CommandFailed>(resp)
+        });
+        let resp = match outcome {
+            Ok(resp) => {
+                let touched: Vec<String> = ctx.touched.into_iter().collect();
+                if !touched.is_empty() {
+                    (self.waker)(&touched);
+                }
+                resp
+            }
+            Err(CommandFailed::Store(e)) => return Err(e),
+            Err(CommandFailed::Command(err)) => {
+                tracing::info!(request_id, command, error = %err.message, kind = err.kind.as_str(), "command refused");
+                let resp = err.to_response(Some(&request_id));
+                let text = serde_json::to_string(&resp)?;
+                self.store.write(|tx| {
+                    tx.save_response(&request_id, command, &text, now)?;
+                    tx.publish(&topic, text.as_bytes(), false)
+                })?;
+                resp
+            }
+        };
+        Ok(Reply { topic, body: resp })
+    }
+
+    fn answer_unusable(
+        &self,
+        request_id: Option<String>,
+        err: CommandError,
+    ) -> Result<Reply, StoreError> {
+        tracing::info!(error = %err.message, "unusable command payload");
+        let resp = err.to_response(request_id.as_deref());
+        let topic = "responses/_invalid".to_string();
+        self.store
+            .write(|tx| tx.publish(&topic, &serde_json::to_vec(&resp)?, false))?;
+        Ok(Reply { topic, body: resp })
+    }
+
+    fn route(
+        &self,
+        command: &str,
+        body: Map<String, Value>,
+        ctx: &mut Ctx<'_>,
+        tx: &Tx<'_>,
+    ) -> Result<Map<String, Value>, CommandFailed> {
+        match command {
+            "access_codes/create_multiple" => create::create_multiple(ctx, tx, body),
+            "access_codes/create" => create::create(ctx, tx, body),
+            "access_codes/update_multiple" => update_multiple::run(ctx, tx, body),
+            "access_codes/update" => update::run(ctx, tx, body),
+            "access_codes/delete" => delete::run(ctx, tx, body),
+            "access_codes/get" => read::get(ctx, tx, body),
+            "access_codes/list" => read::list(ctx, tx, body),
+            "access_codes/pull_backup_access_code" => backup::pull(ctx, tx, body),
+            "devices/list" => devices::list(ctx, tx, body),
+            "devices/get" => devices::get(ctx, tx, body),
+            other => Err(CommandError::new(
+                ErrorKind::UnknownCommand,
+                format!(
+                    "unknown command '{}'; known: {}",
+                    parse::printable(other),
+                    COMMANDS.join(", ")
+                ),
+            )
+            .into()),
+        }
+    }
+
+    /// Drop stored responses older than the retention (replays are no longer expected).
+    pub fn prune_requests(&self) -> Result<usize, StoreError> {
+        let before = self.clock.now() - self.settings.request_retention;
+        self.store.write(|tx| tx.prune_requests(before))
+    }
+
+    /// Queue the lock state events for a code (used by the engine and commands).
+    pub fn event(tx: &Tx<'_>, e: &Event) -> Result<(), StoreError> {
+        tx.event(e)
+    }
+}
+
+/// Why a command's transaction did not commit.
+#[derive(Debug)]
+pub(crate) enum CommandFailed {
+    Command(CommandError),
+    Store(StoreError),
+}
+
+impl From<CommandError> for CommandFailed {
+    fn from(e: CommandError) -> Self {
+        CommandFailed::Command(e)
+    }
+}
+
+impl From<StoreError> for CommandFailed {
+    fn from(e: StoreError) -> Self {
+        CommandFailed::Store(e)
+    }
+}
+
+impl From<serde_json::Error> for CommandFailed {
+    fn from(e: serde_json::Error) -> Self {
+        CommandFailed::Store(StoreError::Corrupt(e))
+    }
+}
+
+pub(crate) type CmdResult = Result<Map<String, Value>, CommandFailed>;
+
+/// `{key: value}` as a response's data.
+pub(crate) fn data(key: &str, value: Value) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(key.into(), value);
+    m
+}

@@ -1,0 +1,250 @@
+//! Planning steps shared by several commands: time windows, what a lock
+//! already holds, slots, names as a lock shows them, backup pools.
+
+use super::error::{CommandError, ErrorKind};
+use super::{parse, CommandFailed, Ctx};
+use crate::model::{AccessCode, Capabilities, Event, Pin, Retry, TimeWindow};
+use crate::pin;
+use crate::store::{DeviceRow, Tx};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+
+/// The window of a new code from the request's `starts_at`/`ends_at`.
+///
+/// - neither: an ongoing code;
+/// - both: a time-bound code; `ends_at` must be after `starts_at` and in the future;
+/// - only `ends_at`: time-bound, starting now;
+/// - only `starts_at`: refused (a start with no end is not a time window; send
+///   neither for an ongoing code).
+pub fn window(
+    starts_at: Option<&str>,
+    ends_at: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<TimeWindow>, CommandError> {
+    let starts = starts_at
+        .map(|s| parse::timestamp("starts_at", s))
+        .transpose()?;
+    let ends = ends_at
+        .map(|s| parse::timestamp("ends_at", s))
+        .transpose()?;
+    match (starts, ends) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(CommandError::invalid(
+            "ends_at",
+            "starts_at needs an ends_at (omit both for an ongoing code)",
+        )),
+        (s, Some(e)) => checked(
+            TimeWindow {
+                starts_at: s.unwrap_or(now),
+                ends_at: e,
+            },
+            now,
+        )
+        .map(Some),
+    }
+}
+
+/// `ends_at` after `starts_at` and in the future.
+pub fn checked(w: TimeWindow, now: DateTime<Utc>) -> Result<TimeWindow, CommandError> {
+    if w.ends_at <= w.starts_at {
+        return Err(CommandError::invalid(
+            "ends_at",
+            "ends_at must be after starts_at",
+        ));
+    }
+    if w.ends_at <= now {
+        return Err(CommandError::invalid(
+            "ends_at",
+            "ends_at must be in the future",
+        ));
+    }
+    Ok(w)
+}
+
+/// Look up every device; unknown ones are named all at once.
+pub fn devices(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<DeviceRow>, CommandFailed> {
+    let mut found = Vec::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    for id in ids {
+        match tx.device(id)? {
+            Some(d) => found.push(d),
+            None => missing.push(id.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|m| parse::printable(m)).collect();
+        return Err(CommandError::new(
+            ErrorKind::DeviceNotFound,
+            format!("unknown device(s): {}", names.join(", ")),
+        )
+        .with_details("device_ids", serde_json::json!(names))
+        .into());
+    }
+    Ok(found)
+}
+
+/// Every PIN on a lock or promised to it: what the lock reported (managed or
+/// not) and lockhub's live codes not yet there. `except` leaves one code out.
+pub fn codes_on_lock(
+    tx: &Tx<'_>,
+    device_id: &str,
+    except: Option<&str>,
+) -> Result<Vec<Pin>, CommandFailed> {
+    let mut pins: BTreeSet<Pin> = BTreeSet::new();
+    let codes = tx.codes_for_device(device_id)?;
+    let except_slot = except.and_then(|id| {
+        codes
+            .iter()
+            .find(|c| c.access_code_id == id)
+            .map(|c| c.slot)
+    });
+    for s in tx.observed(device_id)? {
+        if Some(s.slot) != except_slot {
+            pins.insert(s.code);
+        }
+    }
+    for c in codes {
+        if !c.deleted && Some(c.access_code_id.as_str()) != except {
+            pins.insert(c.code);
+        }
+    }
+    Ok(pins.into_iter().collect())
+}
+
+/// The lowest slot free on the lock: not reserved by lockhub, not holding an
+/// unmanaged code, not in `also_taken`.
+pub fn free_slot(
+    tx: &Tx<'_>,
+    device: &DeviceRow,
+    also_taken: &[u32],
+) -> Result<Option<u32>, CommandFailed> {
+    let mut taken: BTreeSet<u32> = tx
+        .reserved_slots(&device.info.device_id)?
+        .into_iter()
+        .collect();
+    taken.extend(
+        tx.observed(&device.info.device_id)?
+            .into_iter()
+            .map(|s| s.slot),
+    );
+    taken.extend(also_taken);
+    Ok((1..=device.info.capabilities.max_active_codes_supported).find(|s| !taken.contains(s)))
+}
+
+/// The name as the lock can show it: cut to its length limit.
+pub fn appearance(name: Option<&str>, caps: &Capabilities) -> Option<String> {
+    let name = name?;
+    Some(match caps.name_max_length() {
+        Some(max) => name.chars().take(max as usize).collect(),
+        None => name.to_owned(),
+    })
+}
+
+/// Keep `pool_size` unassigned backup codes on a lock that supports a pool.
+pub fn fill_backup_pool(
+    ctx: &mut Ctx<'_>,
+    tx: &Tx<'_>,
+    device: &DeviceRow,
+) -> Result<(), CommandFailed> {
+    if !device.info.capabilities.supports_backup_access_code_pool {
+        return Ok(());
+    }
+    let id = &device.info.device_id;
+    let spare = tx
+        .codes_for_device(id)?
+        .iter()
+        .filter(|c| c.is_backup && c.backup_for.is_none() && !c.deleted)
+        .count() as u32;
+    for _ in spare..ctx.settings.backup_pool_size {
+        let existing = codes_on_lock(tx, id, None)?;
+        let view = pin::LockView {
+            capabilities: &device.info.capabilities,
+            existing: &existing,
+        };
+        let Ok(code) = pin::choose_for_lock(&mut rand::rngs::OsRng, None, &view) else {
+            break;
+        };
+        let Some(slot) = free_slot(tx, device, &[])? else {
+            break;
+        };
+        let backup = new_code(
+            ctx.now,
+            id,
+            slot,
+            code,
+            None,
+            Some("backup"),
+            &device.info.capabilities,
+            None,
+            Defaults::backup(),
+        );
+        tx.insert_code(&backup)?;
+        tx.event(&Event::code("access_code.created", &backup, ctx.now).with("is_backup", true))?;
+        ctx.publish_code(tx, &backup)?;
+    }
+    Ok(())
+}
+
+/// The request flags a new code carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub allow_external_modification: bool,
+    pub prefer_native_scheduling: bool,
+    pub attempt_for_offline_device: bool,
+    pub use_backup_access_code_pool: bool,
+    pub is_backup: bool,
+}
+
+impl Defaults {
+    fn backup() -> Self {
+        Defaults {
+            allow_external_modification: false,
+            prefer_native_scheduling: false,
+            attempt_for_offline_device: true,
+            use_backup_access_code_pool: false,
+            is_backup: true,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn new_code(
+    now: DateTime<Utc>,
+    device_id: &str,
+    slot: u32,
+    code: Pin,
+    common_code_key: Option<String>,
+    name: Option<&str>,
+    caps: &Capabilities,
+    window: Option<TimeWindow>,
+    flags: Defaults,
+) -> AccessCode {
+    AccessCode {
+        access_code_id: uuid::Uuid::new_v4().to_string(),
+        device_id: device_id.to_owned(),
+        name: name.map(str::to_owned),
+        appearance_name: appearance(name, caps),
+        code,
+        common_code_key,
+        window,
+        created_at: now,
+        slot,
+        is_backup: flags.is_backup,
+        backup_for: None,
+        pulled_backup_access_code_id: None,
+        allow_external_modification: flags.allow_external_modification,
+        prefer_native_scheduling: flags.prefer_native_scheduling,
+        attempt_for_offline_device: flags.attempt_for_offline_device,
+        use_backup_access_code_pool: flags.use_backup_access_code_pool,
+        is_scheduled_on_device: window.is_some()
+            && flags.prefer_native_scheduling
+            && caps.supports_native_scheduling,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        deleted: false,
+        removed_at_lock: false,
+        reported_status: None,
+        retry: Retry::default(),
+        ever_set: false,
+    }
+}

@@ -1,0 +1,213 @@
+//! `access_codes/update`: change one code (PIN, name, window, flags). Changing
+//! the PIN of a linked code takes it out of its group.
+
+use super::error::{CommandError, ErrorKind};
+use super::{parse, plan, CmdResult, CommandFailed, Ctx};
+use crate::model::{AccessCode, Event, Pin, TimeWindow};
+use crate::pin::{self, LockView, Refusal};
+use crate::store::Tx;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CodeType {
+    Ongoing,
+    TimeBound,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    access_code_id: String,
+    code: Option<String>,
+    name: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    #[serde(rename = "type")]
+    code_type: Option<CodeType>,
+    allow_external_modification: Option<bool>,
+    is_external_modification_allowed: Option<bool>,
+    attempt_for_offline_device: Option<bool>,
+    prefer_native_scheduling: Option<bool>,
+    use_backup_access_code_pool: Option<bool>,
+}
+
+pub fn not_found(id: &str) -> CommandFailed {
+    CommandError::new(
+        ErrorKind::AccessCodeNotFound,
+        format!("no access code {}", parse::printable(id)),
+    )
+    .with_details("access_code_id", Value::String(parse::printable(id)))
+    .into()
+}
+
+/// A live (not deleted) code by id.
+pub fn live_code(tx: &Tx<'_>, id: &str) -> Result<AccessCode, CommandFailed> {
+    match tx.code(id)? {
+        Some(c) if !c.deleted => Ok(c),
+        _ => Err(not_found(id)),
+    }
+}
+
+pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdResult {
+    let body: Body = parse::body(fields)?;
+    let mut code = live_code(tx, &body.access_code_id)?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| parse::name("name", n))
+        .transpose()?;
+
+    let window = match body.code_type {
+        Some(CodeType::Ongoing) => {
+            if body.starts_at.is_some() || body.ends_at.is_some() {
+                return Err(CommandError::invalid(
+                    "type",
+                    "an ongoing code has no starts_at or ends_at",
+                )
+                .into());
+            }
+            Some(None)
+        }
+        _ => {
+            let starts = body
+                .starts_at
+                .as_deref()
+                .map(|s| parse::timestamp("starts_at", s))
+                .transpose()?;
+            let ends = body
+                .ends_at
+                .as_deref()
+                .map(|s| parse::timestamp("ends_at", s))
+                .transpose()?;
+            match (starts, ends) {
+                (None, None)
+                    if body.code_type == Some(CodeType::TimeBound) && code.window.is_none() =>
+                {
+                    return Err(
+                        CommandError::invalid("ends_at", "a time_bound code needs ends_at").into(),
+                    )
+                }
+                (None, None) => None,
+                (s, e) => {
+                    let starts_at = s.or(code.window.map(|w| w.starts_at)).unwrap_or(ctx.now);
+                    let Some(ends_at) = e.or(code.window.map(|w| w.ends_at)) else {
+                        return Err(
+                            CommandError::invalid("ends_at", "starts_at needs an ends_at").into(),
+                        );
+                    };
+                    Some(Some(plan::checked(
+                        TimeWindow { starts_at, ends_at },
+                        ctx.now,
+                    )?))
+                }
+            }
+        }
+    };
+
+    let new_pin = match &body.code {
+        Some(c) if c != code.code.expose() => {
+            pin::validate_syntax(c).map_err(|m| CommandError::invalid("code", m))?;
+            let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
+            let existing = plan::codes_on_lock(tx, &code.device_id, Some(&code.access_code_id))?;
+            let view = LockView {
+                capabilities: &device.info.capabilities,
+                existing: &existing,
+            };
+            if let Err(r) = pin::check(c, &view) {
+                let kind = if r == Refusal::DuplicateCode {
+                    ErrorKind::DuplicateCodeOnDevice
+                } else {
+                    ErrorKind::CodeConstraintsViolated
+                };
+                return Err(
+                    CommandError::new(kind, format!("device {}: {r}", code.device_id)).into(),
+                );
+            }
+            Some(Pin::new(c.clone()))
+        }
+        _ => None,
+    };
+
+    match (
+        body.allow_external_modification,
+        body.is_external_modification_allowed,
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(CommandError::invalid(
+                "is_external_modification_allowed",
+                "allow_external_modification and is_external_modification_allowed disagree",
+            )
+            .into())
+        }
+        (a, b) => {
+            if let Some(v) = a.or(b) {
+                code.allow_external_modification = v;
+            }
+        }
+    }
+    if let Some(v) = body.attempt_for_offline_device {
+        code.attempt_for_offline_device = v;
+    }
+    if let Some(v) = body.prefer_native_scheduling {
+        code.prefer_native_scheduling = v;
+    }
+    if let Some(v) = body.use_backup_access_code_pool {
+        code.use_backup_access_code_pool = v;
+    }
+    apply_changes(ctx, tx, code, name.map(Some), window, new_pin)?;
+    Ok(Map::new())
+}
+
+/// Apply a new name / window / PIN to one code, with its events and state.
+/// `None` leaves a field as it is.
+pub fn apply_changes(
+    ctx: &mut Ctx<'_>,
+    tx: &Tx<'_>,
+    mut code: AccessCode,
+    name: Option<Option<String>>,
+    window: Option<Option<TimeWindow>>,
+    new_pin: Option<Pin>,
+) -> Result<(), CommandFailed> {
+    let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
+    let caps = &device.info.capabilities;
+    let mut changed = Vec::new();
+    if let Some(n) = name.filter(|n| *n != code.name) {
+        code.appearance_name = plan::appearance(n.as_deref(), caps);
+        code.name = n;
+        changed.push("access_code.name_changed");
+    }
+    if let Some(w) = window.filter(|w| *w != code.window) {
+        code.window = w;
+        changed.push("access_code.time_frame_changed");
+    }
+    if let Some(p) = new_pin {
+        code.code = p;
+        code.common_code_key = None;
+        changed.push("access_code.code_changed");
+    }
+    code.is_scheduled_on_device =
+        code.window.is_some() && code.prefer_native_scheduling && caps.supports_native_scheduling;
+    if changed.is_empty() {
+        tx.save_code(&code)?;
+        return Ok(());
+    }
+    // A new desired state supersedes the pending operation and its failures.
+    code.retry = Default::default();
+    for e in [
+        "failed_to_set_on_device",
+        "failed_to_issue",
+        "failed_to_update",
+        "access_code_inactive",
+    ] {
+        code.clear_error(e);
+    }
+    code.removed_at_lock = false;
+    tx.save_code(&code)?;
+    tx.event(&Event::code("access_code.changed", &code, ctx.now))?;
+    for e in changed {
+        tx.event(&Event::code(e, &code, ctx.now))?;
+    }
+    Ok(ctx.publish_code(tx, &code)?)
+}

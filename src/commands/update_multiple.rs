@@ -1,0 +1,98 @@
+//! `access_codes/update_multiple`: a new window and/or name for every code of a
+//! linked group (late checkout, early check-in). It supersedes whatever was
+//! still pending for them: the engine reconciles toward the new desired state.
+
+use super::error::{CommandError, ErrorKind};
+use super::{parse, plan, update, CmdResult, Ctx};
+use crate::model::TimeWindow;
+use crate::store::Tx;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    common_code_key: String,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    name: Option<String>,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdResult {
+    let body: Body = parse::body(fields)?;
+    if body.starts_at.is_none() && body.ends_at.is_none() && body.name.is_none() {
+        return Err(CommandError::invalid(
+            "common_code_key",
+            "nothing to update: give starts_at, ends_at or name",
+        )
+        .into());
+    }
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| parse::name("name", n))
+        .transpose()?;
+    let starts = body
+        .starts_at
+        .as_deref()
+        .map(|s| parse::timestamp("starts_at", s))
+        .transpose()?;
+    let ends = body
+        .ends_at
+        .as_deref()
+        .map(|s| parse::timestamp("ends_at", s))
+        .transpose()?;
+    let codes: Vec<_> = tx
+        .codes_by_key(&body.common_code_key)?
+        .into_iter()
+        .filter(|c| !c.deleted)
+        .collect();
+    if codes.is_empty() {
+        return Err(CommandError::new(
+            ErrorKind::CommonCodeKeyNotFound,
+            format!(
+                "no access codes with common_code_key {}",
+                parse::printable(&body.common_code_key)
+            ),
+        )
+        .with_details(
+            "common_code_key",
+            Value::String(parse::printable(&body.common_code_key)),
+        )
+        .into());
+    }
+    // Validate the new window against every code before changing any.
+    let mut windows = Vec::with_capacity(codes.len());
+    for c in &codes {
+        let w = match (starts, ends, c.window) {
+            (None, None, w) => w,
+            (s, Some(e), w) => Some(TimeWindow {
+                starts_at: s.or(w.map(|w| w.starts_at)).unwrap_or(ctx.now),
+                ends_at: e,
+            }),
+            (Some(s), None, Some(w)) => Some(TimeWindow {
+                starts_at: s,
+                ends_at: w.ends_at,
+            }),
+            (Some(_), None, None) => {
+                return Err(CommandError::invalid(
+                    "ends_at",
+                    "an ongoing code needs ends_at to become time-bound",
+                )
+                .into())
+            }
+        };
+        windows.push(w.map(|w| plan::checked(w, ctx.now)).transpose()?);
+    }
+    for (c, w) in codes.into_iter().zip(windows) {
+        update::apply_changes(
+            ctx,
+            tx,
+            c,
+            name.as_ref().map(|n| Some(n.clone())),
+            Some(w),
+            None,
+        )?;
+    }
+    Ok(Map::new())
+}

@@ -1,0 +1,224 @@
+//! What locks report on their own: online/offline, keypad unlocks, battery,
+//! and slots that changed at the lock. A changed slot of a managed code is an
+//! external modification: honoured (warning) or put back (error, then re-set)
+//! as the code's `is_external_modification_allowed` says.
+
+use super::Engine;
+use crate::drivers::{LockEvent, SlotCode};
+use crate::model::access_code::same_content;
+use crate::model::{Event, Issue};
+use crate::store::{StoreError, Tx};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+
+/// Battery level under which `device.low_battery` is reported (once per crossing).
+const LOW_BATTERY: u8 = 20;
+
+/// Record one lock event. Returns whether the lock's reconciler should run.
+pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result<bool, StoreError> {
+    let now = engine.clock.now();
+    let id = ev.device_id();
+    if tx.device(id)?.is_none() {
+        tracing::debug!(
+            device_id = id,
+            "event from a lock lockhub does not know; ignored"
+        );
+        return Ok(false);
+    }
+    match ev {
+        LockEvent::Discovered(_) => Ok(true),
+        LockEvent::Online { .. } => {
+            if tx.set_device_online(id, true)? {
+                tx.event(&Event::device("device.connected", id, now))?;
+                engine.publish_device(tx, id)?;
+            }
+            Ok(true)
+        }
+        LockEvent::Offline { .. } => {
+            if tx.set_device_online(id, false)? {
+                tx.event(&Event::device("device.disconnected", id, now))?;
+                engine.publish_device(tx, id)?;
+            }
+            Ok(false)
+        }
+        LockEvent::KeypadUnlock { slot, .. } => {
+            let mut e = Event::device("lock.unlocked", id, now).with("method", "keypad");
+            if let Some(slot) = slot {
+                match tx
+                    .codes_for_device(id)?
+                    .into_iter()
+                    .find(|c| c.slot == *slot)
+                {
+                    Some(c) => {
+                        e.access_code_id = Some(c.access_code_id.clone());
+                        e.common_code_key = c.common_code_key.clone();
+                    }
+                    None => e = e.with("slot", *slot).with("is_managed", false),
+                }
+            }
+            tx.event(&e)?;
+            Ok(false)
+        }
+        LockEvent::SlotChanged { slot, code, .. } => {
+            absorb(engine, tx, id, *slot, code.as_ref(), now)?;
+            engine.publish_device(tx, id)?;
+            Ok(true)
+        }
+        LockEvent::SlotsMayHaveChanged { .. } => {
+            tx.set_slots_known(id, false)?;
+            Ok(true)
+        }
+        LockEvent::Battery { level, .. } => {
+            let before = tx.device(id)?.and_then(|d| d.battery_level);
+            tx.set_device_battery(id, *level)?;
+            if *level < LOW_BATTERY && before.is_none_or(|b| b >= LOW_BATTERY) {
+                tx.event(
+                    &Event::device("device.low_battery", id, now).with("battery_level", *level),
+                )?;
+            }
+            engine.publish_device(tx, id)?;
+            Ok(false)
+        }
+        LockEvent::DoorLock { locked, .. } => {
+            tracing::debug!(device_id = id, locked, "door lock state");
+            Ok(false)
+        }
+    }
+}
+
+/// Everything a lock reported when its slots were read.
+pub(super) fn absorb_read(
+    engine: &Engine,
+    tx: &Tx<'_>,
+    id: &str,
+    slots: &[SlotCode],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let known: BTreeSet<u32> = tx.observed(id)?.iter().map(|s| s.slot).collect();
+    let reported: BTreeSet<u32> = slots.iter().map(|s| s.slot).collect();
+    for slot in known.union(&reported) {
+        let content = slots.iter().find(|s| s.slot == *slot);
+        absorb(engine, tx, id, *slot, content, now)?;
+    }
+    tx.set_slots_known(id, true)?;
+    engine.publish_device(tx, id)
+}
+
+/// One slot's content as the lock reports it, compared with what lockhub knew.
+fn absorb(
+    engine: &Engine,
+    tx: &Tx<'_>,
+    id: &str,
+    slot: u32,
+    content: Option<&SlotCode>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let before = tx.observed(id)?.into_iter().find(|s| s.slot == slot);
+    if before.as_ref().map(|b| (&b.code, &b.window)) == content.map(|c| (&c.code, &c.window)) {
+        return Ok(());
+    }
+    let owner = tx
+        .codes_for_device(id)?
+        .into_iter()
+        .find(|c| c.slot == slot);
+    let Some(mut c) = owner else {
+        // Not lockhub's: keep track of it, never touch it.
+        tx.set_observed(id, slot, content)?;
+        let ev = if content.is_some() {
+            "access_code.unmanaged.created"
+        } else {
+            "access_code.unmanaged.removed"
+        };
+        if content.is_some() != before.is_some() {
+            tx.event(&Event::device(ev, id, now).with("slot", slot))?;
+        }
+        return Ok(());
+    };
+    let timing = engine.settings.timing();
+    let desired = c.desired(now, &timing);
+    let ours = content.is_some_and(|x| x.code == c.code);
+    let landed = match (&desired, content) {
+        (Some(d), Some(x)) => same_content(d, x),
+        (None, None) => true,
+        _ => false,
+    };
+    if landed || ours || (content.is_none() && !c.ever_set) {
+        // Our own operation (perhaps one that landed just before a crash), or
+        // a stranger leaving a slot we reserved.
+        tx.set_observed(id, slot, content)?;
+        if ours && !c.ever_set {
+            c.ever_set = true;
+            engine.commit_code(tx, &mut c, now)?;
+        }
+        return Ok(());
+    }
+    if !c.ever_set {
+        // A stranger's code sits in the slot we reserved: move our code.
+        tx.set_observed(id, slot, content)?;
+        let device = tx.device(id)?;
+        let mut taken: BTreeSet<u32> = tx.reserved_slots(id)?.into_iter().collect();
+        taken.extend(tx.observed(id)?.iter().map(|s| s.slot));
+        let max = device
+            .map(|d| d.info.capabilities.max_active_codes_supported)
+            .unwrap_or(0);
+        match (1..=max).find(|s| !taken.contains(s)) {
+            Some(free) => {
+                tracing::info!(
+                    from = slot,
+                    to = free,
+                    "reserved slot held a code lockhub did not set; moving"
+                );
+                c.slot = free;
+            }
+            None => {
+                c.retry.gave_up = true;
+                c.raise_error(Issue::new(
+                    "no_space_for_access_code_on_device",
+                    "no free slot on the lock",
+                    now,
+                ));
+            }
+        }
+        tx.event(&Event::device("access_code.unmanaged.created", id, now).with("slot", slot))?;
+        return engine.commit_code(tx, &mut c, now);
+    }
+    // Changed at the lock itself.
+    let change_type = if content.is_none() {
+        "removed"
+    } else {
+        "modified"
+    };
+    let ev = if content.is_none() {
+        "access_code.deleted_external_to_seam"
+    } else {
+        "access_code.modified_external_to_seam"
+    };
+    tx.set_observed(id, slot, content)?;
+    tx.event(&Event::code(ev, &c, now))?;
+    if c.allow_external_modification {
+        match content {
+            None => c.removed_at_lock = true,
+            Some(x) => c.code = x.code.clone(),
+        }
+        let mut w = Issue::new(
+            "external_modification_in_effect",
+            format!("the code was {change_type} at the lock; lockhub keeps the change"),
+            now,
+        );
+        w.change_type = Some(change_type.into());
+        c.clear_warning("external_modification_in_effect");
+        c.raise_warning(w);
+    } else {
+        let mut e = Issue::new(
+            "conflicting_external_modification",
+            format!("the code was {change_type} at the lock; lockhub puts it back"),
+            now,
+        );
+        e.change_type = Some(change_type.into());
+        c.clear_error("conflicting_external_modification");
+        c.raise_error(e);
+        c.retry = Default::default();
+    }
+    tracing::info!(slot, access_code_id = %c.access_code_id, change_type, "code changed at the lock");
+    engine.commit_code(tx, &mut c, now)
+}

@@ -1,0 +1,198 @@
+//! The diff at the heart of the engine: what should be on a lock now versus
+//! what is known to be on it, as the operations that close the gap. Pure.
+
+use crate::drivers::{SlotCode, SlotOp};
+use crate::model::access_code::same_content;
+use crate::model::{AccessCode, Timing};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// One operation and the code it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub access_code_id: String,
+    pub op: SlotOp,
+    /// What the slot held before (to tell a first set from an update).
+    pub before: Option<SlotCode>,
+}
+
+/// The operations that would make the lock hold what it should at `now`.
+/// Removals come first (an expired code is a security duty), then sets, soonest
+/// window first. Codes whose last attempt failed finally are left out.
+pub fn diff(
+    codes: &[AccessCode],
+    observed: &[SlotCode],
+    now: DateTime<Utc>,
+    timing: &Timing,
+) -> Vec<Planned> {
+    let by_slot: HashMap<u32, &SlotCode> = observed.iter().map(|s| (s.slot, s)).collect();
+    let mut removals = Vec::new();
+    let mut sets = Vec::new();
+    for c in codes {
+        let obs = by_slot.get(&c.slot).copied();
+        match (c.desired(now, timing), obs) {
+            (Some(d), o) if o.is_some_and(|o| same_content(&d, o)) => {}
+            (Some(d), o) => {
+                if c.retry.gave_up || waiting(c, now) {
+                    continue;
+                }
+                // Never overwrite a code lockhub did not put there.
+                if o.is_some_and(|o| o.code != c.code && !c.was_set_once()) {
+                    continue;
+                }
+                let key = c.window.map(|w| w.starts_at);
+                sets.push((
+                    key,
+                    Planned {
+                        access_code_id: c.access_code_id.clone(),
+                        op: SlotOp::Set(d),
+                        before: o.cloned(),
+                    },
+                ));
+            }
+            (None, Some(o)) if o.code == c.code && !waiting(c, now) => removals.push(Planned {
+                access_code_id: c.access_code_id.clone(),
+                op: SlotOp::Clear { slot: c.slot },
+                before: Some(o.clone()),
+            }),
+            (None, _) => {}
+        }
+    }
+    sets.sort_by_key(|(k, _)| *k);
+    removals
+        .into_iter()
+        .chain(sets.into_iter().map(|(_, p)| p))
+        .collect()
+}
+
+/// A code whose last attempt asked to wait before the next.
+fn waiting(c: &AccessCode, now: DateTime<Utc>) -> bool {
+    c.retry.next_attempt_at.is_some_and(|t| t > now)
+}
+
+/// The next moment the desired state of any code changes by itself, or a
+/// code's wait for its next attempt ends.
+pub fn next_boundary(
+    codes: &[AccessCode],
+    now: DateTime<Utc>,
+    timing: &Timing,
+) -> Option<DateTime<Utc>> {
+    let windows = codes
+        .iter()
+        .filter(|c| !c.deleted)
+        .filter_map(|c| c.window)
+        .flat_map(|w| {
+            [
+                w.starts_at - timing.set_before_start,
+                w.starts_at,
+                w.ends_at,
+            ]
+        });
+    let retries = codes.iter().filter_map(|c| c.retry.next_attempt_at);
+    windows.chain(retries).filter(|t| *t > now).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Pin, Retry, TimeWindow};
+    use chrono::TimeZone;
+
+    fn code(slot: u32, pin: &str, window: Option<TimeWindow>) -> AccessCode {
+        AccessCode {
+            access_code_id: format!("c{slot}"),
+            device_id: "d".into(),
+            name: None,
+            appearance_name: None,
+            code: Pin::new(pin),
+            common_code_key: None,
+            window,
+            created_at: Utc.timestamp_opt(0, 0).unwrap(),
+            slot,
+            is_backup: false,
+            backup_for: None,
+            pulled_backup_access_code_id: None,
+            allow_external_modification: false,
+            prefer_native_scheduling: false,
+            attempt_for_offline_device: true,
+            use_backup_access_code_pool: false,
+            is_scheduled_on_device: false,
+            errors: vec![],
+            warnings: vec![],
+            deleted: false,
+            removed_at_lock: false,
+            reported_status: None,
+            retry: Retry::default(),
+            ever_set: false,
+        }
+    }
+
+    fn at(h: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(h * 3600, 0).unwrap()
+    }
+
+    #[test]
+    fn removal_of_expired_code_comes_before_sets() {
+        let timing = Timing {
+            set_before_start: chrono::Duration::minutes(5),
+        };
+        let expired = code(
+            1,
+            "5974",
+            Some(TimeWindow {
+                starts_at: at(1),
+                ends_at: at(2),
+            }),
+        );
+        let new = code(2, "3816", None);
+        let observed = vec![SlotCode {
+            slot: 1,
+            code: Pin::new("5974"),
+            name: None,
+            window: None,
+        }];
+        let ops = diff(&[new, expired], &observed, at(3), &timing);
+        assert_eq!(ops.len(), 2);
+        assert_eq!(ops[0].op, SlotOp::Clear { slot: 1 });
+        assert!(matches!(ops[1].op, SlotOp::Set(_)));
+    }
+
+    #[test]
+    fn code_goes_on_shortly_before_its_window() {
+        let timing = Timing {
+            set_before_start: chrono::Duration::minutes(5),
+        };
+        let c = code(
+            1,
+            "5974",
+            Some(TimeWindow {
+                starts_at: at(10),
+                ends_at: at(20),
+            }),
+        );
+        assert!(diff(std::slice::from_ref(&c), &[], at(9), &timing).is_empty());
+        assert_eq!(
+            next_boundary(std::slice::from_ref(&c), at(9), &timing),
+            Some(at(10) - chrono::Duration::minutes(5))
+        );
+        assert_eq!(
+            diff(&[c], &[], at(10) - chrono::Duration::minutes(4), &timing).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn foreign_code_in_slot_is_never_overwritten() {
+        let timing = Timing {
+            set_before_start: chrono::Duration::minutes(5),
+        };
+        let c = code(1, "5974", None);
+        let observed = vec![SlotCode {
+            slot: 1,
+            code: Pin::new("1111"),
+            name: None,
+            window: None,
+        }];
+        assert!(diff(&[c], &observed, at(1), &timing).is_empty());
+    }
+}

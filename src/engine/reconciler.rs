@@ -1,0 +1,327 @@
+//! One lock's loop: read what the lock holds when that is unknown, diff,
+//! apply a batch, commit the results; sleep until the next thing to do.
+
+use super::{backoff, clock, observe, plan, Engine, LockBackoff, LockHandle, MAX_BATCH};
+use crate::drivers::{DriverError, SlotOp};
+use crate::model::{AccessCode, Event, Issue};
+use crate::store::{StoreError, Tx};
+use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a pass says about the next one.
+enum Next {
+    /// More to do right away.
+    Now,
+    /// Nothing before this long (or a wake-up).
+    After(Duration),
+}
+
+impl Engine {
+    pub(super) async fn reconcile_lock(
+        self: Arc<Self>,
+        device_id: String,
+        handle: Arc<LockHandle>,
+    ) {
+        let span = tracing::info_span!("lock", device_id = %device_id);
+        let _enter = span.enter();
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let next = match self.pass(&device_id, &handle).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "reconcile pass failed; trying again shortly");
+                    Next::After(Duration::from_secs(5))
+                }
+            };
+            self.stats.passes.fetch_add(1, Ordering::Relaxed);
+            let wait = match next {
+                Next::Now => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Next::After(d) => d.min(self.settings.max_idle_sleep),
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = handle.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn backoff_wait(handle: &LockHandle) -> Option<Duration> {
+        let b = *handle.backoff.lock().unwrap();
+        b.until
+            .map(|u| u.saturating_duration_since(tokio::time::Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// A transient failure: back the whole lock off (never flood a radio).
+    fn back_off(&self, handle: &LockHandle) -> Duration {
+        let mut b = handle.backoff.lock().unwrap();
+        b.failures += 1;
+        let d = backoff::delay(
+            b.failures,
+            self.settings.retry_base,
+            self.settings.retry_max,
+        );
+        b.until = Some(tokio::time::Instant::now() + d);
+        d
+    }
+
+    fn succeeded(handle: &LockHandle) {
+        *handle.backoff.lock().unwrap() = LockBackoff::default();
+    }
+
+    async fn pass(&self, id: &str, handle: &LockHandle) -> Result<Next, StoreError> {
+        let Some(driver) = self.driver_for(id) else {
+            return Ok(Next::After(self.settings.max_idle_sleep));
+        };
+        let now = self.clock.now();
+        let timing = self.settings.timing();
+        let (device, codes, observed, next_check) = self.store.write(|tx| {
+            let next_check = super::timed::check(self, tx, id, now)?;
+            Ok::<_, StoreError>((
+                tx.device(id)?,
+                tx.codes_for_device(id)?,
+                tx.observed(id)?,
+                next_check,
+            ))
+        })?;
+        let Some(device) = device else {
+            return Ok(Next::After(self.settings.max_idle_sleep));
+        };
+        let wall_wait =
+            |at: Option<DateTime<Utc>>| at.map(|t| clock::until(self.clock.as_ref(), t));
+        if let Some(w) = Self::backoff_wait(handle) {
+            let check = wall_wait(next_check).unwrap_or(w);
+            return Ok(Next::After(w.min(check)));
+        }
+
+        if !device.slots_known {
+            return match driver.read_slots(id).await {
+                Ok(slots) => {
+                    self.store
+                        .write(|tx| observe::absorb_read(self, tx, id, &slots, self.clock.now()))?;
+                    Self::succeeded(handle);
+                    Ok(Next::Now)
+                }
+                Err(e) => {
+                    self.note_failure(id, &e)?;
+                    Ok(Next::After(self.back_off(handle)))
+                }
+            };
+        }
+
+        let ops = plan::diff(&codes, &observed, now, &timing);
+        if ops.is_empty() {
+            let next = [plan::next_boundary(&codes, now, &timing), next_check]
+                .into_iter()
+                .flatten()
+                .min();
+            return Ok(Next::After(
+                wall_wait(next).unwrap_or(self.settings.max_idle_sleep),
+            ));
+        }
+        let batch: Vec<plan::Planned> = ops.into_iter().take(MAX_BATCH).collect();
+        for p in &batch {
+            if let (SlotOp::Clear { .. }, Some(c)) = (
+                &p.op,
+                codes.iter().find(|c| c.access_code_id == p.access_code_id),
+            ) {
+                if let Some(w) = c.window.filter(|w| now >= w.ends_at) {
+                    let lag = (now - w.ends_at).num_milliseconds().max(0) as u64;
+                    self.stats.removals.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .removal_lag_ms_sum
+                        .fetch_add(lag, Ordering::Relaxed);
+                    tracing::debug!(slot = p.op.slot(), lag_ms = lag, "removing an expired code");
+                }
+            }
+        }
+        let slot_ops: Vec<SlotOp> = batch.iter().map(|p| p.op.clone()).collect();
+        let results = driver.apply(id, &slot_ops).await;
+        let done = self.clock.now();
+        let transient = self
+            .store
+            .write(|tx| self.record(tx, id, &batch, &results, done))?;
+        if transient {
+            Ok(Next::After(self.back_off(handle)))
+        } else {
+            Self::succeeded(handle);
+            Ok(Next::Now)
+        }
+    }
+
+    /// A lock could not be reached: remember why, and mark it offline if it said so.
+    fn note_failure(&self, id: &str, e: &DriverError) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        tracing::info!(error = %e, "lock operation failed; backing off");
+        self.store.write(|tx| {
+            tx.set_device_error(id, Some(&e.to_string()))?;
+            if *e == DriverError::Offline && tx.set_device_online(id, false)? {
+                tx.event(&Event::device("device.disconnected", id, now))?;
+                self.publish_device(tx, id)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Commit one batch's results. Returns whether any failure was transient.
+    fn record(
+        &self,
+        tx: &Tx<'_>,
+        id: &str,
+        batch: &[plan::Planned],
+        results: &[Result<(), DriverError>],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut transient = false;
+        let mut any_ok = false;
+        for (p, r) in batch.iter().zip(
+            results
+                .iter()
+                .chain(std::iter::repeat(&Err(DriverError::Timeout))),
+        ) {
+            let Some(mut c) = tx.code(&p.access_code_id)? else {
+                continue;
+            };
+            let slot = p.op.slot();
+            match (&p.op, r) {
+                (SlotOp::Set(d), Ok(())) => {
+                    any_ok = true;
+                    self.stats.ops_ok.fetch_add(1, Ordering::Relaxed);
+                    tx.set_observed(id, slot, Some(d))?;
+                    let first = p.before.as_ref().is_none_or(|b| b.code != d.code);
+                    c.ever_set = true;
+                    c.retry = Default::default();
+                    for e in [
+                        "failed_to_set_on_device",
+                        "duplicate_code_on_device",
+                        "no_space_for_access_code_on_device",
+                        "code_constraints_violated",
+                        "conflicting_external_modification",
+                        "failed_to_issue",
+                        "failed_to_update",
+                    ] {
+                        c.clear_error(e);
+                    }
+                    c.clear_warning("delay_in_setting_on_device");
+                    if first {
+                        let ev = match c.window {
+                            Some(w) if c.is_scheduled_on_device && now < w.starts_at => {
+                                "access_code.scheduled_on_device"
+                            }
+                            _ => "access_code.set_on_device",
+                        };
+                        tx.event(&Event::code(ev, &c, now))?;
+                    }
+                    tracing::debug!(slot, access_code_id = %c.access_code_id, "code set on the lock");
+                }
+                (SlotOp::Clear { .. }, Ok(())) => {
+                    any_ok = true;
+                    self.stats.ops_ok.fetch_add(1, Ordering::Relaxed);
+                    tx.set_observed(id, slot, None)?;
+                    c.retry = Default::default();
+                    c.clear_warning("delay_in_removing_from_device");
+                    c.clear_error("failed_to_remove_from_device");
+                    c.clear_error("failed_to_expire");
+                    tx.event(&Event::code("access_code.removed_from_device", &c, now))?;
+                    tracing::debug!(slot, access_code_id = %c.access_code_id, "code removed from the lock");
+                    if c.deleted {
+                        self.purge(tx, &c)?;
+                        continue;
+                    }
+                }
+                (_, Err(e)) if e.is_transient() => {
+                    transient = true;
+                    self.stats.ops_transient.fetch_add(1, Ordering::Relaxed);
+                    c.retry.attempts += 1;
+                    c.retry.failing_since.get_or_insert(now);
+                    if *e == DriverError::Offline && tx.set_device_online(id, false)? {
+                        tx.event(&Event::device("device.disconnected", id, now))?;
+                        self.publish_device(tx, id)?;
+                    }
+                }
+                (SlotOp::Set(_), Err(e)) => {
+                    self.stats.ops_failed.fetch_add(1, Ordering::Relaxed);
+                    c.retry.attempts += 1;
+                    c.retry.gave_up = true;
+                    c.retry.failing_since.get_or_insert(now);
+                    let code = match e {
+                        DriverError::DuplicateCode => "duplicate_code_on_device",
+                        DriverError::NoSpace => "no_space_for_access_code_on_device",
+                        DriverError::CodeRejected(_) => "code_constraints_violated",
+                        _ => "failed_to_set_on_device",
+                    };
+                    tracing::warn!(slot, access_code_id = %c.access_code_id, error = %e, "the lock refused the code");
+                    c.raise_error(Issue::new(code, e.to_string(), now));
+                    tx.event(
+                        &Event::code("access_code.failed_to_set_on_device", &c, now)
+                            .with("error_code", code),
+                    )?;
+                }
+                (SlotOp::Clear { .. }, Err(e)) => {
+                    // Removal is a security duty: never give up, but slow down.
+                    self.stats.ops_failed.fetch_add(1, Ordering::Relaxed);
+                    c.retry.attempts += 1;
+                    c.retry.failing_since.get_or_insert(now);
+                    let wait = backoff::delay(
+                        c.retry.attempts,
+                        self.settings.retry_base,
+                        self.settings.retry_max,
+                    );
+                    c.retry.next_attempt_at =
+                        Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                    tracing::warn!(slot, access_code_id = %c.access_code_id, error = %e, "the lock refused a removal");
+                    if c.raise_error(Issue::new(
+                        "failed_to_remove_from_device",
+                        e.to_string(),
+                        now,
+                    )) {
+                        tx.event(&Event::code(
+                            "access_code.failed_to_remove_from_device",
+                            &c,
+                            now,
+                        ))?;
+                    }
+                }
+            }
+            self.commit_code(tx, &mut c, now)?;
+        }
+        if any_ok {
+            tx.set_device_error(id, None)?;
+            if tx.set_device_online(id, true)? {
+                tx.event(&Event::device("device.connected", id, now))?;
+            }
+            self.publish_device(tx, id)?;
+        }
+        Ok(transient)
+    }
+
+    /// Save a code and publish its state (status recomputed).
+    pub(super) fn commit_code(
+        &self,
+        tx: &Tx<'_>,
+        c: &mut AccessCode,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let observed = tx
+            .observed(&c.device_id)?
+            .into_iter()
+            .find(|s| s.slot == c.slot);
+        c.reported_status = Some(c.status(observed.as_ref(), now, &self.settings.timing()));
+        tx.save_code(c)?;
+        crate::commands::publish_code_state(tx, c, now, &self.settings)
+    }
+
+    /// Forget a deleted code that is off its lock; clear its retained state.
+    pub(super) fn purge(&self, tx: &Tx<'_>, c: &AccessCode) -> Result<(), StoreError> {
+        tx.delete_code(&c.access_code_id)?;
+        tx.publish(&format!("access_codes/{}", c.access_code_id), b"", true)
+    }
+}

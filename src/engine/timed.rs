@@ -1,0 +1,136 @@
+//! Checks that come due with time rather than with a lock's answer: delay
+//! warnings, codes not on the lock when their window opens, codes still on it
+//! after it closed, and status changes at window boundaries.
+
+use super::Engine;
+use crate::model::{AccessCode, Event, Issue, Timing};
+use crate::store::{StoreError, Tx};
+use chrono::{DateTime, Utc};
+
+/// Since when a code has been waiting to go on its lock.
+fn pending_since(c: &AccessCode, timing: &Timing) -> DateTime<Utc> {
+    match (c.window, c.is_scheduled_on_device) {
+        (Some(w), false) => c.created_at.max(w.starts_at - timing.set_before_start),
+        _ => c.created_at,
+    }
+}
+
+/// Since when a code has been due to leave its lock.
+fn removal_due_since(c: &AccessCode, now: DateTime<Utc>) -> DateTime<Utc> {
+    if c.deleted {
+        return c
+            .warnings
+            .iter()
+            .find(|w| w.code == "being_deleted")
+            .map(|w| w.created_at)
+            .unwrap_or(now);
+    }
+    c.window.map(|w| w.ends_at.min(now)).unwrap_or(now)
+}
+
+fn earliest(a: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
+    *a = Some(a.map_or(t, |x| x.min(t)));
+}
+
+/// Run the time-driven checks for one lock's codes; returns when to look again.
+pub(super) fn check(
+    engine: &Engine,
+    tx: &Tx<'_>,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let timing = engine.settings.timing();
+    let delay = engine.settings.delay_warning_after;
+    let observed = tx.observed(id)?;
+    let mut next = None;
+    for mut c in tx.codes_for_device(id)? {
+        let obs = observed.iter().find(|s| s.slot == c.slot);
+        let desired = c.desired(now, &timing);
+        let on_lock = obs.is_some_and(|o| o.code == c.code);
+        if c.deleted && !on_lock {
+            engine.purge(tx, &c)?;
+            continue;
+        }
+        let mut changed = false;
+        let settled = match (&desired, obs) {
+            (Some(d), Some(o)) => crate::model::access_code::same_content(d, o),
+            (None, _) => !on_lock,
+            (Some(_), None) => false,
+        };
+        if desired.is_some() && !settled && !c.retry.gave_up {
+            let due = pending_since(&c, &timing) + delay;
+            if now >= due {
+                if c.raise_warning(Issue::new(
+                    "delay_in_setting_on_device",
+                    "the code is taking longer than expected to reach the lock",
+                    now,
+                )) {
+                    tx.event(&Event::code(
+                        "access_code.delay_in_setting_on_device",
+                        &c,
+                        now,
+                    ))?;
+                    changed = true;
+                }
+            } else {
+                earliest(&mut next, due);
+            }
+            if let Some(w) = c.window {
+                if now >= w.starts_at && obs.is_none_or(|o| o.code != c.code) {
+                    if c.raise_error(Issue::new(
+                        "failed_to_issue",
+                        "the code was not on the lock when its window opened",
+                        now,
+                    )) {
+                        tx.event(&Event::code("access_code.failed_to_issue", &c, now))?;
+                        changed = true;
+                    }
+                } else if w.starts_at > now {
+                    earliest(&mut next, w.starts_at);
+                }
+            }
+        }
+        if desired.is_none() && on_lock {
+            let due = removal_due_since(&c, now) + delay;
+            if now >= due {
+                if c.raise_warning(Issue::new(
+                    "delay_in_removing_from_device",
+                    "the code is taking longer than expected to leave the lock",
+                    now,
+                )) {
+                    tx.event(&Event::code(
+                        "access_code.delay_in_removing_from_device",
+                        &c,
+                        now,
+                    ))?;
+                    changed = true;
+                }
+                let expired = c.window.is_some_and(|w| now >= w.ends_at) && !c.deleted;
+                if expired
+                    && c.raise_error(Issue::new(
+                        "failed_to_expire",
+                        "the code is still on the lock after its ends_at",
+                        now,
+                    ))
+                {
+                    tx.event(&Event::code("access_code.failed_to_expire", &c, now))?;
+                    changed = true;
+                }
+            } else {
+                earliest(&mut next, due);
+            }
+        }
+        if let Some(w) = c.window {
+            for t in [w.starts_at, w.ends_at] {
+                if t > now {
+                    earliest(&mut next, t);
+                }
+            }
+        }
+        let status = c.status(obs, now, &timing);
+        if changed || c.reported_status != Some(status) {
+            engine.commit_code(tx, &mut c, now)?;
+        }
+    }
+    Ok(next)
+}

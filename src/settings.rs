@@ -1,0 +1,57 @@
+//! The core's settings: what commands and the engine need to know, whatever
+//! the configuration file looked like (the `config` module maps onto this).
+
+use crate::model::Timing;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// The hub has no workspace of its own; access codes carry this one.
+    pub workspace_id: String,
+    /// Codes without native scheduling go on the lock this long before `starts_at`.
+    pub set_before_start: chrono::Duration,
+    /// The most locks one command may name.
+    pub max_devices_per_request: usize,
+    /// The largest command payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// Backup codes kept on each lock that supports a pool and was asked for one.
+    pub backup_pool_size: u32,
+    /// A code still not on its lock after this long gets `delay_in_setting_on_device`
+    /// (and a removal, `delay_in_removing_from_device`).
+    pub delay_warning_after: chrono::Duration,
+    /// First retry after a transient failure; doubles up to `retry_max`, with jitter.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Include PINs in retained state and events (`mqtt.publish_codes`).
+    pub publish_codes: bool,
+    /// How long a request_id's response is kept for replays.
+    pub request_retention: chrono::Duration,
+    /// The engine's longest sleep: bounds how late a wall-clock step is noticed.
+    pub max_idle_sleep: Duration,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            workspace_id: "00000000-0000-4000-8000-000000000000".into(),
+            set_before_start: chrono::Duration::minutes(5),
+            max_devices_per_request: 50,
+            max_payload_bytes: 64 * 1024,
+            backup_pool_size: 2,
+            delay_warning_after: chrono::Duration::minutes(5),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            publish_codes: false,
+            request_retention: chrono::Duration::days(7),
+            max_idle_sleep: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HubSettings {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            set_before_start: self.set_before_start,
+        }
+    }
+}

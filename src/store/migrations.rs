@@ -1,0 +1,65 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//! Append a step; never edit a released one.
+
+use super::{Result, StoreError};
+use rusqlite::Connection;
+
+const STEPS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE devices (
+        device_id     TEXT PRIMARY KEY,
+        body          TEXT NOT NULL,
+        online        INTEGER NOT NULL DEFAULT 1,
+        battery_level INTEGER,
+        slots_known   INTEGER NOT NULL DEFAULT 0,
+        last_error    TEXT
+    );
+    CREATE TABLE access_codes (
+        access_code_id  TEXT PRIMARY KEY,
+        device_id       TEXT NOT NULL REFERENCES devices(device_id),
+        common_code_key TEXT,
+        slot            INTEGER NOT NULL,
+        ends_at         INTEGER,
+        body            TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX access_codes_slot ON access_codes(device_id, slot);
+    CREATE INDEX access_codes_key ON access_codes(common_code_key) WHERE common_code_key IS NOT NULL;
+    CREATE TABLE slots (
+        device_id TEXT NOT NULL,
+        slot      INTEGER NOT NULL,
+        code      TEXT NOT NULL,
+        name      TEXT,
+        starts_at TEXT,
+        ends_at   TEXT,
+        PRIMARY KEY (device_id, slot)
+    ) WITHOUT ROWID;
+    CREATE TABLE requests (
+        request_id TEXT PRIMARY KEY,
+        command    TEXT NOT NULL,
+        response   TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX requests_created ON requests(created_at);
+    CREATE TABLE outbox (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic   TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        retain  INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_retained ON outbox(topic) WHERE retain = 1;",
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let known = STEPS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

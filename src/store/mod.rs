@@ -1,0 +1,514 @@
+//! SQLite: schema, migrations and every query. The only place SQL lives.
+//!
+//! One connection behind a mutex (SQLite serialises writers anyway); every
+//! command's and every lock operation's whole effect is one transaction, made
+//! durable (WAL, synchronous=FULL) before anyone is told it happened.
+
+mod migrations;
+
+use crate::drivers::SlotCode;
+use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error(
+        "the database was written by a newer lockhub (schema {found}, this one knows {known})"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A device as stored: what its driver announced plus what lockhub observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    pub info: DeviceInfo,
+    pub online: bool,
+    pub battery_level: Option<u8>,
+    /// The lock's slots were read since it joined (so `slots` is complete).
+    pub slots_known: bool,
+    pub last_error: Option<String>,
+}
+
+/// A message waiting for the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    /// Relative to `{base}`: `responses/r-1`, `events`, `access_codes/<id>`, ...
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    outbox_changed: Notify,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        Self::setup(Connection::open(path)?)
+    }
+
+    pub fn open_in_memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Store> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            outbox_changed: Notify::new(),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the
+        // transaction rolls back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `f` in one transaction; commit if it returns `Ok`, else roll back.
+    pub fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.conn();
+        let (out, wrote) = {
+            let tx = conn.transaction().map_err(StoreError::from)?;
+            let wrapped = Tx {
+                tx,
+                wrote_outbox: std::cell::Cell::new(false),
+            };
+            let out = f(&wrapped)?;
+            let wrote = wrapped.wrote_outbox.get();
+            wrapped.tx.commit().map_err(StoreError::from)?;
+            (out, wrote)
+        };
+        drop(conn);
+        if wrote {
+            self.outbox_changed.notify_waiters();
+            self.outbox_changed.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Read-only work (still one consistent snapshot).
+    pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.write(f)
+    }
+
+    /// Resolves when rows may have been added to the outbox.
+    pub async fn outbox_changed(&self) {
+        self.outbox_changed.notified().await
+    }
+
+    pub fn outbox_peek(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id, topic, payload, retain FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = st
+            .query_map(params![after_id, limit as i64], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    payload: r.get(2)?,
+                    retain: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in ids {
+                st.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn outbox_len(&self) -> Result<u64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+}
+
+/// One open transaction, with the queries lockhub needs.
+pub struct Tx<'c> {
+    tx: rusqlite::Transaction<'c>,
+    wrote_outbox: std::cell::Cell<bool>,
+}
+
+fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Tx<'_> {
+    // ---- devices ----
+
+    /// Record a lock a driver announced; keeps its online state and battery.
+    pub fn upsert_device(&self, info: &DeviceInfo) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO devices (device_id, body) VALUES (?1, ?2)
+             ON CONFLICT(device_id) DO UPDATE SET body = excluded.body",
+            params![info.device_id, serde_json::to_string(info)?],
+        )?;
+        Ok(())
+    }
+
+    fn device_from_row(
+        r: &rusqlite::Row<'_>,
+    ) -> rusqlite::Result<(String, bool, Option<u8>, bool, Option<String>)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    }
+
+    fn device_row(raw: (String, bool, Option<u8>, bool, Option<String>)) -> Result<DeviceRow> {
+        Ok(DeviceRow {
+            info: serde_json::from_str(&raw.0)?,
+            online: raw.1,
+            battery_level: raw.2,
+            slots_known: raw.3,
+            last_error: raw.4,
+        })
+    }
+
+    pub fn device(&self, device_id: &str) -> Result<Option<DeviceRow>> {
+        let raw = self
+            .tx
+            .prepare_cached(
+                "SELECT body, online, battery_level, slots_known, last_error FROM devices WHERE device_id = ?1",
+            )?
+            .query_row([device_id], Self::device_from_row)
+            .optional()?;
+        raw.map(Self::device_row).transpose()
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceRow>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT body, online, battery_level, slots_known, last_error FROM devices ORDER BY device_id",
+        )?;
+        let raws = st
+            .query_map([], Self::device_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(Self::device_row).collect()
+    }
+
+    pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
+        let changed = self.tx.execute(
+            "UPDATE devices SET online = ?2 WHERE device_id = ?1 AND online != ?2",
+            params![device_id, online],
+        )?;
+        Ok(changed > 0)
+    }
+
+    pub fn set_device_battery(&self, device_id: &str, level: u8) -> Result<()> {
+        self.tx.execute(
+            "UPDATE devices SET battery_level = ?2 WHERE device_id = ?1",
+            params![device_id, level],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_device_error(&self, device_id: &str, error: Option<&str>) -> Result<()> {
+        self.tx.execute(
+            "UPDATE devices SET last_error = ?2 WHERE device_id = ?1",
+            params![device_id, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_slots_known(&self, device_id: &str, known: bool) -> Result<()> {
+        self.tx.execute(
+            "UPDATE devices SET slots_known = ?2 WHERE device_id = ?1",
+            params![device_id, known],
+        )?;
+        Ok(())
+    }
+
+    /// Forget, on every lock, that its slots were read (done at start-up: what a
+    /// lock holds may have changed while lockhub was away).
+    pub fn forget_all_slots_known(&self) -> Result<()> {
+        self.tx.execute("UPDATE devices SET slots_known = 0", [])?;
+        Ok(())
+    }
+
+    // ---- access codes ----
+
+    pub fn insert_code(&self, c: &AccessCode) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO access_codes (access_code_id, device_id, common_code_key, slot, ends_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                c.access_code_id,
+                c.device_id,
+                c.common_code_key,
+                c.slot,
+                c.window.map(|w| w.ends_at.timestamp()),
+                serde_json::to_string(c)?
+            ])?;
+        Ok(())
+    }
+
+    pub fn save_code(&self, c: &AccessCode) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE access_codes SET common_code_key = ?2, slot = ?3, ends_at = ?4, body = ?5
+                 WHERE access_code_id = ?1",
+            )?
+            .execute(params![
+                c.access_code_id,
+                c.common_code_key,
+                c.slot,
+                c.window.map(|w| w.ends_at.timestamp()),
+                serde_json::to_string(c)?
+            ])?;
+        Ok(())
+    }
+
+    pub fn delete_code(&self, access_code_id: &str) -> Result<()> {
+        self.tx.execute(
+            "DELETE FROM access_codes WHERE access_code_id = ?1",
+            [access_code_id],
+        )?;
+        Ok(())
+    }
+
+    fn codes_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> Result<Vec<AccessCode>> {
+        let sql = format!("SELECT body FROM access_codes WHERE {clause} ORDER BY rowid");
+        let mut st = self.tx.prepare_cached(&sql)?;
+        let bodies = st
+            .query_map([arg], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        bodies
+            .iter()
+            .map(|b| Ok(serde_json::from_str(b)?))
+            .collect()
+    }
+
+    pub fn code(&self, access_code_id: &str) -> Result<Option<AccessCode>> {
+        Ok(self
+            .codes_where("access_code_id = ?1", &access_code_id)?
+            .pop())
+    }
+
+    pub fn codes_by_key(&self, common_code_key: &str) -> Result<Vec<AccessCode>> {
+        self.codes_where("common_code_key = ?1", &common_code_key)
+    }
+
+    pub fn codes_for_device(&self, device_id: &str) -> Result<Vec<AccessCode>> {
+        self.codes_where("device_id = ?1", &device_id)
+    }
+
+    pub fn all_codes(&self) -> Result<Vec<AccessCode>> {
+        self.codes_where("1 = ?1", &1)
+    }
+
+    /// Slots taken on a lock by lockhub's codes (live or being removed).
+    pub fn reserved_slots(&self, device_id: &str) -> Result<Vec<u32>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT slot FROM access_codes WHERE device_id = ?1")?;
+        let v = st
+            .query_map([device_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<u32>>>()?;
+        Ok(v)
+    }
+
+    pub fn count_codes(&self) -> Result<u64> {
+        Ok(self
+            .tx
+            .query_row("SELECT COUNT(*) FROM access_codes", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    // ---- what is on each lock, as far as lockhub knows ----
+
+    pub fn observed(&self, device_id: &str) -> Result<Vec<SlotCode>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT slot, code, name, starts_at, ends_at FROM slots WHERE device_id = ?1 ORDER BY slot",
+        )?;
+        let v = st
+            .query_map([device_id], |r| {
+                let (s, e): (Option<String>, Option<String>) = (r.get(3)?, r.get(4)?);
+                Ok(SlotCode {
+                    slot: r.get(0)?,
+                    code: Pin::new(r.get::<_, String>(1)?),
+                    name: r.get(2)?,
+                    window: match (parse_ts(s), parse_ts(e)) {
+                        (Some(starts_at), Some(ends_at)) => Some(TimeWindow { starts_at, ends_at }),
+                        _ => None,
+                    },
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    }
+
+    /// Record what one slot now holds (`None`: empty).
+    pub fn set_observed(
+        &self,
+        device_id: &str,
+        slot: u32,
+        content: Option<&SlotCode>,
+    ) -> Result<()> {
+        match content {
+            None => {
+                self.tx
+                    .prepare_cached("DELETE FROM slots WHERE device_id = ?1 AND slot = ?2")?
+                    .execute(params![device_id, slot])?;
+            }
+            Some(c) => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO slots (device_id, slot, code, name, starts_at, ends_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        device_id,
+                        slot,
+                        c.code.expose(),
+                        c.name,
+                        c.window.map(|w| w.starts_at.to_rfc3339()),
+                        c.window.map(|w| w.ends_at.to_rfc3339()),
+                    ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace everything known about a lock's slots with what it just reported.
+    pub fn replace_observed(&self, device_id: &str, slots: &[SlotCode]) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM slots WHERE device_id = ?1", [device_id])?;
+        for s in slots {
+            self.set_observed(device_id, s.slot, Some(s))?;
+        }
+        Ok(())
+    }
+
+    // ---- idempotency ----
+
+    pub fn response(&self, request_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT response FROM requests WHERE request_id = ?1")?
+            .query_row([request_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn save_response(
+        &self,
+        request_id: &str,
+        command: &str,
+        response: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO requests (request_id, command, response, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![request_id, command, response, at.to_rfc3339()])?;
+        Ok(())
+    }
+
+    /// Forget request ids older than `before` (their replays are no longer expected).
+    pub fn prune_requests(&self, before: DateTime<Utc>) -> Result<usize> {
+        Ok(self.tx.execute(
+            "DELETE FROM requests WHERE created_at < ?1",
+            [before.to_rfc3339()],
+        )?)
+    }
+
+    // ---- outbox ----
+
+    /// Queue a message for the broker. A retained message supersedes any
+    /// undelivered one on the same topic (only the last state matters).
+    pub fn publish(&self, topic: &str, payload: &[u8], retain: bool) -> Result<()> {
+        if retain {
+            self.tx
+                .prepare_cached("DELETE FROM outbox WHERE retain = 1 AND topic = ?1")?
+                .execute([topic])?;
+        }
+        self.tx
+            .prepare_cached("INSERT INTO outbox (topic, payload, retain) VALUES (?1, ?2, ?3)")?
+            .execute(params![topic, payload, retain])?;
+        self.wrote_outbox.set(true);
+        Ok(())
+    }
+
+    pub fn event(&self, e: &Event) -> Result<()> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = serde_json::to_vec(&e.to_json(&id))?;
+        self.publish("events", &body, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retained_state_supersedes_undelivered_state() {
+        let s = Store::open_in_memory().unwrap();
+        s.write(|tx| {
+            tx.publish("access_codes/a", b"1", true)?;
+            tx.publish("events", b"e", false)?;
+            tx.publish("access_codes/a", b"2", true)?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        let rows = s.outbox_peek(0, 10).unwrap();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.topic.as_str(), r.payload.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("events", &b"e"[..]), ("access_codes/a", &b"2"[..])]
+        );
+    }
+
+    #[test]
+    fn failed_closure_rolls_back() {
+        let s = Store::open_in_memory().unwrap();
+        let r: std::result::Result<(), StoreError> = s.write(|tx| {
+            tx.publish("events", b"e", false)?;
+            Err(StoreError::TooNew { found: 0, known: 0 })
+        });
+        assert!(r.is_err());
+        assert!(s.outbox_peek(0, 10).unwrap().is_empty());
+    }
+}
