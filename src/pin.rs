@@ -284,7 +284,7 @@ pub fn choose_for_group<R: Rng + ?Sized>(
         return Err(blocked);
     }
     let Some(length) = choose_length(preferred_length, locks) else {
-        return Err(lengths_in_the_way(locks));
+        return Err(lengths_in_the_way(preferred_length, locks));
     };
     if let Some(pin) = choose_shared(rng, length, locks) {
         return Ok(pin);
@@ -305,14 +305,20 @@ pub fn choose_for_group<R: Rng + ?Sized>(
     }
 }
 
-/// With no common length, the locks that lack the length most locks share.
-fn lengths_in_the_way(locks: &[LockView<'_>]) -> Vec<(usize, Refusal)> {
-    let majority = (MIN_CODE_LENGTH as u8..=MAX_CODE_LENGTH as u8)
-        .max_by_key(|l| {
-            locks
-                .iter()
-                .filter(|v| v.capabilities.supported_code_lengths.contains(l))
-                .count()
+/// With no common length, the locks in the way: those lacking the preferred
+/// length, or (with no preference) the length most locks share, shortest first.
+fn lengths_in_the_way(preferred: Option<u8>, locks: &[LockView<'_>]) -> Vec<(usize, Refusal)> {
+    let supporters = |l: &u8| {
+        locks
+            .iter()
+            .filter(|v| v.capabilities.supported_code_lengths.contains(l))
+            .count()
+    };
+    let majority = preferred
+        .filter(|p| supporters(p) > 0)
+        .or_else(|| {
+            (MIN_CODE_LENGTH as u8..=MAX_CODE_LENGTH as u8)
+                .min_by_key(|l| (std::cmp::Reverse(supporters(l)), *l))
         })
         .unwrap_or(4);
     locks
