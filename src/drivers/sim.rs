@@ -72,7 +72,7 @@ struct SimLock {
 /// A driver whose locks live in memory.
 pub struct SimDriver {
     locks: Mutex<HashMap<String, SimLock>>,
-    sink: Option<EventSink>,
+    sink: Mutex<Option<EventSink>>,
 }
 
 impl SimDriver {
@@ -104,14 +104,19 @@ impl SimDriver {
             .collect();
         SimDriver {
             locks: Mutex::new(locks),
-            sink,
+            sink: Mutex::new(sink),
         }
     }
 
     fn emit(&self, e: LockEvent) {
-        if let Some(s) = &self.sink {
+        if let Some(s) = self.sink.lock().unwrap().as_ref() {
             let _ = s.send(e);
         }
+    }
+
+    /// Send events to a new engine (the locks outlive a restart of lockhub).
+    pub fn set_sink(&self, sink: EventSink) {
+        *self.sink.lock().unwrap() = Some(sink);
     }
 
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut SimLock) -> T) -> Option<T> {
