@@ -31,16 +31,24 @@ fn openapi_to_json_schema(v: &mut Value) {
 
 fn schema() -> jsonschema::JSONSchema {
     // A copy of ../shared/reference/seam-access-code.schema.json, kept with the tests.
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/seam-access-code.schema.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/seam-access-code.schema.json"
+    );
     let text = std::fs::read_to_string(path).expect("the access_code schema");
     let mut s: Value = serde_json::from_str(&text).unwrap();
     openapi_to_json_schema(&mut s);
-    jsonschema::JSONSchema::options().should_validate_formats(true).compile(&s).expect("schema compiles")
+    jsonschema::JSONSchema::options()
+        .should_validate_formats(true)
+        .compile(&s)
+        .expect("schema compiles")
 }
 
 fn assert_valid(schema: &jsonschema::JSONSchema, code: &Value) {
     if let Err(errors) = schema.validate(code) {
-        let msgs: Vec<String> = errors.map(|e| format!("{} at {}", e, e.instance_path)).collect();
+        let msgs: Vec<String> = errors
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
         panic!("access_code does not validate: {msgs:?}\n{code:#}");
     }
 }
@@ -51,7 +59,12 @@ async fn every_emitted_access_code_validates() {
     let mut caps = keypad(&[4, 5, 6], 30);
     caps.supports_backup_access_code_pool = true;
     const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
-    let hub = Hub::start(vec![spec(FRONT, "Front", caps), spec(BACK, "Back", keypad(&[4], 30)), spec(NUKI, "Nuki", nuki_like())]).await;
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front", caps),
+        spec(BACK, "Back", keypad(&[4], 30)),
+        spec(NUKI, "Nuki", nuki_like()),
+    ])
+    .await;
     let t = |h: i64| (base_time() + chrono::Duration::hours(h)).to_rfc3339();
     let mut emitted = Vec::new();
     let mut keep = |r: &Value| {
@@ -65,13 +78,26 @@ async fn every_emitted_access_code_validates() {
     hub.sim.inject(BACK, [Fault::Duplicate]);
     let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [FRONT, BACK, NUKI], "name": "Guest", "starts_at": t(1), "ends_at": t(30), "behavior_when_code_cannot_be_shared": "create_random_code", "use_backup_access_code_pool": true}));
     keep(&r);
-    let front_id = r["access_codes"][0]["access_code_id"].as_str().unwrap().to_owned();
-    keep(&hub.cmd("access_codes/create", json!({"device_id": FRONT, "code": "4826", "allow_external_modification": true})));
+    let front_id = r["access_codes"][0]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    keep(&hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "code": "4826", "allow_external_modification": true}),
+    ));
     hub.sim.set_online(NUKI, false);
-    keep(&hub.cmd("access_codes/create", json!({"device_id": NUKI, "ends_at": t(2)})));
+    keep(&hub.cmd(
+        "access_codes/create",
+        json!({"device_id": NUKI, "ends_at": t(2)}),
+    ));
     hub.run_for(Duration::from_secs(3600 * 3)).await;
-    hub.sim.keypad_change(FRONT, 4, Some(lockhub::model::Pin::new("9753")));
-    keep(&hub.cmd("access_codes/pull_backup_access_code", json!({"access_code_id": front_id})));
+    hub.sim
+        .keypad_change(FRONT, 4, Some(lockhub::model::Pin::new("9753")));
+    keep(&hub.cmd(
+        "access_codes/pull_backup_access_code",
+        json!({"access_code_id": front_id}),
+    ));
     hub.run_for(Duration::from_secs(10)).await;
     keep(&hub.cmd("access_codes/list", json!({"device_id": FRONT})));
     keep(&hub.cmd("access_codes/list", json!({"device_id": NUKI})));
@@ -99,8 +125,20 @@ async fn every_emitted_access_code_validates() {
             k
         })
         .collect();
-    for must in ["status:set", "status:setting", "status:unset", "error:duplicate_code_on_device", "error:failed_to_issue", "warning:using_backup_access_code", "warning:external_modification_in_effect", "mutation:creating"] {
-        assert!(kinds.contains(must), "scenario should cover {must}; covered: {kinds:?}");
+    for must in [
+        "status:set",
+        "status:setting",
+        "status:unset",
+        "error:duplicate_code_on_device",
+        "error:failed_to_issue",
+        "warning:using_backup_access_code",
+        "warning:external_modification_in_effect",
+        "mutation:creating",
+    ] {
+        assert!(
+            kinds.contains(must),
+            "scenario should cover {must}; covered: {kinds:?}"
+        );
     }
     assert!(emitted.len() > 20);
     // The validator does catch a broken object.
@@ -118,57 +156,211 @@ async fn every_emitted_access_code_validates() {
 
 #[tokio::test(start_paused = true)]
 async fn every_error_type_is_typed_and_answered() {
-    let hub = Hub::start(vec![spec(FRONT, "Front", keypad(&[4], 1)), spec(BACK, "Back", keypad(&[6], 30))]).await;
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front", keypad(&[4], 1)),
+        spec(BACK, "Back", keypad(&[6], 30)),
+    ])
+    .await;
     let unknown = "11111111-1111-4111-8111-111111111111";
     let cases: Vec<(&str, Value, &str, Option<&str>)> = vec![
-        ("access_codes/create_multiple", json!({}), "invalid_input", Some("device_ids")),
-        ("access_codes/create_multiple", json!({"device_ids": []}), "invalid_input", Some("device_ids")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT, FRONT]}), "invalid_input", Some("device_ids")),
-        ("access_codes/create_multiple", json!({"device_ids": "x"}), "invalid_input", Some("device_ids")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "colour": "red"}), "invalid_input", Some("colour")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "code": "12a4"}), "invalid_input", Some("code")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "code": "1234567890"}), "invalid_input", Some("code")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "preferred_code_length": 4.5}), "invalid_input", Some("preferred_code_length")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "preferred_code_length": "4"}), "invalid_input", Some("preferred_code_length")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "behavior_when_code_cannot_be_shared": "shrug"}), "invalid_input", Some("behavior_when_code_cannot_be_shared")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}), "invalid_input", Some("ends_at")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "ends_at": "2001-01-01T00:00:00Z"}), "invalid_input", Some("ends_at")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "starts_at": "2030-01-01T00:00:00Z"}), "invalid_input", Some("ends_at")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "ends_at": "next tuesday"}), "invalid_input", Some("ends_at")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "attempt_for_offline_device": "yes"}), "invalid_input", Some("attempt_for_offline_device")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT], "allow_external_modification": true, "is_external_modification_allowed": false}), "invalid_input", Some("is_external_modification_allowed")),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT, unknown]}), "device_not_found", None),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT, BACK]}), "cannot_share_code", None),
-        ("access_codes/create_multiple", json!({"device_ids": [FRONT, BACK], "code": "4826"}), "code_constraints_violated", None),
-        ("access_codes/update_multiple", json!({"common_code_key": "auto_set_by_create_multiple_x", "name": "n"}), "common_code_key_not_found", None),
-        ("access_codes/get", json!({"access_code_id": unknown}), "access_code_not_found", None),
-        ("access_codes/update", json!({"access_code_id": unknown}), "access_code_not_found", None),
-        ("access_codes/delete", json!({"access_code_id": unknown}), "access_code_not_found", None),
-        ("access_codes/pull_backup_access_code", json!({"access_code_id": unknown}), "access_code_not_found", None),
-        ("access_codes/list", json!({}), "invalid_input", Some("device_id")),
-        ("devices/get", json!({"device_id": unknown}), "device_not_found", None),
-        ("devices/list", json!({"extra": 1}), "invalid_input", Some("extra")),
+        (
+            "access_codes/create_multiple",
+            json!({}),
+            "invalid_input",
+            Some("device_ids"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": []}),
+            "invalid_input",
+            Some("device_ids"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT, FRONT]}),
+            "invalid_input",
+            Some("device_ids"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": "x"}),
+            "invalid_input",
+            Some("device_ids"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "colour": "red"}),
+            "invalid_input",
+            Some("colour"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "code": "12a4"}),
+            "invalid_input",
+            Some("code"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "code": "1234567890"}),
+            "invalid_input",
+            Some("code"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "preferred_code_length": 4.5}),
+            "invalid_input",
+            Some("preferred_code_length"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "preferred_code_length": "4"}),
+            "invalid_input",
+            Some("preferred_code_length"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "behavior_when_code_cannot_be_shared": "shrug"}),
+            "invalid_input",
+            Some("behavior_when_code_cannot_be_shared"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}),
+            "invalid_input",
+            Some("ends_at"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "ends_at": "2001-01-01T00:00:00Z"}),
+            "invalid_input",
+            Some("ends_at"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "starts_at": "2030-01-01T00:00:00Z"}),
+            "invalid_input",
+            Some("ends_at"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "ends_at": "next tuesday"}),
+            "invalid_input",
+            Some("ends_at"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "attempt_for_offline_device": "yes"}),
+            "invalid_input",
+            Some("attempt_for_offline_device"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT], "allow_external_modification": true, "is_external_modification_allowed": false}),
+            "invalid_input",
+            Some("is_external_modification_allowed"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT, unknown]}),
+            "device_not_found",
+            None,
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT, BACK]}),
+            "cannot_share_code",
+            None,
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [FRONT, BACK], "code": "4826"}),
+            "code_constraints_violated",
+            None,
+        ),
+        (
+            "access_codes/update_multiple",
+            json!({"common_code_key": "auto_set_by_create_multiple_x", "name": "n"}),
+            "common_code_key_not_found",
+            None,
+        ),
+        (
+            "access_codes/get",
+            json!({"access_code_id": unknown}),
+            "access_code_not_found",
+            None,
+        ),
+        (
+            "access_codes/update",
+            json!({"access_code_id": unknown}),
+            "access_code_not_found",
+            None,
+        ),
+        (
+            "access_codes/delete",
+            json!({"access_code_id": unknown}),
+            "access_code_not_found",
+            None,
+        ),
+        (
+            "access_codes/pull_backup_access_code",
+            json!({"access_code_id": unknown}),
+            "access_code_not_found",
+            None,
+        ),
+        (
+            "access_codes/list",
+            json!({}),
+            "invalid_input",
+            Some("device_id"),
+        ),
+        (
+            "devices/get",
+            json!({"device_id": unknown}),
+            "device_not_found",
+            None,
+        ),
+        (
+            "devices/list",
+            json!({"extra": 1}),
+            "invalid_input",
+            Some("extra"),
+        ),
         ("access_codes/explode", json!({}), "unknown_command", None),
     ];
     for (cmd, body, kind, field) in cases {
         let r = hub.cmd(cmd, body.clone());
         assert_eq!(r["ok"], false, "{cmd} {body}: {r}");
         assert_eq!(r["error"]["type"], kind, "{cmd} {body}: {r}");
-        assert!(r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
         if let Some(f) = field {
             assert_eq!(r["error"]["field"], f, "{cmd} {body}: {r}");
         }
     }
     // No space: the one-slot lock takes one code, then refuses with nothing created.
-    assert_eq!(hub.cmd("access_codes/create", json!({"device_id": FRONT}))["ok"], true);
+    assert_eq!(
+        hub.cmd("access_codes/create", json!({"device_id": FRONT}))["ok"],
+        true
+    );
     let r = hub.cmd("access_codes/create", json!({"device_id": FRONT}));
-    assert_eq!(r["error"]["type"], "no_space_for_access_code_on_device", "{r}");
+    assert_eq!(
+        r["error"]["type"], "no_space_for_access_code_on_device",
+        "{r}"
+    );
     // device_offline
     hub.sim.set_online(BACK, false);
     hub.run_for(Duration::from_millis(1)).await;
-    let r = hub.cmd("access_codes/create", json!({"device_id": BACK, "attempt_for_offline_device": false}));
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": BACK, "attempt_for_offline_device": false}),
+    );
     assert_eq!(r["error"]["type"], "device_offline");
-    assert_eq!(hub.store.read(|tx| tx.count_codes()).unwrap(), 1, "no refused command left anything behind");
+    assert_eq!(
+        hub.store.read(|tx| tx.count_codes()).unwrap(),
+        1,
+        "no refused command left anything behind"
+    );
     hub.stop().await;
 }
 
@@ -181,7 +373,13 @@ async fn replay_returns_the_first_answer_and_changes_nothing() {
     assert_eq!(first, again);
     assert_eq!(hub.store.read(|tx| tx.count_codes()).unwrap(), 1);
     // Both answers were queued for the broker.
-    let responses = hub.store.outbox_peek(0, 10_000).unwrap().into_iter().filter(|r| r.topic == "responses/same").count();
+    let responses = hub
+        .store
+        .outbox_peek(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.topic == "responses/same")
+        .count();
     assert_eq!(responses, 2);
     hub.stop().await;
 }
@@ -205,7 +403,9 @@ async fn a_thousand_malformed_payloads_are_each_answered() {
             3 => serde_json::to_vec(&json!({"request_id": format!("m{i}"), "device_ids": [rng.gen::<u32>()], "preferred_code_length": rng.gen::<f64>()})).unwrap(),
             _ => vec![b'['; rng.gen_range(1..100_000)],
         };
-        let reply = hub.commands.execute("access_codes/create_multiple", &payload);
+        let reply = hub
+            .commands
+            .execute("access_codes/create_multiple", &payload);
         assert!(reply.topic.starts_with("responses/"), "answered");
         assert!(reply.body.get("ok").is_some(), "{}", reply.body);
     }

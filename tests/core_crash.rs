@@ -16,7 +16,11 @@ use std::time::Duration;
 use support::core::*;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
 
 fn lock_id(i: usize) -> String {
@@ -47,20 +51,40 @@ fn crash_mid_fan_out_then_restart() {
             let hub = Hub::start_on(store, sim.clone(), rx, HubSettings::default()).await;
             let mut codes = Vec::new();
             for g in 0..6 {
-                let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": ids, "name": format!("Group {g}")}));
+                let r = hub.cmd(
+                    "access_codes/create_multiple",
+                    json!({"device_ids": ids, "name": format!("Group {g}")}),
+                );
                 assert_eq!(r["ok"], true, "{r}");
                 codes.extend(r["access_codes"].as_array().unwrap().iter().cloned());
             }
             // Delete one code of the first group before it is done.
             let doomed = codes[0]["access_code_id"].as_str().unwrap().to_owned();
-            assert_eq!(hub.cmd("access_codes/delete", json!({"access_code_id": doomed}))["ok"], true);
+            assert_eq!(
+                hub.cmd("access_codes/delete", json!({"access_code_id": doomed}))["ok"],
+                true
+            );
             hub.run_for(Duration::from_millis(350)).await;
             let done: usize = ids.iter().map(|d| sim.state(d).unwrap().slots.len()).sum();
-            assert!(done > 0 && done < 59, "crash lands mid-fan-out ({done} codes placed)");
+            assert!(
+                done > 0 && done < 59,
+                "crash lands mid-fan-out ({done} codes placed)"
+            );
             // What each lock must end up with.
             let mut want: HashMap<String, Vec<(u32, String)>> = HashMap::new();
-            for c in codes.iter().filter(|c| c["access_code_id"] != doomed.as_str()) {
-                let slot = hub.store.read(|tx| Ok(tx.code(c["access_code_id"].as_str().unwrap())?.unwrap().slot)).unwrap();
+            for c in codes
+                .iter()
+                .filter(|c| c["access_code_id"] != doomed.as_str())
+            {
+                let slot = hub
+                    .store
+                    .read(|tx| {
+                        Ok(tx
+                            .code(c["access_code_id"].as_str().unwrap())?
+                            .unwrap()
+                            .slot)
+                    })
+                    .unwrap();
                 want.entry(c["device_id"].as_str().unwrap().to_owned())
                     .or_default()
                     .push((slot, c["code"].as_str().unwrap().to_owned()));
@@ -94,10 +118,16 @@ fn crash_mid_fan_out_then_restart() {
                 })
                 .collect();
             let unique: std::collections::HashSet<_> = sets.iter().collect();
-            assert_eq!(unique.len(), sets.len(), "lock {id}: a set was applied twice: {sets:?}");
+            assert_eq!(
+                unique.len(),
+                sets.len(),
+                "lock {id}: a set was applied twice: {sets:?}"
+            );
         }
-        let statuses: Vec<String> = hub
-            .cmd("access_codes/list", json!({"device_id": ids[3], "request_id": "after-restart"}))["access_codes"]
+        let statuses: Vec<String> = hub.cmd(
+            "access_codes/list",
+            json!({"device_id": ids[3], "request_id": "after-restart"}),
+        )["access_codes"]
             .as_array()
             .unwrap()
             .iter()

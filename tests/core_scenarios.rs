@@ -65,14 +65,26 @@ async fn seed_front_and_back_door_group() {
 #[tokio::test(start_paused = true)]
 async fn four_digit_lock_and_nuki_like_lock() {
     const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
-    let hub = Hub::start(vec![spec(FRONT, "Front door", keypad(&[4], 30)), spec(NUKI, "Nuki", nuki_like())]).await;
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front door", keypad(&[4], 30)),
+        spec(NUKI, "Nuki", nuki_like()),
+    ])
+    .await;
     let before = hub.store.outbox_peek(0, 10_000).unwrap().len();
 
     // throw: nothing created, no slot, no event.
-    let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [FRONT, NUKI], "name": "Guest", "preferred_code_length": 4}));
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT, NUKI], "name": "Guest", "preferred_code_length": 4}),
+    );
     assert_eq!(r["ok"], false, "{r}");
     assert_eq!(r["error"]["type"], "cannot_share_code");
-    let named: Vec<&str> = r["error"]["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    let named: Vec<&str> = r["error"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
     assert!(!named.is_empty());
     let rows = hub.store.outbox_peek(0, 10_000).unwrap();
     assert_eq!(rows.len(), before + 1, "only the error response was queued");
@@ -93,8 +105,14 @@ async fn four_digit_lock_and_nuki_like_lock() {
     assert_eq!(nuki_pin.len(), 6);
     assert!(!nuki_pin.contains('0') && !nuki_pin.starts_with("12"));
     assert_eq!(nuki["warnings"].as_array().unwrap().len(), 1);
-    assert_eq!(front["common_code_key"], nuki["common_code_key"], "still one group for update_multiple");
-    assert_eq!(nuki["appearance"]["name"].as_str().unwrap().chars().count(), 20);
+    assert_eq!(
+        front["common_code_key"], nuki["common_code_key"],
+        "still one group for update_multiple"
+    );
+    assert_eq!(
+        nuki["appearance"]["name"].as_str().unwrap().chars().count(),
+        20
+    );
     assert_eq!(nuki["name"], "A guest with a very long name indeed");
 
     hub.run_for(Duration::from_secs(5)).await;
@@ -105,27 +123,47 @@ async fn four_digit_lock_and_nuki_like_lock() {
 
 #[tokio::test(start_paused = true)]
 async fn custom_code_has_no_key_and_is_updated_one_by_one() {
-    let hub = Hub::start(vec![spec(FRONT, "Front", keypad(&[4, 5, 6], 30)), spec(BACK, "Back", keypad(&[4, 5, 6], 30))]).await;
-    let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [FRONT, BACK], "code": "2580", "name": "Cleaner"}));
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front", keypad(&[4, 5, 6], 30)),
+        spec(BACK, "Back", keypad(&[4, 5, 6], 30)),
+    ])
+    .await;
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT, BACK], "code": "2580", "name": "Cleaner"}),
+    );
     assert_eq!(r["ok"], true, "{r}");
     let codes = r["access_codes"].as_array().unwrap();
-    assert!(codes.iter().all(|c| c["common_code_key"].is_null() && c["code"] == "2580"));
+    assert!(codes
+        .iter()
+        .all(|c| c["common_code_key"].is_null() && c["code"] == "2580"));
     hub.run_for(Duration::from_secs(1)).await;
     assert_eq!(hub.code_on(FRONT, 1).as_deref(), Some("2580"));
 
     // Each is updated on its own.
     let id = codes[0]["access_code_id"].as_str().unwrap();
-    let r = hub.cmd("access_codes/update", json!({"access_code_id": id, "code": "36912"}));
+    let r = hub.cmd(
+        "access_codes/update",
+        json!({"access_code_id": id, "code": "36912"}),
+    );
     assert_eq!(r["ok"], true, "{r}");
     hub.run_for(Duration::from_secs(1)).await;
     assert_eq!(hub.code_on(FRONT, 1).as_deref(), Some("36912"));
     assert_eq!(hub.code_on(BACK, 1).as_deref(), Some("2580"));
-    assert!(hub.event_types_for(id).contains(&"access_code.code_changed".to_string()));
+    assert!(hub
+        .event_types_for(id)
+        .contains(&"access_code.code_changed".to_string()));
 
     // A code the lock already has is refused, naming the reason.
-    let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [BACK], "code": "2580"}));
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [BACK], "code": "2580"}),
+    );
     assert_eq!(r["error"]["type"], "duplicate_code_on_device", "{r}");
-    let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [BACK], "code": "258"}));
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [BACK], "code": "258"}),
+    );
     assert_eq!(r["error"]["type"], "invalid_input");
     assert_eq!(r["error"]["field"], "code");
     hub.stop().await;
@@ -133,13 +171,23 @@ async fn custom_code_has_no_key_and_is_updated_one_by_one() {
 
 #[tokio::test(start_paused = true)]
 async fn lock_offline_for_ten_minutes_then_back() {
-    let hub = Hub::start(vec![spec(FRONT, "Front", keypad(&[4], 30)), spec(BACK, "Back", keypad(&[4], 30))]).await;
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front", keypad(&[4], 30)),
+        spec(BACK, "Back", keypad(&[4], 30)),
+    ])
+    .await;
     hub.sim.set_online(BACK, false);
     hub.run_for(Duration::from_millis(10)).await;
-    let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [FRONT, BACK], "name": "Guest"}));
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT, BACK], "name": "Guest"}),
+    );
     assert_eq!(r["ok"], true, "{r}");
     let pin = r["access_codes"][0]["code"].as_str().unwrap().to_owned();
-    let back_id = r["access_codes"][1]["access_code_id"].as_str().unwrap().to_owned();
+    let back_id = r["access_codes"][1]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // The online lock is not held back by the offline one.
     hub.run_for(Duration::from_secs(1)).await;
@@ -150,10 +198,18 @@ async fn lock_offline_for_ten_minutes_then_back() {
     // Retries back off: far fewer attempts than seconds.
     hub.run_for(Duration::from_secs(6 * 60)).await;
     let attempts = hub.sim.state(BACK).unwrap().attempts;
-    assert!(attempts <= 12, "backoff keeps retries rare: {attempts} attempts in 6 min");
+    assert!(
+        attempts <= 12,
+        "backoff keeps retries rare: {attempts} attempts in 6 min"
+    );
     let c = hub.get(&back_id);
-    assert_eq!(c["warnings"][0]["warning_code"], "delay_in_setting_on_device", "{c}");
-    assert!(hub.event_types_for(&back_id).contains(&"access_code.delay_in_setting_on_device".to_string()));
+    assert_eq!(
+        c["warnings"][0]["warning_code"], "delay_in_setting_on_device",
+        "{c}"
+    );
+    assert!(hub
+        .event_types_for(&back_id)
+        .contains(&"access_code.delay_in_setting_on_device".to_string()));
 
     hub.run_for(Duration::from_secs(4 * 60)).await;
     hub.sim.set_online(BACK, true);
@@ -166,7 +222,10 @@ async fn lock_offline_for_ten_minutes_then_back() {
     // attempt_for_offline_device = false refuses the whole request.
     hub.sim.set_online(BACK, false);
     hub.run_for(Duration::from_millis(10)).await;
-    let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [FRONT, BACK], "attempt_for_offline_device": false}));
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT, BACK], "attempt_for_offline_device": false}),
+    );
     assert_eq!(r["error"]["type"], "device_offline", "{r}");
     assert_eq!(r["error"]["device_ids"], json!([BACK]));
     hub.stop().await;
@@ -174,37 +233,68 @@ async fn lock_offline_for_ten_minutes_then_back() {
 
 #[tokio::test(start_paused = true)]
 async fn late_checkout_after_the_code_is_set() {
-    let hub = Hub::start(vec![spec(FRONT, "Front", keypad(&[4], 30)), spec(BACK, "Back", keypad(&[4], 30))]).await;
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front", keypad(&[4], 30)),
+        spec(BACK, "Back", keypad(&[4], 30)),
+    ])
+    .await;
     let end = base_time() + chrono::Duration::hours(2);
-    let r = hub.cmd("access_codes/create_multiple", json!({"device_ids": [FRONT, BACK], "ends_at": iso(end)}));
-    let key = r["access_codes"][0]["common_code_key"].as_str().unwrap().to_owned();
-    let id = r["access_codes"][0]["access_code_id"].as_str().unwrap().to_owned();
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT, BACK], "ends_at": iso(end)}),
+    );
+    let key = r["access_codes"][0]["common_code_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = r["access_codes"][0]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     hub.run_for(Duration::from_secs(60)).await;
     assert!(hub.code_on(FRONT, 1).is_some());
 
     let late = end + chrono::Duration::hours(3);
-    let r = hub.cmd("access_codes/update_multiple", json!({"common_code_key": key, "ends_at": iso(late)}));
+    let r = hub.cmd(
+        "access_codes/update_multiple",
+        json!({"common_code_key": key, "ends_at": iso(late)}),
+    );
     assert_eq!(r, json!({"request_id": r["request_id"], "ok": true}));
     // Past the old check-out the code stays on both locks.
     hub.run_for(Duration::from_secs(3 * 3600)).await;
     assert!(hub.code_on(FRONT, 1).is_some() && hub.code_on(BACK, 1).is_some());
-    assert_eq!(hub.get(&id)["ends_at"], late.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    assert!(hub.event_types_for(&id).contains(&"access_code.time_frame_changed".to_string()));
+    assert_eq!(
+        hub.get(&id)["ends_at"],
+        late.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    assert!(hub
+        .event_types_for(&id)
+        .contains(&"access_code.time_frame_changed".to_string()));
     // And leaves at the new one, within a second.
-    hub.run_for((late - hub.clock.now()).to_std().unwrap() + Duration::from_millis(900)).await;
+    hub.run_for((late - hub.clock.now()).to_std().unwrap() + Duration::from_millis(900))
+        .await;
     assert!(hub.code_on(FRONT, 1).is_none() && hub.code_on(BACK, 1).is_none());
 
     // An expired code whose window is extended goes back on the lock.
     let later = hub.clock.now() + chrono::Duration::hours(1);
-    let r = hub.cmd("access_codes/update_multiple", json!({"common_code_key": key, "ends_at": iso(later)}));
+    let r = hub.cmd(
+        "access_codes/update_multiple",
+        json!({"common_code_key": key, "ends_at": iso(later)}),
+    );
     assert_eq!(r["ok"], true);
     hub.run_for(Duration::from_secs(1)).await;
     assert!(hub.code_on(FRONT, 1).is_some());
 
     // Impossible windows are refused.
-    let r = hub.cmd("access_codes/update_multiple", json!({"common_code_key": key, "ends_at": iso(base_time())}));
+    let r = hub.cmd(
+        "access_codes/update_multiple",
+        json!({"common_code_key": key, "ends_at": iso(base_time())}),
+    );
     assert_eq!(r["error"]["field"], "ends_at", "{r}");
-    let r = hub.cmd("access_codes/update_multiple", json!({"common_code_key": "nope", "name": "x"}));
+    let r = hub.cmd(
+        "access_codes/update_multiple",
+        json!({"common_code_key": "nope", "name": "x"}),
+    );
     assert_eq!(r["error"]["type"], "common_code_key_not_found");
     hub.stop().await;
 }
@@ -212,25 +302,48 @@ async fn late_checkout_after_the_code_is_set() {
 #[tokio::test(start_paused = true)]
 async fn keypad_change_honoured_or_reverted() {
     let hub = Hub::start(vec![spec(FRONT, "Front", keypad(&[4], 30))]).await;
-    let strict = hub.cmd("access_codes/create", json!({"device_id": FRONT, "code": "4826"}));
-    let relaxed = hub.cmd("access_codes/create", json!({"device_id": FRONT, "code": "7351", "allow_external_modification": true}));
-    let strict_id = strict["access_code"]["access_code_id"].as_str().unwrap().to_owned();
-    let relaxed_id = relaxed["access_code"]["access_code_id"].as_str().unwrap().to_owned();
+    let strict = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "code": "4826"}),
+    );
+    let relaxed = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "code": "7351", "allow_external_modification": true}),
+    );
+    let strict_id = strict["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let relaxed_id = relaxed["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     hub.run_for(Duration::from_secs(1)).await;
-    assert_eq!(hub.slots(FRONT), vec![(1, "4826".into()), (2, "7351".into())]);
+    assert_eq!(
+        hub.slots(FRONT),
+        vec![(1, "4826".into()), (2, "7351".into())]
+    );
 
-    hub.sim.keypad_change(FRONT, 1, Some(lockhub::model::Pin::new("9999")));
-    hub.sim.keypad_change(FRONT, 2, Some(lockhub::model::Pin::new("8642")));
+    hub.sim
+        .keypad_change(FRONT, 1, Some(lockhub::model::Pin::new("9999")));
+    hub.sim
+        .keypad_change(FRONT, 2, Some(lockhub::model::Pin::new("8642")));
     hub.run_for(Duration::from_secs(1)).await;
     // Not allowed: put back, with the error recorded then cleared by the re-set.
     assert_eq!(hub.code_on(FRONT, 1).as_deref(), Some("4826"));
     let evs = hub.event_types_for(&strict_id);
-    assert!(evs.contains(&"access_code.modified_external_to_seam".to_string()), "{evs:?}");
+    assert!(
+        evs.contains(&"access_code.modified_external_to_seam".to_string()),
+        "{evs:?}"
+    );
     // Allowed: the lock's change stands.
     assert_eq!(hub.code_on(FRONT, 2).as_deref(), Some("8642"));
     let c = hub.get(&relaxed_id);
     assert_eq!(c["code"], "8642");
-    assert_eq!(c["warnings"][0]["warning_code"], "external_modification_in_effect");
+    assert_eq!(
+        c["warnings"][0]["warning_code"],
+        "external_modification_in_effect"
+    );
     assert_eq!(c["warnings"][0]["change_type"], "modified");
 
     // Removed at the keypad.
@@ -239,16 +352,28 @@ async fn keypad_change_honoured_or_reverted() {
     hub.run_for(Duration::from_secs(1)).await;
     assert_eq!(hub.code_on(FRONT, 1).as_deref(), Some("4826"));
     assert_eq!(hub.code_on(FRONT, 2), None);
-    assert_eq!(hub.get(&relaxed_id)["warnings"][0]["change_type"], "removed");
-    assert!(hub.event_types_for(&relaxed_id).contains(&"access_code.deleted_external_to_seam".to_string()));
+    assert_eq!(
+        hub.get(&relaxed_id)["warnings"][0]["change_type"],
+        "removed"
+    );
+    assert!(hub
+        .event_types_for(&relaxed_id)
+        .contains(&"access_code.deleted_external_to_seam".to_string()));
 
     // A code added at the keypad in another slot is unmanaged and left alone.
-    hub.sim.keypad_change(FRONT, 7, Some(lockhub::model::Pin::new("1357")));
+    hub.sim
+        .keypad_change(FRONT, 7, Some(lockhub::model::Pin::new("1357")));
     hub.run_for(Duration::from_secs(1)).await;
     assert_eq!(hub.code_on(FRONT, 7).as_deref(), Some("1357"));
-    assert!(hub.events().iter().any(|e| e["event_type"] == "access_code.unmanaged.created"));
+    assert!(hub
+        .events()
+        .iter()
+        .any(|e| e["event_type"] == "access_code.unmanaged.created"));
     // ...and its PIN is not handed out again.
-    let r = hub.cmd("access_codes/create", json!({"device_id": FRONT, "code": "1357"}));
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "code": "1357"}),
+    );
     assert_eq!(r["error"]["type"], "duplicate_code_on_device");
     hub.stop().await;
 }
@@ -259,24 +384,48 @@ async fn backup_pool() {
     caps.supports_backup_access_code_pool = true;
     let hub = Hub::start(vec![spec(FRONT, "Front", caps)]).await;
     let end = base_time() + chrono::Duration::days(1);
-    let r = hub.cmd("access_codes/create", json!({"device_id": FRONT, "ends_at": iso(end), "use_backup_access_code_pool": true}));
-    let id = r["access_code"]["access_code_id"].as_str().unwrap().to_owned();
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "ends_at": iso(end), "use_backup_access_code_pool": true}),
+    );
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(r["access_code"]["is_backup_access_code_available"], true);
     hub.run_for(Duration::from_secs(1)).await;
-    assert_eq!(hub.slots(FRONT).len(), 3, "the code and a pool of two backups");
+    assert_eq!(
+        hub.slots(FRONT).len(),
+        3,
+        "the code and a pool of two backups"
+    );
 
-    let r = hub.cmd("access_codes/pull_backup_access_code", json!({"access_code_id": id}));
+    let r = hub.cmd(
+        "access_codes/pull_backup_access_code",
+        json!({"access_code_id": id}),
+    );
     assert_eq!(r["ok"], true, "{r}");
     let backup = &r["access_code"];
     assert_eq!(backup["is_backup"], true);
-    assert_eq!(backup["ends_at"], end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    assert_eq!(
+        backup["ends_at"],
+        end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
     let backup_id = backup["access_code_id"].as_str().unwrap().to_owned();
     let original = hub.get(&id);
     assert_eq!(original["pulled_backup_access_code_id"], backup_id.as_str());
-    assert_eq!(original["warnings"][0]["warning_code"], "using_backup_access_code");
-    assert!(hub.event_types_for(&id).contains(&"access_code.backup_access_code_pulled".to_string()));
+    assert_eq!(
+        original["warnings"][0]["warning_code"],
+        "using_backup_access_code"
+    );
+    assert!(hub
+        .event_types_for(&id)
+        .contains(&"access_code.backup_access_code_pulled".to_string()));
     // Pulling again returns the same backup.
-    let again = hub.cmd("access_codes/pull_backup_access_code", json!({"access_code_id": id}));
+    let again = hub.cmd(
+        "access_codes/pull_backup_access_code",
+        json!({"access_code_id": id}),
+    );
     assert_eq!(again["access_code"]["access_code_id"], backup_id.as_str());
     // The pool is refilled.
     hub.run_for(Duration::from_secs(1)).await;
@@ -295,16 +444,25 @@ async fn native_scheduling_programs_the_window_at_once() {
     let hub = Hub::start(vec![spec(NUKI, "Nuki", nuki_like())]).await;
     let start = base_time() + chrono::Duration::days(3);
     let end = start + chrono::Duration::days(1);
-    let r = hub.cmd("access_codes/create", json!({"device_id": NUKI, "starts_at": iso(start), "ends_at": iso(end)}));
-    let id = r["access_code"]["access_code_id"].as_str().unwrap().to_owned();
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": NUKI, "starts_at": iso(start), "ends_at": iso(end)}),
+    );
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(r["access_code"]["is_scheduled_on_device"], true);
     hub.run_for(Duration::from_secs(1)).await;
     let st = hub.sim.state(NUKI).unwrap();
     let slot = st.slots.get(&1).expect("set at once, with its window");
     assert_eq!(slot.window.unwrap().starts_at, start);
-    assert!(hub.event_types_for(&id).contains(&"access_code.scheduled_on_device".to_string()));
+    assert!(hub
+        .event_types_for(&id)
+        .contains(&"access_code.scheduled_on_device".to_string()));
     assert_eq!(hub.get(&id)["status"], "unset");
-    hub.run_for((start - hub.clock.now()).to_std().unwrap() + Duration::from_secs(1)).await;
+    hub.run_for((start - hub.clock.now()).to_std().unwrap() + Duration::from_secs(1))
+        .await;
     assert_eq!(hub.get(&id)["status"], "set");
 
     // prefer_native_scheduling = false: lockhub holds the window.
@@ -319,7 +477,10 @@ async fn native_scheduling_programs_the_window_at_once() {
 async fn delete_removes_then_forgets() {
     let hub = Hub::start(vec![spec(FRONT, "Front", keypad(&[4], 30))]).await;
     let r = hub.cmd("access_codes/create", json!({"device_id": FRONT}));
-    let id = r["access_code"]["access_code_id"].as_str().unwrap().to_owned();
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     hub.run_for(Duration::from_secs(1)).await;
     assert!(hub.code_on(FRONT, 1).is_some());
     let r = hub.cmd("access_codes/delete", json!({"access_code_id": id}));
@@ -330,7 +491,11 @@ async fn delete_removes_then_forgets() {
     assert_eq!(r["error"]["type"], "access_code_not_found");
     // Its retained state is cleared.
     let rows = hub.store.outbox_peek(0, 100_000).unwrap();
-    let last = rows.iter().rev().find(|r| r.topic == format!("access_codes/{id}")).unwrap();
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.topic == format!("access_codes/{id}"))
+        .unwrap();
     assert!(last.payload.is_empty() && last.retain);
     let evs = hub.event_types_for(&id);
     assert_eq!(evs.last().unwrap(), "access_code.removed_from_device");
@@ -343,14 +508,27 @@ async fn final_lock_errors_become_code_errors() {
     let hub = Hub::start(vec![spec(FRONT, "Front", keypad(&[4], 30))]).await;
     hub.sim.inject(FRONT, [Fault::Timeout, Fault::NoSpace]);
     let r = hub.cmd("access_codes/create", json!({"device_id": FRONT}));
-    let id = r["access_code"]["access_code_id"].as_str().unwrap().to_owned();
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     hub.run_for(Duration::from_secs(30)).await;
     let c = hub.get(&id);
-    assert_eq!(c["errors"][0]["error_code"], "no_space_for_access_code_on_device", "{c}");
+    assert_eq!(
+        c["errors"][0]["error_code"], "no_space_for_access_code_on_device",
+        "{c}"
+    );
     assert_eq!(c["status"], "setting");
-    assert_eq!(hub.sim.state(FRONT).unwrap().attempts, 2, "a final error is not retried");
+    assert_eq!(
+        hub.sim.state(FRONT).unwrap().attempts,
+        2,
+        "a final error is not retried"
+    );
     // A new desired state (update) tries again.
-    let r = hub.cmd("access_codes/update", json!({"access_code_id": id, "name": "retry"}));
+    let r = hub.cmd(
+        "access_codes/update",
+        json!({"access_code_id": id, "name": "retry"}),
+    );
     assert_eq!(r["ok"], true);
     hub.run_for(Duration::from_secs(1)).await;
     assert!(hub.code_on(FRONT, 1).is_some());

@@ -65,6 +65,9 @@ pub fn pull(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRe
     });
     backup.is_scheduled_on_device = false;
     backup.common_code_key = None;
+    let observed = tx.observed_slot(&backup.device_id, backup.slot)?;
+    backup.reported_status =
+        Some(backup.status(observed.as_ref(), ctx.now, &ctx.settings.timing()));
     tx.save_code(&backup)?;
     original.pulled_backup_access_code_id = Some(backup.access_code_id.clone());
     original.raise_warning(Issue::new(

@@ -344,6 +344,7 @@ fn plan(
             caps,
             window,
             flags,
+            &ctx.settings.timing(),
         );
         if own_code[i] {
             code.raise_warning(Issue::new(

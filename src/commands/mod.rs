@@ -82,10 +82,7 @@ pub fn publish_code_state(
     now: DateTime<Utc>,
     settings: &HubSettings,
 ) -> Result<(), StoreError> {
-    let observed = tx
-        .observed(&code.device_id)?
-        .into_iter()
-        .find(|s| s.slot == code.slot);
+    let observed = tx.observed_slot(&code.device_id, code.slot)?;
     let body = code.to_public(
         observed.as_ref(),
         now,
@@ -108,10 +105,7 @@ pub fn code_json(
     settings: &HubSettings,
     reveal: bool,
 ) -> Result<Value, StoreError> {
-    let observed = tx
-        .observed(&code.device_id)?
-        .into_iter()
-        .find(|s| s.slot == code.slot);
+    let observed = tx.observed_slot(&code.device_id, code.slot)?;
     Ok(code.to_public(
         observed.as_ref(),
         now,
@@ -147,93 +141,110 @@ impl Commands {
     /// Handle one command end to end: its effect and its response are committed
     /// (the response queued in the outbox) when this returns.
     pub fn execute(&self, command: &str, payload: &[u8]) -> Reply {
-        match self.try_execute(command, payload) {
-            Ok(r) => r,
-            Err(e) => {
-                // The store itself failed: answer without storing (a replay will retry).
-                tracing::error!(command, error = %e, "store failed while handling a command");
-                let body = json!({"ok": false, "error": {"type": "internal", "message": "the hub's store failed; retry later"}});
-                Reply {
-                    topic: "responses/_invalid".into(),
-                    body,
-                }
-            }
-        }
+        self.execute_many(&[(command, payload)])
+            .pop()
+            .expect("one reply per command")
     }
 
-    fn try_execute(&self, command: &str, payload: &[u8]) -> Result<Reply, StoreError> {
+    /// Handle several commands in ONE transaction (group commit): each runs in
+    /// its own savepoint, so a refused one leaves nothing behind while the others
+    /// commit together, with one fsync for all. Replies come in order.
+    pub fn execute_many(&self, batch: &[(&str, &[u8])]) -> Vec<Reply> {
         let now = self.clock.now();
-        let body = match parse::envelope(payload, self.settings.max_payload_bytes) {
-            Ok(b) => b,
-            Err((request_id, err)) => return self.answer_unusable(request_id, err),
-        };
-        let request_id = body.request_id.clone();
-        let topic = format!("responses/{request_id}");
-
-        if let Some(stored) = self.store.read(|tx| tx.response(&request_id))? {
-            // A replay: send the first answer again, change nothing.
-            let body: Value = serde_json::from_str(&stored)?;
-            self.store
-                .write(|tx| tx.publish(&topic, stored.as_bytes(), false))?;
-            tracing::debug!(
-                request_id,
-                command,
-                "replayed request answered from the store"
-            );
-            return Ok(Reply { topic, body });
-        }
-
         let mut ctx = Ctx {
             now,
             settings: &self.settings,
             touched: BTreeSet::new(),
         };
-        // An Err rolls back whatever the command wrote; an error answer is saved below.
-        let outcome = self.store.write(|tx| {
-            let data = self.route(command, body.fields.clone(), &mut ctx, tx)?;
-            let mut resp = Map::new();
-            resp.insert("request_id".into(), json!(request_id));
-            resp.insert("ok".into(), json!(true));
-            resp.extend(data);
-            let resp = Value::Object(resp);
-            let text = serde_json::to_string(&resp)?;
-            tx.save_response(&request_id, command, &text, now)?;
-            tx.publish(&topic, text.as_bytes(), false)?;
-            Ok::<_, CommandFailed>(resp)
+        let result = self.store.write(|tx| {
+            batch
+                .iter()
+                .map(|(command, payload)| self.one(&mut ctx, tx, command, payload))
+                .collect::<Result<Vec<Reply>, StoreError>>()
         });
-        let resp = match outcome {
-            Ok(resp) => {
+        match result {
+            Ok(replies) => {
                 let touched: Vec<String> = ctx.touched.into_iter().collect();
                 if !touched.is_empty() {
                     (self.waker)(&touched);
                 }
-                resp
+                replies
+            }
+            Err(e) => {
+                // The store itself failed: nothing was committed, so nothing is
+                // acked and the broker delivers the commands again.
+                tracing::error!(error = %e, "store failed while handling commands");
+                let body = json!({"ok": false, "error": {"type": "internal", "message": "the hub's store failed; retry later"}});
+                batch
+                    .iter()
+                    .map(|_| Reply {
+                        topic: "responses/_invalid".into(),
+                        body: body.clone(),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// One command inside the batch's transaction.
+    fn one(
+        &self,
+        ctx: &mut Ctx<'_>,
+        tx: &Tx<'_>,
+        command: &str,
+        payload: &[u8],
+    ) -> Result<Reply, StoreError> {
+        let now = ctx.now;
+        let body = match parse::envelope(payload, self.settings.max_payload_bytes) {
+            Ok(b) => b,
+            Err((request_id, err)) => {
+                tracing::info!(error = %err.message, "unusable command payload");
+                let resp = err.to_response(request_id.as_deref());
+                let topic = "responses/_invalid".to_string();
+                tx.publish(&topic, &serde_json::to_vec(&resp)?, false)?;
+                return Ok(Reply { topic, body: resp });
+            }
+        };
+        let request_id = body.request_id;
+        let topic = format!("responses/{request_id}");
+        if let Some(stored) = tx.response(&request_id)? {
+            // A replay: send the first answer again, change nothing.
+            tx.publish(&topic, stored.as_bytes(), false)?;
+            tracing::debug!(
+                request_id,
+                command,
+                "replayed request answered from the store"
+            );
+            return Ok(Reply {
+                topic,
+                body: serde_json::from_str(&stored)?,
+            });
+        }
+        let mut touched = BTreeSet::new();
+        std::mem::swap(&mut touched, &mut ctx.touched);
+        tx.savepoint()?;
+        let resp = match self.route(command, body.fields, ctx, tx) {
+            Ok(data) => {
+                tx.release()?;
+                touched.append(&mut ctx.touched);
+                let mut resp = Map::new();
+                resp.insert("request_id".into(), json!(request_id));
+                resp.insert("ok".into(), json!(true));
+                resp.extend(data);
+                Value::Object(resp)
             }
             Err(CommandFailed::Store(e)) => return Err(e),
             Err(CommandFailed::Command(err)) => {
+                // Roll back whatever the command wrote; keep only its answer.
+                tx.rollback_to()?;
                 tracing::info!(request_id, command, error = %err.message, kind = err.kind.as_str(), "command refused");
-                let resp = err.to_response(Some(&request_id));
-                let text = serde_json::to_string(&resp)?;
-                self.store.write(|tx| {
-                    tx.save_response(&request_id, command, &text, now)?;
-                    tx.publish(&topic, text.as_bytes(), false)
-                })?;
-                resp
+                err.to_response(Some(&request_id))
             }
         };
-        Ok(Reply { topic, body: resp })
-    }
-
-    fn answer_unusable(
-        &self,
-        request_id: Option<String>,
-        err: CommandError,
-    ) -> Result<Reply, StoreError> {
-        tracing::info!(error = %err.message, "unusable command payload");
-        let resp = err.to_response(request_id.as_deref());
-        let topic = "responses/_invalid".to_string();
-        self.store
-            .write(|tx| tx.publish(&topic, &serde_json::to_vec(&resp)?, false))?;
+        ctx.touched = touched;
+        let text = serde_json::to_string(&resp)?;
+        tx.save_response(&request_id, command, &text, now)?;
+        tx.publish(&topic, text.as_bytes(), false)?;
         Ok(Reply { topic, body: resp })
     }
 

@@ -90,25 +90,7 @@ pub fn codes_on_lock(
     device_id: &str,
     except: Option<&str>,
 ) -> Result<Vec<Pin>, CommandFailed> {
-    let mut pins: BTreeSet<Pin> = BTreeSet::new();
-    let codes = tx.codes_for_device(device_id)?;
-    let except_slot = except.and_then(|id| {
-        codes
-            .iter()
-            .find(|c| c.access_code_id == id)
-            .map(|c| c.slot)
-    });
-    for s in tx.observed(device_id)? {
-        if Some(s.slot) != except_slot {
-            pins.insert(s.code);
-        }
-    }
-    for c in codes {
-        if !c.deleted && Some(c.access_code_id.as_str()) != except {
-            pins.insert(c.code);
-        }
-    }
-    Ok(pins.into_iter().collect())
+    Ok(tx.pins_on_lock(device_id, except)?)
 }
 
 /// The lowest slot free on the lock: not reserved by lockhub, not holding an
@@ -177,6 +159,7 @@ pub fn fill_backup_pool(
             &device.info.capabilities,
             None,
             Defaults::backup(),
+            &ctx.settings.timing(),
         );
         tx.insert_code(&backup)?;
         tx.event(&Event::code("access_code.created", &backup, ctx.now).with("is_backup", true))?;
@@ -218,8 +201,9 @@ pub fn new_code(
     caps: &Capabilities,
     window: Option<TimeWindow>,
     flags: Defaults,
+    timing: &crate::model::Timing,
 ) -> AccessCode {
-    AccessCode {
+    let mut code = AccessCode {
         access_code_id: uuid::Uuid::new_v4().to_string(),
         device_id: device_id.to_owned(),
         name: name.map(str::to_owned),
@@ -246,5 +230,8 @@ pub fn new_code(
         reported_status: None,
         retry: Retry::default(),
         ever_set: false,
-    }
+    };
+    // Nothing is on the lock yet: this is the status the cloud is told first.
+    code.reported_status = Some(code.status(None, now, &timing));
+    code
 }

@@ -204,6 +204,8 @@ pub fn apply_changes(
         code.clear_error(e);
     }
     code.removed_at_lock = false;
+    let observed = tx.observed_slot(&code.device_id, code.slot)?;
+    code.reported_status = Some(code.status(observed.as_ref(), ctx.now, &ctx.settings.timing()));
     tx.save_code(&code)?;
     tx.event(&Event::code("access_code.changed", &code, ctx.now))?;
     for e in changed {

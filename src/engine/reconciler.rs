@@ -84,13 +84,10 @@ impl Engine {
         let now = self.clock.now();
         let timing = self.settings.timing();
         let (device, codes, observed, next_check) = self.store.write(|tx| {
-            let next_check = super::timed::check(self, tx, id, now)?;
-            Ok::<_, StoreError>((
-                tx.device(id)?,
-                tx.codes_for_device(id)?,
-                tx.observed(id)?,
-                next_check,
-            ))
+            let mut codes = tx.codes_for_device(id)?;
+            let observed = tx.observed(id)?;
+            let next_check = super::timed::check(self, tx, &mut codes, &observed, now)?;
+            Ok::<_, StoreError>((tx.device(id)?, codes, observed, next_check))
         })?;
         let Some(device) = device else {
             return Ok(Next::After(self.settings.max_idle_sleep));
@@ -310,10 +307,7 @@ impl Engine {
         c: &mut AccessCode,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let observed = tx
-            .observed(&c.device_id)?
-            .into_iter()
-            .find(|s| s.slot == c.slot);
+        let observed = tx.observed_slot(&c.device_id, c.slot)?;
         c.reported_status = Some(c.status(observed.as_ref(), now, &self.settings.timing()));
         tx.save_code(c)?;
         crate::commands::publish_code_state(tx, c, now, &self.settings)

@@ -3,6 +3,7 @@
 //! after it closed, and status changes at window boundaries.
 
 use super::Engine;
+use crate::drivers::SlotCode;
 use crate::model::{AccessCode, Event, Issue, Timing};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
@@ -33,22 +34,26 @@ fn earliest(a: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
 }
 
 /// Run the time-driven checks for one lock's codes; returns when to look again.
+/// `codes` are the lock's codes as loaded for this pass; purged ones are taken
+/// out and changed ones updated in place.
 pub(super) fn check(
     engine: &Engine,
     tx: &Tx<'_>,
-    id: &str,
+    codes: &mut Vec<AccessCode>,
+    observed: &[SlotCode],
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let timing = engine.settings.timing();
     let delay = engine.settings.delay_warning_after;
-    let observed = tx.observed(id)?;
     let mut next = None;
-    for mut c in tx.codes_for_device(id)? {
+    let mut purged = Vec::new();
+    for c in codes.iter_mut() {
         let obs = observed.iter().find(|s| s.slot == c.slot);
         let desired = c.desired(now, &timing);
         let on_lock = obs.is_some_and(|o| o.code == c.code);
         if c.deleted && !on_lock {
-            engine.purge(tx, &c)?;
+            engine.purge(tx, c)?;
+            purged.push(c.access_code_id.clone());
             continue;
         }
         let mut changed = false;
@@ -58,7 +63,7 @@ pub(super) fn check(
             (Some(_), None) => false,
         };
         if desired.is_some() && !settled && !c.retry.gave_up {
-            let due = pending_since(&c, &timing) + delay;
+            let due = pending_since(c, &timing) + delay;
             if now >= due {
                 if c.raise_warning(Issue::new(
                     "delay_in_setting_on_device",
@@ -82,7 +87,7 @@ pub(super) fn check(
                         "the code was not on the lock when its window opened",
                         now,
                     )) {
-                        tx.event(&Event::code("access_code.failed_to_issue", &c, now))?;
+                        tx.event(&Event::code("access_code.failed_to_issue", c, now))?;
                         changed = true;
                     }
                 } else if w.starts_at > now {
@@ -91,7 +96,7 @@ pub(super) fn check(
             }
         }
         if desired.is_none() && on_lock {
-            let due = removal_due_since(&c, now) + delay;
+            let due = removal_due_since(c, now) + delay;
             if now >= due {
                 if c.raise_warning(Issue::new(
                     "delay_in_removing_from_device",
@@ -113,7 +118,7 @@ pub(super) fn check(
                         now,
                     ))
                 {
-                    tx.event(&Event::code("access_code.failed_to_expire", &c, now))?;
+                    tx.event(&Event::code("access_code.failed_to_expire", c, now))?;
                     changed = true;
                 }
             } else {
@@ -129,8 +134,9 @@ pub(super) fn check(
         }
         let status = c.status(obs, now, &timing);
         if changed || c.reported_status != Some(status) {
-            engine.commit_code(tx, &mut c, now)?;
+            engine.commit_code(tx, c, now)?;
         }
     }
+    codes.retain(|c| !purged.contains(&c.access_code_id));
     Ok(next)
 }

@@ -19,6 +19,8 @@ const STEPS: &[&str] = &[
         device_id       TEXT NOT NULL REFERENCES devices(device_id),
         common_code_key TEXT,
         slot            INTEGER NOT NULL,
+        code            TEXT NOT NULL,
+        deleted         INTEGER NOT NULL DEFAULT 0,
         ends_at         INTEGER,
         body            TEXT NOT NULL
     );

@@ -71,6 +71,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Savepoint journals (one per command in a group commit) stay in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Enough page cache that a busy hub re-reads little from the OS (grows only as used).
+        conn.pragma_update(None, "cache_size", -4096)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
         Ok(Store {
@@ -174,6 +178,25 @@ fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
 }
 
 impl Tx<'_> {
+    /// Open a nested savepoint (one command inside a group commit).
+    pub fn savepoint(&self) -> Result<()> {
+        self.tx.execute_batch("SAVEPOINT command")?;
+        Ok(())
+    }
+
+    /// Keep what was written since `savepoint`.
+    pub fn release(&self) -> Result<()> {
+        self.tx.execute_batch("RELEASE command")?;
+        Ok(())
+    }
+
+    /// Undo what was written since `savepoint`, and close it.
+    pub fn rollback_to(&self) -> Result<()> {
+        self.tx
+            .execute_batch("ROLLBACK TO command; RELEASE command")?;
+        Ok(())
+    }
+
     // ---- devices ----
 
     /// Record a lock a driver announced; keeps its online state and battery.
@@ -267,14 +290,16 @@ impl Tx<'_> {
     pub fn insert_code(&self, c: &AccessCode) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO access_codes (access_code_id, device_id, common_code_key, slot, ends_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO access_codes (access_code_id, device_id, common_code_key, slot, code, deleted, ends_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 c.access_code_id,
                 c.device_id,
                 c.common_code_key,
                 c.slot,
+                c.code.expose(),
+                c.deleted,
                 c.window.map(|w| w.ends_at.timestamp()),
                 serde_json::to_string(c)?
             ])?;
@@ -284,13 +309,15 @@ impl Tx<'_> {
     pub fn save_code(&self, c: &AccessCode) -> Result<()> {
         self.tx
             .prepare_cached(
-                "UPDATE access_codes SET common_code_key = ?2, slot = ?3, ends_at = ?4, body = ?5
+                "UPDATE access_codes SET common_code_key = ?2, slot = ?3, code = ?4, deleted = ?5, ends_at = ?6, body = ?7
                  WHERE access_code_id = ?1",
             )?
             .execute(params![
                 c.access_code_id,
                 c.common_code_key,
                 c.slot,
+                c.code.expose(),
+                c.deleted,
                 c.window.map(|w| w.ends_at.timestamp()),
                 serde_json::to_string(c)?
             ])?;
@@ -346,6 +373,23 @@ impl Tx<'_> {
         Ok(v)
     }
 
+    /// Every PIN on a lock or promised to it: reported by the lock (managed or
+    /// not) and lockhub's live codes for it, leaving out one code's own.
+    pub fn pins_on_lock(&self, device_id: &str, except_code: Option<&str>) -> Result<Vec<Pin>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT code FROM access_codes WHERE device_id = ?1 AND deleted = 0 AND access_code_id IS NOT ?2
+             UNION
+             SELECT code FROM slots WHERE device_id = ?1
+               AND slot IS NOT (SELECT slot FROM access_codes WHERE access_code_id IS ?2)",
+        )?;
+        let v = st
+            .query_map(params![device_id, except_code], |r| {
+                Ok(Pin::new(r.get::<_, String>(0)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    }
+
     pub fn count_codes(&self) -> Result<u64> {
         Ok(self
             .tx
@@ -356,25 +400,37 @@ impl Tx<'_> {
 
     // ---- what is on each lock, as far as lockhub knows ----
 
+    fn slot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SlotCode> {
+        let (s, e): (Option<String>, Option<String>) = (r.get(3)?, r.get(4)?);
+        Ok(SlotCode {
+            slot: r.get(0)?,
+            code: Pin::new(r.get::<_, String>(1)?),
+            name: r.get(2)?,
+            window: match (parse_ts(s), parse_ts(e)) {
+                (Some(starts_at), Some(ends_at)) => Some(TimeWindow { starts_at, ends_at }),
+                _ => None,
+            },
+        })
+    }
+
+    /// What lockhub knows to be on a lock, slot by slot.
     pub fn observed(&self, device_id: &str) -> Result<Vec<SlotCode>> {
         let mut st = self.tx.prepare_cached(
             "SELECT slot, code, name, starts_at, ends_at FROM slots WHERE device_id = ?1 ORDER BY slot",
         )?;
         let v = st
-            .query_map([device_id], |r| {
-                let (s, e): (Option<String>, Option<String>) = (r.get(3)?, r.get(4)?);
-                Ok(SlotCode {
-                    slot: r.get(0)?,
-                    code: Pin::new(r.get::<_, String>(1)?),
-                    name: r.get(2)?,
-                    window: match (parse_ts(s), parse_ts(e)) {
-                        (Some(starts_at), Some(ends_at)) => Some(TimeWindow { starts_at, ends_at }),
-                        _ => None,
-                    },
-                })
-            })?
+            .query_map([device_id], Self::slot_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(v)
+    }
+
+    /// What lockhub knows to be in one slot.
+    pub fn observed_slot(&self, device_id: &str, slot: u32) -> Result<Option<SlotCode>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT slot, code, name, starts_at, ends_at FROM slots WHERE device_id = ?1 AND slot = ?2")?
+            .query_row(params![device_id, slot], Self::slot_from_row)
+            .optional()?)
     }
 
     /// Record what one slot now holds (`None`: empty).
