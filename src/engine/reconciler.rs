@@ -24,8 +24,6 @@ impl Engine {
         device_id: String,
         handle: Arc<LockHandle>,
     ) {
-        let span = tracing::info_span!("lock", device_id = %device_id);
-        let _enter = span.enter();
         loop {
             if self.shutdown.is_cancelled() {
                 return;
