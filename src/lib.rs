@@ -11,6 +11,7 @@
 pub mod commands;
 pub mod drivers;
 pub mod engine;
+pub mod hub;
 pub mod model;
 pub mod pin;
 pub mod settings;

@@ -26,14 +26,19 @@ fn constraint() -> impl Strategy<Value = CodeConstraint> {
 }
 
 fn lock() -> impl Strategy<Value = Capabilities> {
-    (proptest::collection::btree_set(4u8..=8, 1..3), proptest::collection::vec(constraint(), 0..3), 1u32..4).prop_map(|(l, c, slots)| Capabilities {
-        supported_code_lengths: l.into_iter().collect(),
-        code_constraints: c,
-        max_active_codes_supported: slots,
-        supports_native_scheduling: false,
-        supports_backup_access_code_pool: false,
-        can_program_online_access_codes: true,
-    })
+    (
+        proptest::collection::btree_set(4u8..=8, 1..3),
+        proptest::collection::vec(constraint(), 0..3),
+        1u32..4,
+    )
+        .prop_map(|(l, c, slots)| Capabilities {
+            supported_code_lengths: l.into_iter().collect(),
+            code_constraints: c,
+            max_active_codes_supported: slots,
+            supports_native_scheduling: false,
+            supports_backup_access_code_pool: false,
+            can_program_online_access_codes: true,
+        })
 }
 
 proptest! {

@@ -58,6 +58,8 @@ pub struct SimLockState {
     pub online: bool,
     /// Every operation the lock carried out, in order (for "never applied twice").
     pub applied: Vec<SlotOp>,
+    /// When each of `applied` started (wall clock), for latency benchmarks.
+    pub applied_started: Vec<std::time::SystemTime>,
     /// Operations attempted, including refused and failed ones.
     pub attempts: u64,
     pub faults: VecDeque<Fault>,
@@ -271,12 +273,19 @@ impl LockDriver for SimDriver {
         };
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
+            let started = std::time::SystemTime::now();
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
             out.push(
-                self.with(device_id, |l| Self::apply_one(l, op))
-                    .unwrap_or(Err(DriverError::UnknownDevice)),
+                self.with(device_id, |l| {
+                    let r = Self::apply_one(l, op);
+                    if r.is_ok() {
+                        l.state.applied_started.push(started);
+                    }
+                    r
+                })
+                .unwrap_or(Err(DriverError::UnknownDevice)),
             );
         }
         out
