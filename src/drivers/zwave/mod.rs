@@ -1,0 +1,17 @@
+//! Z-Wave driver (issue 4): the Serial API to User Code, Schedule Entry Lock,
+//! Door Lock, Notification, Battery and Wake Up command classes.
+//!
+//! Layers, bottom up:
+//! - [`transport`]: the byte pipe (serial device or `tcp://host:port`);
+//! - [`frame`]: SOF/ACK/NAK/CAN framing and checksums;
+//! - [`session`]: the controller session (ACKs, retransmission, callbacks,
+//!   one transmission in flight);
+//! - [`serialapi`]: function ids and the controller's answers;
+//! - [`cc`]: command classes, built and parsed;
+//! - [`driver`]: interview, slots, events: the [`crate::drivers::LockDriver`].
+
+pub mod cc;
+pub mod frame;
+pub mod serialapi;
+pub mod session;
+pub mod transport;
