@@ -15,3 +15,9 @@ pub mod frame;
 pub mod serialapi;
 pub mod session;
 pub mod transport;
+pub mod driver;
+pub mod interview;
+mod slots;
+pub mod testing;
+
+pub use driver::{default_device_id, LockConfig, ZwaveConfig, ZwaveDriver, ZwaveError};
