@@ -219,3 +219,4 @@ async fn keypad_events_from_the_lock() {
     let e = expect_event(&mut rx, "Battery", |e| matches!(e, LockEvent::Battery { .. })).await;
     assert_eq!(e, LockEvent::Battery { device_id: id2.clone(), level: 42 });
 }
+

@@ -129,16 +129,34 @@ impl MockController {
             serde_json::from_str(&raw).map_err(|e| MockError::Control(e.to_string()))?;
         let mut out = std::collections::BTreeMap::new();
         for (k, v) in pairs {
-            if let (Some(slot), Some(code)) = (k.strip_prefix("UserCode_userCode_"), v.as_str()) {
-                if let Ok(slot) = slot.parse() {
-                    if !code.is_empty() {
-                        out.insert(slot, code.to_owned());
-                    }
-                }
+            let Some(slot) = k.strip_prefix("UserCode_userCode_") else {
+                continue;
+            };
+            let Ok(slot) = slot.parse() else { continue };
+            if let Some(code) = mock_code(&v) {
+                out.insert(slot, code);
             }
         }
         Ok(out)
     }
+}
+
+/// A code as the mock keeps it: a string, or a byte array serialised as
+/// `{"0": 49, "1": 50, ...}`.
+fn mock_code(v: &serde_json::Value) -> Option<String> {
+    let code = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(m) => {
+            let mut bytes: Vec<(usize, u8)> = m
+                .iter()
+                .filter_map(|(k, b)| Some((k.parse().ok()?, b.as_u64()? as u8)))
+                .collect();
+            bytes.sort();
+            bytes.into_iter().map(|(_, b)| b as char).collect()
+        }
+        _ => return None,
+    };
+    (!code.is_empty()).then_some(code)
 }
 
 impl Drop for MockController {
