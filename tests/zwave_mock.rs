@@ -130,7 +130,9 @@ async fn codes_land_in_the_right_slots_and_joining_keeps_existing_codes() {
     assert_eq!(mock.codes(4).await.unwrap().get(&30).map(String::as_str), Some("9876543210"));
     assert!(mock.codes(3).await.unwrap().get(&1).is_none(), "no code leaked to another lock");
 
-    // Read back after our own writes: cache and lock agree.
+    // Read back after our own writes: cache and lock agree, and the lock's
+    // User Code checksum matches ours, so that costs one frame, not 30.
+    let before = driver.frames_sent();
     let mut slots: Vec<(u32, String)> = driver
         .read_slots(&id2)
         .await
@@ -143,6 +145,7 @@ async fn codes_land_in_the_right_slots_and_joining_keeps_existing_codes() {
         slots,
         vec![(1, "1234".into()), (2, "24680".into()), (7, "7777".into())]
     );
+    assert_eq!(driver.frames_sent() - before, 1, "checksum get only");
 
     // Bad input: typed, final errors, nothing sent.
     let r = driver.apply(&id2, &[set(31, "1234"), set(4, "12"), set(8, "1234")]).await;

@@ -333,6 +333,11 @@ impl ZwaveDriver {
         self.inner.home_id
     }
 
+    /// Radio frames (SendData requests) sent since connecting.
+    pub fn frames_sent(&self) -> u64 {
+        self.inner.session.frames_sent()
+    }
+
     /// The controller's own node id.
     pub fn own_node(&self) -> u8 {
         self.inner.own_node

@@ -90,6 +90,8 @@ struct Job {
 pub struct Session {
     jobs: mpsc::Sender<Job>,
     next_callback: AtomicU8,
+    /// SendData requests handed to the controller (radio frames we asked for).
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl Session {
@@ -116,6 +118,7 @@ impl Session {
             Session {
                 jobs: jobs_tx,
                 next_callback: AtomicU8::new(1),
+                sent: std::sync::atomic::AtomicU64::new(0),
             },
             in_rx,
         )
@@ -143,6 +146,11 @@ impl Session {
         Ok(done.response.payload)
     }
 
+    /// How many SendData requests went out so far.
+    pub fn frames_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     fn callback_id(&self) -> u8 {
         loop {
             let id = self.next_callback.fetch_add(1, Ordering::Relaxed);
@@ -156,6 +164,7 @@ impl Session {
     /// returns the transmit status of the callback.
     pub async fn send_data(&self, node: u8, command: &[u8]) -> Result<TxStatus, SessionError> {
         let cb = self.callback_id();
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let mut p = Vec::with_capacity(command.len() + 4);
         p.push(node);
         p.push(command.len() as u8);
