@@ -27,8 +27,13 @@ fn config(mock: &MockController) -> ZwaveConfig {
 async fn start() -> (MockController, ZwaveDriver, UnboundedReceiver<LockEvent>) {
     let mock = MockController::start().expect("mock controller (run scripts/test-deps-zwave.sh)");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = ZwaveDriver::connect(config(&mock), tx).await.expect("connect");
-    assert!(driver.wait_interviews(Duration::from_secs(30)).await, "interviews end");
+    let driver = ZwaveDriver::connect(config(&mock), tx)
+        .await
+        .expect("connect");
+    assert!(
+        driver.wait_interviews(Duration::from_secs(30)).await,
+        "interviews end"
+    );
     (mock, driver, rx)
 }
 
@@ -65,16 +70,25 @@ async fn interviews_three_mock_locks() {
     let mut devices = driver.devices().await;
     devices.sort_by(|a, b| a.address.cmp(&b.address));
     assert_eq!(devices.len(), 3, "{devices:?}");
-    let front = devices.iter().find(|d| d.device_id == "front-door").expect("pinned id");
+    let front = devices
+        .iter()
+        .find(|d| d.device_id == "front-door")
+        .expect("pinned id");
     assert_eq!(front.name, "Front door");
     assert_eq!(front.address, "zwave:c0ffee01:3");
-    let d2 = devices.iter().find(|d| d.address == "zwave:c0ffee01:2").unwrap();
+    let d2 = devices
+        .iter()
+        .find(|d| d.address == "zwave:c0ffee01:2")
+        .unwrap();
     assert_eq!(d2.device_id, default_device_id(HOME_ID, 2));
     for d in &devices {
         let c = &d.capabilities;
         assert_eq!(c.max_active_codes_supported, 30);
         assert_eq!(c.supported_code_lengths, vec![4, 5, 6, 7, 8, 9, 10]);
-        assert!(c.supports_native_scheduling, "schedule entry lock with year-day slots");
+        assert!(
+            c.supports_native_scheduling,
+            "schedule entry lock with year-day slots"
+        );
         assert!(c.code_constraints.is_empty(), "mock keypad has all digits");
     }
     // One Discovered per lock.
@@ -107,12 +121,17 @@ async fn codes_land_in_the_right_slots_and_joining_keeps_existing_codes() {
     let id4 = default_device_id(HOME_ID, 4);
 
     // The interview did not erase it, and read_slots returns it.
-    assert_eq!(mock.codes(2).await.unwrap().get(&7).map(String::as_str), Some("7777"));
+    assert_eq!(
+        mock.codes(2).await.unwrap().get(&7).map(String::as_str),
+        Some("7777")
+    );
     let slots = driver.read_slots(&id2).await.unwrap();
     assert_eq!(slots.len(), 1);
     assert_eq!((slots[0].slot, slots[0].code.expose()), (7, "7777"));
 
-    let r = driver.apply(&id2, &[set(1, "1234"), set(2, "24680"), set(3, "1111")]).await;
+    let r = driver
+        .apply(&id2, &[set(1, "1234"), set(2, "24680"), set(3, "1111")])
+        .await;
     assert_eq!(r, vec![Ok(()), Ok(()), Ok(())]);
     let r = driver.apply("front-door", &[set(5, "5555")]).await;
     assert_eq!(r, vec![Ok(())]);
@@ -126,9 +145,18 @@ async fn codes_land_in_the_right_slots_and_joining_keeps_existing_codes() {
     assert_eq!(c2.get(&2).map(String::as_str), Some("24680"));
     assert_eq!(c2.get(&3), None);
     assert_eq!(c2.get(&7).map(String::as_str), Some("7777"));
-    assert_eq!(mock.codes(3).await.unwrap().get(&5).map(String::as_str), Some("5555"));
-    assert_eq!(mock.codes(4).await.unwrap().get(&30).map(String::as_str), Some("9876543210"));
-    assert!(mock.codes(3).await.unwrap().get(&1).is_none(), "no code leaked to another lock");
+    assert_eq!(
+        mock.codes(3).await.unwrap().get(&5).map(String::as_str),
+        Some("5555")
+    );
+    assert_eq!(
+        mock.codes(4).await.unwrap().get(&30).map(String::as_str),
+        Some("9876543210")
+    );
+    assert!(
+        mock.codes(3).await.unwrap().get(&1).is_none(),
+        "no code leaked to another lock"
+    );
 
     // Read back after our own writes: cache and lock agree, and the lock's
     // User Code checksum matches ours, so that costs one frame, not 30.
@@ -148,11 +176,16 @@ async fn codes_land_in_the_right_slots_and_joining_keeps_existing_codes() {
     assert_eq!(driver.frames_sent() - before, 1, "checksum get only");
 
     // Bad input: typed, final errors, nothing sent.
-    let r = driver.apply(&id2, &[set(31, "1234"), set(4, "12"), set(8, "1234")]).await;
+    let r = driver
+        .apply(&id2, &[set(31, "1234"), set(4, "12"), set(8, "1234")])
+        .await;
     assert!(matches!(r[0], Err(DriverError::Failed(_))));
     assert!(matches!(r[1], Err(DriverError::CodeRejected(_))));
     assert_eq!(r[2], Err(DriverError::DuplicateCode));
-    assert_eq!(driver.apply("nope", &[set(1, "1234")]).await, vec![Err(DriverError::UnknownDevice)]);
+    assert_eq!(
+        driver.apply("nope", &[set(1, "1234")]).await,
+        vec![Err(DriverError::UnknownDevice)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,17 +193,38 @@ async fn dead_lock_goes_offline_and_comes_back_online() {
     let (mock, driver, mut rx) = start().await;
     let id3 = "front-door";
     let id2 = default_device_id(HOME_ID, 2);
-    mock.control(json!({"cmd": "dead", "node": 3})).await.unwrap();
+    mock.control(json!({"cmd": "dead", "node": 3}))
+        .await
+        .unwrap();
     let r = driver.apply(id3, &[set(1, "1234"), set(2, "2345")]).await;
-    assert_eq!(r, vec![Err(DriverError::Offline), Err(DriverError::Offline)], "rest of the batch not sent");
-    expect_event(&mut rx, "Offline", |e| matches!(e, LockEvent::Offline { device_id } if device_id == id3)).await;
+    assert_eq!(
+        r,
+        vec![Err(DriverError::Offline), Err(DriverError::Offline)],
+        "rest of the batch not sent"
+    );
+    expect_event(
+        &mut rx,
+        "Offline",
+        |e| matches!(e, LockEvent::Offline { device_id } if device_id == id3),
+    )
+    .await;
     // The other locks are still served meanwhile.
     assert_eq!(driver.apply(&id2, &[set(1, "1234")]).await, vec![Ok(())]);
-    mock.control(json!({"cmd": "alive", "node": 3})).await.unwrap();
+    mock.control(json!({"cmd": "alive", "node": 3}))
+        .await
+        .unwrap();
     // The pinger notices without any operation.
-    expect_event(&mut rx, "Online", |e| matches!(e, LockEvent::Online { device_id } if device_id == id3)).await;
+    expect_event(
+        &mut rx,
+        "Online",
+        |e| matches!(e, LockEvent::Online { device_id } if device_id == id3),
+    )
+    .await;
     assert_eq!(driver.apply(id3, &[set(1, "1234")]).await, vec![Ok(())]);
-    assert_eq!(mock.codes(3).await.unwrap().get(&1).map(String::as_str), Some("1234"));
+    assert_eq!(
+        mock.codes(3).await.unwrap().get(&1).map(String::as_str),
+        Some("1234")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,16 +239,32 @@ async fn keypad_events_from_the_lock() {
     mock.control(json!({"cmd": "send", "node": 2, "hex": "7105 0000 00 ff 06 06 01 04"}))
         .await
         .unwrap();
-    let e = expect_event(&mut rx, "KeypadUnlock", |e| matches!(e, LockEvent::KeypadUnlock { .. })).await;
-    assert_eq!(e, LockEvent::KeypadUnlock { device_id: id2.clone(), slot: Some(4) });
+    let e = expect_event(&mut rx, "KeypadUnlock", |e| {
+        matches!(e, LockEvent::KeypadUnlock { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        LockEvent::KeypadUnlock {
+            device_id: id2.clone(),
+            slot: Some(4)
+        }
+    );
 
     // A code changed at the keypad: the lock sends a User Code Report.
     mock.control(json!({"cmd": "send", "node": 2, "hex": "6303 09 01 31323334353637"}))
         .await
         .unwrap();
-    let e = expect_event(&mut rx, "SlotChanged", |e| matches!(e, LockEvent::SlotChanged { .. })).await;
+    let e = expect_event(&mut rx, "SlotChanged", |e| {
+        matches!(e, LockEvent::SlotChanged { .. })
+    })
+    .await;
     match e {
-        LockEvent::SlotChanged { device_id, slot, code: Some(c) } => {
+        LockEvent::SlotChanged {
+            device_id,
+            slot,
+            code: Some(c),
+        } => {
             assert_eq!((device_id.as_str(), slot), (id2.as_str(), 9));
             assert_eq!(c.code.expose(), "1234567");
         }
@@ -205,21 +275,43 @@ async fn keypad_events_from_the_lock() {
     mock.control(json!({"cmd": "send", "node": 2, "hex": "7105 0000 00 ff 06 0d 01 04"}))
         .await
         .unwrap();
-    let e = expect_event(&mut rx, "SlotChanged", |e| matches!(e, LockEvent::SlotChanged { .. })).await;
-    assert_eq!(e, LockEvent::SlotChanged { device_id: id2.clone(), slot: 4, code: None });
+    let e = expect_event(&mut rx, "SlotChanged", |e| {
+        matches!(e, LockEvent::SlotChanged { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        LockEvent::SlotChanged {
+            device_id: id2.clone(),
+            slot: 4,
+            code: None
+        }
+    );
 
     // All codes deleted: the driver cannot say which, the engine must read.
     mock.control(json!({"cmd": "send", "node": 2, "hex": "7105 0000 00 ff 06 0c 00"}))
         .await
         .unwrap();
-    expect_event(&mut rx, "SlotsMayHaveChanged", |e| {
-        matches!(e, LockEvent::SlotsMayHaveChanged { device_id } if *device_id == id2)
-    })
+    expect_event(
+        &mut rx,
+        "SlotsMayHaveChanged",
+        |e| matches!(e, LockEvent::SlotsMayHaveChanged { device_id } if *device_id == id2),
+    )
     .await;
 
     // Battery and door state reach the sink too.
-    mock.control(json!({"cmd": "send", "node": 2, "hex": "8003 2a"})).await.unwrap();
-    let e = expect_event(&mut rx, "Battery", |e| matches!(e, LockEvent::Battery { .. })).await;
-    assert_eq!(e, LockEvent::Battery { device_id: id2.clone(), level: 42 });
+    mock.control(json!({"cmd": "send", "node": 2, "hex": "8003 2a"}))
+        .await
+        .unwrap();
+    let e = expect_event(&mut rx, "Battery", |e| {
+        matches!(e, LockEvent::Battery { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        LockEvent::Battery {
+            device_id: id2.clone(),
+            level: 42
+        }
+    );
 }
-

@@ -45,7 +45,9 @@ async fn drives_the_mock_through_a_serial_pty() {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let mut config = ZwaveConfig::new(link.to_str().unwrap());
     config.report_timeout = Duration::from_secs(2);
-    let driver = ZwaveDriver::connect(config, tx).await.expect("connect over the pty");
+    let driver = ZwaveDriver::connect(config, tx)
+        .await
+        .expect("connect over the pty");
     assert!(driver.wait_interviews(Duration::from_secs(30)).await);
     assert_eq!(driver.devices().await.len(), 3);
     let id3 = default_device_id(driver.home_id(), 3);

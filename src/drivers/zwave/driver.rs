@@ -146,6 +146,8 @@ pub(super) struct NodeState {
     /// them; `None` until read, or after a change we could not pin down.
     pub slots: Option<BTreeMap<u32, Pin>>,
     pub slots_checksum: Option<u16>,
+    /// Slots we gave a native time window (schedules enabled) since start.
+    pub scheduled: std::collections::HashSet<u32>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
 }
@@ -308,12 +310,18 @@ impl ZwaveDriver {
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), inbound));
         if let Some(every) = inner.config.offline_ping_interval {
-            tokio::spawn(pinger(Arc::downgrade(&inner), every, inner.shutdown.clone()));
+            tokio::spawn(pinger(
+                Arc::downgrade(&inner),
+                every,
+                inner.shutdown.clone(),
+            ));
         }
         for node in node_ids.into_iter().filter(|&n| n != own_node) {
             inner.add_node(node);
             let i = inner.clone();
-            inner.interviews.spawn(async move { i.interview(node).await });
+            inner
+                .interviews
+                .spawn(async move { i.interview(node).await });
         }
         Ok(ZwaveDriver { inner })
     }
@@ -378,6 +386,7 @@ impl Inner {
             awake: false,
             slots: None,
             slots_checksum: None,
+            scheduled: Default::default(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });
@@ -429,13 +438,18 @@ impl Inner {
         }
         if reinterview {
             let i = self.clone();
-            self.interviews.spawn(async move { i.interview(node).await });
+            self.interviews
+                .spawn(async move { i.interview(node).await });
         }
     }
 
     /// Sends one command (no report expected) and turns the transmit status
     /// into a driver result; no retries here (the engine's backoff decides).
-    pub(super) async fn send(self: &Arc<Self>, node: u8, command: Vec<u8>) -> Result<(), DriverError> {
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+    ) -> Result<(), DriverError> {
         let command = self
             .encapsulation
             .encapsulate(command)
@@ -479,7 +493,12 @@ impl Inner {
 
     /// Sends a Set, supervised where the lock supports it; `Ok(true)` when
     /// the lock confirmed it, `Ok(false)` when it could not say.
-    pub(super) async fn send_set(self: &Arc<Self>, node: u8, command: Vec<u8>, supervise: bool) -> Result<bool, DriverError> {
+    pub(super) async fn send_set(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        supervise: bool,
+    ) -> Result<bool, DriverError> {
         if !supervise {
             self.send(node, command).await?;
             return Ok(false);
@@ -488,7 +507,12 @@ impl Inner {
         let wrapped = cc::supervision::get(session, &command)
             .map_err(|e| DriverError::Failed(e.to_string()))?;
         let mut report = self
-            .request(node, wrapped, (id::SUPERVISION, cc::supervision::REPORT), Filter::Session(session))
+            .request(
+                node,
+                wrapped,
+                (id::SUPERVISION, cc::supervision::REPORT),
+                Filter::Session(session),
+            )
             .await?;
         loop {
             let r = cc::supervision::parse_report(&report)
@@ -496,13 +520,19 @@ impl Inner {
             match r.status {
                 cc::supervision::status::SUCCESS => return Ok(true),
                 cc::supervision::status::FAIL => {
-                    return Err(DriverError::CodeRejected("the lock reported failure".into()))
+                    return Err(DriverError::CodeRejected(
+                        "the lock reported failure".into(),
+                    ))
                 }
                 cc::supervision::status::NO_SUPPORT => return Ok(false),
                 _ if r.more_updates => {
                     // Working: the final report follows.
-                    let (wid, rx) =
-                        self.waiters.add(node, id::SUPERVISION, cc::supervision::REPORT, Filter::Session(session));
+                    let (wid, rx) = self.waiters.add(
+                        node,
+                        id::SUPERVISION,
+                        cc::supervision::REPORT,
+                        Filter::Session(session),
+                    );
                     match tokio::time::timeout(self.config.report_timeout, rx).await {
                         Ok(Ok(next)) => report = next,
                         _ => {
@@ -511,7 +541,12 @@ impl Inner {
                         }
                     }
                 }
-                _ => return Err(DriverError::Failed(format!("supervision status {:#04x}", r.status))),
+                _ => {
+                    return Err(DriverError::Failed(format!(
+                        "supervision status {:#04x}",
+                        r.status
+                    )))
+                }
             }
         }
     }
@@ -560,14 +595,19 @@ impl Inner {
             let i = self.clone();
             tokio::spawn(async move {
                 let _ = i
-                    .send(node, cc::supervision::report(g.session, cc::supervision::status::SUCCESS))
+                    .send(
+                        node,
+                        cc::supervision::report(g.session, cc::supervision::status::SUCCESS),
+                    )
                     .await;
             });
             Box::pin(self.on_command(node, g.inner)).await;
             return;
         }
         let taken = self.waiters.deliver(node, &command);
-        let Some(device_id) = self.device_id(node) else { return };
+        let Some(device_id) = self.device_id(node) else {
+            return;
+        };
         match parsed {
             Incoming::Battery(b) => self.emit(LockEvent::Battery {
                 device_id,
@@ -619,9 +659,17 @@ impl Inner {
                     tokio::spawn(async move {
                         let res = match user_code::get(user) {
                             Ok(cmd) => i
-                                .request(node, cmd, (id::USER_CODE, user_code::REPORT), Filter::Byte2(user as u8))
+                                .request(
+                                    node,
+                                    cmd,
+                                    (id::USER_CODE, user_code::REPORT),
+                                    Filter::Byte2(user as u8),
+                                )
                                 .await
-                                .and_then(|b| user_code::parse_report(&b).map_err(|e| DriverError::Failed(e.to_string()))),
+                                .and_then(|b| {
+                                    user_code::parse_report(&b)
+                                        .map_err(|e| DriverError::Failed(e.to_string()))
+                                }),
                             Err(e) => Err(DriverError::Failed(e.to_string())),
                         };
                         match res {
@@ -677,18 +725,29 @@ impl Inner {
                 name: None,
                 window: None,
             });
-            self.emit(LockEvent::SlotChanged { device_id, slot, code });
+            self.emit(LockEvent::SlotChanged {
+                device_id,
+                slot,
+                code,
+            });
         }
     }
 }
 
 /// The checksum a lock reports for `slots` (all enabled).
 pub(super) fn checksum_of(slots: &BTreeMap<u32, Pin>) -> u16 {
-    user_code::checksum(slots.iter().map(|(u, p)| (*u, user_code::status::ENABLED, p)))
+    user_code::checksum(
+        slots
+            .iter()
+            .map(|(u, p)| (*u, user_code::status::ENABLED, p)),
+    )
 }
 
 /// Reads the controller's unsolicited frames until the session closes.
-async fn dispatch(inner: std::sync::Weak<Inner>, mut inbound: tokio::sync::mpsc::UnboundedReceiver<crate::drivers::zwave::frame::DataFrame>) {
+async fn dispatch(
+    inner: std::sync::Weak<Inner>,
+    mut inbound: tokio::sync::mpsc::UnboundedReceiver<crate::drivers::zwave::frame::DataFrame>,
+) {
     while let Some(frame) = inbound.recv().await {
         let Some(inner) = inner.upgrade() else { return };
         match frame.func {
@@ -766,7 +825,10 @@ impl LockDriver for ZwaveDriver {
 
     async fn apply(&self, device_id: &str, ops: &[SlotOp]) -> Vec<Result<(), DriverError>> {
         let Some(node) = self.node_of(device_id) else {
-            return ops.iter().map(|_| Err(DriverError::UnknownDevice)).collect();
+            return ops
+                .iter()
+                .map(|_| Err(DriverError::UnknownDevice))
+                .collect();
         };
         super::slots::apply(&self.inner, node, ops).await
     }

@@ -86,7 +86,10 @@ impl Inner {
         }
     }
 
-    async fn run_interview(self: &Arc<Self>, node: u8) -> Result<Option<NodeFacts>, InterviewError> {
+    async fn run_interview(
+        self: &Arc<Self>,
+        node: u8,
+    ) -> Result<Option<NodeFacts>, InterviewError> {
         let pi = self
             .session
             .request(func::GET_NODE_PROTOCOL_INFO, vec![node])
@@ -170,26 +173,26 @@ impl Inner {
                 .request(
                     node,
                     cc::schedule_entry_lock::supported_get(),
-                    (id::SCHEDULE_ENTRY_LOCK, cc::schedule_entry_lock::SUPPORTED_REPORT),
+                    (
+                        id::SCHEDULE_ENTRY_LOCK,
+                        cc::schedule_entry_lock::SUPPORTED_REPORT,
+                    ),
                     Filter::Any,
                 )
                 .await?;
             f.year_day_slots = cc::schedule_entry_lock::parse_supported(&r)?.year_day_slots;
         }
-        // State worth reporting once; a lock that does not answer these is
-        // still usable, so failures only get logged. The dispatcher turns the
-        // reports into DoorLock / Battery events.
+        // State worth reporting, not needed to serve the lock: ask without
+        // waiting (a lock that never answers costs no timeout); the
+        // dispatcher turns the reports into DoorLock / Battery events.
         if f.supports(id::DOOR_LOCK) {
-            let get = cc::door_lock::operation_get();
-            let want = (id::DOOR_LOCK, cc::door_lock::OPERATION_REPORT);
-            if let Err(e) = self.request(node, get, want, Filter::Any).await {
-                tracing::debug!(node, error = %e, "door lock state not read");
+            if let Err(e) = self.send(node, cc::door_lock::operation_get()).await {
+                tracing::debug!(node, error = %e, "door lock state not asked");
             }
         }
         if f.supports(id::BATTERY) {
-            let want = (id::BATTERY, cc::battery::REPORT);
-            if let Err(e) = self.request(node, cc::battery::get(), want, Filter::Any).await {
-                tracing::debug!(node, error = %e, "battery level not read");
+            if let Err(e) = self.send(node, cc::battery::get()).await {
+                tracing::debug!(node, error = %e, "battery level not asked");
             }
         }
         Ok(Some(f))

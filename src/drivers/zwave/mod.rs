@@ -11,13 +11,13 @@
 //! - [`driver`]: interview, slots, events: the [`crate::drivers::LockDriver`].
 
 pub mod cc;
+pub mod driver;
 pub mod frame;
+pub mod interview;
 pub mod serialapi;
 pub mod session;
-pub mod transport;
-pub mod driver;
-pub mod interview;
 mod slots;
 pub mod testing;
+pub mod transport;
 
 pub use driver::{default_device_id, LockConfig, ZwaveConfig, ZwaveDriver, ZwaveError};

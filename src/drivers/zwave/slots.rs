@@ -109,7 +109,9 @@ async fn read_locked(
         }
     }
     let mut slots = BTreeMap::new();
-    if facts.version(id::USER_CODE) >= 2 && facts.uc_caps.as_ref().is_some_and(|c| c.multiple_report) {
+    if facts.version(id::USER_CODE) >= 2
+        && facts.uc_caps.as_ref().is_some_and(|c| c.multiple_report)
+    {
         let mut next: u32 = 1;
         while next != 0 && next <= facts.users as u32 {
             let get = vec![
@@ -120,7 +122,12 @@ async fn read_locked(
                 0x01,
             ];
             let r = inner
-                .request(node, get, (id::USER_CODE, user_code::EXTENDED_REPORT), Filter::Any)
+                .request(
+                    node,
+                    get,
+                    (id::USER_CODE, user_code::EXTENDED_REPORT),
+                    Filter::Any,
+                )
                 .await?;
             let rep = user_code::parse_extended_report(&r).map_err(failed)?;
             let last = rep.entries.iter().map(|e| e.user).max().unwrap_or(next);
@@ -130,7 +137,11 @@ async fn read_locked(
                 }
             }
             // Guard against a lock that never advances.
-            next = if rep.next_user > last { rep.next_user } else { 0 };
+            next = if rep.next_user > last {
+                rep.next_user
+            } else {
+                0
+            };
         }
     } else {
         for user in 1..=(facts.users.min(255) as u32) {
@@ -164,7 +175,11 @@ enum Unit {
 
 /// Checks an op against the lock's facts (and the codes we know it holds)
 /// before any radio traffic.
-fn validate(op: &SlotOp, facts: &NodeFacts, known: Option<&BTreeMap<u32, Pin>>) -> Result<(), DriverError> {
+fn validate(
+    op: &SlotOp,
+    facts: &NodeFacts,
+    known: Option<&BTreeMap<u32, Pin>>,
+) -> Result<(), DriverError> {
     let slot = op.slot();
     if slot == 0 || slot > facts.users as u32 {
         return Err(DriverError::Failed(format!(
@@ -189,7 +204,11 @@ fn validate(op: &SlotOp, facts: &NodeFacts, known: Option<&BTreeMap<u32, Pin>>) 
     Ok(())
 }
 
-pub(super) async fn apply(inner: &Arc<Inner>, node: u8, ops: &[SlotOp]) -> Vec<Result<(), DriverError>> {
+pub(super) async fn apply(
+    inner: &Arc<Inner>,
+    node: u8,
+    ops: &[SlotOp],
+) -> Vec<Result<(), DriverError>> {
     let (_guard, facts) = match prepare(inner, node).await {
         Ok(x) => x,
         Err(e) => return ops.iter().map(|_| Err(e.clone())).collect(),
@@ -243,7 +262,15 @@ pub(super) async fn apply(inner: &Arc<Inner>, node: u8, ops: &[SlotOp]) -> Vec<R
         }
         let r = match unit {
             Unit::Single(i) => apply_one(inner, node, &facts, &ops[i], supervise).await,
-            Unit::Multi(v) => apply_multi(inner, node, &v.iter().map(|&i| &ops[i]).collect::<Vec<_>>(), supervise).await,
+            Unit::Multi(v) => {
+                apply_multi(
+                    inner,
+                    node,
+                    &v.iter().map(|&i| &ops[i]).collect::<Vec<_>>(),
+                    supervise,
+                )
+                .await
+            }
         };
         if let Err(e) = &r {
             if e.is_transient() {
@@ -287,8 +314,12 @@ async fn apply_one(
     supervise: bool,
 ) -> Result<(), DriverError> {
     let slot = op.slot();
-    let user = u8::try_from(slot).map_err(|_| DriverError::Failed(format!("slot {slot} needs a 16-bit user id")))?;
+    let user = u8::try_from(slot)
+        .map_err(|_| DriverError::Failed(format!("slot {slot} needs a 16-bit user id")))?;
     let scheduling = super::interview::capabilities(facts).supports_native_scheduling;
+    let had_window = inner
+        .with_node(node, |n| n.scheduled.contains(&slot))
+        .unwrap_or(false);
     match op {
         SlotOp::Set(c) => {
             if let Some(w) = &c.window {
@@ -296,13 +327,23 @@ async fn apply_one(
                 let set = sel::year_day_set(user, 1, w, inner.config.lock_utc_offset)
                     .map_err(|e| DriverError::CodeRejected(e.to_string()))?;
                 inner.send_set(node, set, supervise).await?;
-                inner.send_set(node, sel::enable_set(user, true), supervise).await?;
-            } else if scheduling {
-                // A code without a window must not inherit an old one.
-                inner.send_set(node, sel::enable_set(user, false), supervise).await?;
+                inner
+                    .send_set(node, sel::enable_set(user, true), supervise)
+                    .await?;
+                inner.with_node(node, |n| n.scheduled.insert(slot));
+            } else if scheduling && had_window {
+                // A code without a window must not inherit the old one.
+                inner
+                    .send_set(node, sel::enable_set(user, false), supervise)
+                    .await?;
+                inner.with_node(node, |n| n.scheduled.remove(&slot));
             }
             let confirmed = inner
-                .send_set(node, user_code::set(slot, &c.code).map_err(failed)?, supervise)
+                .send_set(
+                    node,
+                    user_code::set(slot, &c.code).map_err(failed)?,
+                    supervise,
+                )
                 .await?;
             if !confirmed {
                 verify(inner, node, slot, Some(&c.code)).await?;
@@ -316,14 +357,24 @@ async fn apply_one(
                 verify(inner, node, slot, None).await?;
             }
             if scheduling {
-                inner.send_set(node, sel::year_day_erase(user, 1), supervise).await?;
+                // The empty slot keeps no schedule a later code could inherit
+                // (done on every clear: after a restart we cannot know).
+                inner
+                    .send_set(node, sel::enable_set(user, false), supervise)
+                    .await?;
+                inner.with_node(node, |n| n.scheduled.remove(&slot));
             }
         }
     }
     Ok(())
 }
 
-async fn apply_multi(inner: &Arc<Inner>, node: u8, ops: &[&SlotOp], supervise: bool) -> Result<(), DriverError> {
+async fn apply_multi(
+    inner: &Arc<Inner>,
+    node: u8,
+    ops: &[&SlotOp],
+    supervise: bool,
+) -> Result<(), DriverError> {
     let entries: Vec<user_code::ExtendedEntry> = ops
         .iter()
         .map(|op| user_code::ExtendedEntry {
@@ -335,7 +386,11 @@ async fn apply_multi(inner: &Arc<Inner>, node: u8, ops: &[&SlotOp], supervise: b
         })
         .collect();
     let confirmed = inner
-        .send_set(node, user_code::extended_set(&entries).map_err(failed)?, supervise)
+        .send_set(
+            node,
+            user_code::extended_set(&entries).map_err(failed)?,
+            supervise,
+        )
         .await?;
     if !confirmed {
         for e in &entries {
@@ -346,7 +401,12 @@ async fn apply_multi(inner: &Arc<Inner>, node: u8, ops: &[&SlotOp], supervise: b
 }
 
 /// Reads a slot back after an unsupervised Set: the lock's only way to say no.
-async fn verify(inner: &Arc<Inner>, node: u8, slot: u32, want: Option<&Pin>) -> Result<(), DriverError> {
+async fn verify(
+    inner: &Arc<Inner>,
+    node: u8,
+    slot: u32,
+    want: Option<&Pin>,
+) -> Result<(), DriverError> {
     let r = inner
         .request(
             node,
@@ -397,14 +457,32 @@ mod tests {
     fn validation_catches_bad_ops_before_the_radio() {
         let f = facts();
         assert!(validate(&set(1, "1234"), &f, None).is_ok());
-        assert!(matches!(validate(&set(11, "1234"), &f, None), Err(DriverError::Failed(_))));
-        assert!(matches!(validate(&SlotOp::Clear { slot: 0 }, &f, None), Err(DriverError::Failed(_))));
-        assert!(matches!(validate(&set(1, "1204"), &f, None), Err(DriverError::CodeRejected(_))));
-        assert!(matches!(validate(&set(1, "12"), &f, None), Err(DriverError::CodeRejected(_))));
+        assert!(matches!(
+            validate(&set(11, "1234"), &f, None),
+            Err(DriverError::Failed(_))
+        ));
+        assert!(matches!(
+            validate(&SlotOp::Clear { slot: 0 }, &f, None),
+            Err(DriverError::Failed(_))
+        ));
+        assert!(matches!(
+            validate(&set(1, "1204"), &f, None),
+            Err(DriverError::CodeRejected(_))
+        ));
+        assert!(matches!(
+            validate(&set(1, "12"), &f, None),
+            Err(DriverError::CodeRejected(_))
+        ));
         let mut known = BTreeMap::new();
         known.insert(2, Pin::new("1234"));
-        assert_eq!(validate(&set(1, "1234"), &f, Some(&known)), Err(DriverError::DuplicateCode));
-        assert!(validate(&set(2, "1234"), &f, Some(&known)).is_ok(), "same slot is no duplicate");
+        assert_eq!(
+            validate(&set(1, "1234"), &f, Some(&known)),
+            Err(DriverError::DuplicateCode)
+        );
+        assert!(
+            validate(&set(2, "1234"), &f, Some(&known)).is_ok(),
+            "same slot is no duplicate"
+        );
         let windowed = SlotOp::Set(SlotCode {
             slot: 1,
             code: Pin::new("1234"),
@@ -414,6 +492,9 @@ mod tests {
                 ends_at: chrono::Utc::now() + chrono::Duration::hours(1),
             }),
         });
-        assert!(matches!(validate(&windowed, &f, None), Err(DriverError::Failed(_))));
+        assert!(matches!(
+            validate(&windowed, &f, None),
+            Err(DriverError::Failed(_))
+        ));
     }
 }

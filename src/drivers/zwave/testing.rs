@@ -121,7 +121,10 @@ impl MockController {
     }
 
     /// The codes a mock lock holds: slot -> code, from the `state` command.
-    pub async fn codes(&self, node: u8) -> Result<std::collections::BTreeMap<u32, String>, MockError> {
+    pub async fn codes(
+        &self,
+        node: u8,
+    ) -> Result<std::collections::BTreeMap<u32, String>, MockError> {
         let raw = self
             .control(serde_json::json!({"cmd": "state", "node": node}))
             .await?;
