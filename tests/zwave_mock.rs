@@ -315,3 +315,96 @@ async fn keypad_events_from_the_lock() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_time_window_goes_on_the_lock() {
+    use chrono::TimeZone;
+    let (mock, driver, _rx) = start().await;
+    let id2 = default_device_id(HOME_ID, 2);
+    let window = lockhub::model::TimeWindow {
+        starts_at: chrono::Utc
+            .with_ymd_and_hms(2026, 12, 24, 15, 0, 0)
+            .unwrap(),
+        ends_at: chrono::Utc
+            .with_ymd_and_hms(2026, 12, 27, 11, 0, 0)
+            .unwrap(),
+    };
+    let op = SlotOp::Set(SlotCode {
+        slot: 6,
+        code: Pin::new("246810"),
+        name: None,
+        window: Some(window),
+    });
+    assert_eq!(driver.apply(&id2, &[op]).await, vec![Ok(())]);
+    assert_eq!(
+        mock.codes(2).await.unwrap().get(&6).map(String::as_str),
+        Some("246810")
+    );
+    let raw = mock
+        .control(json!({"cmd": "state", "node": 2, "prefix": "ScheduleEntryLock_schedule_6_1_"}))
+        .await
+        .unwrap();
+    let entries: Vec<(String, serde_json::Value)> = serde_json::from_str(&raw).unwrap();
+    assert_eq!(entries.len(), 1, "{raw}");
+    let s = &entries[0].1;
+    assert_eq!(
+        (
+            s["startMonth"].as_u64(),
+            s["startDay"].as_u64(),
+            s["startHour"].as_u64()
+        ),
+        (Some(12), Some(24), Some(15))
+    );
+    assert_eq!(
+        (
+            s["stopMonth"].as_u64(),
+            s["stopDay"].as_u64(),
+            s["stopHour"].as_u64()
+        ),
+        (Some(12), Some(27), Some(11))
+    );
+    // A window the lock cannot hold (past its two-digit year) is refused
+    // before anything is sent.
+    let far = lockhub::model::TimeWindow {
+        starts_at: chrono::Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap(),
+        ends_at: chrono::Utc.with_ymd_and_hms(2100, 1, 2, 0, 0, 0).unwrap(),
+    };
+    let op = SlotOp::Set(SlotCode {
+        slot: 7,
+        code: Pin::new("1357"),
+        name: None,
+        window: Some(far),
+    });
+    assert!(matches!(
+        driver.apply(&id2, &[op]).await[0],
+        Err(DriverError::CodeRejected(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_added_at_keypad_is_read_from_the_lock() {
+    let (mock, driver, mut rx) = start().await;
+    let id4 = default_device_id(HOME_ID, 4);
+    // The code is on the lock (the driver has not read the lock's slots).
+    assert_eq!(driver.apply(&id4, &[set(5, "8642")]).await, vec![Ok(())]);
+    // Access Control event 0x0E "new user code added" naming only user 5:
+    // the driver reads that one slot and reports its content.
+    mock.control(json!({"cmd": "send", "node": 4, "hex": "7105 0000 00 ff 06 0e 01 05"}))
+        .await
+        .unwrap();
+    let e = expect_event(&mut rx, "SlotChanged", |e| {
+        matches!(e, LockEvent::SlotChanged { .. })
+    })
+    .await;
+    match e {
+        LockEvent::SlotChanged {
+            device_id,
+            slot: 5,
+            code: Some(c),
+        } => {
+            assert_eq!(device_id, id4);
+            assert_eq!(c.code.expose(), "8642");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
