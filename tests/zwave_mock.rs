@@ -154,7 +154,7 @@ async fn codes_land_in_the_right_slots_and_joining_keeps_existing_codes() {
         Some("9876543210")
     );
     assert!(
-        mock.codes(3).await.unwrap().get(&1).is_none(),
+        !mock.codes(3).await.unwrap().contains_key(&1),
         "no code leaked to another lock"
     );
 
@@ -407,4 +407,71 @@ async fn code_added_at_keypad_is_read_from_the_lock() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_lock_does_not_hold_up_the_others() {
+    let mock = MockController::start().expect("mock");
+    // Node 3 ACKs every frame but never reports anything.
+    mock.control(json!({"cmd": "mute", "node": 3}))
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut cfg = config(&mock);
+    cfg.report_timeout = Duration::from_secs(3);
+    cfg.offline_ping_interval = None;
+    let t0 = std::time::Instant::now();
+    let driver = ZwaveDriver::connect(cfg, tx).await.unwrap();
+    let id2 = default_device_id(HOME_ID, 2);
+    let id4 = default_device_id(HOME_ID, 4);
+    let mut found = Vec::new();
+    while found.len() < 2 {
+        match expect_event(&mut rx, "Discovered", |e| {
+            matches!(e, LockEvent::Discovered(_))
+        })
+        .await
+        {
+            LockEvent::Discovered(d) => found.push(d.device_id),
+            _ => unreachable!(),
+        }
+    }
+    found.sort();
+    let mut want = vec![id2.clone(), id4.clone()];
+    want.sort();
+    assert_eq!(found, want);
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "the two answering locks were interviewed while node 3 was awaited ({:?})",
+        t0.elapsed()
+    );
+    assert!(driver.wait_interviews(Duration::from_secs(20)).await);
+    assert_eq!(driver.devices().await.len(), 2);
+
+    // Unmuted, node 3 is interviewed when next asked for; meanwhile a
+    // transient answer (it sent no node information, so: offline), never a
+    // final error.
+    mock.control(json!({"cmd": "mute", "node": 3, "on": false}))
+        .await
+        .unwrap();
+    let r = driver.apply("front-door", &[set(1, "1234")]).await;
+    assert!(r[0].as_ref().is_err_and(DriverError::is_transient), "{r:?}");
+    assert!(driver.wait_interviews(Duration::from_secs(20)).await);
+    assert_eq!(driver.devices().await.len(), 3);
+
+    // Mute node 3 again: its reads time out while node 2 is served.
+    mock.control(json!({"cmd": "mute", "node": 3}))
+        .await
+        .unwrap();
+    let d3 = driver.clone();
+    let slow = tokio::spawn(async move { d3.read_slots("front-door").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t1 = std::time::Instant::now();
+    let ops: Vec<SlotOp> = (1..=5).map(|s| set(s, &format!("{}", 5000 + s))).collect();
+    assert_eq!(driver.apply(&id2, &ops).await, vec![Ok(()); 5]);
+    let served = t1.elapsed();
+    assert!(
+        served < Duration::from_secs(2),
+        "node 2 served in {served:?} while node 3 is silent"
+    );
+    assert_eq!(slow.await.unwrap(), Err(DriverError::Timeout));
 }

@@ -437,6 +437,16 @@ impl Inner {
             self.emit(LockEvent::Online { device_id });
         }
         if reinterview {
+            self.reinterview(node);
+        }
+    }
+
+    /// Starts the interview of a lock whose interview never completed.
+    pub(super) fn reinterview(self: &Arc<Self>, node: u8) {
+        let due = self
+            .with_node(node, |n| n.facts.is_none() && !n.interviewing)
+            .unwrap_or(false);
+        if due {
             let i = self.clone();
             self.interviews
                 .spawn(async move { i.interview(node).await });
@@ -788,16 +798,27 @@ async fn pinger(inner: std::sync::Weak<Inner>, every: Duration, stop: Cancellati
             _ = tick.tick() => {}
         }
         let Some(inner) = inner.upgrade() else { return };
-        let offline: Vec<u8> = inner
-            .nodes
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|n| !n.online && n.listening != Listening::Sleeping)
-            .map(|n| n.node)
-            .collect();
+        let (offline, unknown): (Vec<u8>, Vec<u8>) = {
+            let nodes = inner.nodes.lock().unwrap();
+            let reachable = || {
+                nodes
+                    .values()
+                    .filter(|n| n.listening != Listening::Sleeping)
+            };
+            (
+                reachable().filter(|n| !n.online).map(|n| n.node).collect(),
+                reachable()
+                    .filter(|n| n.online && n.facts.is_none())
+                    .map(|n| n.node)
+                    .collect(),
+            )
+        };
         for node in offline {
             let _ = inner.send(node, vec![id::NO_OPERATION]).await;
+        }
+        // Answers frames but never finished its interview: try again.
+        for node in unknown {
+            inner.reinterview(node);
         }
     }
 }

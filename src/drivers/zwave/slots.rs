@@ -37,6 +37,9 @@ async fn prepare(
         .ok_or(DriverError::UnknownDevice)?;
     let Some(facts) = facts else {
         // Not interviewed (yet): it has not answered since lockhub started.
+        // Try again now; the engine's retry will find it ready.
+        drop(guard);
+        inner.reinterview(node);
         return Err(if online {
             DriverError::Busy
         } else {
