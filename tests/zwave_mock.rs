@@ -475,3 +475,82 @@ async fn a_silent_lock_does_not_hold_up_the_others() {
     );
     assert_eq!(slow.await.unwrap(), Err(DriverError::Timeout));
 }
+
+/// A loopback TCP proxy to the mock whose connections the test can cut.
+async fn cuttable_proxy(upstream: u16) -> (u16, std::sync::Arc<tokio::sync::Notify>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = std::sync::Arc::new(tokio::sync::Notify::new());
+    let c = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            let mut up = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                .await
+                .unwrap();
+            let _ = up.set_nodelay(true);
+            let _ = down.set_nodelay(true);
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                _ = c.notified() => {}
+            }
+        }
+    });
+    (port, cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_when_the_controller_link_drops() {
+    let mock = MockController::start().expect("mock");
+    let (port, cut) = cuttable_proxy(mock.port).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut cfg = config(&mock);
+    cfg.port = format!("tcp://127.0.0.1:{port}");
+    let driver = ZwaveDriver::connect(cfg, tx).await.unwrap();
+    assert!(driver.wait_interviews(Duration::from_secs(30)).await);
+    let id2 = default_device_id(HOME_ID, 2);
+    // Cut while the line is quiet (the mock itself cannot survive a host
+    // that vanishes in the middle of its own transmission).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cut.notify_one();
+    expect_event(
+        &mut rx,
+        "Offline",
+        |e| matches!(e, LockEvent::Offline { device_id } if *device_id == id2),
+    )
+    .await;
+    // Back through a new connection: the pinger finds the locks again.
+    expect_event(
+        &mut rx,
+        "Online",
+        |e| matches!(e, LockEvent::Online { device_id } if *device_id == id2),
+    )
+    .await;
+    assert_eq!(driver.apply(&id2, &[set(3, "3333")]).await, vec![Ok(())]);
+    assert_eq!(
+        mock.codes(2).await.unwrap().get(&3).map(String::as_str),
+        Some("3333")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervised_report_from_the_lock_is_opened() {
+    let (mock, _driver, mut rx) = start().await;
+    let id3 = "front-door";
+    // Supervision Get (session 5) wrapping a keypad unlock by user 2.
+    mock.control(
+        json!({"cmd": "send", "node": 3, "hex": "6c01 05 0a 7105 0000 00 ff 06 06 01 02"}),
+    )
+    .await
+    .unwrap();
+    let e = expect_event(&mut rx, "KeypadUnlock", |e| {
+        matches!(e, LockEvent::KeypadUnlock { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        LockEvent::KeypadUnlock {
+            device_id: id3.into(),
+            slot: Some(2)
+        }
+    );
+}

@@ -278,7 +278,13 @@ impl ZwaveDriver {
             }
         }
         let port = transport::open(&config.port).await?;
-        let (session, inbound) = Session::start(port, config.session.clone());
+        let port_name = config.port.clone();
+        let opener: super::session::Opener = Arc::new(move || {
+            let p = port_name.clone();
+            Box::pin(async move { transport::open(&p).await })
+        });
+        let (session, inbound, port_state) =
+            Session::start_reconnecting(port, opener, config.session.clone());
         let version = serialapi::parse_version(&session.request(func::GET_VERSION, vec![]).await?)?;
         let (home_id, own_node) =
             serialapi::parse_memory_get_id(&session.request(func::MEMORY_GET_ID, vec![]).await?)?;
@@ -309,6 +315,7 @@ impl ZwaveDriver {
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), inbound));
+        tokio::spawn(watch_port(Arc::downgrade(&inner), port_state));
         if let Some(every) = inner.config.offline_ping_interval {
             tokio::spawn(pinger(
                 Arc::downgrade(&inner),
@@ -782,6 +789,21 @@ async fn dispatch(
         let gone: Vec<u8> = inner.nodes.lock().unwrap().keys().copied().collect();
         for n in gone {
             inner.mark_offline(n);
+        }
+    }
+}
+
+/// While the controller's port is gone every lock is unreachable: say so
+/// once; they come back Online one by one as they answer again.
+async fn watch_port(inner: std::sync::Weak<Inner>, mut state: tokio::sync::watch::Receiver<bool>) {
+    while state.changed().await.is_ok() {
+        let open = *state.borrow_and_update();
+        let Some(inner) = inner.upgrade() else { return };
+        if !open {
+            let all: Vec<u8> = inner.nodes.lock().unwrap().keys().copied().collect();
+            for n in all {
+                inner.mark_offline(n);
+            }
         }
     }
 }

@@ -13,11 +13,11 @@
 
 use super::frame::{DataFrame, Decoder, Frame, FrameType, ACK, NAK};
 use super::serialapi::{func, TxStatus};
-use super::transport::Transport;
+use super::transport::{Transport, TransportError};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// Timing of the host side of the Serial API.
@@ -102,18 +102,41 @@ impl Session {
         transport: Box<dyn Transport>,
         config: SessionConfig,
     ) -> (Session, mpsc::UnboundedReceiver<DataFrame>) {
+        let (session, inbound, _state) = Self::start_inner(transport, None, config);
+        (session, inbound)
+    }
+
+    /// Like [`Session::start`], but when the port closes (a USB stick reset,
+    /// a dropped TCP link) it is opened again with `opener`, with a backoff
+    /// from 0.5 s to 30 s; requests fail with [`SessionError::Closed`] in
+    /// between. The watch says whether the port is open now.
+    pub fn start_reconnecting(
+        transport: Box<dyn Transport>,
+        opener: Opener,
+        config: SessionConfig,
+    ) -> (
+        Session,
+        mpsc::UnboundedReceiver<DataFrame>,
+        watch::Receiver<bool>,
+    ) {
+        Self::start_inner(transport, Some(opener), config)
+    }
+
+    fn start_inner(
+        transport: Box<dyn Transport>,
+        opener: Option<Opener>,
+        config: SessionConfig,
+    ) -> (
+        Session,
+        mpsc::UnboundedReceiver<DataFrame>,
+        watch::Receiver<bool>,
+    ) {
         let (jobs_tx, jobs_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let (r, w) = tokio::io::split(transport);
-        let io = Io {
-            reader: r,
-            writer: w,
-            decoder: Decoder::new(),
-            buf: vec![0u8; 512],
-            inbound: in_tx,
-            config,
-        };
-        tokio::spawn(io.run(jobs_rx));
+        let (state_tx, state_rx) = watch::channel(true);
+        tokio::spawn(supervise(
+            transport, opener, config, jobs_rx, in_tx, state_tx,
+        ));
         (
             Session {
                 jobs: jobs_tx,
@@ -121,6 +144,7 @@ impl Session {
                 sent: std::sync::atomic::AtomicU64::new(0),
             },
             in_rx,
+            state_rx,
         )
     }
 
@@ -199,6 +223,72 @@ impl Session {
     }
 }
 
+/// Opens the controller's port again after it closed.
+pub type Opener = std::sync::Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<Box<dyn Transport>, TransportError>>
+        + Send
+        + Sync,
+>;
+
+/// The session task: serves the port, and reopens it when it closes (if it
+/// can), failing requests while there is no port.
+async fn supervise(
+    mut transport: Box<dyn Transport>,
+    opener: Option<Opener>,
+    config: SessionConfig,
+    mut jobs: mpsc::Receiver<Job>,
+    inbound: mpsc::UnboundedSender<DataFrame>,
+    state: watch::Sender<bool>,
+) {
+    loop {
+        let (r, w) = tokio::io::split(transport);
+        let io = Io {
+            reader: r,
+            writer: w,
+            decoder: Decoder::new(),
+            buf: vec![0u8; 512],
+            inbound: inbound.clone(),
+            config: config.clone(),
+        };
+        let _ = state.send(true);
+        if !io.run(&mut jobs).await {
+            return;
+        }
+        tracing::warn!("z-wave controller port closed");
+        let _ = state.send(false);
+        let Some(opener) = &opener else {
+            jobs.close();
+            while let Some(j) = jobs.recv().await {
+                let _ = j.reply.send(Err(SessionError::Closed));
+            }
+            return;
+        };
+        let mut delay = Duration::from_millis(500);
+        transport = loop {
+            let attempt = tokio::time::sleep(delay);
+            tokio::pin!(attempt);
+            // Fail requests while waiting, so nobody hangs on a missing port.
+            loop {
+                tokio::select! {
+                    _ = &mut attempt => break,
+                    job = jobs.recv() => match job {
+                        Some(j) => { let _ = j.reply.send(Err(SessionError::Closed)); }
+                        None => return,
+                    },
+                }
+            }
+            match opener().await {
+                Ok(t) => break t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "z-wave controller port not back yet");
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        tracing::info!("z-wave controller port open again");
+    }
+}
+
 struct Io {
     reader: ReadHalf<Box<dyn Transport>>,
     writer: WriteHalf<Box<dyn Transport>>,
@@ -215,34 +305,28 @@ enum Next {
 }
 
 impl Io {
-    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+    /// Serves jobs until the port closes (true) or every handle is gone (false).
+    async fn run(mut self, jobs: &mut mpsc::Receiver<Job>) -> bool {
         loop {
             // Frames already decoded go first.
             while let Some(f) = self.decoder.next_frame() {
                 if self.handle_unsolicited(f).await.is_err() {
-                    return;
+                    return true;
                 }
             }
             tokio::select! {
                 job = jobs.recv() => {
-                    let Some(job) = job else { return };
+                    let Some(job) = job else { return false };
                     let res = self.run_job(&job.frame, job.expect).await;
                     let closed = matches!(res, Err(SessionError::Closed));
                     let _ = job.reply.send(res);
                     if closed {
-                        jobs.close();
-                        while let Some(j) = jobs.recv().await {
-                            let _ = j.reply.send(Err(SessionError::Closed));
-                        }
-                        return;
+                        return true;
                     }
                 }
                 n = self.reader.read(&mut self.buf) => {
                     match n {
-                        Ok(0) | Err(_) => {
-                            tracing::warn!("z-wave controller connection closed");
-                            return;
-                        }
+                        Ok(0) | Err(_) => return true,
                         Ok(n) => { let b = self.buf[..n].to_vec(); self.decoder.push(&b); }
                     }
                 }
