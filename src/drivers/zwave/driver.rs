@@ -477,8 +477,22 @@ impl Inner {
                 Ok(())
             }
             Ok(TxStatus::NoAck) => {
-                self.mark_offline(node);
-                Err(DriverError::Offline)
+                let asleep = self
+                    .with_node(node, |n| {
+                        let sleeping = n.listening == Listening::Sleeping;
+                        if sleeping {
+                            n.awake = false;
+                        }
+                        sleeping
+                    })
+                    .unwrap_or(false);
+                if asleep {
+                    // Gone back to sleep: not dead, just not listening now.
+                    Err(DriverError::Timeout)
+                } else {
+                    self.mark_offline(node);
+                    Err(DriverError::Offline)
+                }
             }
             Ok(TxStatus::Fail) | Ok(TxStatus::Other(_)) => Err(DriverError::Busy),
             Err(e) => Err(map_session(e)),
@@ -599,6 +613,10 @@ impl Inner {
         if self.device_id(node).is_none() {
             return;
         }
+        if command.starts_with(&[id::WAKE_UP, cc::wake_up::NOTIFICATION]) {
+            // Awake before anything (a re-interview) looks at it.
+            self.with_node(node, |n| n.awake = true);
+        }
         self.mark_alive(node);
         let parsed = match Incoming::parse(&command) {
             Ok(p) => p,
@@ -636,10 +654,7 @@ impl Inner {
                 }
             }
             Incoming::WakeUpNotification => {
-                let woke = self.with_node(node, |n| {
-                    n.awake = true;
-                    n.woke.clone()
-                });
+                let woke = self.with_node(node, |n| n.woke.clone());
                 if let Some(w) = woke {
                     w.notify_waiters();
                 }

@@ -40,19 +40,19 @@ impl MockController {
 
     /// Starts the mock with the three-lock config and waits until it listens.
     pub fn start() -> Result<MockController, MockError> {
+        Self::start_with("mocks/locks.cjs")
+    }
+
+    /// Starts the mock with another config of the harness (e.g.
+    /// `mocks/sleepy.cjs`: node 4 sleeps).
+    pub fn start_with(config: &str) -> Result<MockController, MockError> {
         let dir = Self::harness_dir();
         if !dir.join("node_modules/zwave-js").exists() {
             return Err(MockError::Missing(dir));
         }
         let mut child = Command::new("node")
             .current_dir(&dir)
-            .args([
-                "zw-mock-launch.cjs",
-                "--config",
-                "mocks/locks.cjs",
-                "--port",
-                "0",
-            ])
+            .args(["zw-mock-launch.cjs", "--config", config, "--port", "0"])
             .env("ZW_CTRL_PORT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
