@@ -182,6 +182,14 @@ async fn codes_land_in_the_right_slots_and_joining_keeps_existing_codes() {
     assert!(matches!(r[0], Err(DriverError::Failed(_))));
     assert!(matches!(r[1], Err(DriverError::CodeRejected(_))));
     assert_eq!(r[2], Err(DriverError::DuplicateCode));
+    let r = driver
+        .apply(&id2, &[set(10, "9090"), set(11, "9090")])
+        .await;
+    assert_eq!(
+        r,
+        vec![Ok(()), Err(DriverError::DuplicateCode)],
+        "one code, two slots in a batch"
+    );
     assert_eq!(
         driver.apply("nope", &[set(1, "1234")]).await,
         vec![Err(DriverError::UnknownDevice)]

@@ -221,11 +221,18 @@ pub(super) async fn apply(
     let mut plan = Vec::new();
     let mut batch: Vec<usize> = Vec::new();
     let mut batch_bytes = 3;
+    // What the lock will hold as the batch goes on, so a batch that puts one
+    // code in two slots is caught too.
+    let mut view = known.unwrap_or_default();
     for (i, op) in ops.iter().enumerate() {
-        if let Err(e) = validate(op, &facts, known.as_ref()) {
+        if let Err(e) = validate(op, &facts, Some(&view)) {
             results[i] = Some(Err(e));
             continue;
         }
+        match op {
+            SlotOp::Set(c) => view.insert(c.slot, c.code.clone()),
+            SlotOp::Clear { slot } => view.remove(slot),
+        };
         let windowed = matches!(op, SlotOp::Set(c) if c.window.is_some());
         if facts.multi_set() && !windowed {
             let size = 4 + match op {
