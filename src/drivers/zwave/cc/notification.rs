@@ -1,0 +1,115 @@
+//! Notification CC (0x71, v2+; v1 "Alarm" reports are read for their type
+//! and level only). Access Control (type 6) tells keypad unlocks and codes
+//! changed at the lock.
+
+use super::{id, need, CcError};
+
+pub const REPORT: u8 = 0x05;
+
+/// Notification type Access Control.
+pub const ACCESS_CONTROL: u8 = 0x06;
+
+/// Access Control events the driver acts on.
+pub mod event {
+    pub const KEYPAD_LOCK: u8 = 0x05;
+    pub const KEYPAD_UNLOCK: u8 = 0x06;
+    pub const ALL_USER_CODES_DELETED: u8 = 0x0C;
+    pub const SINGLE_USER_CODE_DELETED: u8 = 0x0D;
+    pub const NEW_USER_CODE_ADDED: u8 = 0x0E;
+    pub const NEW_USER_CODE_NOT_ADDED_DUPLICATE: u8 = 0x0F;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub v1_type: u8,
+    pub v1_level: u8,
+    pub notification_type: Option<u8>,
+    pub event: Option<u8>,
+    pub params: Vec<u8>,
+}
+
+impl Report {
+    /// The user id (slot) the event names, if any: a bare id (1 or 2 bytes)
+    /// or an embedded User Code Report.
+    pub fn user_id(&self) -> Option<u32> {
+        let p = &self.params;
+        match p.len() {
+            0 => None,
+            1 => Some(p[0] as u32).filter(|&u| u != 0),
+            2 => Some(u16::from_be_bytes([p[0], p[1]]) as u32).filter(|&u| u != 0),
+            _ if p[0] == id::USER_CODE && p[1] == super::user_code::REPORT => {
+                Some(p[2] as u32).filter(|&u| u != 0)
+            }
+            _ => None,
+        }
+    }
+
+    /// The embedded User Code Report, where the lock sent one.
+    pub fn user_code_report(&self) -> Option<super::user_code::Report> {
+        let p = &self.params;
+        if p.len() >= 4 && p[0] == id::USER_CODE && p[1] == super::user_code::REPORT {
+            super::user_code::parse_report(p).ok()
+        } else {
+            None
+        }
+    }
+
+    pub fn is_access_control(&self, ev: u8) -> bool {
+        self.notification_type == Some(ACCESS_CONTROL) && self.event == Some(ev)
+    }
+}
+
+pub fn parse_report(b: &[u8]) -> Result<Report, CcError> {
+    need(b, 4)?;
+    let mut r = Report {
+        v1_type: b[2],
+        v1_level: b[3],
+        notification_type: None,
+        event: None,
+        params: Vec::new(),
+    };
+    if b.len() >= 8 {
+        r.notification_type = Some(b[6]);
+        r.event = Some(b[7]);
+        if let Some(&props) = b.get(8) {
+            let len = (props & 0x1F) as usize;
+            need(b, 9 + len)?;
+            r.params = b[9..9 + len].to_vec();
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keypad_unlock_with_bare_user_id() {
+        let b = [0x71, 0x05, 0x00, 0x00, 0x00, 0xFF, 0x06, 0x06, 0x01, 0x03];
+        let r = parse_report(&b).unwrap();
+        assert!(r.is_access_control(event::KEYPAD_UNLOCK));
+        assert_eq!(r.user_id(), Some(3));
+    }
+
+    #[test]
+    fn code_added_with_embedded_user_code_report() {
+        let b = [
+            0x71, 0x05, 0x00, 0x00, 0x00, 0xFF, 0x06, 0x0E, 0x08, 0x63, 0x03, 0x05, 0x01, b'1',
+            b'3', b'5', b'7',
+        ];
+        let r = parse_report(&b).unwrap();
+        assert!(r.is_access_control(event::NEW_USER_CODE_ADDED));
+        assert_eq!(r.user_id(), Some(5));
+        let uc = r.user_code_report().unwrap();
+        assert_eq!(uc.code.as_ref().unwrap().expose(), "1357");
+    }
+
+    #[test]
+    fn v1_alarm_and_truncated_params() {
+        let r = parse_report(&[0x71, 0x05, 0x15, 0x01]).unwrap();
+        assert_eq!((r.v1_type, r.v1_level, r.event), (0x15, 0x01, None));
+        assert!(parse_report(&[0x71, 0x05, 0, 0, 0, 0xFF, 0x06, 0x06, 0x02, 0x03]).is_err());
+        assert!(parse_report(&[0x71, 0x05, 0]).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! Schedule Entry Lock CC (0x4E): the lock enforces a code's time window
+//! itself (a year-day schedule per user id), so the code needs no radio
+//! traffic at check-in or check-out.
+
+use super::{id, need, CcError};
+use crate::model::TimeWindow;
+use chrono::{DateTime, Datelike, Duration, FixedOffset, Timelike, Utc};
+
+pub const ENABLE_SET: u8 = 0x01;
+pub const YEAR_DAY_SET: u8 = 0x06;
+pub const SUPPORTED_GET: u8 = 0x09;
+pub const SUPPORTED_REPORT: u8 = 0x0A;
+
+pub fn supported_get() -> Vec<u8> {
+    vec![id::SCHEDULE_ENTRY_LOCK, SUPPORTED_GET]
+}
+
+/// Turns schedules for `user` on or off (off: the code works at any time).
+pub fn enable_set(user: u8, enabled: bool) -> Vec<u8> {
+    vec![id::SCHEDULE_ENTRY_LOCK, ENABLE_SET, user, enabled as u8]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supported {
+    pub week_day_slots: u8,
+    pub year_day_slots: u8,
+}
+
+pub fn parse_supported(b: &[u8]) -> Result<Supported, CcError> {
+    need(b, 4)?;
+    Ok(Supported {
+        week_day_slots: b[2],
+        year_day_slots: b[3],
+    })
+}
+
+fn fields(t: DateTime<FixedOffset>) -> Result<[u8; 5], CcError> {
+    let year = t.year() - 2000;
+    if !(0..=99).contains(&year) {
+        return Err(CcError::Invalid(format!(
+            "year {} cannot be scheduled (2000..=2099)",
+            t.year()
+        )));
+    }
+    Ok([
+        year as u8,
+        t.month() as u8,
+        t.day() as u8,
+        t.hour() as u8,
+        t.minute() as u8,
+    ])
+}
+
+/// Year-Day Schedule Set (action "set") for `user` in schedule slot `slot`.
+/// The lock counts in whole minutes of its local time (`offset` from UTC):
+/// the start is rounded up and the end down, so the lock's window never
+/// extends past the one asked for.
+pub fn year_day_set(
+    user: u8,
+    slot: u8,
+    window: &TimeWindow,
+    offset: FixedOffset,
+) -> Result<Vec<u8>, CcError> {
+    let start = ceil_minute(window.starts_at).with_timezone(&offset);
+    let stop = floor_minute(window.ends_at).with_timezone(&offset);
+    if stop <= start {
+        return Err(CcError::Invalid(
+            "time window is shorter than the lock's one-minute resolution".into(),
+        ));
+    }
+    let mut v = vec![id::SCHEDULE_ENTRY_LOCK, YEAR_DAY_SET, 0x01, user, slot];
+    v.extend_from_slice(&fields(start)?);
+    v.extend_from_slice(&fields(stop)?);
+    Ok(v)
+}
+
+/// Year-Day Schedule Set with action "erase".
+pub fn year_day_erase(user: u8, slot: u8) -> Vec<u8> {
+    let mut v = vec![id::SCHEDULE_ENTRY_LOCK, YEAR_DAY_SET, 0x00, user, slot];
+    v.extend_from_slice(&[0; 10]);
+    v
+}
+
+fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64)
+}
+
+fn ceil_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    let f = floor_minute(t);
+    if f == t {
+        t
+    } else {
+        f + Duration::minutes(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn year_day_set_bytes() {
+        let w = TimeWindow {
+            starts_at: Utc.with_ymd_and_hms(2026, 11, 22, 15, 0, 30).unwrap(),
+            ends_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 59, 59).unwrap(),
+        };
+        let v = year_day_set(3, 1, &w, FixedOffset::east_opt(0).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            vec![0x4E, 0x06, 0x01, 3, 1, 26, 11, 22, 15, 1, 26, 11, 25, 10, 59]
+        );
+        let plus1 = FixedOffset::east_opt(3600).unwrap();
+        let v = year_day_set(3, 1, &w, plus1).unwrap();
+        assert_eq!(&v[5..10], &[26, 11, 22, 16, 1]);
+    }
+
+    #[test]
+    fn rejects_bad_windows() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 10).unwrap();
+        let w = TimeWindow {
+            starts_at: t,
+            ends_at: t + Duration::seconds(30),
+        };
+        assert!(year_day_set(1, 1, &w, FixedOffset::east_opt(0).unwrap()).is_err());
+        let far = Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap();
+        let w = TimeWindow {
+            starts_at: far,
+            ends_at: far + Duration::days(1),
+        };
+        assert!(year_day_set(1, 1, &w, FixedOffset::east_opt(0).unwrap()).is_err());
+    }
+
+    #[test]
+    fn other_vectors() {
+        assert_eq!(supported_get(), vec![0x4E, 0x09]);
+        assert_eq!(enable_set(4, true), vec![0x4E, 0x01, 4, 1]);
+        assert_eq!(year_day_erase(4, 2)[..5], [0x4E, 0x06, 0x00, 4, 2]);
+        assert_eq!(year_day_erase(4, 2).len(), 15);
+        assert_eq!(
+            parse_supported(&[0x4E, 0x0A, 2, 2, 0]).unwrap(),
+            Supported {
+                week_day_slots: 2,
+                year_day_slots: 2
+            }
+        );
+    }
+}

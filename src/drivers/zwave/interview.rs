@@ -1,0 +1,244 @@
+//! The node interview: what a lock is and what it can do. It reads, and
+//! never writes a slot: codes already on a lock stay there (read_slots
+//! returns them and the engine treats them as unmanaged).
+//!
+//! Interviews of different locks run at the same time; each one's frames
+//! queue for the radio like any other, and its waits for reports overlap
+//! with the others' traffic.
+
+use super::cc::{self, id, user_code};
+use super::driver::{Filter, Inner, NodeFacts};
+use super::serialapi::{self, func, update, Listening};
+use crate::drivers::DriverError;
+use crate::model::{Capabilities, CodeConstraint};
+use std::sync::Arc;
+
+/// Why an interview stopped early (it is tried again when the node speaks).
+#[derive(Debug, thiserror::Error)]
+pub enum InterviewError {
+    #[error("the node sleeps; waiting for its wake-up")]
+    Asleep,
+    #[error("the node did not send its node information")]
+    NoNodeInfo,
+    #[error("{0}")]
+    Driver(#[from] DriverError),
+    #[error("controller: {0}")]
+    Session(#[from] super::session::SessionError),
+    #[error("controller answer: {0}")]
+    Parse(#[from] serialapi::ParseError),
+    #[error("node answer: {0}")]
+    Cc(#[from] cc::CcError),
+}
+
+/// The capabilities lockhub sees, from the interview's facts.
+pub(super) fn capabilities(f: &NodeFacts) -> Capabilities {
+    let keys = f.keys();
+    let mut code_constraints = Vec::new();
+    let lacks = |cs: &str| cs.chars().all(|c| !keys.contains(c));
+    if lacks("0789") {
+        code_constraints.push(CodeConstraint::CannotContain0789);
+    } else if lacks("089") {
+        code_constraints.push(CodeConstraint::CannotContain089);
+    } else if lacks("0") {
+        code_constraints.push(CodeConstraint::NoZeros);
+    }
+    Capabilities {
+        supported_code_lengths: (user_code::MIN_CODE_LEN as u8..=user_code::MAX_CODE_LEN as u8)
+            .collect(),
+        code_constraints,
+        max_active_codes_supported: f.users as u32,
+        supports_native_scheduling: f.supports(id::SCHEDULE_ENTRY_LOCK) && f.year_day_slots > 0,
+        supports_backup_access_code_pool: false,
+        can_program_online_access_codes: true,
+    }
+}
+
+impl Inner {
+    /// Interviews `node` unless that is already under way; announces it as
+    /// `Discovered` when it is a lock.
+    pub(super) async fn interview(self: Arc<Self>, node: u8) {
+        let lock = match self.with_node(node, |n| {
+            if n.interviewing {
+                None
+            } else {
+                n.interviewing = true;
+                Some(n.op_lock.clone())
+            }
+        }) {
+            Some(Some(l)) => l,
+            _ => return,
+        };
+        let guard = lock.lock().await;
+        let result = self.run_interview(node).await;
+        drop(guard);
+        self.with_node(node, |n| n.interviewing = false);
+        match result {
+            Ok(Some(facts)) => {
+                self.with_node(node, |n| n.facts = Some(facts));
+                tracing::info!(node, "z-wave lock interviewed");
+                self.announce(node);
+            }
+            Ok(None) => {
+                tracing::info!(node, "z-wave node is not a lock; ignored");
+                self.nodes.lock().unwrap().remove(&node);
+            }
+            Err(e) => tracing::warn!(node, error = %e, "z-wave interview incomplete"),
+        }
+    }
+
+    async fn run_interview(
+        self: &Arc<Self>,
+        node: u8,
+    ) -> Result<Option<NodeFacts>, InterviewError> {
+        let pi = self
+            .session
+            .request(func::GET_NODE_PROTOCOL_INFO, vec![node])
+            .await?;
+        let Some(pi) = serialapi::parse_protocol_info(&pi)? else {
+            return Ok(None);
+        };
+        let awake = self
+            .with_node(node, |n| {
+                n.listening = pi.listening;
+                n.awake
+            })
+            .unwrap_or(false);
+        if pi.listening == Listening::Sleeping && !awake {
+            return Err(InterviewError::Asleep);
+        }
+        let nif = self.session.request_node_info(node).await?;
+        if nif.first() != Some(&update::NODE_INFO_RECEIVED) {
+            self.mark_offline(node);
+            return Err(InterviewError::NoNodeInfo);
+        }
+        self.mark_alive(node);
+        let (_, classes) = serialapi::parse_node_info(&nif)?;
+        if !classes.contains(&id::USER_CODE) {
+            return Ok(None);
+        }
+        let mut f = NodeFacts {
+            classes,
+            ..Default::default()
+        };
+        if f.supports(id::MANUFACTURER_SPECIFIC) {
+            let r = self
+                .request(
+                    node,
+                    cc::manufacturer_specific::get(),
+                    (id::MANUFACTURER_SPECIFIC, cc::manufacturer_specific::REPORT),
+                    Filter::Any,
+                )
+                .await?;
+            f.manufacturer = Some(cc::manufacturer_specific::parse_report(&r)?);
+        }
+        if f.supports(id::VERSION) {
+            for class in [id::USER_CODE, id::SCHEDULE_ENTRY_LOCK, id::SUPERVISION] {
+                if !f.supports(class) {
+                    continue;
+                }
+                let r = self
+                    .request(
+                        node,
+                        cc::version::cc_get(class),
+                        (id::VERSION, cc::version::CC_REPORT),
+                        Filter::Byte2(class),
+                    )
+                    .await?;
+                let (c, v) = cc::version::parse_cc_report(&r)?;
+                f.versions.insert(c, v);
+            }
+        }
+        let r = self
+            .request(
+                node,
+                user_code::users_number_get(),
+                (id::USER_CODE, user_code::USERS_NUMBER_REPORT),
+                Filter::Any,
+            )
+            .await?;
+        f.users = user_code::parse_users_number(&r)?;
+        if f.version(id::USER_CODE) >= 2 {
+            let r = self
+                .request(
+                    node,
+                    user_code::capabilities_get(),
+                    (id::USER_CODE, user_code::CAPABILITIES_REPORT),
+                    Filter::Any,
+                )
+                .await?;
+            f.uc_caps = Some(user_code::parse_capabilities(&r)?);
+        }
+        if f.supports(id::SCHEDULE_ENTRY_LOCK) {
+            let r = self
+                .request(
+                    node,
+                    cc::schedule_entry_lock::supported_get(),
+                    (
+                        id::SCHEDULE_ENTRY_LOCK,
+                        cc::schedule_entry_lock::SUPPORTED_REPORT,
+                    ),
+                    Filter::Any,
+                )
+                .await?;
+            f.year_day_slots = cc::schedule_entry_lock::parse_supported(&r)?.year_day_slots;
+        }
+        // State worth reporting, not needed to serve the lock: ask without
+        // waiting (a lock that never answers costs no timeout); the
+        // dispatcher turns the reports into DoorLock / Battery events.
+        if f.supports(id::DOOR_LOCK) {
+            if let Err(e) = self.send(node, cc::door_lock::operation_get()).await {
+                tracing::debug!(node, error = %e, "door lock state not asked");
+            }
+        }
+        if f.supports(id::BATTERY) {
+            if let Err(e) = self.send(node, cc::battery::get()).await {
+                tracing::debug!(node, error = %e, "battery level not asked");
+            }
+        }
+        Ok(Some(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(keys: &str) -> NodeFacts {
+        let mut f = NodeFacts {
+            classes: vec![id::USER_CODE, id::SCHEDULE_ENTRY_LOCK, id::VERSION],
+            users: 30,
+            year_day_slots: 2,
+            ..Default::default()
+        };
+        f.versions.insert(id::USER_CODE, 2);
+        f.uc_caps = Some(user_code::Capabilities {
+            keys: keys.into(),
+            ..Default::default()
+        });
+        f
+    }
+
+    #[test]
+    fn capabilities_from_facts() {
+        let c = capabilities(&facts("0123456789"));
+        assert_eq!(c.supported_code_lengths, vec![4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(c.max_active_codes_supported, 30);
+        assert!(c.supports_native_scheduling);
+        assert!(c.code_constraints.is_empty());
+        assert_eq!(
+            capabilities(&facts("123456789")).code_constraints,
+            vec![CodeConstraint::NoZeros]
+        );
+        assert_eq!(
+            capabilities(&facts("1234567")).code_constraints,
+            vec![CodeConstraint::CannotContain089]
+        );
+        assert_eq!(
+            capabilities(&facts("123456")).code_constraints,
+            vec![CodeConstraint::CannotContain0789]
+        );
+        let mut no_sched = facts("0123456789");
+        no_sched.year_day_slots = 0;
+        assert!(!capabilities(&no_sched).supports_native_scheduling);
+    }
+}

@@ -1,0 +1,43 @@
+//! Z-Wave driver (issue 4): the Serial API to User Code, Schedule Entry Lock,
+//! Door Lock, Notification, Battery and Wake Up command classes.
+//!
+//! Layers, bottom up:
+//! - [`transport`]: the byte pipe (serial device or `tcp://host:port`);
+//! - [`frame`]: SOF/ACK/NAK/CAN framing and checksums;
+//! - [`session`]: the controller session (ACKs, retransmission, callbacks,
+//!   one transmission in flight);
+//! - [`serialapi`]: function ids and the controller's answers;
+//! - [`cc`]: command classes, built and parsed;
+//! - [`driver`]: the [`crate::drivers::LockDriver`]; [`interview`] finds what
+//!   a lock can do, `slots` reads and writes codes;
+//! - [`testing`]: starts the pinned zwave-js mock controller for tests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lockhub::drivers::zwave::ZwaveError> {
+//! use lockhub::drivers::zwave::{LockConfig, ZwaveConfig, ZwaveDriver};
+//! let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+//! let mut config = ZwaveConfig::new("/dev/ttyACM0"); // or "tcp://127.0.0.1:5555"
+//! config.locks.push(LockConfig {
+//!     node_id: 3,
+//!     name: Some("Front door".into()),
+//!     device_id: Some("6f1c0f0e-0000-4000-8000-000000000003".into()),
+//! });
+//! let driver = ZwaveDriver::connect(config, events).await?;
+//! // Locks are announced as LockEvent::Discovered as their interviews end.
+//! # let _ = driver; Ok(()) }
+//! ```
+//!
+//! Not yet: Security S0/S2 (the seam is [`cc::Encapsulation`]), inclusion
+//! and exclusion, names on the lock (the User Code CC has none).
+
+pub mod cc;
+pub mod driver;
+pub mod frame;
+pub mod interview;
+pub mod serialapi;
+pub mod session;
+mod slots;
+pub mod testing;
+pub mod transport;
+
+pub use driver::{default_device_id, LockConfig, ZwaveConfig, ZwaveDriver, ZwaveError};
