@@ -9,10 +9,15 @@
 //!   [`drivers::sim`] (simulated locks), [`drivers::zwave`], [`drivers::ble`].
 
 pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod drivers;
 pub mod engine;
 pub mod hub;
 pub mod model;
+pub mod mqtt;
 pub mod pin;
 pub mod settings;
+pub mod status;
 pub mod store;

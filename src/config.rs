@@ -1,0 +1,444 @@
+//! Settings: built-in defaults < the config file < its `FILE.d/*.toml` drop-ins
+//! (sorted) < `LOCKHUB__SECTION__KEY` environment variables < command-line flags.
+//! Unknown keys are errors that name the key. Secrets are never read from argv:
+//! the MQTT password comes from `mqtt.password_file` or `LOCKHUB_MQTT_PASSWORD`.
+
+use crate::model::{Capabilities, CodeConstraint};
+use crate::settings::HubSettings;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `check-config` exits with this when the configuration is bad (EX_CONFIG).
+pub const EXIT_CONFIG: i32 = 78;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This hub's id: part of every topic and of the MQTT client id.
+    pub hub_id: String,
+    /// The workspace access codes report (the hub has none of its own).
+    pub workspace_id: String,
+    /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
+    pub log_level: String,
+    pub store: StoreConfig,
+    pub mqtt: MqttConfig,
+    pub socket: SocketConfig,
+    pub engine: EngineConfig,
+    pub sim: SimConfig,
+    pub zwave: ZwaveSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Without a broker lockhub still runs (local socket only).
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    /// Topics are `{prefix}/{hub_id}/...`.
+    pub prefix: String,
+    /// Defaults to `lockhub-{hub_id}`.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// A file holding the password (mode 0600); or set LOCKHUB_MQTT_PASSWORD.
+    pub password_file: Option<PathBuf>,
+    pub keep_alive_secs: u64,
+    /// Include PINs in retained state and events.
+    pub publish_codes: bool,
+    /// Larger command payloads are refused (answered on responses/_invalid).
+    pub max_payload_bytes: usize,
+    /// Most commands committed together (group commit).
+    pub max_batch: usize,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// PEM file of the CA(s) that sign the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that ask for one.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketConfig {
+    pub enabled: bool,
+    pub path: PathBuf,
+    /// File mode of the socket, octal.
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub set_before_start_secs: i64,
+    pub delay_warning_after_secs: i64,
+    pub retry_base_ms: u64,
+    pub retry_max_secs: u64,
+    pub backup_pool_size: u32,
+    pub max_devices_per_request: usize,
+    pub request_retention_days: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    pub locks: Vec<SimLockConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimLockConfig {
+    pub device_id: String,
+    pub name: String,
+    #[serde(default = "default_lengths")]
+    pub supported_code_lengths: Vec<u8>,
+    #[serde(default)]
+    pub code_constraints: Vec<CodeConstraint>,
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    #[serde(default)]
+    pub native_scheduling: bool,
+    #[serde(default)]
+    pub backup_pool: bool,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default = "yes")]
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZwaveSection {
+    /// `/dev/ttyACM0` or `tcp://host:port`; empty: no Z-Wave.
+    pub port: String,
+    pub report_timeout_ms: Option<u64>,
+    pub locks: Vec<ZwaveLockConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZwaveLockConfig {
+    pub node_id: u8,
+    pub device_id: Option<String>,
+    pub name: Option<String>,
+}
+
+fn default_lengths() -> Vec<u8> {
+    vec![4, 5, 6, 7, 8]
+}
+fn default_slots() -> u32 {
+    30
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hub_id: "hub".into(),
+            workspace_id: HubSettings::default().workspace_id,
+            log_level: "info".into(),
+            store: StoreConfig::default(),
+            mqtt: MqttConfig::default(),
+            socket: SocketConfig::default(),
+            engine: EngineConfig::default(),
+            sim: SimConfig::default(),
+            zwave: ZwaveSection::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { path: "/var/lib/lockhub/lockhub.db".into() }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            prefix: "lockhub".into(),
+            client_id: None,
+            username: None,
+            password_file: None,
+            keep_alive_secs: 30,
+            publish_codes: false,
+            max_payload_bytes: 64 * 1024,
+            max_batch: 32,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig { enabled: true, path: "/run/lockhub/lockhub.sock".into(), mode: "0660".into() }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let d = HubSettings::default();
+        EngineConfig {
+            set_before_start_secs: d.set_before_start.num_seconds(),
+            delay_warning_after_secs: d.delay_warning_after.num_seconds(),
+            retry_base_ms: d.retry_base.as_millis() as u64,
+            retry_max_secs: d.retry_max.as_secs(),
+            backup_pool_size: d.backup_pool_size,
+            max_devices_per_request: d.max_devices_per_request,
+            request_retention_days: d.request_retention.num_days(),
+        }
+    }
+}
+
+/// Where the pieces of the configuration come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The main file; `None`: built-in defaults only.
+    pub file: Option<PathBuf>,
+    /// `KEY=VALUE` overrides from flags (`mqtt.port=1884`), applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Load and check the configuration from its layers.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        use config::{Environment, File, FileFormat};
+        let mut b = config::Config::builder();
+        if let Some(file) = &sources.file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!("{}: no such file", file.display())));
+            }
+            b = b.add_source(File::from(file.as_path()).format(FileFormat::Toml).required(true));
+            for d in drop_ins(file)? {
+                b = b.add_source(File::from(d.as_path()).format(FileFormat::Toml).required(true));
+            }
+        }
+        b = b.add_source(Environment::with_prefix("LOCKHUB").prefix_separator("__").separator("__").try_parsing(true));
+        for (k, v) in &sources.overrides {
+            b = b.set_override(k.as_str(), v.as_str()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        let cfg: Config = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        if self.hub_id.is_empty() || self.hub_id.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_control()) {
+            return bad("hub_id", "must be non-empty, without '/', '+', '#' or control characters");
+        }
+        if uuid::Uuid::parse_str(&self.workspace_id).is_err() {
+            return bad("workspace_id", "must be a UUID");
+        }
+        if self.mqtt.prefix.is_empty() || self.mqtt.prefix.contains(['+', '#']) {
+            return bad("mqtt.prefix", "must be non-empty, without '+' or '#'");
+        }
+        if self.mqtt.max_batch == 0 {
+            return bad("mqtt.max_batch", "must be at least 1");
+        }
+        if self.mqtt.max_payload_bytes < 1024 {
+            return bad("mqtt.max_payload_bytes", "must be at least 1024");
+        }
+        if u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8).is_err() {
+            return bad("socket.mode", "must be an octal file mode such as \"0660\"");
+        }
+        if self.mqtt.tls.client_cert.is_some() != self.mqtt.tls.client_key.is_some() {
+            return bad("mqtt.tls.client_key", "client_cert and client_key go together");
+        }
+        if self.engine.retry_base_ms == 0 || self.engine.retry_max_secs == 0 {
+            return bad("engine.retry_base_ms", "retry delays must be positive");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, l) in self.sim.locks.iter().enumerate() {
+            if !seen.insert(&l.device_id) {
+                return bad(&format!("sim.locks[{i}].device_id"), "is used twice");
+            }
+            if l.supported_code_lengths.is_empty() || l.supported_code_lengths.iter().any(|&n| !(4..=9).contains(&n)) {
+                return bad(&format!("sim.locks[{i}].supported_code_lengths"), "lengths must be 4 to 9");
+            }
+            if l.slots == 0 {
+                return bad(&format!("sim.locks[{i}].slots"), "must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// The octal socket mode.
+    pub fn socket_mode(&self) -> u32 {
+        u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+    }
+
+    pub fn hub_settings(&self) -> HubSettings {
+        let e = &self.engine;
+        HubSettings {
+            workspace_id: self.workspace_id.clone(),
+            set_before_start: chrono::Duration::seconds(e.set_before_start_secs),
+            max_devices_per_request: e.max_devices_per_request,
+            max_payload_bytes: self.mqtt.max_payload_bytes,
+            backup_pool_size: e.backup_pool_size,
+            delay_warning_after: chrono::Duration::seconds(e.delay_warning_after_secs),
+            retry_base: Duration::from_millis(e.retry_base_ms),
+            retry_max: Duration::from_secs(e.retry_max_secs),
+            publish_codes: self.mqtt.publish_codes,
+            request_retention: chrono::Duration::days(e.request_retention_days),
+            ..HubSettings::default()
+        }
+    }
+
+    /// The MQTT password: from `password_file`, else `LOCKHUB_MQTT_PASSWORD`.
+    pub fn mqtt_password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(p) = &self.mqtt.password_file {
+            let s = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+            return Ok(Some(s.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        Ok(std::env::var("LOCKHUB_MQTT_PASSWORD").ok())
+    }
+
+    /// The demo's embedded defaults: two simulated locks, the seed's front and back door.
+    pub fn embedded_demo() -> Config {
+        let lock = |id: &str, name: &str, latency_ms| SimLockConfig {
+            device_id: id.into(),
+            name: name.into(),
+            supported_code_lengths: vec![4, 5, 6, 7, 8],
+            code_constraints: vec![],
+            slots: 30,
+            native_scheduling: false,
+            backup_pool: false,
+            latency_ms,
+            online: true,
+        };
+        Config {
+            hub_id: "demo".into(),
+            sim: SimConfig {
+                locks: vec![
+                    lock("8e94044d-a4d1-4691-9f7e-e97d3e8a0b73", "Front door", 400),
+                    lock("d87eea5d-71c6-4633-a966-396c5ac51177", "Back door", 700),
+                ],
+            },
+            ..Config::default()
+        }
+    }
+}
+
+impl SimLockConfig {
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            supported_code_lengths: self.supported_code_lengths.clone(),
+            code_constraints: self.code_constraints.clone(),
+            max_active_codes_supported: self.slots,
+            supports_native_scheduling: self.native_scheduling,
+            supports_backup_access_code_pool: self.backup_pool,
+            can_program_online_access_codes: true,
+        }
+    }
+}
+
+/// `FILE.d/*.toml`, sorted; a missing directory is fine.
+fn drop_ins(file: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut dir = file.as_os_str().to_owned();
+    dir.push(".d");
+    let dir = PathBuf::from(dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Read { path: dir, source }),
+    };
+    let mut v: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The config crate's error, worded for a person fixing a file.
+fn describe(e: config::ConfigError) -> String {
+    let s = e.to_string();
+    if let Some(rest) = s.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let key = s.rsplit_once(" for key `").map(|(_, k)| k.trim_end_matches(['`', '.']).to_owned());
+        return match key {
+            Some(k) if !k.is_empty() => format!("{k}.{name}: unknown key"),
+            _ => format!("{name}: unknown key"),
+        };
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("lockhub.toml");
+        std::fs::write(&f, toml).unwrap();
+        Config::load(&Sources { file: Some(f), overrides: vec![] })
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = load("[mqtt]\nprot = 1\n").unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+        let e = load("colour = 1\n").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_named() {
+        let e = load("[mqtt]\nport = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("port"), "{e}");
+        let e = load("workspace_id = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("workspace_id"), "{e}");
+        let e = load("[[sim.locks]]\ndevice_id = \"a\"\nname = \"A\"\nsupported_code_lengths = [3]\n").unwrap_err().to_string();
+        assert!(e.contains("sim.locks[0].supported_code_lengths"), "{e}");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("lockhub.toml");
+        std::fs::write(&f, "hub_id = \"file\"\n[mqtt]\nport = 1884\nprefix = \"p\"\n").unwrap();
+        std::fs::create_dir(dir.path().join("lockhub.toml.d")).unwrap();
+        std::fs::write(dir.path().join("lockhub.toml.d/10-a.toml"), "[mqtt]\nport = 1885\n").unwrap();
+        std::fs::write(dir.path().join("lockhub.toml.d/20-b.toml"), "[mqtt]\nport = 1886\n").unwrap();
+        let c = Config::load(&Sources { file: Some(f.clone()), overrides: vec![] }).unwrap();
+        assert_eq!((c.hub_id.as_str(), c.mqtt.port, c.mqtt.prefix.as_str()), ("file", 1886, "p"));
+        let c = Config::load(&Sources { file: Some(f), overrides: vec![("mqtt.port".into(), "1999".into())] }).unwrap();
+        assert_eq!(c.mqtt.port, 1999);
+        assert_eq!(c.engine.backup_pool_size, 2, "defaults fill the rest");
+    }
+}
