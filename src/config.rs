@@ -104,6 +104,9 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
+    /// Keep the simulated locks' slots on disk here, so they outlive a restart
+    /// of lockhub as real locks do (tests, demos). Empty: in memory.
+    pub state_dir: Option<PathBuf>,
     pub locks: Vec<SimLockConfig>,
 }
 
@@ -343,6 +346,7 @@ impl Config {
         Config {
             hub_id: "demo".into(),
             sim: SimConfig {
+                state_dir: None,
                 locks: vec![
                     lock("8e94044d-a4d1-4691-9f7e-e97d3e8a0b73", "Front door", 400),
                     lock("d87eea5d-71c6-4633-a966-396c5ac51177", "Back door", 700),

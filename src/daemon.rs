@@ -46,7 +46,10 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
                 s
             })
             .collect();
-        let d = Arc::new(SimDriver::new(specs, Some(hub.event_sink())));
+        let d = Arc::new(match &cfg.sim.state_dir {
+            Some(dir) => SimDriver::persistent(specs, Some(hub.event_sink()), dir).with_context(|| format!("simulated locks' state in {}", dir.display()))?,
+            None => SimDriver::new(specs, Some(hub.event_sink())),
+        });
         hub.add_driver(d.clone()).await?;
         sim = Some(d);
     }

@@ -71,10 +71,20 @@ struct SimLock {
     state: SimLockState,
 }
 
-/// A driver whose locks live in memory.
+/// A driver whose locks live in memory, or (with a state directory) on disk,
+/// so that they outlive a restart of lockhub as real locks do.
 pub struct SimDriver {
     locks: Mutex<HashMap<String, SimLock>>,
     sink: Mutex<Option<EventSink>>,
+    state_dir: Option<std::path::PathBuf>,
+}
+
+/// One line of a simulated lock's operation log (`<device_id>.log`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoggedOp {
+    pub slot: u32,
+    /// The PIN set, or `None` for a clear.
+    pub code: Option<String>,
 }
 
 impl SimDriver {
@@ -107,6 +117,61 @@ impl SimDriver {
         SimDriver {
             locks: Mutex::new(locks),
             sink: Mutex::new(sink),
+            state_dir: None,
+        }
+    }
+
+    /// Keep each lock's slots in `dir/<device_id>.json` and append every
+    /// operation it carries out to `dir/<device_id>.log`: the locks then
+    /// survive lockhub being killed, and "applied twice" can be checked.
+    pub fn persistent(specs: Vec<SimLockSpec>, sink: Option<EventSink>, dir: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut d = Self::new(specs, sink);
+        d.state_dir = Some(dir.to_owned());
+        for (id, lock) in d.locks.get_mut().unwrap().iter_mut() {
+            if let Ok(text) = std::fs::read_to_string(dir.join(format!("{id}.json"))) {
+                let slots: Vec<(u32, String)> = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+                lock.state.slots = slots
+                    .into_iter()
+                    .map(|(slot, code)| (slot, SlotCode { slot, code: Pin::new(code), name: None, window: None }))
+                    .collect();
+            }
+        }
+        Ok(d)
+    }
+
+    /// Read a persistent lock's slots and operation log from `dir`.
+    pub fn read_persisted(dir: &std::path::Path, id: &str) -> std::io::Result<(Vec<(u32, String)>, Vec<LoggedOp>)> {
+        let slots = match std::fs::read_to_string(dir.join(format!("{id}.json"))) {
+            Ok(t) => serde_json::from_str(&t).map_err(std::io::Error::other)?,
+            Err(_) => Vec::new(),
+        };
+        let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap_or_default();
+        let ops = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        Ok((slots, ops))
+    }
+
+    fn persist(&self, id: &str, lock: &SimLock, op: &SlotOp) {
+        let Some(dir) = &self.state_dir else { return };
+        use std::io::Write;
+        let entry = LoggedOp {
+            slot: op.slot(),
+            code: match op {
+                SlotOp::Set(c) => Some(c.code.expose().to_owned()),
+                SlotOp::Clear { .. } => None,
+            },
+        };
+        let slots: Vec<(u32, &str)> = lock.state.slots.values().map(|c| (c.slot, c.code.expose())).collect();
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{id}.log")))?;
+            writeln!(f, "{}", serde_json::to_string(&entry)?)?;
+            f.sync_data()?;
+            let tmp = dir.join(format!("{id}.json.tmp"));
+            std::fs::write(&tmp, serde_json::to_vec(&slots)?)?;
+            std::fs::rename(tmp, dir.join(format!("{id}.json")))
+        };
+        if let Err(e) = write() {
+            tracing::error!(device_id = id, error = %e, "simulated lock could not save its state");
         }
     }
 
@@ -282,6 +347,7 @@ impl LockDriver for SimDriver {
                     let r = Self::apply_one(l, op);
                     if r.is_ok() {
                         l.state.applied_started.push(started);
+                        self.persist(device_id, l, op);
                     }
                     r
                 })
