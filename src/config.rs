@@ -17,7 +17,10 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,7 +179,9 @@ impl Default for Config {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: "/var/lib/lockhub/lockhub.db".into() }
+        StoreConfig {
+            path: "/var/lib/lockhub/lockhub.db".into(),
+        }
     }
 }
 
@@ -203,7 +208,11 @@ impl Default for MqttConfig {
 
 impl Default for SocketConfig {
     fn default() -> Self {
-        SocketConfig { enabled: true, path: "/run/lockhub/lockhub.sock".into(), mode: "0660".into() }
+        SocketConfig {
+            enabled: true,
+            path: "/run/lockhub/lockhub.sock".into(),
+            mode: "0660".into(),
+        }
     }
 }
 
@@ -238,16 +247,34 @@ impl Config {
         let mut b = config::Config::builder();
         if let Some(file) = &sources.file {
             if !file.exists() {
-                return Err(ConfigError::Invalid(format!("{}: no such file", file.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "{}: no such file",
+                    file.display()
+                )));
             }
-            b = b.add_source(File::from(file.as_path()).format(FileFormat::Toml).required(true));
+            b = b.add_source(
+                File::from(file.as_path())
+                    .format(FileFormat::Toml)
+                    .required(true),
+            );
             for d in drop_ins(file)? {
-                b = b.add_source(File::from(d.as_path()).format(FileFormat::Toml).required(true));
+                b = b.add_source(
+                    File::from(d.as_path())
+                        .format(FileFormat::Toml)
+                        .required(true),
+                );
             }
         }
-        b = b.add_source(Environment::with_prefix("LOCKHUB").prefix_separator("__").separator("__").try_parsing(true));
+        b = b.add_source(
+            Environment::with_prefix("LOCKHUB")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
         for (k, v) in &sources.overrides {
-            b = b.set_override(k.as_str(), v.as_str()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            b = b
+                .set_override(k.as_str(), v.as_str())
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         let cfg: Config = b
             .build()
@@ -260,8 +287,16 @@ impl Config {
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
-        if self.hub_id.is_empty() || self.hub_id.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_control()) {
-            return bad("hub_id", "must be non-empty, without '/', '+', '#' or control characters");
+        if self.hub_id.is_empty()
+            || self
+                .hub_id
+                .chars()
+                .any(|c| matches!(c, '/' | '+' | '#') || c.is_control())
+        {
+            return bad(
+                "hub_id",
+                "must be non-empty, without '/', '+', '#' or control characters",
+            );
         }
         if uuid::Uuid::parse_str(&self.workspace_id).is_err() {
             return bad("workspace_id", "must be a UUID");
@@ -279,7 +314,10 @@ impl Config {
             return bad("socket.mode", "must be an octal file mode such as \"0660\"");
         }
         if self.mqtt.tls.client_cert.is_some() != self.mqtt.tls.client_key.is_some() {
-            return bad("mqtt.tls.client_key", "client_cert and client_key go together");
+            return bad(
+                "mqtt.tls.client_key",
+                "client_cert and client_key go together",
+            );
         }
         if self.engine.retry_base_ms == 0 || self.engine.retry_max_secs == 0 {
             return bad("engine.retry_base_ms", "retry delays must be positive");
@@ -289,8 +327,15 @@ impl Config {
             if !seen.insert(&l.device_id) {
                 return bad(&format!("sim.locks[{i}].device_id"), "is used twice");
             }
-            if l.supported_code_lengths.is_empty() || l.supported_code_lengths.iter().any(|&n| !(4..=9).contains(&n)) {
-                return bad(&format!("sim.locks[{i}].supported_code_lengths"), "lengths must be 4 to 9");
+            if l.supported_code_lengths.is_empty()
+                || l.supported_code_lengths
+                    .iter()
+                    .any(|&n| !(4..=9).contains(&n))
+            {
+                return bad(
+                    &format!("sim.locks[{i}].supported_code_lengths"),
+                    "lengths must be 4 to 9",
+                );
             }
             if l.slots == 0 {
                 return bad(&format!("sim.locks[{i}].slots"), "must be at least 1");
@@ -324,7 +369,10 @@ impl Config {
     /// The MQTT password: from `password_file`, else `LOCKHUB_MQTT_PASSWORD`.
     pub fn mqtt_password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(p) = &self.mqtt.password_file {
-            let s = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+            let s = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?;
             return Ok(Some(s.trim_end_matches(['\n', '\r']).to_owned()));
         }
         Ok(std::env::var("LOCKHUB_MQTT_PASSWORD").ok())
@@ -393,7 +441,9 @@ fn describe(e: config::ConfigError) -> String {
     let s = e.to_string();
     if let Some(rest) = s.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or("");
-        let key = s.rsplit_once(" for key `").map(|(_, k)| k.trim_end_matches(['`', '.']).to_owned());
+        let key = s
+            .rsplit_once(" for key `")
+            .map(|(_, k)| k.trim_end_matches(['`', '.']).to_owned());
         return match key {
             Some(k) if !k.is_empty() => format!("{k}.{name}: unknown key"),
             _ => format!("{name}: unknown key"),
@@ -410,7 +460,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("lockhub.toml");
         std::fs::write(&f, toml).unwrap();
-        Config::load(&Sources { file: Some(f), overrides: vec![] })
+        Config::load(&Sources {
+            file: Some(f),
+            overrides: vec![],
+        })
     }
 
     #[test]
@@ -427,7 +480,10 @@ mod tests {
         assert!(e.contains("port"), "{e}");
         let e = load("workspace_id = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("workspace_id"), "{e}");
-        let e = load("[[sim.locks]]\ndevice_id = \"a\"\nname = \"A\"\nsupported_code_lengths = [3]\n").unwrap_err().to_string();
+        let e =
+            load("[[sim.locks]]\ndevice_id = \"a\"\nname = \"A\"\nsupported_code_lengths = [3]\n")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("sim.locks[0].supported_code_lengths"), "{e}");
     }
 
@@ -435,13 +491,36 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("lockhub.toml");
-        std::fs::write(&f, "hub_id = \"file\"\n[mqtt]\nport = 1884\nprefix = \"p\"\n").unwrap();
+        std::fs::write(
+            &f,
+            "hub_id = \"file\"\n[mqtt]\nport = 1884\nprefix = \"p\"\n",
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("lockhub.toml.d")).unwrap();
-        std::fs::write(dir.path().join("lockhub.toml.d/10-a.toml"), "[mqtt]\nport = 1885\n").unwrap();
-        std::fs::write(dir.path().join("lockhub.toml.d/20-b.toml"), "[mqtt]\nport = 1886\n").unwrap();
-        let c = Config::load(&Sources { file: Some(f.clone()), overrides: vec![] }).unwrap();
-        assert_eq!((c.hub_id.as_str(), c.mqtt.port, c.mqtt.prefix.as_str()), ("file", 1886, "p"));
-        let c = Config::load(&Sources { file: Some(f), overrides: vec![("mqtt.port".into(), "1999".into())] }).unwrap();
+        std::fs::write(
+            dir.path().join("lockhub.toml.d/10-a.toml"),
+            "[mqtt]\nport = 1885\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("lockhub.toml.d/20-b.toml"),
+            "[mqtt]\nport = 1886\n",
+        )
+        .unwrap();
+        let c = Config::load(&Sources {
+            file: Some(f.clone()),
+            overrides: vec![],
+        })
+        .unwrap();
+        assert_eq!(
+            (c.hub_id.as_str(), c.mqtt.port, c.mqtt.prefix.as_str()),
+            ("file", 1886, "p")
+        );
+        let c = Config::load(&Sources {
+            file: Some(f),
+            overrides: vec![("mqtt.port".into(), "1999".into())],
+        })
+        .unwrap();
         assert_eq!(c.mqtt.port, 1999);
         assert_eq!(c.engine.backup_pool_size, 2, "defaults fill the rest");
     }

@@ -30,8 +30,16 @@ pub struct Running {
 /// Start everything; the caller waits for `shutdown` and then calls [`Running::stop`].
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
-    let store = Arc::new(Store::open(&cfg.store.path).with_context(|| format!("opening the store {}", cfg.store.path.display()))?);
-    let hub = Hub::start(store, Arc::new(SystemClock), cfg.hub_settings(), shutdown.clone())?;
+    let store = Arc::new(
+        Store::open(&cfg.store.path)
+            .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
+    );
+    let hub = Hub::start(
+        store,
+        Arc::new(SystemClock),
+        cfg.hub_settings(),
+        shutdown.clone(),
+    )?;
 
     let mut sim = None;
     if !cfg.sim.locks.is_empty() {
@@ -47,7 +55,8 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
             })
             .collect();
         let d = Arc::new(match &cfg.sim.state_dir {
-            Some(dir) => SimDriver::persistent(specs, Some(hub.event_sink()), dir).with_context(|| format!("simulated locks' state in {}", dir.display()))?,
+            Some(dir) => SimDriver::persistent(specs, Some(hub.event_sink()), dir)
+                .with_context(|| format!("simulated locks' state in {}", dir.display()))?,
             None => SimDriver::new(specs, Some(hub.event_sink())),
         });
         hub.add_driver(d.clone()).await?;
@@ -58,22 +67,47 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         if let Some(ms) = cfg.zwave.report_timeout_ms {
             z.report_timeout = Duration::from_millis(ms);
         }
-        z.locks = cfg.zwave.locks.iter().map(|l| LockConfig { node_id: l.node_id, name: l.name.clone(), device_id: l.device_id.clone() }).collect();
-        let d = ZwaveDriver::connect(z, hub.event_sink()).await.with_context(|| format!("opening the Z-Wave controller at {}", cfg.zwave.port))?;
+        z.locks = cfg
+            .zwave
+            .locks
+            .iter()
+            .map(|l| LockConfig {
+                node_id: l.node_id,
+                name: l.name.clone(),
+                device_id: l.device_id.clone(),
+            })
+            .collect();
+        let d = ZwaveDriver::connect(z, hub.event_sink())
+            .await
+            .with_context(|| format!("opening the Z-Wave controller at {}", cfg.zwave.port))?;
         // Locks join as their interviews end (LockEvent::Discovered).
         hub.add_driver(Arc::new(d)).await?;
     }
 
     let tasks = TaskTracker::new();
-    let link = if cfg.mqtt.enabled { Some(mqtt::start(cfg, hub.clone(), shutdown.clone(), &tasks)?) } else { None };
+    let link = if cfg.mqtt.enabled {
+        Some(mqtt::start(cfg, hub.clone(), shutdown.clone(), &tasks)?)
+    } else {
+        None
+    };
     if cfg.socket.enabled {
         let listener = status::bind(&cfg.socket.path, cfg.socket_mode()).await?;
-        tasks.spawn(status::serve(listener, hub.clone(), link.clone(), shutdown.clone()));
+        tasks.spawn(status::serve(
+            listener,
+            hub.clone(),
+            link.clone(),
+            shutdown.clone(),
+        ));
     }
     tasks.spawn(watchdog(hub.clone(), shutdown.clone()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(ready_ms = t0.elapsed().as_millis() as u64, hub_id = %cfg.hub_id, "lockhub ready");
-    Ok(Running { hub, link, sim, tasks })
+    Ok(Running {
+        hub,
+        link,
+        sim,
+        tasks,
+    })
 }
 
 impl Running {
@@ -89,7 +123,9 @@ impl Running {
         .await
         .is_err()
         {
-            tracing::warn!("some tasks did not stop in time; exiting anyway (nothing committed is lost)");
+            tracing::warn!(
+                "some tasks did not stop in time; exiting anyway (nothing committed is lost)"
+            );
         }
     }
 }
@@ -111,7 +147,10 @@ async fn watchdog(hub: Arc<Hub>, shutdown: CancellationToken) {
         if age < period {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         } else {
-            tracing::error!(age_ms = age.as_millis() as u64, "engine heartbeat is stale; not feeding the watchdog");
+            tracing::error!(
+                age_ms = age.as_millis() as u64,
+                "engine heartbeat is stale; not feeding the watchdog"
+            );
         }
     }
 }
@@ -141,9 +180,12 @@ pub async fn wait_for_signal() {
 /// Logging to stderr; no timestamps under systemd (journald adds them).
 pub fn init_logging(level: &str) {
     // The embedded demo broker (rumqttd) is chatty about ordinary disconnects.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,rumqttd=off,lockhub={level}")));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,rumqttd=off,lockhub={level}"))
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var_os("INVOCATION_ID").is_some() {
         let _ = b.without_time().with_ansi(false).try_init();
     } else {

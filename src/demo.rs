@@ -50,17 +50,21 @@ fn embedded_broker(port: u16) -> anyhow::Result<()> {
         prometheus: None,
         metrics: None,
     };
-    std::thread::Builder::new().name("demo-broker".into()).spawn(move || {
-        let mut broker = rumqttd::Broker::new(config);
-        if let Err(e) = broker.start() {
-            eprintln!("embedded broker stopped: {e}");
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("demo-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                eprintln!("embedded broker stopped: {e}");
+            }
+        })?;
     Ok(())
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 struct Screen {
@@ -70,7 +74,11 @@ struct Screen {
 
 impl Screen {
     fn say(&self, what: impl AsRef<str>) {
-        println!("[{:>5.1}s] {}", self.t0.elapsed().as_secs_f64(), what.as_ref());
+        println!(
+            "[{:>5.1}s] {}",
+            self.t0.elapsed().as_secs_f64(),
+            what.as_ref()
+        );
     }
     fn lock(&self, id: &str) -> String {
         self.names.get(id).cloned().unwrap_or_else(|| id.to_owned())
@@ -95,9 +103,19 @@ pub async fn run() -> anyhow::Result<()> {
 async fn demo(cfg: &Config) -> anyhow::Result<()> {
     let screen = Screen {
         t0: Instant::now(),
-        names: cfg.sim.locks.iter().map(|l| (l.device_id.clone(), l.name.clone())).collect(),
+        names: cfg
+            .sim
+            .locks
+            .iter()
+            .map(|l| (l.device_id.clone(), l.name.clone()))
+            .collect(),
     };
-    println!("lockhub demo: embedded MQTT broker on 127.0.0.1:{}, {} simulated locks, store {}", cfg.mqtt.port, cfg.sim.locks.len(), cfg.store.path.display());
+    println!(
+        "lockhub demo: embedded MQTT broker on 127.0.0.1:{}, {} simulated locks, store {}",
+        cfg.mqtt.port,
+        cfg.sim.locks.len(),
+        cfg.store.path.display()
+    );
     let shutdown = CancellationToken::new();
     let running = daemon::start(cfg, shutdown.clone()).await?;
 
@@ -121,7 +139,9 @@ async fn demo(cfg: &Config) -> anyhow::Result<()> {
             }
         }
     });
-    cloud.subscribe(format!("{base}/#"), QoS::AtLeastOnce).await?;
+    cloud
+        .subscribe(format!("{base}/#"), QoS::AtLeastOnce)
+        .await?;
 
     let starts = Utc::now() + chrono::Duration::seconds(4);
     let ends = starts + chrono::Duration::seconds(6);
@@ -131,7 +151,14 @@ async fn demo(cfg: &Config) -> anyhow::Result<()> {
         "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(), "preferred_code_length": 4,
     });
     screen.say(format!("cloud -> {base}/commands/access_codes/create_multiple (front + back door, check-in in 4 s, check-out 6 s later)"));
-    cloud.publish(format!("{base}/commands/access_codes/create_multiple"), QoS::AtLeastOnce, false, serde_json::to_vec(&create)?).await?;
+    cloud
+        .publish(
+            format!("{base}/commands/access_codes/create_multiple"),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&create)?,
+        )
+        .await?;
 
     let mut key = None;
     let mut late_sent = false;
@@ -142,7 +169,10 @@ async fn demo(cfg: &Config) -> anyhow::Result<()> {
         let Ok(Some((topic, v))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else {
             bail!("the demo did not finish in time");
         };
-        let rel = topic.strip_prefix(&base).unwrap_or(&topic).trim_start_matches('/');
+        let rel = topic
+            .strip_prefix(&base)
+            .unwrap_or(&topic)
+            .trim_start_matches('/');
         if rel == "responses/demo-create" {
             if v["ok"] != true {
                 bail!("create_multiple failed: {v}");
@@ -161,7 +191,10 @@ async fn demo(cfg: &Config) -> anyhow::Result<()> {
             screen.say(format!("lockhub -> response: ok = {}", v["ok"]));
         } else if rel == "events" {
             let et = v["event_type"].as_str().unwrap_or("?");
-            let dev = v["device_id"].as_str().map(|d| screen.lock(d)).unwrap_or_default();
+            let dev = v["device_id"]
+                .as_str()
+                .map(|d| screen.lock(d))
+                .unwrap_or_default();
             screen.say(format!("event  {dev:<10} {et}"));
             if et == "access_code.removed_from_device" {
                 removed += 1;
@@ -169,8 +202,26 @@ async fn demo(cfg: &Config) -> anyhow::Result<()> {
         } else if let Some(code_id) = rel.strip_prefix("access_codes/") {
             let s = v["status"].as_str().unwrap_or("").to_owned();
             if !s.is_empty() && status.get(code_id) != Some(&s) {
-                let dev = v["device_id"].as_str().map(|d| screen.lock(d)).unwrap_or_default();
-                screen.say(format!("state  {dev:<10} status {s}{}", if v["pending_mutations"].as_array().is_some_and(|m| !m.is_empty()) { format!(" (pending: {})", v["pending_mutations"][0]["mutation_code"].as_str().unwrap_or("")) } else { String::new() }));
+                let dev = v["device_id"]
+                    .as_str()
+                    .map(|d| screen.lock(d))
+                    .unwrap_or_default();
+                screen.say(format!(
+                    "state  {dev:<10} status {s}{}",
+                    if v["pending_mutations"]
+                        .as_array()
+                        .is_some_and(|m| !m.is_empty())
+                    {
+                        format!(
+                            " (pending: {})",
+                            v["pending_mutations"][0]["mutation_code"]
+                                .as_str()
+                                .unwrap_or("")
+                        )
+                    } else {
+                        String::new()
+                    }
+                ));
                 status.insert(code_id.to_owned(), s);
             }
         } else if rel == "status" {
@@ -182,7 +233,14 @@ async fn demo(cfg: &Config) -> anyhow::Result<()> {
                 let late = ends + chrono::Duration::seconds(4);
                 let body = json!({"request_id": "demo-late", "common_code_key": k, "ends_at": late.to_rfc3339()});
                 screen.say("cloud -> access_codes/update_multiple (late checkout: 4 s more)");
-                cloud.publish(format!("{base}/commands/access_codes/update_multiple"), QoS::AtLeastOnce, false, serde_json::to_vec(&body)?).await?;
+                cloud
+                    .publish(
+                        format!("{base}/commands/access_codes/update_multiple"),
+                        QoS::AtLeastOnce,
+                        false,
+                        serde_json::to_vec(&body)?,
+                    )
+                    .await?;
                 late_sent = true;
             }
         }
@@ -190,9 +248,22 @@ async fn demo(cfg: &Config) -> anyhow::Result<()> {
     let final_state: Vec<String> = running
         .sim
         .as_ref()
-        .map(|s| ids.iter().map(|d| format!("{}: {} code(s)", screen.lock(d), s.state(d).map(|x| x.slots.len()).unwrap_or(0))).collect())
+        .map(|s| {
+            ids.iter()
+                .map(|d| {
+                    format!(
+                        "{}: {} code(s)",
+                        screen.lock(d),
+                        s.state(d).map(|x| x.slots.len()).unwrap_or(0)
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    screen.say(format!("done: the codes left both locks at the new check-out ({})", final_state.join(", ")));
+    screen.say(format!(
+        "done: the codes left both locks at the new check-out ({})",
+        final_state.join(", ")
+    ));
     shutdown.cancel();
     running.stop().await;
     Ok(())

@@ -76,8 +76,13 @@ impl Hub {
         replies
     }
 
-    pub fn outbox_peek(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        self.store.outbox_peek(after_id, limit)
+    pub fn outbox_peek_lane(
+        &self,
+        lane: u8,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.store.outbox_peek_lane(lane, after_id, limit)
     }
 
     pub fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lockhub", version, about = "Edge gateway for door locks: linked access codes from the cloud onto Z-Wave and BLE locks")]
+#[command(
+    name = "lockhub",
+    version,
+    about = "Edge gateway for door locks: linked access codes from the cloud onto Z-Wave and BLE locks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,13 +57,21 @@ struct SocketArgs {
 
 fn overrides(raw: &[String]) -> Result<Vec<(String, String)>, String> {
     raw.iter()
-        .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).ok_or_else(|| format!("--set {kv}: expected KEY=VALUE")))
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| format!("--set {kv}: expected KEY=VALUE"))
+        })
         .collect()
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lockhub: cannot start the runtime: {e}");
@@ -68,7 +80,10 @@ fn main() -> ExitCode {
     };
     rt.block_on(async {
         match cli.command {
-            Command::Run { config, overrides: raw } => {
+            Command::Run {
+                config,
+                overrides: raw,
+            } => {
                 let ov = match overrides(&raw) {
                     Ok(o) => o,
                     Err(e) => {
@@ -76,7 +91,10 @@ fn main() -> ExitCode {
                         return ExitCode::from(EXIT_CONFIG as u8);
                     }
                 };
-                let cfg = match Config::load(&Sources { file: Some(config.clone()), overrides: ov }) {
+                let cfg = match Config::load(&Sources {
+                    file: Some(config.clone()),
+                    overrides: ov,
+                }) {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("lockhub: {}: {e}", config.display());
@@ -102,9 +120,22 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Command::CheckConfig { file } => match Config::load(&Sources { file: Some(file.clone()), overrides: vec![] }) {
+            Command::CheckConfig { file } => match Config::load(&Sources {
+                file: Some(file.clone()),
+                overrides: vec![],
+            }) {
                 Ok(c) => {
-                    println!("{}: ok (hub_id {}, {} simulated lock(s), z-wave {})", file.display(), c.hub_id, c.sim.locks.len(), if c.zwave.port.is_empty() { "off" } else { &c.zwave.port });
+                    println!(
+                        "{}: ok (hub_id {}, {} simulated lock(s), z-wave {})",
+                        file.display(),
+                        c.hub_id,
+                        c.sim.locks.len(),
+                        if c.zwave.port.is_empty() {
+                            "off"
+                        } else {
+                            &c.zwave.port
+                        }
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -112,28 +143,68 @@ fn main() -> ExitCode {
                     ExitCode::from(EXIT_CONFIG as u8)
                 }
             },
-            Command::Status(s) => show(&s, "/v1/health", |v| {
-                let mut out = String::new();
-                for (k, val) in v.as_object().into_iter().flatten() {
-                    out += &format!("{k:<24} {}\n", if let Some(s) = val.as_str() { s.to_owned() } else { val.to_string() });
-                }
-                out
-            })
-            .await,
-            Command::Devices(s) => show(&s, "/v1/devices", |v| {
-                client::table(v["devices"].as_array().map(Vec::as_slice).unwrap_or(&[]), &[
-                    ("DEVICE", "device_id"), ("NAME", "name"), ("DRIVER", "driver"), ("ONLINE", "online"),
-                    ("BATTERY", "battery_level"), ("SLOTS USED", "slots.used"), ("FREE", "slots.free"), ("LENGTHS", "capabilities.supported_code_lengths"),
-                ])
-            })
-            .await,
-            Command::Codes { socket, reveal_codes } => {
-                let path = if reveal_codes { "/v1/access_codes?reveal_codes=true" } else { "/v1/access_codes" };
+            Command::Status(s) => {
+                show(&s, "/v1/health", |v| {
+                    let mut out = String::new();
+                    for (k, val) in v.as_object().into_iter().flatten() {
+                        out += &format!(
+                            "{k:<24} {}\n",
+                            if let Some(s) = val.as_str() {
+                                s.to_owned()
+                            } else {
+                                val.to_string()
+                            }
+                        );
+                    }
+                    out
+                })
+                .await
+            }
+            Command::Devices(s) => {
+                show(&s, "/v1/devices", |v| {
+                    client::table(
+                        v["devices"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                        &[
+                            ("DEVICE", "device_id"),
+                            ("NAME", "name"),
+                            ("DRIVER", "driver"),
+                            ("ONLINE", "online"),
+                            ("BATTERY", "battery_level"),
+                            ("SLOTS USED", "slots.used"),
+                            ("FREE", "slots.free"),
+                            ("LENGTHS", "capabilities.supported_code_lengths"),
+                        ],
+                    )
+                })
+                .await
+            }
+            Command::Codes {
+                socket,
+                reveal_codes,
+            } => {
+                let path = if reveal_codes {
+                    "/v1/access_codes?reveal_codes=true"
+                } else {
+                    "/v1/access_codes"
+                };
                 show(&socket, path, |v| {
-                    client::table(v["access_codes"].as_array().map(Vec::as_slice).unwrap_or(&[]), &[
-                        ("ACCESS CODE", "access_code_id"), ("DEVICE", "device_id"), ("NAME", "name"), ("CODE", "code"),
-                        ("STATUS", "status"), ("STARTS", "starts_at"), ("ENDS", "ends_at"), ("ERRORS", "errors"), ("WARNINGS", "warnings"),
-                    ])
+                    client::table(
+                        v["access_codes"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or(&[]),
+                        &[
+                            ("ACCESS CODE", "access_code_id"),
+                            ("DEVICE", "device_id"),
+                            ("NAME", "name"),
+                            ("CODE", "code"),
+                            ("STATUS", "status"),
+                            ("STARTS", "starts_at"),
+                            ("ENDS", "ends_at"),
+                            ("ERRORS", "errors"),
+                            ("WARNINGS", "warnings"),
+                        ],
+                    )
                 })
                 .await
             }
@@ -141,7 +212,11 @@ fn main() -> ExitCode {
     })
 }
 
-async fn show(s: &SocketArgs, path: &str, render: impl Fn(&serde_json::Value) -> String) -> ExitCode {
+async fn show(
+    s: &SocketArgs,
+    path: &str,
+    render: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
     match client::get(&s.socket, path).await {
         Ok(v) => {
             if s.json {

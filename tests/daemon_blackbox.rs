@@ -16,7 +16,13 @@ async fn setup(extra_locks: usize, latency_ms: u64) -> (tempfile::TempDir, Broke
     let mut daemon = Daemon::new(dir.path(), broker.port, &sim_locks(extra_locks, latency_ms));
     daemon.start();
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
-    wait_for("hub online", 15, || cloud.on("status").into_iter().find(|s| s["state"] == "online")).await;
+    wait_for("hub online", 15, || {
+        cloud
+            .on("status")
+            .into_iter()
+            .find(|s| s["state"] == "online")
+    })
+    .await;
     (dir, broker, daemon, cloud)
 }
 
@@ -42,12 +48,35 @@ async fn seed_examples_over_mqtt() {
     // Each lock reports set_on_device; retained state carries no PIN.
     for c in codes {
         let id = c["access_code_id"].as_str().unwrap().to_owned();
-        wait_for("set_on_device", 10, || cloud.events().iter().any(|e| e["access_code_id"] == id.as_str() && e["event_type"] == "access_code.set_on_device").then_some(())).await;
-        let state = wait_for("set state", 10, || cloud.on(&format!("access_codes/{id}")).into_iter().rev().find(|s| s["status"] == "set")).await;
-        assert!(state["code"].is_null(), "retained state must not carry the PIN: {state}");
+        wait_for("set_on_device", 10, || {
+            cloud
+                .events()
+                .iter()
+                .any(|e| {
+                    e["access_code_id"] == id.as_str()
+                        && e["event_type"] == "access_code.set_on_device"
+                })
+                .then_some(())
+        })
+        .await;
+        let state = wait_for("set state", 10, || {
+            cloud
+                .on(&format!("access_codes/{id}"))
+                .into_iter()
+                .rev()
+                .find(|s| s["status"] == "set")
+        })
+        .await;
+        assert!(
+            state["code"].is_null(),
+            "retained state must not carry the PIN: {state}"
+        );
     }
     // Device state is retained too.
-    let dev = wait_for("device state", 5, || cloud.on(&format!("devices/{FRONT}")).into_iter().next()).await;
+    let dev = wait_for("device state", 5, || {
+        cloud.on(&format!("devices/{FRONT}")).into_iter().next()
+    })
+    .await;
     assert_eq!(dev["name"], "Front door");
     assert!(!daemon.log().contains(pin), "PIN in the daemon's log");
 
@@ -57,12 +86,31 @@ async fn seed_examples_over_mqtt() {
     assert_eq!(r, json!({"request_id": "r-2", "ok": true}));
 
     // A replay of r-1 answers the same and creates nothing.
-    cloud.send_json("access_codes/create_multiple", &json!({"request_id": "r-1", "device_ids": [FRONT, BACK]})).await;
-    wait_for("second answer to r-1", 10, || (cloud.on("responses/r-1").len() == 2).then_some(())).await;
+    cloud
+        .send_json(
+            "access_codes/create_multiple",
+            &json!({"request_id": "r-1", "device_ids": [FRONT, BACK]}),
+        )
+        .await;
+    wait_for("second answer to r-1", 10, || {
+        (cloud.on("responses/r-1").len() == 2).then_some(())
+    })
+    .await;
     let answers = cloud.on("responses/r-1");
     assert_eq!(answers[0], answers[1]);
-    cloud.send_json("access_codes/list", &json!({"request_id": "r-3", "device_id": FRONT})).await;
-    assert_eq!(cloud.response("r-3", 10).await["access_codes"].as_array().unwrap().len(), 1);
+    cloud
+        .send_json(
+            "access_codes/list",
+            &json!({"request_id": "r-3", "device_id": FRONT}),
+        )
+        .await;
+    assert_eq!(
+        cloud.response("r-3", 10).await["access_codes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(daemon.alive());
 }
 
@@ -92,13 +140,20 @@ async fn every_bad_payload_is_answered_and_the_daemon_lives() {
         let r = cloud.response(rid, 10).await;
         assert_eq!(r["error"]["type"], *kind, "{rid}: {r}");
     }
-    let invalid_kinds: Vec<&str> = cases.iter().filter(|c| c.2 == "_invalid").map(|c| c.3).collect();
+    let invalid_kinds: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.2 == "_invalid")
+        .map(|c| c.3)
+        .collect();
     let got = wait_for("_invalid answers", 10, || {
         let v = cloud.on("responses/_invalid");
         (v.len() >= invalid_kinds.len()).then_some(v)
     })
     .await;
-    let got_kinds: Vec<String> = got.iter().map(|r| r["error"]["type"].as_str().unwrap().to_owned()).collect();
+    let got_kinds: Vec<String> = got
+        .iter()
+        .map(|r| r["error"]["type"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(got_kinds, invalid_kinds);
 
     // 1,000 malformed payloads: every one answered, the daemon alive.
@@ -108,16 +163,39 @@ async fn every_bad_payload_is_answered_and_the_daemon_lives() {
     for i in 0..1000 {
         let payload: Vec<u8> = match i % 4 {
             0 => (0..rng.gen_range(1..300)).map(|_| rng.gen()).collect(),
-            1 => format!(r#"{{"request_id":"m{i}","device_ids":[{}]}}"#, rng.gen::<u16>()).into_bytes(),
-            2 => format!(r#"{{"request_id":"m{i}","device_ids":["{FRONT}"],"preferred_code_length":"{}"}}"#, rng.gen::<u8>()).into_bytes(),
-            _ => format!(r#"{{"request_id":"m{i}","device_ids":["{FRONT}"],"starts_at":"{}"}}"#, rng.gen::<u32>()).into_bytes(),
+            1 => format!(
+                r#"{{"request_id":"m{i}","device_ids":[{}]}}"#,
+                rng.gen::<u16>()
+            )
+            .into_bytes(),
+            2 => format!(
+                r#"{{"request_id":"m{i}","device_ids":["{FRONT}"],"preferred_code_length":"{}"}}"#,
+                rng.gen::<u8>()
+            )
+            .into_bytes(),
+            _ => format!(
+                r#"{{"request_id":"m{i}","device_ids":["{FRONT}"],"starts_at":"{}"}}"#,
+                rng.gen::<u32>()
+            )
+            .into_bytes(),
         };
         cloud.send("access_codes/create_multiple", payload).await;
     }
-    wait_for("1000 answers", 60, || (cloud.count_prefix("responses/") >= before + 1000).then_some(())).await;
+    wait_for("1000 answers", 60, || {
+        (cloud.count_prefix("responses/") >= before + 1000).then_some(())
+    })
+    .await;
     assert!(daemon.alive(), "the daemon survived");
-    cloud.send_json("devices/list", &json!({"request_id": "still-there"})).await;
-    assert_eq!(cloud.response("still-there", 10).await["devices"].as_array().unwrap().len(), 2);
+    cloud
+        .send_json("devices/list", &json!({"request_id": "still-there"}))
+        .await;
+    assert_eq!(
+        cloud.response("still-there", 10).await["devices"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// Per code, the order of its events as received.
@@ -125,7 +203,9 @@ fn events_by_code(cloud: &Cloud) -> HashMap<String, Vec<String>> {
     let mut m: HashMap<String, Vec<String>> = HashMap::new();
     for e in cloud.events() {
         if let Some(id) = e["access_code_id"].as_str() {
-            m.entry(id.to_owned()).or_default().push(e["event_type"].as_str().unwrap().to_owned());
+            m.entry(id.to_owned())
+                .or_default()
+                .push(e["event_type"].as_str().unwrap().to_owned());
         }
     }
     m
@@ -134,7 +214,10 @@ fn events_by_code(cloud: &Cloud) -> HashMap<String, Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_fan_out_loses_nothing() {
     let (_dir, mut broker, mut daemon, cloud) = setup(8, 150).await;
-    let ids: Vec<String> = [FRONT.to_string(), BACK.to_string()].into_iter().chain((0..8).map(lock_id)).collect();
+    let ids: Vec<String> = [FRONT.to_string(), BACK.to_string()]
+        .into_iter()
+        .chain((0..8).map(lock_id))
+        .collect();
     for g in 0..4 {
         cloud.send_json("access_codes/create_multiple", &json!({"request_id": format!("g{g}"), "device_ids": ids, "name": format!("Group {g}")})).await;
     }
@@ -148,30 +231,63 @@ async fn broker_restart_mid_fan_out_loses_nothing() {
     broker.restart();
     // Every code's events arrive, each code's in order.
     let codes: Vec<String> = (0..4)
-        .flat_map(|g| cloud.on(&format!("responses/g{g}"))[0]["access_codes"].as_array().unwrap().iter().map(|c| c["access_code_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>())
+        .flat_map(|g| {
+            cloud.on(&format!("responses/g{g}"))[0]["access_codes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["access_code_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(codes.len(), 40);
     wait_for("every set_on_device after the restart", 30, || {
         let m = events_by_code(&cloud);
-        codes.iter().all(|c| m.get(c).is_some_and(|v| v.contains(&"access_code.set_on_device".to_string()))).then_some(())
+        codes
+            .iter()
+            .all(|c| {
+                m.get(c)
+                    .is_some_and(|v| v.contains(&"access_code.set_on_device".to_string()))
+            })
+            .then_some(())
     })
     .await;
     let m = events_by_code(&cloud);
     for c in &codes {
         let v = &m[c];
-        let created = v.iter().position(|e| e == "access_code.created").expect("created");
-        let set = v.iter().position(|e| e == "access_code.set_on_device").unwrap();
+        let created = v
+            .iter()
+            .position(|e| e == "access_code.created")
+            .expect("created");
+        let set = v
+            .iter()
+            .position(|e| e == "access_code.set_on_device")
+            .unwrap();
         assert!(created < set, "{c}: {v:?}");
     }
     // The latest retained state of every code says set.
-    wait_for("all set", 10, || codes.iter().all(|c| cloud.on(&format!("access_codes/{c}")).last().is_some_and(|s| s["status"] == "set")).then_some(())).await;
+    wait_for("all set", 10, || {
+        codes
+            .iter()
+            .all(|c| {
+                cloud
+                    .on(&format!("access_codes/{c}"))
+                    .last()
+                    .is_some_and(|s| s["status"] == "set")
+            })
+            .then_some(())
+    })
+    .await;
     assert!(daemon.alive());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_fan_out_then_restart() {
     let (_dir, _broker, mut daemon, cloud) = setup(8, 100).await;
-    let ids: Vec<String> = [FRONT.to_string(), BACK.to_string()].into_iter().chain((0..8).map(lock_id)).collect();
+    let ids: Vec<String> = [FRONT.to_string(), BACK.to_string()]
+        .into_iter()
+        .chain((0..8).map(lock_id))
+        .collect();
     for g in 0..5 {
         cloud.send_json("access_codes/create_multiple", &json!({"request_id": format!("k{g}"), "device_ids": ids, "name": format!("Group {g}")})).await;
     }
@@ -179,7 +295,10 @@ async fn sigkill_mid_fan_out_then_restart() {
     cloud.response("k0", 10).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     daemon.kill9();
-    let answered_before: HashSet<String> = (0..5).filter(|g| !cloud.on(&format!("responses/k{g}")).is_empty()).map(|g| format!("k{g}")).collect();
+    let answered_before: HashSet<String> = (0..5)
+        .filter(|g| !cloud.on(&format!("responses/k{g}")).is_empty())
+        .map(|g| format!("k{g}"))
+        .collect();
     daemon.start();
     // Every command is answered in the end (the unacked ones are delivered again).
     for g in 0..5 {
@@ -188,43 +307,70 @@ async fn sigkill_mid_fan_out_then_restart() {
     // Every lock ends with exactly the five group PINs, each set once.
     let mut want: HashMap<String, HashSet<String>> = HashMap::new();
     for g in 0..5 {
-        for c in cloud.on(&format!("responses/k{g}"))[0]["access_codes"].as_array().unwrap() {
-            want.entry(c["device_id"].as_str().unwrap().to_owned()).or_default().insert(c["code"].as_str().unwrap().to_owned());
+        for c in cloud.on(&format!("responses/k{g}"))[0]["access_codes"]
+            .as_array()
+            .unwrap()
+        {
+            want.entry(c["device_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(c["code"].as_str().unwrap().to_owned());
         }
     }
     wait_for("every lock right", 30, || {
         ids.iter()
             .all(|id| {
-                let (slots, _) = lockhub::drivers::sim::SimDriver::read_persisted(&daemon.locks_dir(), id).unwrap();
+                let (slots, _) =
+                    lockhub::drivers::sim::SimDriver::read_persisted(&daemon.locks_dir(), id)
+                        .unwrap();
                 slots.iter().map(|(_, c)| c.clone()).collect::<HashSet<_>>() == want[id]
             })
             .then_some(())
     })
     .await;
     for id in &ids {
-        let (_, log) = lockhub::drivers::sim::SimDriver::read_persisted(&daemon.locks_dir(), id).unwrap();
+        let (_, log) =
+            lockhub::drivers::sim::SimDriver::read_persisted(&daemon.locks_dir(), id).unwrap();
         let sets: Vec<_> = log.iter().filter(|o| o.code.is_some()).collect();
         let unique: HashSet<_> = sets.iter().map(|o| (o.slot, o.code.clone())).collect();
-        assert_eq!(sets.len(), unique.len(), "lock {id}: an operation was applied twice: {log:?}");
+        assert_eq!(
+            sets.len(),
+            unique.len(),
+            "lock {id}: an operation was applied twice: {log:?}"
+        );
         assert_eq!(sets.len(), 5, "lock {id}: {log:?}");
     }
     // Answers given before the kill are not contradicted after it.
     for rid in answered_before {
         let answers = cloud.on(&format!("responses/{rid}"));
-        assert!(answers.iter().all(|a| *a == answers[0]), "{rid} answered differently after the restart");
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{rid} answered differently after the restart"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_in_order() {
     let (_dir, _broker, mut daemon, cloud) = setup(0, 0).await;
-    cloud.send_json("access_codes/create", &json!({"request_id": "t1", "device_id": FRONT})).await;
+    cloud
+        .send_json(
+            "access_codes/create",
+            &json!({"request_id": "t1", "device_id": FRONT}),
+        )
+        .await;
     cloud.response("t1", 10).await;
     let (status, took) = daemon.terminate();
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(10), "stopped in {took:?}");
     // It said offline on the way out (retained).
-    wait_for("offline", 5, || cloud.on("status").into_iter().rev().find(|s| s["state"] == "offline")).await;
+    wait_for("offline", 5, || {
+        cloud
+            .on("status")
+            .into_iter()
+            .rev()
+            .find(|s| s["state"] == "offline")
+    })
+    .await;
     let log = daemon.log();
     assert!(log.contains("stopped"), "{log}");
 }
@@ -232,22 +378,52 @@ async fn sigterm_stops_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_socket_answers() {
     let (_dir, _broker, daemon, cloud) = setup(0, 0).await;
-    cloud.send_json("access_codes/create", &json!({"request_id": "s1", "device_id": FRONT, "name": "Cleaner"})).await;
-    let pin = cloud.response("s1", 10).await["access_code"]["code"].as_str().unwrap().to_owned();
-    let h = lockhub::status::client::get(&daemon.socket, "/v1/health").await.unwrap();
+    cloud
+        .send_json(
+            "access_codes/create",
+            &json!({"request_id": "s1", "device_id": FRONT, "name": "Cleaner"}),
+        )
+        .await;
+    let pin = cloud.response("s1", 10).await["access_code"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let h = lockhub::status::client::get(&daemon.socket, "/v1/health")
+        .await
+        .unwrap();
     assert_eq!(h["broker"], "connected", "{h}");
     assert_eq!(h["locks"]["online"], 2);
-    let codes = lockhub::status::client::get(&daemon.socket, "/v1/access_codes").await.unwrap();
-    assert!(codes["access_codes"][0]["code"].is_null(), "masked by default");
-    let codes = lockhub::status::client::get(&daemon.socket, "/v1/access_codes?reveal_codes=true").await.unwrap();
+    let codes = lockhub::status::client::get(&daemon.socket, "/v1/access_codes")
+        .await
+        .unwrap();
+    assert!(
+        codes["access_codes"][0]["code"].is_null(),
+        "masked by default"
+    );
+    let codes = lockhub::status::client::get(&daemon.socket, "/v1/access_codes?reveal_codes=true")
+        .await
+        .unwrap();
     assert_eq!(codes["access_codes"][0]["code"], pin.as_str());
-    let q = lockhub::status::client::get(&daemon.socket, "/v1/queue").await.unwrap();
+    let q = lockhub::status::client::get(&daemon.socket, "/v1/queue")
+        .await
+        .unwrap();
     assert!(q["pending_operations"].is_array());
     // The CLI's tables.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub")).args(["devices", "--socket"]).arg(&daemon.socket).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
+        .args(["devices", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Front door") && text.contains("DEVICE"), "{text}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub")).args(["codes", "--socket"]).arg(&daemon.socket).output().unwrap();
+    assert!(
+        text.contains("Front door") && text.contains("DEVICE"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
+        .args(["codes", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Cleaner") && !text.contains(&pin), "{text}");
     // Local control: a command over the socket, same body as MQTT.
@@ -269,14 +445,34 @@ fn check_config_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.toml");
     std::fs::write(&f, "hub_id = \"h\"\n[mqtt]\nprot = 1883\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub")).arg("check-config").arg(&f).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
+        .arg("check-config")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("prot"), "{err}");
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/config/lockhub.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub")).arg("check-config").arg(good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
+        .arg("check-config")
+        .arg(good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub")).arg("check-config").arg(demo).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
+        .arg("check-config")
+        .arg(demo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -8,14 +8,22 @@ use support::core::*;
 
 /// (command, request) followed by its expected response, from the doc's fences.
 fn examples() -> Vec<(String, Value, Value)> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mqtt-api.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mqtt-api.md")).unwrap();
     let mut out = Vec::new();
     let mut pending: Option<(String, Value)> = None;
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
-        let Some(info) = line.strip_prefix("```json") else { continue };
-        let body: String = lines.by_ref().take_while(|l| !l.starts_with("```")).collect::<Vec<_>>().join("\n");
-        let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("doc example is not JSON ({e}):\n{body}"));
+        let Some(info) = line.strip_prefix("```json") else {
+            continue;
+        };
+        let body: String = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let json: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("doc example is not JSON ({e}):\n{body}"));
         let info = info.trim();
         if let Some(cmd) = info.strip_prefix("command=") {
             pending = Some((cmd.to_owned(), json));
@@ -53,7 +61,12 @@ fn same_shape(want: &Value, got: &Value, path: &str) {
 #[tokio::test(start_paused = true)]
 async fn the_documented_examples_hold() {
     const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
-    let hub = Hub::start(vec![spec(FRONT, "Front door", keypad(&[4], 30)), spec(BACK, "Back door", keypad(&[4, 6], 30)), spec(NUKI, "Nuki", nuki_like())]).await;
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front door", keypad(&[4], 30)),
+        spec(BACK, "Back door", keypad(&[4, 6], 30)),
+        spec(NUKI, "Nuki", nuki_like()),
+    ])
+    .await;
     let examples = examples();
     assert!(examples.len() >= 4, "the doc has its examples");
     let mut key = None;
@@ -63,7 +76,9 @@ async fn the_documented_examples_hold() {
         }
         let got = hub.cmd(&cmd, req);
         if key.is_none() {
-            key = got["access_codes"][0]["common_code_key"].as_str().map(str::to_owned);
+            key = got["access_codes"][0]["common_code_key"]
+                .as_str()
+                .map(str::to_owned);
         }
         same_shape(&want, &got, &cmd);
         assert_eq!(want["ok"], got["ok"]);

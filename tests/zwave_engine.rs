@@ -20,7 +20,9 @@ const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
 
 fn cmd(hub: &Hub, command: &str, mut body: Value) -> Value {
     body["request_id"] = json!(uuid::Uuid::new_v4().to_string());
-    hub.handle(&[(command, &serde_json::to_vec(&body).unwrap())]).remove(0).body
+    hub.handle(&[(command, &serde_json::to_vec(&body).unwrap())])
+        .remove(0)
+        .body
 }
 
 async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
@@ -40,59 +42,117 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
     let shutdown = CancellationToken::new();
-    let settings = HubSettings { set_before_start: chrono::Duration::seconds(1), ..HubSettings::default() };
+    let settings = HubSettings {
+        set_before_start: chrono::Duration::seconds(1),
+        ..HubSettings::default()
+    };
     let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone()).unwrap();
     let mut config = ZwaveConfig::new(mock.url());
     config.report_timeout = Duration::from_secs(2);
     config.locks = vec![
-        LockConfig { node_id: 2, name: Some("Front door".into()), device_id: Some(FRONT.into()) },
-        LockConfig { node_id: 3, name: Some("Back door".into()), device_id: Some(BACK.into()) },
+        LockConfig {
+            node_id: 2,
+            name: Some("Front door".into()),
+            device_id: Some(FRONT.into()),
+        },
+        LockConfig {
+            node_id: 3,
+            name: Some("Back door".into()),
+            device_id: Some(BACK.into()),
+        },
     ];
-    let driver = Arc::new(ZwaveDriver::connect(config, hub.event_sink()).await.expect("connect"));
-    assert!(driver.wait_interviews(Duration::from_secs(30)).await, "interviews end");
+    let driver = Arc::new(
+        ZwaveDriver::connect(config, hub.event_sink())
+            .await
+            .expect("connect"),
+    );
+    assert!(
+        driver.wait_interviews(Duration::from_secs(30)).await,
+        "interviews end"
+    );
     hub.add_driver(driver.clone()).await.unwrap();
     until("both locks known", 20, async || {
-        hub.store.read(|tx| Ok([FRONT, BACK].iter().all(|d| tx.device(d).ok().flatten().is_some_and(|d| d.slots_known)))).unwrap()
+        hub.store
+            .read(|tx| {
+                Ok([FRONT, BACK]
+                    .iter()
+                    .all(|d| tx.device(d).ok().flatten().is_some_and(|d| d.slots_known)))
+            })
+            .unwrap()
     })
     .await;
 
     // The seed's request, with a window that opens in 2 s and closes in 8 s.
     let starts = Utc::now() + chrono::Duration::seconds(2);
     let ends = starts + chrono::Duration::seconds(6);
-    let r = cmd(&hub, "access_codes/create_multiple", json!({
-        "device_ids": [FRONT, BACK], "name": "Jane's reservation",
-        "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(), "preferred_code_length": 4,
-        "prefer_native_scheduling": false
-    }));
+    let r = cmd(
+        &hub,
+        "access_codes/create_multiple",
+        json!({
+            "device_ids": [FRONT, BACK], "name": "Jane's reservation",
+            "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(), "preferred_code_length": 4,
+            "prefer_native_scheduling": false
+        }),
+    );
     assert_eq!(r["ok"], true, "{r}");
     let pin = r["access_codes"][0]["code"].as_str().unwrap().to_owned();
-    let key = r["access_codes"][0]["common_code_key"].as_str().unwrap().to_owned();
-    let slot = |c: &Value| hub.store.read(|tx| Ok(tx.code(c["access_code_id"].as_str().unwrap())?.unwrap().slot)).unwrap();
+    let key = r["access_codes"][0]["common_code_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let slot = |c: &Value| {
+        hub.store
+            .read(|tx| {
+                Ok(tx
+                    .code(c["access_code_id"].as_str().unwrap())?
+                    .unwrap()
+                    .slot)
+            })
+            .unwrap()
+    };
     let (front_slot, back_slot) = (slot(&r["access_codes"][0]), slot(&r["access_codes"][1]));
 
     // Not before its window; then in the right slot of each lock.
     assert!(mock.codes(2).await.unwrap().values().all(|c| *c != pin));
     until("the PIN on both mock locks", 20, async || {
-        mock.codes(2).await.unwrap().get(&front_slot) == Some(&pin) && mock.codes(3).await.unwrap().get(&back_slot) == Some(&pin)
+        mock.codes(2).await.unwrap().get(&front_slot) == Some(&pin)
+            && mock.codes(3).await.unwrap().get(&back_slot) == Some(&pin)
     })
     .await;
     let id = r["access_codes"][0]["access_code_id"].as_str().unwrap();
-    until("status set", 10, async || cmd(&hub, "access_codes/get", json!({"access_code_id": id}))["access_code"]["status"] == "set").await;
+    until("status set", 10, async || {
+        cmd(&hub, "access_codes/get", json!({"access_code_id": id}))["access_code"]["status"]
+            == "set"
+    })
+    .await;
 
     // Late checkout: 6 s more. Past the old end the code stays.
     let late = ends + chrono::Duration::seconds(6);
-    let r = cmd(&hub, "access_codes/update_multiple", json!({"common_code_key": key, "ends_at": late.to_rfc3339()}));
+    let r = cmd(
+        &hub,
+        "access_codes/update_multiple",
+        json!({"common_code_key": key, "ends_at": late.to_rfc3339()}),
+    );
     assert_eq!(r["ok"], true, "{r}");
-    tokio::time::sleep((ends - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1)).await;
-    assert_eq!(mock.codes(2).await.unwrap().get(&front_slot), Some(&pin), "still on after the old check-out");
+    tokio::time::sleep((ends - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1))
+        .await;
+    assert_eq!(
+        mock.codes(2).await.unwrap().get(&front_slot),
+        Some(&pin),
+        "still on after the old check-out"
+    );
     // At the new check-out it goes.
     until("removal at the new ends_at", 20, async || {
-        !mock.codes(2).await.unwrap().values().any(|c| *c == pin) && !mock.codes(3).await.unwrap().values().any(|c| *c == pin)
+        !mock.codes(2).await.unwrap().values().any(|c| *c == pin)
+            && !mock.codes(3).await.unwrap().values().any(|c| *c == pin)
     })
     .await;
     let removed_at = Utc::now();
     assert!(removed_at >= late, "not removed before its time");
-    println!("removed {} ms after ends_at (includes polling)", (removed_at - late).num_milliseconds());
+    println!(
+        "removed {} ms after ends_at (includes polling)",
+        (removed_at - late).num_milliseconds()
+    );
     shutdown.cancel();
     hub.stopped().await;
 }

@@ -156,7 +156,7 @@ impl Commands {
             settings: &self.settings,
             touched: BTreeSet::new(),
         };
-        let result = self.store.write(|tx| {
+        let result = self.store.write_urgent(|tx| {
             batch
                 .iter()
                 .map(|(command, payload)| self.one(&mut ctx, tx, command, payload))

@@ -124,16 +124,31 @@ impl SimDriver {
     /// Keep each lock's slots in `dir/<device_id>.json` and append every
     /// operation it carries out to `dir/<device_id>.log`: the locks then
     /// survive lockhub being killed, and "applied twice" can be checked.
-    pub fn persistent(specs: Vec<SimLockSpec>, sink: Option<EventSink>, dir: &std::path::Path) -> std::io::Result<Self> {
+    pub fn persistent(
+        specs: Vec<SimLockSpec>,
+        sink: Option<EventSink>,
+        dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut d = Self::new(specs, sink);
         d.state_dir = Some(dir.to_owned());
         for (id, lock) in d.locks.get_mut().unwrap().iter_mut() {
             if let Ok(text) = std::fs::read_to_string(dir.join(format!("{id}.json"))) {
-                let slots: Vec<(u32, String)> = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+                let slots: Vec<(u32, String)> =
+                    serde_json::from_str(&text).map_err(std::io::Error::other)?;
                 lock.state.slots = slots
                     .into_iter()
-                    .map(|(slot, code)| (slot, SlotCode { slot, code: Pin::new(code), name: None, window: None }))
+                    .map(|(slot, code)| {
+                        (
+                            slot,
+                            SlotCode {
+                                slot,
+                                code: Pin::new(code),
+                                name: None,
+                                window: None,
+                            },
+                        )
+                    })
                     .collect();
             }
         }
@@ -141,13 +156,19 @@ impl SimDriver {
     }
 
     /// Read a persistent lock's slots and operation log from `dir`.
-    pub fn read_persisted(dir: &std::path::Path, id: &str) -> std::io::Result<(Vec<(u32, String)>, Vec<LoggedOp>)> {
+    pub fn read_persisted(
+        dir: &std::path::Path,
+        id: &str,
+    ) -> std::io::Result<(Vec<(u32, String)>, Vec<LoggedOp>)> {
         let slots = match std::fs::read_to_string(dir.join(format!("{id}.json"))) {
             Ok(t) => serde_json::from_str(&t).map_err(std::io::Error::other)?,
             Err(_) => Vec::new(),
         };
         let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap_or_default();
-        let ops = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let ops = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         Ok((slots, ops))
     }
 
@@ -161,9 +182,17 @@ impl SimDriver {
                 SlotOp::Clear { .. } => None,
             },
         };
-        let slots: Vec<(u32, &str)> = lock.state.slots.values().map(|c| (c.slot, c.code.expose())).collect();
+        let slots: Vec<(u32, &str)> = lock
+            .state
+            .slots
+            .values()
+            .map(|c| (c.slot, c.code.expose()))
+            .collect();
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{id}.log")))?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{id}.log")))?;
             writeln!(f, "{}", serde_json::to_string(&entry)?)?;
             f.sync_data()?;
             let tmp = dir.join(format!("{id}.json.tmp"));

@@ -46,6 +46,9 @@ pub struct Stats {
 struct LockHandle {
     wake: Notify,
     backoff: Mutex<LockBackoff>,
+    /// Bumped whenever something other than the lock's own reconciler may have
+    /// changed its codes or slots: the reconciler's cached copy is then stale.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -117,6 +120,7 @@ impl Engine {
         let locks = self.locks.lock().unwrap();
         for id in device_ids {
             if let Some(h) = locks.get(id) {
+                h.generation.fetch_add(1, Ordering::SeqCst);
                 h.wake.notify_one();
             }
         }
@@ -156,44 +160,56 @@ impl Engine {
             .lock()
             .unwrap()
             .insert(driver.kind(), driver.clone());
-        for info in driver.devices().await {
-            self.adopt(info, driver.clone())?;
-        }
-        Ok(())
+        let devices = driver.devices().await;
+        self.adopt(&devices, driver)
     }
 
+    /// Record locks (all in one transaction: start-up with hundreds of locks
+    /// stays one fsync) and give each its reconciler.
     fn adopt(
         self: &Arc<Self>,
-        info: DeviceInfo,
+        devices: &[DeviceInfo],
         driver: Arc<dyn LockDriver>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         self.store.write(|tx| {
-            let new = tx.device(&info.device_id)?.is_none();
-            tx.upsert_device(&info)?;
-            if new {
-                tx.event(&Event::device("device.added", &info.device_id, now))?;
+            for info in devices {
+                let before = tx.device(&info.device_id)?;
+                if before.as_ref().is_some_and(|b| b.info == *info) {
+                    continue; // unchanged: its retained state is republished on connect anyway
+                }
+                tx.upsert_device(info)?;
+                if before.is_none() {
+                    tx.event(&Event::device("device.added", &info.device_id, now))?;
+                }
+                self.publish_device(tx, &info.device_id)?;
             }
-            self.publish_device(tx, &info.device_id)
+            Ok::<(), StoreError>(())
         })?;
-        self.routes
-            .lock()
-            .unwrap()
-            .insert(info.device_id.clone(), driver);
-        let mut locks = self.locks.lock().unwrap();
-        if let Some(h) = locks.get(&info.device_id) {
-            h.wake.notify_one();
-            return Ok(());
+        for info in devices {
+            self.routes
+                .lock()
+                .unwrap()
+                .insert(info.device_id.clone(), driver.clone());
+            let mut locks = self.locks.lock().unwrap();
+            if let Some(h) = locks.get(&info.device_id) {
+                h.wake.notify_one();
+                continue;
+            }
+            let handle = Arc::new(LockHandle {
+                wake: Notify::new(),
+                backoff: Mutex::new(LockBackoff::default()),
+                generation: std::sync::atomic::AtomicU64::new(0),
+            });
+            locks.insert(info.device_id.clone(), handle.clone());
+            let me = self.clone();
+            let id = info.device_id.clone();
+            let span = tracing::info_span!("lock", device_id = %id);
+            self.tasks.spawn(tracing::Instrument::instrument(
+                async move { me.reconcile_lock(id, handle).await },
+                span,
+            ));
         }
-        let handle = Arc::new(LockHandle {
-            wake: Notify::new(),
-            backoff: Mutex::new(LockBackoff::default()),
-        });
-        locks.insert(info.device_id.clone(), handle.clone());
-        let me = self.clone();
-        let id = info.device_id.clone();
-        self.tasks
-            .spawn(async move { me.reconcile_lock(id, handle).await });
         Ok(())
     }
 
@@ -224,7 +240,7 @@ impl Engine {
                 let driver = self.drivers.lock().unwrap().get(&info.driver).cloned();
                 match driver {
                     Some(d) => {
-                        if let Err(e) = self.adopt(info.clone(), d) {
+                        if let Err(e) = self.adopt(std::slice::from_ref(info), d) {
                             tracing::error!(device_id = %info.device_id, error = %e, "could not record a discovered lock");
                         }
                     }

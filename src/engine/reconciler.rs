@@ -10,6 +10,25 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A lock's codes and slots as its reconciler last loaded them, kept while
+/// nothing else touched them (`generation` unchanged): a pass on a lock with a
+/// hundred codes then costs no parsing.
+struct Cached {
+    generation: u64,
+    device: crate::store::DeviceRow,
+    codes: Vec<AccessCode>,
+    observed: Vec<crate::drivers::SlotCode>,
+}
+
+/// What one batch's commit changed, to keep the cache true.
+#[derive(Default)]
+struct Recorded {
+    transient: bool,
+    codes: Vec<AccessCode>,
+    purged: Vec<String>,
+    slots: Vec<(u32, Option<crate::drivers::SlotCode>)>,
+}
+
 /// What a pass says about the next one.
 enum Next {
     /// More to do right away.
@@ -24,13 +43,15 @@ impl Engine {
         device_id: String,
         handle: Arc<LockHandle>,
     ) {
+        let mut cache: Option<Cached> = None;
         loop {
             if self.shutdown.is_cancelled() {
                 return;
             }
-            let next = match self.pass(&device_id, &handle).await {
+            let next = match self.pass(&device_id, &handle, &mut cache).await {
                 Ok(n) => n,
                 Err(e) => {
+                    cache = None;
                     tracing::error!(error = %e, "reconcile pass failed; trying again shortly");
                     Next::After(Duration::from_secs(5))
                 }
@@ -75,21 +96,46 @@ impl Engine {
         *handle.backoff.lock().unwrap() = LockBackoff::default();
     }
 
-    async fn pass(&self, id: &str, handle: &LockHandle) -> Result<Next, StoreError> {
+    async fn pass(
+        &self,
+        id: &str,
+        handle: &LockHandle,
+        cache: &mut Option<Cached>,
+    ) -> Result<Next, StoreError> {
         let Some(driver) = self.driver_for(id) else {
             return Ok(Next::After(self.settings.max_idle_sleep));
         };
         let now = self.clock.now();
         let timing = self.settings.timing();
-        let (device, codes, observed, next_check) = self.store.write(|tx| {
-            let mut codes = tx.codes_for_device(id)?;
-            let observed = tx.observed(id)?;
-            let next_check = super::timed::check(self, tx, &mut codes, &observed, now)?;
-            Ok::<_, StoreError>((tx.device(id)?, codes, observed, next_check))
-        })?;
-        let Some(device) = device else {
+        let generation = handle.generation.load(Ordering::SeqCst);
+        if cache.as_ref().is_none_or(|c| c.generation != generation) {
+            // Read without the writer.
+            *cache = self.store.read(|tx| {
+                let Some(device) = tx.device(id)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Cached {
+                    generation,
+                    device,
+                    codes: tx.codes_for_device(id)?,
+                    observed: tx.observed(id)?,
+                }))
+            })?;
+        }
+        let Some(cached) = cache.as_mut() else {
             return Ok(Next::After(self.settings.max_idle_sleep));
         };
+        // Write only when a time-driven change is due.
+        let (mut next_check, due) =
+            super::timed::check(self, None, &mut cached.codes.clone(), &cached.observed, now)?;
+        if due {
+            (cached.codes, cached.observed, next_check) = self.store.write(|tx| {
+                let mut codes = tx.codes_for_device(id)?;
+                let observed = tx.observed(id)?;
+                let (next, _) = super::timed::check(self, Some(tx), &mut codes, &observed, now)?;
+                Ok::<_, StoreError>((codes, observed, next))
+            })?;
+        }
         let wall_wait =
             |at: Option<DateTime<Utc>>| at.map(|t| clock::until(self.clock.as_ref(), t));
         if let Some(w) = Self::backoff_wait(handle) {
@@ -97,11 +143,12 @@ impl Engine {
             return Ok(Next::After(w.min(check)));
         }
 
-        if !device.slots_known {
+        if !cached.device.slots_known {
             return match driver.read_slots(id).await {
                 Ok(slots) => {
                     self.store
                         .write(|tx| observe::absorb_read(self, tx, id, &slots, self.clock.now()))?;
+                    *cache = None;
                     Self::succeeded(handle);
                     Ok(Next::Now)
                 }
@@ -112,9 +159,9 @@ impl Engine {
             };
         }
 
-        let ops = plan::diff(&codes, &observed, now, &timing);
+        let ops = plan::diff(&cached.codes, &cached.observed, now, &timing);
         if ops.is_empty() {
-            let next = [plan::next_boundary(&codes, now, &timing), next_check]
+            let next = [plan::next_boundary(&cached.codes, now, &timing), next_check]
                 .into_iter()
                 .flatten()
                 .min();
@@ -122,11 +169,15 @@ impl Engine {
                 wall_wait(next).unwrap_or(self.settings.max_idle_sleep),
             ));
         }
+        let all_in_batch = ops.len() <= MAX_BATCH;
         let batch: Vec<plan::Planned> = ops.into_iter().take(MAX_BATCH).collect();
         for p in &batch {
             if let (SlotOp::Clear { .. }, Some(c)) = (
                 &p.op,
-                codes.iter().find(|c| c.access_code_id == p.access_code_id),
+                cached
+                    .codes
+                    .iter()
+                    .find(|c| c.access_code_id == p.access_code_id),
             ) {
                 if let Some(w) = c.window.filter(|w| now >= w.ends_at) {
                     let lag = (now - w.ends_at).num_milliseconds().max(0) as u64;
@@ -141,11 +192,55 @@ impl Engine {
         let slot_ops: Vec<SlotOp> = batch.iter().map(|p| p.op.clone()).collect();
         let results = driver.apply(id, &slot_ops).await;
         let done = self.clock.now();
-        let transient = self
+        let recorded = match self
             .store
-            .write(|tx| self.record(tx, id, &batch, &results, done))?;
-        if transient {
+            .write(|tx| self.record(tx, id, &batch, &results, done))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                *cache = None;
+                return Err(e);
+            }
+        };
+        // Keep the cache true to what was just committed.
+        let Some(cached) = cache.as_mut() else {
+            return Ok(Next::Now);
+        };
+        for (slot, content) in recorded.slots {
+            cached.observed.retain(|s| s.slot != slot);
+            if let Some(c) = content {
+                cached.observed.push(c);
+            }
+        }
+        for c in recorded.codes {
+            match cached
+                .codes
+                .iter_mut()
+                .find(|x| x.access_code_id == c.access_code_id)
+            {
+                Some(x) => *x = c,
+                None => cached.codes.push(c),
+            }
+        }
+        cached
+            .codes
+            .retain(|c| !recorded.purged.contains(&c.access_code_id));
+        if recorded.transient {
             Ok(Next::After(self.back_off(handle)))
+        } else if all_in_batch {
+            // Everything planned was done: nothing more until the next boundary
+            // or a wake-up.
+            Self::succeeded(handle);
+            let next = [
+                plan::next_boundary(&cached.codes, done, &timing),
+                next_check,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            Ok(Next::After(
+                wall_wait(next).unwrap_or(self.settings.max_idle_sleep),
+            ))
         } else {
             Self::succeeded(handle);
             Ok(Next::Now)
@@ -174,7 +269,8 @@ impl Engine {
         batch: &[plan::Planned],
         results: &[Result<(), DriverError>],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Recorded, StoreError> {
+        let mut out = Recorded::default();
         let mut transient = false;
         let mut any_ok = false;
         for (p, r) in batch.iter().zip(
@@ -191,6 +287,7 @@ impl Engine {
                     any_ok = true;
                     self.stats.ops_ok.fetch_add(1, Ordering::Relaxed);
                     tx.set_observed(id, slot, Some(d))?;
+                    out.slots.push((slot, Some(d.clone())));
                     let first = p.before.as_ref().is_none_or(|b| b.code != d.code);
                     c.ever_set = true;
                     c.retry = Default::default();
@@ -221,6 +318,7 @@ impl Engine {
                     any_ok = true;
                     self.stats.ops_ok.fetch_add(1, Ordering::Relaxed);
                     tx.set_observed(id, slot, None)?;
+                    out.slots.push((slot, None));
                     c.retry = Default::default();
                     c.clear_warning("delay_in_removing_from_device");
                     c.clear_error("failed_to_remove_from_device");
@@ -229,6 +327,7 @@ impl Engine {
                     tracing::debug!(slot, access_code_id = %c.access_code_id, "code removed from the lock");
                     if c.deleted {
                         self.purge(tx, &c)?;
+                        out.purged.push(c.access_code_id.clone());
                         continue;
                     }
                 }
@@ -287,6 +386,7 @@ impl Engine {
                 }
             }
             self.commit_code(tx, &mut c, now)?;
+            out.codes.push(c);
         }
         if any_ok {
             tx.set_device_error(id, None)?;
@@ -295,7 +395,8 @@ impl Engine {
             }
             self.publish_device(tx, id)?;
         }
-        Ok(transient)
+        out.transient = transient;
+        Ok(out)
     }
 
     /// Save a code and publish its state (status recomputed).

@@ -35,24 +35,29 @@ fn earliest(a: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
 
 /// Run the time-driven checks for one lock's codes; returns when to look again.
 /// `codes` are the lock's codes as loaded for this pass; purged ones are taken
-/// out and changed ones updated in place.
+/// out and changed ones updated in place. With `tx` `None` nothing is written:
+/// the check only tells (second value) whether it would write, so the common
+/// case, nothing due, never takes the writer.
 pub(super) fn check(
     engine: &Engine,
-    tx: &Tx<'_>,
+    tx: Option<&Tx<'_>>,
     codes: &mut Vec<AccessCode>,
     observed: &[SlotCode],
     now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
+) -> Result<(Option<DateTime<Utc>>, bool), StoreError> {
     let timing = engine.settings.timing();
     let delay = engine.settings.delay_warning_after;
     let mut next = None;
     let mut purged = Vec::new();
+    let mut wrote = false;
     for c in codes.iter_mut() {
         let obs = observed.iter().find(|s| s.slot == c.slot);
         let desired = c.desired(now, &timing);
         let on_lock = obs.is_some_and(|o| o.code == c.code);
         if c.deleted && !on_lock {
-            engine.purge(tx, c)?;
+            if let Some(tx) = tx {
+                engine.purge(tx, c)?;
+            }
             purged.push(c.access_code_id.clone());
             continue;
         }
@@ -70,11 +75,10 @@ pub(super) fn check(
                     "the code is taking longer than expected to reach the lock",
                     now,
                 )) {
-                    tx.event(&Event::code(
-                        "access_code.delay_in_setting_on_device",
-                        &c,
-                        now,
-                    ))?;
+                    emit(
+                        tx,
+                        &Event::code("access_code.delay_in_setting_on_device", &c, now),
+                    )?;
                     changed = true;
                 }
             } else {
@@ -87,7 +91,7 @@ pub(super) fn check(
                         "the code was not on the lock when its window opened",
                         now,
                     )) {
-                        tx.event(&Event::code("access_code.failed_to_issue", c, now))?;
+                        emit(tx, &Event::code("access_code.failed_to_issue", c, now))?;
                         changed = true;
                     }
                 } else if w.starts_at > now {
@@ -103,11 +107,10 @@ pub(super) fn check(
                     "the code is taking longer than expected to leave the lock",
                     now,
                 )) {
-                    tx.event(&Event::code(
-                        "access_code.delay_in_removing_from_device",
-                        &c,
-                        now,
-                    ))?;
+                    emit(
+                        tx,
+                        &Event::code("access_code.delay_in_removing_from_device", &c, now),
+                    )?;
                     changed = true;
                 }
                 let expired = c.window.is_some_and(|w| now >= w.ends_at) && !c.deleted;
@@ -118,7 +121,7 @@ pub(super) fn check(
                         now,
                     ))
                 {
-                    tx.event(&Event::code("access_code.failed_to_expire", c, now))?;
+                    emit(tx, &Event::code("access_code.failed_to_expire", c, now))?;
                     changed = true;
                 }
             } else {
@@ -134,9 +137,20 @@ pub(super) fn check(
         }
         let status = c.status(obs, now, &timing);
         if changed || c.reported_status != Some(status) {
-            engine.commit_code(tx, c, now)?;
+            if let Some(tx) = tx {
+                engine.commit_code(tx, c, now)?;
+            }
+            wrote = true;
         }
     }
+    wrote |= !purged.is_empty();
     codes.retain(|c| !purged.contains(&c.access_code_id));
-    Ok(next)
+    Ok((next, wrote))
+}
+
+fn emit(tx: Option<&Tx<'_>>, e: &Event) -> Result<(), StoreError> {
+    match tx {
+        Some(tx) => tx.event(e),
+        None => Ok(()),
+    }
 }

@@ -31,6 +31,7 @@ pub(super) async fn run(
         let hub2 = hub.clone();
         let topics2 = topics.clone();
         let publishes = batch.clone();
+        let started = std::time::Instant::now();
         // SQLite work off the async threads.
         let handled = tokio::task::spawn_blocking(move || {
             let items: Vec<(String, bytes::Bytes)> = publishes
@@ -40,22 +41,35 @@ pub(super) async fn run(
                     (command, p.payload.clone())
                 })
                 .collect();
-            let refs: Vec<(&str, &[u8])> = items.iter().map(|(c, b)| (c.as_str(), b.as_ref())).collect();
+            let refs: Vec<(&str, &[u8])> = items
+                .iter()
+                .map(|(c, b)| (c.as_str(), b.as_ref()))
+                .collect();
             hub2.handle(&refs)
         })
         .await;
         match handled {
-            Ok(replies) if !replies.iter().any(|r| r.body["error"]["type"] == "internal") => {
+            Ok(replies)
+                if !replies
+                    .iter()
+                    .any(|r| r.body["error"]["type"] == "internal") =>
+            {
                 for p in &batch {
                     if let Err(e) = client.ack(p).await {
                         tracing::warn!(error = %e, "could not ack a command; the broker will deliver it again");
                     }
                 }
-                tracing::debug!(commands = batch.len(), "commands committed and acked");
+                tracing::debug!(
+                    commands = batch.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "commands committed and acked"
+                );
             }
             // Not committed: no ack, so the broker delivers them again.
-            _ => tracing::error!(commands = batch.len(), "commands not committed; left unacked for redelivery"),
+            _ => tracing::error!(
+                commands = batch.len(),
+                "commands not committed; left unacked for redelivery"
+            ),
         }
     }
 }
-

@@ -43,7 +43,10 @@ pub(super) async fn run(
                 failures = 0;
                 state.connected.store(true, Ordering::Relaxed);
                 *state.last_error.lock().unwrap() = None;
-                tracing::info!(session_present = ack.session_present, "connected to the broker");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the broker"
+                );
                 // Always (re)subscribe: harmless when the session kept it.
                 let filter = topics.commands_filter();
                 let c = client.clone();

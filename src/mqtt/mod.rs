@@ -42,7 +42,9 @@ pub struct Topics {
 
 impl Topics {
     pub fn new(prefix: &str, hub_id: &str) -> Self {
-        Topics { base: format!("{prefix}/{hub_id}") }
+        Topics {
+            base: format!("{prefix}/{hub_id}"),
+        }
     }
 
     pub fn commands_filter(&self) -> String {
@@ -60,7 +62,9 @@ impl Topics {
 
     /// The command named by a publish topic, if it is one of ours.
     pub fn command<'a>(&self, topic: &'a str) -> Option<&'a str> {
-        topic.strip_prefix(self.base.as_str())?.strip_prefix("/commands/")
+        topic
+            .strip_prefix(self.base.as_str())?
+            .strip_prefix("/commands/")
     }
 }
 
@@ -91,14 +95,22 @@ const OFFLINE: &[u8] = br#"{"state":"offline"}"#;
 
 fn options(cfg: &Config, topics: &Topics) -> Result<MqttOptions, MqttError> {
     let m = &cfg.mqtt;
-    let client_id = m.client_id.clone().unwrap_or_else(|| format!("lockhub-{}", cfg.hub_id));
+    let client_id = m
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("lockhub-{}", cfg.hub_id));
     let mut o = MqttOptions::new(client_id, m.host.clone(), m.port);
     o.set_keep_alive(Duration::from_secs(m.keep_alive_secs.max(5)));
     o.set_clean_session(false);
     o.set_manual_acks(true);
     o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     o.set_inflight(64);
-    o.set_last_will(LastWill::new(topics.status(), OFFLINE.to_vec(), QoS::AtLeastOnce, true));
+    o.set_last_will(LastWill::new(
+        topics.status(),
+        OFFLINE.to_vec(),
+        QoS::AtLeastOnce,
+        true,
+    ));
     if let Some(user) = &m.username {
         o.set_credentials(user.clone(), cfg.mqtt_password()?.unwrap_or_default());
     }
@@ -111,21 +123,36 @@ fn options(cfg: &Config, topics: &Topics) -> Result<MqttOptions, MqttError> {
 fn tls_config(cfg: &Config) -> Result<rumqttc::TlsConfiguration, MqttError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let t = &cfg.mqtt.tls;
-    let read = |p: &std::path::PathBuf| std::fs::read(p).map_err(|e| MqttError::Tls(format!("{}: {e}", p.display())));
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).map_err(|e| MqttError::Tls(format!("{}: {e}", p.display())))
+    };
     let ca = match &t.ca_file {
         Some(p) => read(p)?,
-        None => return Err(MqttError::Tls("mqtt.tls.ca_file is required with TLS".into())),
+        None => {
+            return Err(MqttError::Tls(
+                "mqtt.tls.ca_file is required with TLS".into(),
+            ))
+        }
     };
     let client_auth = match (&t.client_cert, &t.client_key) {
         (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
         _ => None,
     };
-    Ok(rumqttc::TlsConfiguration::Simple { ca, alpn: None, client_auth })
+    Ok(rumqttc::TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })
 }
 
 /// Start the MQTT tasks on `tasks`; they stop when `shutdown` fires, after
 /// announcing `offline` and disconnecting cleanly.
-pub fn start(cfg: &Config, hub: Arc<Hub>, shutdown: CancellationToken, tasks: &TaskTracker) -> Result<Arc<LinkState>, MqttError> {
+pub fn start(
+    cfg: &Config,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<Arc<LinkState>, MqttError> {
     let topics = Topics::new(&cfg.mqtt.prefix, &cfg.hub_id);
     let opts = options(cfg, &topics)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
@@ -136,12 +163,33 @@ pub fn start(cfg: &Config, hub: Arc<Hub>, shutdown: CancellationToken, tasks: &T
     let state = Arc::new(LinkState::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
-    let backoff = (Duration::from_millis(cfg.mqtt.reconnect_min_ms), Duration::from_millis(cfg.mqtt.reconnect_max_ms));
+    let backoff = (
+        Duration::from_millis(cfg.mqtt.reconnect_min_ms),
+        Duration::from_millis(cfg.mqtt.reconnect_max_ms),
+    );
     // The link outlives the other two: it must carry their last packets out.
     let link_stop = CancellationToken::new();
-    tasks.spawn(link::run(eventloop, client.clone(), topics.clone(), state.clone(), cmd_tx, pub_tx, backoff, link_stop.clone()));
-    tasks.spawn(ingest::run(client.clone(), hub.clone(), topics.clone(), cmd_rx, cfg.mqtt.max_batch, shutdown.clone()));
-    tasks.spawn(publisher::run(client, hub, topics, pub_rx, shutdown, link_stop));
+    tasks.spawn(link::run(
+        eventloop,
+        client.clone(),
+        topics.clone(),
+        state.clone(),
+        cmd_tx,
+        pub_tx,
+        backoff,
+        link_stop.clone(),
+    ));
+    tasks.spawn(ingest::run(
+        client.clone(),
+        hub.clone(),
+        topics.clone(),
+        cmd_rx,
+        cfg.mqtt.max_batch,
+        shutdown.clone(),
+    ));
+    tasks.spawn(publisher::run(
+        client, hub, topics, pub_rx, shutdown, link_stop,
+    ));
     Ok(state)
 }
 
@@ -153,7 +201,10 @@ mod tests {
     fn command_topics() {
         let t = Topics::new("lockhub", "hub-1");
         assert_eq!(t.commands_filter(), "lockhub/hub-1/commands/#");
-        assert_eq!(t.command("lockhub/hub-1/commands/access_codes/create_multiple"), Some("access_codes/create_multiple"));
+        assert_eq!(
+            t.command("lockhub/hub-1/commands/access_codes/create_multiple"),
+            Some("access_codes/create_multiple")
+        );
         assert_eq!(t.command("lockhub/hub-2/commands/x"), None);
         assert_eq!(t.command("lockhub/hub-1/status"), None);
     }

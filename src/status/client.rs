@@ -9,7 +9,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach lockhub at {path}: {source} (is the daemon running? try --socket)")]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("HTTP: {0}")]
     Http(#[from] hyper::Error),
     #[error("the daemon answered {status}: {body}")]
@@ -22,15 +25,24 @@ pub enum ClientError {
 pub async fn get(socket: &Path, path_and_query: &str) -> Result<Value, ClientError> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(|source| ClientError::Connect { path: socket.display().to_string(), source })?;
+        .map_err(|source| ClientError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let req = hyper::Request::get(path_and_query).header("host", "lockhub").body(Empty::<Bytes>::new()).expect("a valid request");
+    let req = hyper::Request::get(path_and_query)
+        .header("host", "lockhub")
+        .body(Empty::<Bytes>::new())
+        .expect("a valid request");
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
     if status != 200 {
-        return Err(ClientError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
+        return Err(ClientError::Status {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
     }
     Ok(serde_json::from_slice(&body)?)
 }
@@ -42,18 +54,45 @@ pub fn table(rows: &[Value], columns: &[(&str, &str)]) -> String {
         match v {
             Value::Null => "-".into(),
             Value::String(s) => s.clone(),
-            Value::Array(a) => a.iter().map(|x| x.get("error_code").or(x.get("warning_code")).and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(","),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.get("error_code")
+                        .or(x.get("warning_code"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             other => other.to_string(),
         }
     };
-    let data: Vec<Vec<String>> = rows.iter().map(|r| columns.iter().map(|(_, k)| cell(r, k)).collect()).collect();
+    let data: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|(_, k)| cell(r, k)).collect())
+        .collect();
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
-        .map(|(i, (h, _))| data.iter().map(|r| r[i].chars().count()).chain([h.len()]).max().unwrap_or(0))
+        .map(|(i, (h, _))| {
+            data.iter()
+                .map(|r| r[i].chars().count())
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cells: Vec<String>| {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned() + "\n"
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+            + "\n"
     };
     let mut out = line(columns.iter().map(|(h, _)| h.to_string()).collect());
     for r in data {

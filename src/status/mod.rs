@@ -29,12 +29,19 @@ struct Ctx {
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     #[error("socket {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "status socket request failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": "internal", "message": "the hub's store failed"}))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({"error": "internal", "message": "the hub's store failed"})),
+    )
+        .into_response()
 }
 
 async fn health(State(c): State<Ctx>) -> Response {
@@ -49,7 +56,10 @@ async fn health(State(c): State<Ctx>) -> Response {
 }
 
 async fn devices(State(c): State<Ctx>) -> Response {
-    c.hub.devices_json().map(|v| Json(v).into_response()).unwrap_or_else(internal)
+    c.hub
+        .devices_json()
+        .map(|v| Json(v).into_response())
+        .unwrap_or_else(internal)
 }
 
 #[derive(Deserialize)]
@@ -59,23 +69,42 @@ struct CodesQuery {
 }
 
 async fn codes(State(c): State<Ctx>, Query(q): Query<CodesQuery>) -> Response {
-    c.hub.codes_json(q.reveal_codes).map(|v| Json(v).into_response()).unwrap_or_else(internal)
+    c.hub
+        .codes_json(q.reveal_codes)
+        .map(|v| Json(v).into_response())
+        .unwrap_or_else(internal)
 }
 
 async fn queue(State(c): State<Ctx>) -> Response {
-    c.hub.queue_json().map(|v| Json(v).into_response()).unwrap_or_else(internal)
+    c.hub
+        .queue_json()
+        .map(|v| Json(v).into_response())
+        .unwrap_or_else(internal)
 }
 
 async fn metrics(State(c): State<Ctx>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], c.hub.metrics_text()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        c.hub.metrics_text(),
+    )
+        .into_response()
 }
 
 async fn command(State(c): State<Ctx>, Path(command): Path<String>, body: Bytes) -> Response {
     let hub = c.hub.clone();
-    let reply = tokio::task::spawn_blocking(move || hub.handle(&[(command.as_str(), body.as_ref())]).remove(0)).await;
+    let reply = tokio::task::spawn_blocking(move || {
+        hub.handle(&[(command.as_str(), body.as_ref())]).remove(0)
+    })
+    .await;
     match reply {
         Ok(r) => {
-            let status = if r.body["ok"] == true { StatusCode::OK } else if r.body["error"]["type"] == "internal" { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::BAD_REQUEST };
+            let status = if r.body["ok"] == true {
+                StatusCode::OK
+            } else if r.body["error"]["type"] == "internal" {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             (status, Json(r.body)).into_response()
         }
         Err(e) => internal(e),
@@ -96,8 +125,14 @@ pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
 }
 
 /// Bind the socket (replacing a stale one), set its mode, and serve until `shutdown`.
-pub async fn bind(path: &std::path::Path, mode: u32) -> Result<tokio::net::UnixListener, SocketError> {
-    let err = |source| SocketError::Io { path: path.display().to_string(), source };
+pub async fn bind(
+    path: &std::path::Path,
+    mode: u32,
+) -> Result<tokio::net::UnixListener, SocketError> {
+    let err = |source| SocketError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -111,9 +146,17 @@ pub async fn bind(path: &std::path::Path, mode: u32) -> Result<tokio::net::UnixL
     Ok(listener)
 }
 
-pub async fn serve(listener: tokio::net::UnixListener, hub: Arc<Hub>, link: Option<Arc<LinkState>>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    hub: Arc<Hub>,
+    link: Option<Arc<LinkState>>,
+    shutdown: CancellationToken,
+) {
     let app = router(hub, link);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
         tracing::error!(error = %e, "status socket stopped");
     }
 }

@@ -46,8 +46,11 @@ const STEPS: &[&str] = &[
         id      INTEGER PRIMARY KEY AUTOINCREMENT,
         topic   TEXT NOT NULL,
         payload BLOB NOT NULL,
-        retain  INTEGER NOT NULL
+        retain  INTEGER NOT NULL,
+        -- 0: responses (a caller is waiting), 1: events and state
+        lane    INTEGER NOT NULL DEFAULT 1
     );
+    CREATE INDEX outbox_lane ON outbox(lane, id);
     CREATE INDEX outbox_retained ON outbox(topic) WHERE retain = 1;",
 ];
 

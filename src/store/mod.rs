@@ -51,6 +51,13 @@ pub struct OutboxRow {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// A second connection for reads (WAL lets it read while the writer
+    /// commits), so the publisher and the socket never queue behind the engine.
+    /// `None` for in-memory stores, which cannot be shared.
+    reader: Option<Mutex<Connection>>,
+    /// Writers with someone waiting on them (commands: a cloud waits for the
+    /// answer) that the engine's background writes step aside for.
+    urgent: std::sync::atomic::AtomicUsize,
     outbox_changed: Notify,
 }
 
@@ -60,7 +67,15 @@ impl Store {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        Self::setup(Connection::open(path)?)
+        let mut store = Self::setup(Connection::open(path)?)?;
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.pragma_update(None, "cache_size", -1024)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Store> {
@@ -79,8 +94,17 @@ impl Store {
         migrations::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            reader: None,
+            urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
         })
+    }
+
+    fn read_conn(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(r) => r.lock().unwrap_or_else(|e| e.into_inner()),
+            None => self.conn(),
+        }
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -89,8 +113,46 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Like [`Store::write`], ahead of any background write waiting for the
+    /// database: for commands, whose sender is waiting for the answer.
+    pub fn write_urgent<T, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        use std::sync::atomic::Ordering;
+        self.urgent.fetch_add(1, Ordering::SeqCst);
+        struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.urgent);
+        self.write_now(f)
+    }
+
     /// Run `f` in one transaction; commit if it returns `Ok`, else roll back.
+    /// Steps aside while an urgent write is waiting (never for long: commands
+    /// are short).
     pub fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut spins = 0;
+        while self.urgent.load(std::sync::atomic::Ordering::SeqCst) > 0 && spins < 2000 {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            spins += 1;
+        }
+        self.write_now(f)
+    }
+
+    fn write_now<T, E>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E>
@@ -117,9 +179,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Read-only work (still one consistent snapshot).
+    /// Read-only work, on the reader connection: one consistent snapshot that
+    /// does not wait for the writer.
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        self.write(f)
+        let mut conn = self.read_conn();
+        let tx = conn.transaction()?;
+        let wrapped = Tx {
+            tx,
+            wrote_outbox: std::cell::Cell::new(false),
+        };
+        let out = f(&wrapped)?;
+        wrapped.tx.commit()?;
+        Ok(out)
     }
 
     /// Resolves when rows may have been added to the outbox.
@@ -127,11 +198,35 @@ impl Store {
         self.outbox_changed.notified().await
     }
 
+    /// Rows after `after_id`, in id order: every lane.
     pub fn outbox_peek(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(
+        self.outbox_query(
             "SELECT id, topic, payload, retain FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+            after_id,
+            limit,
+        )
+    }
+
+    /// Rows of one lane (0: responses, 1: events and state) after `after_id`,
+    /// in id order. Responses get their own lane so an answer never waits
+    /// behind a burst of events; each lane keeps its own order.
+    pub fn outbox_peek_lane(
+        &self,
+        lane: u8,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        let sql = if lane == 0 {
+            "SELECT id, topic, payload, retain FROM outbox WHERE lane = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+        } else {
+            "SELECT id, topic, payload, retain FROM outbox WHERE lane = 1 AND id > ?1 ORDER BY id LIMIT ?2"
+        };
+        self.outbox_query(sql, after_id, limit)
+    }
+
+    fn outbox_query(&self, sql: &str, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
+        let conn = self.read_conn();
+        let mut st = conn.prepare_cached(sql)?;
         let rows = st
             .query_map(params![after_id, limit as i64], |r| {
                 Ok(OutboxRow {
@@ -518,9 +613,16 @@ impl Tx<'_> {
                 .prepare_cached("DELETE FROM outbox WHERE retain = 1 AND topic = ?1")?
                 .execute([topic])?;
         }
+        let lane = if topic.starts_with("responses/") {
+            0
+        } else {
+            1
+        };
         self.tx
-            .prepare_cached("INSERT INTO outbox (topic, payload, retain) VALUES (?1, ?2, ?3)")?
-            .execute(params![topic, payload, retain])?;
+            .prepare_cached(
+                "INSERT INTO outbox (topic, payload, retain, lane) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![topic, payload, retain, lane])?;
         self.wrote_outbox.set(true);
         Ok(())
     }

@@ -10,7 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Mosquitto of the test's own, persistent across its restarts.
@@ -22,7 +26,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
-        let mut b = Broker { port: free_port(), dir: dir.join("broker"), child: None };
+        let mut b = Broker {
+            port: free_port(),
+            dir: dir.join("broker"),
+            child: None,
+        };
         std::fs::create_dir_all(&b.dir).unwrap();
         b.spawn();
         b
@@ -39,8 +47,17 @@ impl Broker {
             ),
         )
         .unwrap();
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()).expect("mosquitto (run scripts/test-deps.sh)");
-        let child = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start mosquitto");
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("mosquitto (run scripts/test-deps.sh)");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
         self.child = Some(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -95,7 +112,10 @@ pub fn sim_locks(extra: usize, latency_ms: u64) -> String {
     lock(FRONT, "Front door");
     lock(BACK, "Back door");
     for i in 0..extra {
-        lock(&format!("00000000-0000-4000-8000-{i:012}"), &format!("Lock {i}"));
+        lock(
+            &format!("00000000-0000-4000-8000-{i:012}"),
+            &format!("Lock {i}"),
+        );
     }
     s
 }
@@ -120,11 +140,20 @@ impl Daemon {
             ),
         )
         .unwrap();
-        Daemon { dir, config, socket, child: None }
+        Daemon {
+            dir,
+            config,
+            socket,
+            child: None,
+        }
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("lockhub.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("lockhub.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_lockhub"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -141,7 +170,9 @@ impl Daemon {
     }
 
     pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     pub fn kill9(&mut self) {
@@ -212,18 +243,34 @@ impl Cloud {
                             let _ = t.send(());
                         }
                     }
-                    Ok(Event::Incoming(Incoming::Publish(p))) => s.lock().unwrap().push((p.topic.clone(), p.payload.to_vec(), p.retain)),
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        s.lock()
+                            .unwrap()
+                            .push((p.topic.clone(), p.payload.to_vec(), p.retain))
+                    }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
         });
         let _ = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
-        Cloud { client, base: base.to_owned(), seen }
+        Cloud {
+            client,
+            base: base.to_owned(),
+            seen,
+        }
     }
 
     pub async fn send(&self, command: &str, payload: impl Into<Vec<u8>>) {
-        self.client.publish(format!("{}/commands/{command}", self.base), QoS::AtLeastOnce, false, payload.into()).await.unwrap();
+        self.client
+            .publish(
+                format!("{}/commands/{command}", self.base),
+                QoS::AtLeastOnce,
+                false,
+                payload.into(),
+            )
+            .await
+            .unwrap();
     }
 
     pub async fn send_json(&self, command: &str, body: &Value) {
@@ -238,7 +285,13 @@ impl Cloud {
             .unwrap()
             .iter()
             .filter(|(topic, _, _)| *topic == t)
-            .map(|(_, p, _)| if p.is_empty() { Value::Null } else { serde_json::from_slice(p).unwrap_or(Value::Null) })
+            .map(|(_, p, _)| {
+                if p.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(p).unwrap_or(Value::Null)
+                }
+            })
             .collect()
     }
 
@@ -248,13 +301,21 @@ impl Cloud {
 
     pub fn count_prefix(&self, rel_prefix: &str) -> usize {
         let t = format!("{}/{rel_prefix}", self.base);
-        self.seen.lock().unwrap().iter().filter(|(topic, _, _)| topic.starts_with(&t)).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(topic, _, _)| topic.starts_with(&t))
+            .count()
     }
 
     /// Wait for the response to `request_id`.
     pub async fn response(&self, request_id: &str, secs: u64) -> Value {
         let rel = format!("responses/{request_id}");
-        wait_for(&format!("response {request_id}"), secs, || self.on(&rel).into_iter().next()).await
+        wait_for(&format!("response {request_id}"), secs, || {
+            self.on(&rel).into_iter().next()
+        })
+        .await
     }
 }
 
