@@ -156,29 +156,17 @@ fn plan(
             .into());
         }
     }
-    let name = body
-        .name
-        .as_deref()
-        .map(|n| parse::name("name", n))
-        .transpose()?;
+    let name = parse::opt_name("name", body.name.as_deref())?;
     if let Some(code) = &body.code {
         pin::validate_syntax(code).map_err(|m| CommandError::invalid("code", m))?;
     }
     let preferred = preferred_length(body.preferred_code_length.as_ref())?;
     let window = plan::window(body.starts_at.as_deref(), body.ends_at.as_deref(), ctx.now)?;
-    let allow_ext = match (
+    let allow_ext = parse::external_modification(
         body.allow_external_modification,
         body.is_external_modification_allowed,
-    ) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(CommandError::invalid(
-                "is_external_modification_allowed",
-                "allow_external_modification and is_external_modification_allowed disagree",
-            )
-            .into())
-        }
-        (a, b) => a.or(b).unwrap_or(false),
-    };
+    )?
+    .unwrap_or(false);
     let behavior = body.behavior_when_code_cannot_be_shared.unwrap_or_default();
     let flags = Defaults {
         allow_external_modification: allow_ext,

@@ -119,6 +119,30 @@ pub fn timestamp(field: &str, s: &str) -> Result<DateTime<Utc>, CommandError> {
     })
 }
 
+/// An optional timestamp field, parsed strictly.
+pub fn opt_timestamp(field: &str, s: Option<&str>) -> Result<Option<DateTime<Utc>>, CommandError> {
+    s.map(|s| timestamp(field, s)).transpose()
+}
+
+/// An optional name field, checked.
+pub fn opt_name(field: &str, s: Option<&str>) -> Result<Option<String>, CommandError> {
+    s.map(|s| name(field, s)).transpose()
+}
+
+/// The public API spells this flag two ways; both given must agree.
+pub fn external_modification(
+    allow: Option<bool>,
+    is_allowed: Option<bool>,
+) -> Result<Option<bool>, CommandError> {
+    match (allow, is_allowed) {
+        (Some(a), Some(b)) if a != b => Err(CommandError::invalid(
+            "is_external_modification_allowed",
+            "allow_external_modification and is_external_modification_allowed disagree",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
 /// A name as given, within sane bounds.
 pub fn name(field: &str, s: &str) -> Result<String, CommandError> {
     const MAX: usize = 255;

@@ -53,11 +53,7 @@ pub fn live_code(tx: &Tx<'_>, id: &str) -> Result<AccessCode, CommandFailed> {
 pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdResult {
     let body: Body = parse::body(fields)?;
     let mut code = live_code(tx, &body.access_code_id)?;
-    let name = body
-        .name
-        .as_deref()
-        .map(|n| parse::name("name", n))
-        .transpose()?;
+    let name = parse::opt_name("name", body.name.as_deref())?;
 
     let window = match body.code_type {
         Some(CodeType::Ongoing) => {
@@ -71,16 +67,8 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
             Some(None)
         }
         _ => {
-            let starts = body
-                .starts_at
-                .as_deref()
-                .map(|s| parse::timestamp("starts_at", s))
-                .transpose()?;
-            let ends = body
-                .ends_at
-                .as_deref()
-                .map(|s| parse::timestamp("ends_at", s))
-                .transpose()?;
+            let starts = parse::opt_timestamp("starts_at", body.starts_at.as_deref())?;
+            let ends = parse::opt_timestamp("ends_at", body.ends_at.as_deref())?;
             match (starts, ends) {
                 (None, None)
                     if body.code_type == Some(CodeType::TimeBound) && code.window.is_none() =>
@@ -130,22 +118,11 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
         _ => None,
     };
 
-    match (
+    if let Some(v) = parse::external_modification(
         body.allow_external_modification,
         body.is_external_modification_allowed,
-    ) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(CommandError::invalid(
-                "is_external_modification_allowed",
-                "allow_external_modification and is_external_modification_allowed disagree",
-            )
-            .into())
-        }
-        (a, b) => {
-            if let Some(v) = a.or(b) {
-                code.allow_external_modification = v;
-            }
-        }
+    )? {
+        code.allow_external_modification = v;
     }
     if let Some(v) = body.attempt_for_offline_device {
         code.attempt_for_offline_device = v;

@@ -27,21 +27,9 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
         )
         .into());
     }
-    let name = body
-        .name
-        .as_deref()
-        .map(|n| parse::name("name", n))
-        .transpose()?;
-    let starts = body
-        .starts_at
-        .as_deref()
-        .map(|s| parse::timestamp("starts_at", s))
-        .transpose()?;
-    let ends = body
-        .ends_at
-        .as_deref()
-        .map(|s| parse::timestamp("ends_at", s))
-        .transpose()?;
+    let name = parse::opt_name("name", body.name.as_deref())?;
+    let starts = parse::opt_timestamp("starts_at", body.starts_at.as_deref())?;
+    let ends = parse::opt_timestamp("ends_at", body.ends_at.as_deref())?;
     let codes: Vec<_> = tx
         .codes_by_key(&body.common_code_key)?
         .into_iter()
