@@ -121,9 +121,9 @@ impl SimDriver {
         }
     }
 
-    /// Keep each lock's slots in `dir/<device_id>.json` and append every
-    /// operation it carries out to `dir/<device_id>.log`: the locks then
-    /// survive lockhub being killed, and "applied twice" can be checked.
+    /// Keep each lock's operations in `dir/<device_id>.log` (one line each,
+    /// replayed at start): the locks then survive lockhub being killed, as real
+    /// locks do, and "applied twice" can be checked from the log.
     pub fn persistent(
         specs: Vec<SimLockSpec>,
         sink: Option<EventSink>,
@@ -133,9 +133,8 @@ impl SimDriver {
         let mut d = Self::new(specs, sink);
         d.state_dir = Some(dir.to_owned());
         for (id, lock) in d.locks.get_mut().unwrap().iter_mut() {
-            if let Ok(text) = std::fs::read_to_string(dir.join(format!("{id}.json"))) {
-                let slots: Vec<(u32, String)> =
-                    serde_json::from_str(&text).map_err(std::io::Error::other)?;
+            let (slots, _) = Self::read_persisted(dir, id)?;
+            if !slots.is_empty() {
                 lock.state.slots = slots
                     .into_iter()
                     .map(|(slot, code)| {
@@ -155,24 +154,32 @@ impl SimDriver {
         Ok(d)
     }
 
-    /// Read a persistent lock's slots and operation log from `dir`.
+    /// A persistent lock's slots (the log replayed) and its operation log.
     pub fn read_persisted(
         dir: &std::path::Path,
         id: &str,
     ) -> std::io::Result<(Vec<(u32, String)>, Vec<LoggedOp>)> {
-        let slots = match std::fs::read_to_string(dir.join(format!("{id}.json"))) {
-            Ok(t) => serde_json::from_str(&t).map_err(std::io::Error::other)?,
-            Err(_) => Vec::new(),
+        let log = match std::fs::read_to_string(dir.join(format!("{id}.log"))) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
         };
-        let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap_or_default();
-        let ops = log
+        // A line cut short by a kill is not an operation the lock carried out.
+        let ops: Vec<LoggedOp> = log
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
-        Ok((slots, ops))
+        let mut slots = BTreeMap::new();
+        for op in &ops {
+            match &op.code {
+                Some(c) => slots.insert(op.slot, c.clone()),
+                None => slots.remove(&op.slot),
+            };
+        }
+        Ok((slots.into_iter().collect(), ops))
     }
 
-    fn persist(&self, id: &str, lock: &SimLock, op: &SlotOp) {
+    fn persist(&self, id: &str, op: &SlotOp) {
         let Some(dir) = &self.state_dir else { return };
         use std::io::Write;
         let entry = LoggedOp {
@@ -182,22 +189,15 @@ impl SimDriver {
                 SlotOp::Clear { .. } => None,
             },
         };
-        let slots: Vec<(u32, &str)> = lock
-            .state
-            .slots
-            .values()
-            .map(|c| (c.slot, c.code.expose()))
-            .collect();
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
+            let mut line = serde_json::to_vec(&entry)?;
+            line.push(b'\n');
+            // One write call: a kill leaves a whole line or a cut one, never two half lines.
+            std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(dir.join(format!("{id}.log")))?;
-            writeln!(f, "{}", serde_json::to_string(&entry)?)?;
-            f.sync_data()?;
-            let tmp = dir.join(format!("{id}.json.tmp"));
-            std::fs::write(&tmp, serde_json::to_vec(&slots)?)?;
-            std::fs::rename(tmp, dir.join(format!("{id}.json")))
+                .open(dir.join(format!("{id}.log")))?
+                .write_all(&line)
         };
         if let Err(e) = write() {
             tracing::error!(device_id = id, error = %e, "simulated lock could not save its state");
@@ -376,7 +376,7 @@ impl LockDriver for SimDriver {
                     let r = Self::apply_one(l, op);
                     if r.is_ok() {
                         l.state.applied_started.push(started);
-                        self.persist(device_id, l, op);
+                        self.persist(device_id, op);
                     }
                     r
                 })

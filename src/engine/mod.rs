@@ -69,6 +69,9 @@ pub struct Engine {
     shutdown: CancellationToken,
     heartbeat_ms: AtomicI64,
     pub stats: Stats,
+    /// Batches' results, committed together by one task (engine group commit).
+    record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
+    record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
 }
 
 /// One lock's queue, for the status socket.
@@ -90,7 +93,10 @@ impl Engine {
         settings: HubSettings,
         shutdown: CancellationToken,
     ) -> Arc<Engine> {
+        let (record_jobs, record_rx) = mpsc::unbounded_channel();
         let engine = Arc::new(Engine {
+            record_jobs,
+            record_rx: Mutex::new(Some(record_rx)),
             store,
             clock,
             settings,
@@ -148,6 +154,10 @@ impl Engine {
         self.tasks.spawn(async move { me.event_loop(events).await });
         let me = self.clone();
         self.tasks.spawn(async move { me.ticker().await });
+        if let Some(rx) = self.record_rx.lock().unwrap().take() {
+            let me = self.clone();
+            self.tasks.spawn(async move { me.committer(rx).await });
+        }
         Ok(())
     }
 

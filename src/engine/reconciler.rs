@@ -20,6 +20,9 @@ struct Cached {
     observed: Vec<crate::drivers::SlotCode>,
 }
 
+/// A reconciler about to sleep this long drops its cached codes.
+const IDLE_DROPS_CACHE: Duration = Duration::from_secs(1);
+
 /// What one batch's commit changed, to keep the cache true.
 #[derive(Default)]
 struct Recorded {
@@ -28,6 +31,18 @@ struct Recorded {
     purged: Vec<String>,
     slots: Vec<(u32, Option<crate::drivers::SlotCode>)>,
 }
+
+/// One lock's batch results, waiting to be committed with others.
+pub(super) struct RecordJob {
+    id: String,
+    batch: Vec<plan::Planned>,
+    results: Vec<Result<(), DriverError>>,
+    done: DateTime<Utc>,
+    reply: tokio::sync::oneshot::Sender<Result<Recorded, StoreError>>,
+}
+
+/// Most batches committed in one transaction.
+const MAX_JOBS_PER_COMMIT: usize = 64;
 
 /// What a pass says about the next one.
 enum Next {
@@ -64,6 +79,11 @@ impl Engine {
                 }
                 Next::After(d) => d.min(self.settings.max_idle_sleep),
             };
+            // A lock with nothing to do soon keeps no copy of its codes: memory
+            // stays small on a hub with many locks and codes.
+            if wait >= IDLE_DROPS_CACHE {
+                cache = None;
+            }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = handle.wake.notified() => {}
@@ -192,10 +212,21 @@ impl Engine {
         let slot_ops: Vec<SlotOp> = batch.iter().map(|p| p.op.clone()).collect();
         let results = driver.apply(id, &slot_ops).await;
         let done = self.clock.now();
-        let recorded = match self
-            .store
-            .write(|tx| self.record(tx, id, &batch, &results, done))
-        {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RecordJob {
+            id: id.to_owned(),
+            batch,
+            results,
+            done,
+            reply,
+        };
+        let committed = match self.record_jobs.send(job) {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Other("the engine is stopping".into()))),
+            Err(_) => Err(StoreError::Other("the engine is stopping".into())),
+        };
+        let recorded = match committed {
             Ok(r) => r,
             Err(e) => {
                 *cache = None;
@@ -244,6 +275,45 @@ impl Engine {
         } else {
             Self::succeeded(handle);
             Ok(Next::Now)
+        }
+    }
+
+    /// Commits the results of every batch waiting, in one transaction: with
+    /// many locks busy, one fsync serves them all.
+    pub(super) async fn committer(
+        self: Arc<Self>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<RecordJob>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                j = rx.recv() => match j { Some(j) => j, None => return },
+                _ = self.shutdown.cancelled() => match rx.try_recv() { Ok(j) => j, Err(_) => return },
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_JOBS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let result = self.store.write(|tx| {
+                jobs.iter()
+                    .map(|j| self.record(tx, &j.id, &j.batch, &j.results, j.done))
+                    .collect::<Result<Vec<Recorded>, StoreError>>()
+            });
+            match result {
+                Ok(outs) => {
+                    for (j, out) in jobs.into_iter().zip(outs) {
+                        let _ = j.reply.send(Ok(out));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not commit lock results");
+                    for j in jobs {
+                        let _ = j.reply.send(Err(StoreError::Other(e.to_string())));
+                    }
+                }
+            }
         }
     }
 

@@ -24,6 +24,9 @@ pub enum StoreError {
         "the database was written by a newer lockhub (schema {found}, this one knows {known})"
     )]
     TooNew { found: i64, known: i64 },
+    /// A failure reported on behalf of a shared commit (the original is not `Clone`).
+    #[error("{0}")]
+    Other(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
