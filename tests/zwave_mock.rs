@@ -343,7 +343,13 @@ async fn native_time_window_goes_on_the_lock() {
         name: None,
         window: Some(window),
     });
+    let before = driver.frames_sent();
     assert_eq!(driver.apply(&id2, &[op]).await, vec![Ok(())]);
+    assert_eq!(
+        driver.frames_sent() - before,
+        3,
+        "year-day schedule, enable, code"
+    );
     assert_eq!(
         mock.codes(2).await.unwrap().get(&6).map(String::as_str),
         Some("246810")
@@ -371,6 +377,17 @@ async fn native_time_window_goes_on_the_lock() {
         ),
         (Some(12), Some(27), Some(11))
     );
+    // The slot's next code has no window: schedules go off first.
+    let before = driver.frames_sent();
+    assert_eq!(driver.apply(&id2, &[set(6, "135790")]).await, vec![Ok(())]);
+    assert_eq!(
+        driver.frames_sent() - before,
+        2,
+        "schedule off, then the code"
+    );
+    let before = driver.frames_sent();
+    assert_eq!(driver.apply(&id2, &[set(6, "135791")]).await, vec![Ok(())]);
+    assert_eq!(driver.frames_sent() - before, 1, "nothing left to turn off");
     // A window the lock cannot hold (past its two-digit year) is refused
     // before anything is sent.
     let far = lockhub::model::TimeWindow {

@@ -366,9 +366,8 @@ async fn apply_one(
             if !confirmed {
                 verify(inner, node, slot, None).await?;
             }
-            if scheduling {
-                // The empty slot keeps no schedule a later code could inherit
-                // (done on every clear: after a restart we cannot know).
+            if scheduling && had_window {
+                // The empty slot keeps no schedule a later code could inherit.
                 inner
                     .send_set(node, sel::enable_set(user, false), supervise)
                     .await?;
@@ -406,6 +405,24 @@ async fn apply_multi(
         for e in &entries {
             verify(inner, node, e.user, e.code.as_ref()).await?;
         }
+    }
+    // Slots we gave a window before hold windowless codes (or none) now.
+    let windowed: Vec<u32> = inner
+        .with_node(node, |n| {
+            entries
+                .iter()
+                .filter(|e| n.scheduled.contains(&e.user))
+                .map(|e| e.user)
+                .collect()
+        })
+        .unwrap_or_default();
+    for slot in windowed {
+        let user = u8::try_from(slot)
+            .map_err(|_| DriverError::Failed(format!("slot {slot} needs a 16-bit user id")))?;
+        inner
+            .send_set(node, sel::enable_set(user, false), supervise)
+            .await?;
+        inner.with_node(node, |n| n.scheduled.remove(&slot));
     }
     Ok(())
 }
