@@ -579,3 +579,49 @@ async fn supervised_report_from_the_lock_is_opened() {
         }
     );
 }
+
+/// A log sink for the PIN check below.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_pin_in_any_log_line() {
+    let buf = LogBuf::default();
+    let w = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || w.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (mock, driver, mut rx) = start().await;
+    let id2 = default_device_id(HOME_ID, 2);
+    let r = driver
+        .apply(&id2, &[set(1, "918273"), set(2, "918273"), set(3, "55")])
+        .await;
+    assert_eq!(r[0], Ok(()));
+    assert!(r[1].is_err() && r[2].is_err());
+    assert_eq!(driver.read_slots(&id2).await.unwrap().len(), 1);
+    mock.control(json!({"cmd": "send", "node": 2, "hex": "6303 08 01 3634353231"}))
+        .await
+        .unwrap();
+    expect_event(&mut rx, "SlotChanged", |e| {
+        matches!(e, LockEvent::SlotChanged { .. })
+    })
+    .await;
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("slot written"), "the log was captured: {log}");
+    for pin in ["918273", "64521"] {
+        assert!(!log.contains(pin), "PIN in the log");
+    }
+}

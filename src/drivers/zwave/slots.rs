@@ -71,6 +71,7 @@ async fn release(inner: &Arc<Inner>, node: u8) {
     }
 }
 
+#[tracing::instrument(level = "debug", skip(inner), err(level = "debug"))]
 pub(super) async fn read_slots(inner: &Arc<Inner>, node: u8) -> Result<Vec<SlotCode>, DriverError> {
     let (_guard, facts) = prepare(inner, node).await?;
     let result = read_locked(inner, node, &facts).await;
@@ -207,6 +208,7 @@ fn validate(
     Ok(())
 }
 
+#[tracing::instrument(level = "debug", skip(inner, ops), fields(ops = ops.len()))]
 pub(super) async fn apply(
     inner: &Arc<Inner>,
     node: u8,
@@ -296,10 +298,18 @@ pub(super) async fn apply(
         }
     }
     release(inner, node).await;
-    results
+    let results: Vec<Result<(), DriverError>> = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(DriverError::Failed("not attempted".into()))))
-        .collect()
+        .collect();
+    for (op, r) in ops.iter().zip(&results) {
+        // Slot and outcome only: never the code.
+        match r {
+            Ok(()) => tracing::debug!(slot = op.slot(), "slot written"),
+            Err(e) => tracing::info!(slot = op.slot(), error = %e, "slot not written"),
+        }
+    }
+    results
 }
 
 /// Keeps the slot cache (and the checksum that goes with it) in step with
