@@ -343,7 +343,13 @@ async fn native_time_window_goes_on_the_lock() {
         name: None,
         window: Some(window),
     });
+    let before = driver.frames_sent();
     assert_eq!(driver.apply(&id2, &[op]).await, vec![Ok(())]);
+    assert_eq!(
+        driver.frames_sent() - before,
+        3,
+        "year-day schedule, enable, code"
+    );
     assert_eq!(
         mock.codes(2).await.unwrap().get(&6).map(String::as_str),
         Some("246810")
@@ -371,6 +377,17 @@ async fn native_time_window_goes_on_the_lock() {
         ),
         (Some(12), Some(27), Some(11))
     );
+    // The slot's next code has no window: schedules go off first.
+    let before = driver.frames_sent();
+    assert_eq!(driver.apply(&id2, &[set(6, "135790")]).await, vec![Ok(())]);
+    assert_eq!(
+        driver.frames_sent() - before,
+        2,
+        "schedule off, then the code"
+    );
+    let before = driver.frames_sent();
+    assert_eq!(driver.apply(&id2, &[set(6, "135791")]).await, vec![Ok(())]);
+    assert_eq!(driver.frames_sent() - before, 1, "nothing left to turn off");
     // A window the lock cannot hold (past its two-digit year) is refused
     // before anything is sent.
     let far = lockhub::model::TimeWindow {
@@ -561,4 +578,50 @@ async fn supervised_report_from_the_lock_is_opened() {
             slot: Some(2)
         }
     );
+}
+
+/// A log sink for the PIN check below.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_pin_in_any_log_line() {
+    let buf = LogBuf::default();
+    let w = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || w.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (mock, driver, mut rx) = start().await;
+    let id2 = default_device_id(HOME_ID, 2);
+    let r = driver
+        .apply(&id2, &[set(1, "918273"), set(2, "918273"), set(3, "55")])
+        .await;
+    assert_eq!(r[0], Ok(()));
+    assert!(r[1].is_err() && r[2].is_err());
+    assert_eq!(driver.read_slots(&id2).await.unwrap().len(), 1);
+    mock.control(json!({"cmd": "send", "node": 2, "hex": "6303 08 01 3634353231"}))
+        .await
+        .unwrap();
+    expect_event(&mut rx, "SlotChanged", |e| {
+        matches!(e, LockEvent::SlotChanged { .. })
+    })
+    .await;
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("slot written"), "the log was captured: {log}");
+    for pin in ["918273", "64521"] {
+        assert!(!log.contains(pin), "PIN in the log");
+    }
 }

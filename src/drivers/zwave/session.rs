@@ -475,6 +475,7 @@ fn matches_follow_up(expect: Expect, d: &DataFrame) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drivers::zwave::frame::CAN;
     use tokio::io::duplex;
 
     /// A fake controller on the other end of an in-memory pipe.
@@ -556,6 +557,77 @@ mod tests {
         assert_eq!(status, TxStatus::NoAck);
         let fwd = inbound.recv().await.unwrap();
         assert_eq!(fwd.func, 0x04);
+        fake.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn naks_corrupt_frames_and_retransmits_after_can() {
+        let (host, mut ctrl) = duplex(1024);
+        let (session, mut inbound) = Session::start(Box::new(host), fast());
+        let fake = tokio::spawn(async move {
+            let mut d = Decoder::new();
+            // Garbage and a frame with a broken checksum: the host must NAK it.
+            let mut bad = DataFrame::request(0x04, vec![0, 2, 2, 0x80, 0x03])
+                .encode()
+                .unwrap();
+            let n = bad.len();
+            bad[n - 1] ^= 0xFF;
+            ctrl.write_all(&[0x42, 0x00]).await.unwrap();
+            ctrl.write_all(&bad).await.unwrap();
+            assert_eq!(read_frame(&mut d, &mut ctrl).await, Frame::Nak);
+            // The same frame again, intact: ACKed and forwarded.
+            let good = DataFrame::request(0x04, vec![0, 2, 3, 0x80, 0x03, 0x64]);
+            ctrl.write_all(&good.encode().unwrap()).await.unwrap();
+            assert_eq!(read_frame(&mut d, &mut ctrl).await, Frame::Ack);
+            // A request from the host, answered with CAN (collision): resent.
+            let f1 = read_frame(&mut d, &mut ctrl).await;
+            ctrl.write_all(&[CAN]).await.unwrap();
+            let f2 = read_frame(&mut d, &mut ctrl).await;
+            assert_eq!(f1, f2);
+            ctrl.write_all(&[ACK]).await.unwrap();
+            let resp = DataFrame {
+                kind: FrameType::Response,
+                func: 0x20,
+                payload: vec![0xC0, 0xFF, 0xEE, 0x01, 0x01],
+            };
+            ctrl.write_all(&resp.encode().unwrap()).await.unwrap();
+            assert_eq!(read_frame(&mut d, &mut ctrl).await, Frame::Ack);
+        });
+        let fwd = inbound.recv().await.unwrap();
+        assert_eq!(fwd.payload, vec![0, 2, 3, 0x80, 0x03, 0x64]);
+        let id = session.request(0x20, vec![]).await.unwrap();
+        assert_eq!(id, vec![0xC0, 0xFF, 0xEE, 0x01, 0x01]);
+        fake.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn node_info_request_ends_with_the_failure_update() {
+        let (host, mut ctrl) = duplex(1024);
+        let (session, _inbound) = Session::start(Box::new(host), fast());
+        let fake = tokio::spawn(async move {
+            let mut d = Decoder::new();
+            let Frame::Data(req) = read_frame(&mut d, &mut ctrl).await else {
+                panic!("expected RequestNodeInfo")
+            };
+            assert_eq!((req.func, req.payload.clone()), (0x60, vec![5]));
+            ctrl.write_all(&[ACK]).await.unwrap();
+            let resp = DataFrame {
+                kind: FrameType::Response,
+                func: 0x60,
+                payload: vec![1],
+            };
+            ctrl.write_all(&resp.encode().unwrap()).await.unwrap();
+            // Another node's NIF is not the answer; the failure update is.
+            let other = DataFrame::request(0x49, vec![0x84, 7, 3, 4, 0x40, 3]);
+            ctrl.write_all(&other.encode().unwrap()).await.unwrap();
+            let failed = DataFrame::request(0x49, vec![0x81, 0, 0]);
+            ctrl.write_all(&failed.encode().unwrap()).await.unwrap();
+            for _ in 0..3 {
+                assert_eq!(read_frame(&mut d, &mut ctrl).await, Frame::Ack);
+            }
+        });
+        let update = session.request_node_info(5).await.unwrap();
+        assert_eq!(update[0], 0x81);
         fake.await.unwrap();
     }
 

@@ -71,6 +71,7 @@ async fn release(inner: &Arc<Inner>, node: u8) {
     }
 }
 
+#[tracing::instrument(level = "debug", skip(inner), err(level = "debug"))]
 pub(super) async fn read_slots(inner: &Arc<Inner>, node: u8) -> Result<Vec<SlotCode>, DriverError> {
     let (_guard, facts) = prepare(inner, node).await?;
     let result = read_locked(inner, node, &facts).await;
@@ -207,6 +208,7 @@ fn validate(
     Ok(())
 }
 
+#[tracing::instrument(level = "debug", skip(inner, ops), fields(ops = ops.len()))]
 pub(super) async fn apply(
     inner: &Arc<Inner>,
     node: u8,
@@ -296,10 +298,18 @@ pub(super) async fn apply(
         }
     }
     release(inner, node).await;
-    results
+    let results: Vec<Result<(), DriverError>> = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(DriverError::Failed("not attempted".into()))))
-        .collect()
+        .collect();
+    for (op, r) in ops.iter().zip(&results) {
+        // Slot and outcome only: never the code.
+        match r {
+            Ok(()) => tracing::debug!(slot = op.slot(), "slot written"),
+            Err(e) => tracing::info!(slot = op.slot(), error = %e, "slot not written"),
+        }
+    }
+    results
 }
 
 /// Keeps the slot cache (and the checksum that goes with it) in step with
@@ -366,9 +376,8 @@ async fn apply_one(
             if !confirmed {
                 verify(inner, node, slot, None).await?;
             }
-            if scheduling {
-                // The empty slot keeps no schedule a later code could inherit
-                // (done on every clear: after a restart we cannot know).
+            if scheduling && had_window {
+                // The empty slot keeps no schedule a later code could inherit.
                 inner
                     .send_set(node, sel::enable_set(user, false), supervise)
                     .await?;
@@ -406,6 +415,24 @@ async fn apply_multi(
         for e in &entries {
             verify(inner, node, e.user, e.code.as_ref()).await?;
         }
+    }
+    // Slots we gave a window before hold windowless codes (or none) now.
+    let windowed: Vec<u32> = inner
+        .with_node(node, |n| {
+            entries
+                .iter()
+                .filter(|e| n.scheduled.contains(&e.user))
+                .map(|e| e.user)
+                .collect()
+        })
+        .unwrap_or_default();
+    for slot in windowed {
+        let user = u8::try_from(slot)
+            .map_err(|_| DriverError::Failed(format!("slot {slot} needs a 16-bit user id")))?;
+        inner
+            .send_set(node, sel::enable_set(user, false), supervise)
+            .await?;
+        inner.with_node(node, |n| n.scheduled.remove(&slot));
     }
     Ok(())
 }
