@@ -69,6 +69,7 @@ fn start_daemon(dir: &Path, config: &Path) -> (Child, Duration) {
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let t = Instant::now();
+    #[allow(clippy::zombie_processes)] // the caller stops and waits for it
     let child = Command::new(lockhub_bin())
         .args(["run", "--config"])
         .arg(config)

@@ -15,6 +15,7 @@ pub struct Envelope {
 
 /// Parse the outer shape. On failure, return whatever request_id could be read
 /// (`None` when there is none usable) with the error.
+#[allow(clippy::result_large_err)] // built once per command, returned at once
 pub fn envelope(
     payload: &[u8],
     max_bytes: usize,

@@ -232,6 +232,6 @@ pub fn new_code(
         ever_set: false,
     };
     // Nothing is on the lock yet: this is the status the cloud is told first.
-    code.reported_status = Some(code.status(None, now, &timing));
+    code.reported_status = Some(code.status(None, now, timing));
     code
 }

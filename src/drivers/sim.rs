@@ -79,6 +79,9 @@ pub struct SimDriver {
     state_dir: Option<std::path::PathBuf>,
 }
 
+/// A persistent lock's slots (slot, PIN) and its operation log.
+pub type Persisted = (Vec<(u32, String)>, Vec<LoggedOp>);
+
 /// One line of a simulated lock's operation log (`<device_id>.log`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoggedOp {
@@ -155,10 +158,7 @@ impl SimDriver {
     }
 
     /// A persistent lock's slots (the log replayed) and its operation log.
-    pub fn read_persisted(
-        dir: &std::path::Path,
-        id: &str,
-    ) -> std::io::Result<(Vec<(u32, String)>, Vec<LoggedOp>)> {
+    pub fn read_persisted(dir: &std::path::Path, id: &str) -> std::io::Result<Persisted> {
         let log = match std::fs::read_to_string(dir.join(format!("{id}.log"))) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

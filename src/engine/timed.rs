@@ -77,7 +77,7 @@ pub(super) fn check(
                 )) {
                     emit(
                         tx,
-                        &Event::code("access_code.delay_in_setting_on_device", &c, now),
+                        &Event::code("access_code.delay_in_setting_on_device", c, now),
                     )?;
                     changed = true;
                 }
@@ -109,7 +109,7 @@ pub(super) fn check(
                 )) {
                     emit(
                         tx,
-                        &Event::code("access_code.delay_in_removing_from_device", &c, now),
+                        &Event::code("access_code.delay_in_removing_from_device", c, now),
                     )?;
                     changed = true;
                 }

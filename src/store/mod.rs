@@ -270,6 +270,9 @@ pub struct Tx<'c> {
     wrote_outbox: std::cell::Cell<bool>,
 }
 
+/// A devices row as read: body, online, battery, slots_known, last_error.
+type RawDevice = (String, bool, Option<u8>, bool, Option<String>);
+
 fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
         .map(|t| t.with_timezone(&Utc))
@@ -307,13 +310,11 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn device_from_row(
-        r: &rusqlite::Row<'_>,
-    ) -> rusqlite::Result<(String, bool, Option<u8>, bool, Option<String>)> {
+    fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDevice> {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     }
 
-    fn device_row(raw: (String, bool, Option<u8>, bool, Option<String>)) -> Result<DeviceRow> {
+    fn device_row(raw: RawDevice) -> Result<DeviceRow> {
         Ok(DeviceRow {
             info: serde_json::from_str(&raw.0)?,
             online: raw.1,

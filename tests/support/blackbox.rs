@@ -211,8 +211,11 @@ impl Drop for Daemon {
 pub struct Cloud {
     pub client: AsyncClient,
     pub base: String,
-    pub seen: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>,
+    pub seen: Seen,
 }
+
+/// Every publish received: topic, payload, retained.
+pub type Seen = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
 
 impl Cloud {
     pub async fn connect(port: u16, base: &str, id: &str) -> Cloud {
@@ -224,7 +227,7 @@ impl Cloud {
         let mut net = rumqttc::NetworkOptions::new();
         net.set_tcp_nodelay(true);
         el.set_network_options(net);
-        let seen: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let s = seen.clone();
         let c = client.clone();
         let filter = format!("{base}/#");
