@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod error;
 pub mod frame;
 pub mod keypad;
+pub mod pairing;
 
 pub use crypto::{EncryptedMessage, PrivateKey, PublicKey, SharedKey};
 pub use error::{NukiError, ProtocolError};
