@@ -364,3 +364,67 @@ mod tests {
         assert_eq!(format!("{:?}", SecurityPin(4321)), "SecurityPin(****)");
     }
 }
+
+/// What a Nuki keypad accepts, as lockhub describes locks: 6 digits, no 0,
+/// not starting with "12", names up to 20 bytes, native time windows.
+/// `capacity` is the keypad's code capacity as the lock reports it.
+pub fn capabilities(capacity: u32) -> crate::model::Capabilities {
+    use crate::model::CodeConstraint;
+    crate::model::Capabilities {
+        supported_code_lengths: vec![6],
+        code_constraints: vec![
+            CodeConstraint::NoZeros,
+            CodeConstraint::CannotStartWith12,
+            CodeConstraint::NameLength {
+                min_length: None,
+                max_length: Some(NAME_LEN as u32),
+            },
+        ],
+        max_active_codes_supported: capacity,
+        supports_native_scheduling: true,
+        supports_backup_access_code_pool: false,
+        can_program_online_access_codes: true,
+    }
+}
+
+/// Turns a lockhub PIN into the keypad's number, enforcing the keypad's rules
+/// (6 digits, no 0, not starting with "12") so a bad code fails before any radio
+/// traffic. The error never contains the digits.
+pub fn pin_to_code(pin: &crate::model::Pin) -> Result<u32, crate::drivers::DriverError> {
+    use crate::drivers::DriverError;
+    let d = pin.expose();
+    if d.len() != 6 || !d.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DriverError::CodeRejected(
+            "a Nuki code has exactly 6 digits".into(),
+        ));
+    }
+    if d.contains('0') {
+        return Err(DriverError::CodeRejected(
+            "a Nuki code cannot contain 0".into(),
+        ));
+    }
+    if d.starts_with("12") {
+        return Err(DriverError::CodeRejected(
+            "a Nuki code cannot start with 12".into(),
+        ));
+    }
+    Ok(d.parse().expect("six digits fit in u32"))
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use crate::model::Pin;
+
+    #[test]
+    fn keypad_rules() {
+        assert_eq!(pin_to_code(&Pin::new("345678")), Ok(345678));
+        for bad in ["12345", "1234567", "345670", "123456", "34a678"] {
+            let e = pin_to_code(&Pin::new(bad)).unwrap_err();
+            assert!(!e.to_string().contains(bad));
+        }
+        let c = capabilities(100);
+        assert_eq!(c.name_max_length(), Some(20));
+        assert!(c.supports_native_scheduling);
+    }
+}
