@@ -5,7 +5,7 @@
 //!   authenticators, error codes); no I/O, so it is tested against the
 //!   worked examples (including the pairing state machine in `nuki::pairing`)
 //!   of the Nuki Smart Lock API 2.1.
-//! - [`fake_lock`]: a fake Nuki from the spec for tests (pairing side so far).
+//! - [`fake_lock`]: a fake Nuki from the spec for tests (pairing, keypad store).
 //! - [`keys`]: pairing credentials per lock in a 0600 JSON file.
 
 pub mod fake_lock;
