@@ -1,7 +1,6 @@
 //! An in-process fake Nuki lock written from the API 2.1 spec, for tests.
 //! [`FakeLock`] plays the lock's side of pairing ("Authorize App");
-//! [`FakeKeypad`] the keypad code store (add, list, remove; update is still
-//! to come), with single-use nonces, the security PIN and the code rules.
+//! [`FakeKeypad`] the keypad code store (add, list, update, remove), with single-use nonces, the security PIN and the code rules.
 
 use super::nuki::crypto::{PrivateKey, PublicKey, SharedKey};
 use super::nuki::error::NukiError;
@@ -231,6 +230,29 @@ impl FakeKeypad {
                     },
                 ])
             }
+            Some(Command::UpdateKeypadCode) if p.len() == 81 => {
+                self.check_auth(p)?;
+                let id = u16::from_le_bytes([p[0], p[1]]);
+                let code = u32::from_le_bytes(p[2..6].try_into().expect("4"));
+                if !Self::valid(code) {
+                    return Err(NukiError::CodeInvalid);
+                }
+                if self.codes.iter().any(|e| e.code.code == code && e.id != id) {
+                    return Err(NukiError::CodeAlreadyExists);
+                }
+                let end = p[6..26].iter().position(|&c| c == 0).unwrap_or(20);
+                let name = String::from_utf8_lossy(&p[6..6 + end]).into_owned();
+                let enabled = p[26] != 0;
+                let e = self
+                    .codes
+                    .iter_mut()
+                    .find(|e| e.id == id)
+                    .ok_or(NukiError::BadParameter)?;
+                e.code.code = code;
+                e.code.name = name;
+                e.code.enabled = enabled;
+                Ok(vec![Message::new(Command::Status, vec![0x00])])
+            }
             Some(Command::RemoveKeypadCode) if p.len() == 36 => {
                 self.check_auth(p)?;
                 let id = u16::from_le_bytes([p[0], p[1]]);
@@ -314,6 +336,21 @@ mod keypad_tests {
             .map(|m| keypad::parse_entry(m).unwrap())
             .collect();
         assert_eq!(listed, k.codes);
+        let n = nonce(&mut k);
+        let entry = keypad::KeypadEntry {
+            id: 2,
+            code: code(567891),
+        };
+        let r = k.on_message(&keypad::update(&entry, &n, pin).unwrap());
+        assert_eq!(r[0].command, Command::Status as u16);
+        assert_eq!(k.codes[1], entry);
+        let n = nonce(&mut k);
+        let dup = keypad::KeypadEntry {
+            id: 2,
+            code: code(345678),
+        };
+        let r = k.on_message(&keypad::update(&dup, &n, pin).unwrap());
+        assert_eq!(err(&r), DriverError::DuplicateCode);
         let n = nonce(&mut k);
         k.on_message(&keypad::remove(1, &n, pin));
         assert_eq!(k.codes.len(), 1);
