@@ -1,6 +1,7 @@
 //! An in-process fake Nuki lock written from the API 2.1 spec, for tests.
 //! [`FakeLock`] plays the lock's side of pairing ("Authorize App");
-//! [`FakeKeypad`] the keypad code store (add, list, update, remove), with single-use nonces, the security PIN and the code rules.
+//! [`FakeKeypad`] the keypad code store (add, list, update, remove), with
+//! single-use nonces, the security PIN and the code rules.
 
 use super::nuki::crypto::{PrivateKey, PublicKey, SharedKey};
 use super::nuki::error::NukiError;
