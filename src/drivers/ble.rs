@@ -1,1 +1,0 @@
-//! Bluetooth LE driver (issue 5): Nuki smart locks over btleplug.
