@@ -22,7 +22,7 @@ pub use devices::device_json;
 pub use error::{CommandError, ErrorKind};
 
 use crate::engine::clock::Clock;
-use crate::model::{AccessCode, Event};
+use crate::model::AccessCode;
 use crate::settings::HubSettings;
 use crate::store::{Store, StoreError, Tx};
 use chrono::{DateTime, Utc};
@@ -276,17 +276,6 @@ impl Commands {
             )
             .into()),
         }
-    }
-
-    /// Drop stored responses older than the retention (replays are no longer expected).
-    pub fn prune_requests(&self) -> Result<usize, StoreError> {
-        let before = self.clock.now() - self.settings.request_retention;
-        self.store.write(|tx| tx.prune_requests(before))
-    }
-
-    /// Queue the lock state events for a code (used by the engine and commands).
-    pub fn event(tx: &Tx<'_>, e: &Event) -> Result<(), StoreError> {
-        tx.event(e)
     }
 }
 

@@ -351,16 +351,4 @@ impl Engine {
         }
         Ok(out)
     }
-
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
-    pub fn settings(&self) -> &HubSettings {
-        &self.settings
-    }
-
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
 }

@@ -564,16 +564,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Replace everything known about a lock's slots with what it just reported.
-    pub fn replace_observed(&self, device_id: &str, slots: &[SlotCode]) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM slots WHERE device_id = ?1", [device_id])?;
-        for s in slots {
-            self.set_observed(device_id, s.slot, Some(s))?;
-        }
-        Ok(())
-    }
-
     // ---- idempotency ----
 
     pub fn response(&self, request_id: &str) -> Result<Option<String>> {
