@@ -59,7 +59,7 @@ fn put_name(out: &mut Vec<u8>, name: &str) -> Result<(), ProtocolError> {
         });
     }
     out.extend_from_slice(b);
-    out.extend(std::iter::repeat(0).take(NAME_LEN - b.len()));
+    out.extend(std::iter::repeat_n(0, NAME_LEN - b.len()));
     Ok(())
 }
 
