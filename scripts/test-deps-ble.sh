@@ -4,7 +4,7 @@
 set -eu
 need=""
 command -v dbus-daemon >/dev/null 2>&1 || need="$need dbus"
-python3 -c 'import dbusmock' >/dev/null 2>&1 || need="$need python3-dbusmock"
+/usr/bin/python3 -c 'import dbusmock' >/dev/null 2>&1 || need="$need python3-dbusmock"
 command -v pdftotext >/dev/null 2>&1 || need="$need poppler-utils"
 if [ -n "$need" ]; then
     apt-get update
