@@ -3,9 +3,11 @@
 //! [`FakeKeypad`] the keypad code store (add, list, update, remove), with
 //! single-use nonces, the security PIN and the code rules.
 
-use super::nuki::crypto::{PrivateKey, PublicKey, SharedKey};
+use super::link::Channel;
+use super::nuki::crypto::{random_nonce, EncryptedHeader, PrivateKey, PublicKey, SharedKey};
 use super::nuki::error::NukiError;
 use super::nuki::frame::{Command, Message};
+use super::nuki::keypad::SecurityPin;
 
 /// The lock's side of pairing. Each `on_message` returns the lock's replies.
 pub struct FakeLock {
@@ -108,6 +110,82 @@ impl FakeLock {
     }
 }
 
+/// A whole fake Nuki as a radio sees it: bytes written to a characteristic
+/// in, encoded messages to indicate out. Pairing runs in the clear on the
+/// pairing characteristic; keypad commands are sealed with the key of the
+/// authorization they name.
+pub struct FakeNuki {
+    pub pairing: FakeLock,
+    pub keypad: FakeKeypad,
+    /// Answer this many of the next keyturner commands with "busy" (0x45).
+    pub busy: u32,
+    /// Keyturner commands seen (decrypted), for tests that count traffic.
+    pub commands: Vec<u16>,
+    /// Carry out the next command with this id but lose its reply (each
+    /// entry is used once): the lock did it, the app never hears.
+    pub lose_reply: Vec<u16>,
+}
+
+impl FakeNuki {
+    pub fn new(pairing_mode: bool, security_pin: u16, capacity: usize) -> FakeNuki {
+        FakeNuki {
+            pairing: FakeLock::new(pairing_mode),
+            keypad: FakeKeypad::new(security_pin, capacity),
+            busy: 0,
+            commands: Vec::new(),
+            lose_reply: Vec::new(),
+        }
+    }
+
+    pub fn on_write(&mut self, channel: Channel, bytes: &[u8]) -> Vec<Vec<u8>> {
+        match channel {
+            Channel::Pairing => {
+                let replies = match Message::decode(bytes) {
+                    Ok(m) => self.pairing.on_message(&m),
+                    Err(_) => vec![FakeLock::error(NukiError::BadCrc, 0)],
+                };
+                replies.iter().map(Message::encode).collect()
+            }
+            Channel::Keyturner => {
+                let Ok(header) = EncryptedHeader::parse(bytes) else {
+                    return Vec::new();
+                };
+                // An unknown authorization gets no answer: nothing can be sealed for it.
+                let Some(key) = self
+                    .pairing
+                    .users
+                    .iter()
+                    .find(|u| u.0 == header.auth_id)
+                    .map(|u| u.1.clone())
+                else {
+                    return Vec::new();
+                };
+                let replies = match key.open(bytes) {
+                    Ok(m) => {
+                        self.commands.push(m.message.command);
+                        let command = m.message.command;
+                        if self.busy > 0 {
+                            self.busy -= 1;
+                            vec![FakeLock::error(NukiError::Busy, command)]
+                        } else if let Some(i) = self.lose_reply.iter().position(|&c| c == command) {
+                            self.lose_reply.remove(i);
+                            self.keypad.on_message(&m.message);
+                            Vec::new()
+                        } else {
+                            self.keypad.on_message(&m.message)
+                        }
+                    }
+                    Err(_) => vec![FakeLock::error(NukiError::BadCrc, 0)],
+                };
+                replies
+                    .iter()
+                    .map(|r| key.seal(&random_nonce(), header.auth_id, r))
+                    .collect()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,20 +237,25 @@ impl FakeKeypad {
         }
     }
 
-    /// Checks the trailing `nonce | security PIN` of a keypad command; the
-    /// nonce is single-use.
-    fn check_auth(&mut self, p: &[u8]) -> Result<(), NukiError> {
+    /// Checks a command's nonce (single-use) and security PIN.
+    fn check_auth(&mut self, nonce: &[u8; 32], pin: SecurityPin) -> Result<(), NukiError> {
+        if self.nonce.take().as_ref() != Some(nonce) {
+            return Err(NukiError::BadNonce);
+        }
+        if pin.0 != self.security_pin {
+            return Err(NukiError::BadPin);
+        }
+        Ok(())
+    }
+
+    /// Checks the trailing `nonce | security PIN` of a fixed-size command.
+    fn check_trailing_auth(&mut self, p: &[u8]) -> Result<(), NukiError> {
         if p.len() < 34 {
             return Err(NukiError::BadLength);
         }
         let (n, pin) = p[p.len() - 34..].split_at(32);
-        if self.nonce.take().as_ref().map(|x| &x[..]) != Some(n) {
-            return Err(NukiError::BadNonce);
-        }
-        if u16::from_le_bytes([pin[0], pin[1]]) != self.security_pin {
-            return Err(NukiError::BadPin);
-        }
-        Ok(())
+        let nonce: [u8; 32] = n.try_into().expect("32 bytes");
+        self.check_auth(&nonce, SecurityPin(u16::from_le_bytes([pin[0], pin[1]])))
     }
 
     fn valid(code: u32) -> bool {
@@ -188,7 +271,7 @@ impl FakeKeypad {
     }
 
     fn handle(&mut self, m: &Message) -> Result<Vec<Message>, NukiError> {
-        use super::nuki::keypad::{encode_entry, KeypadCode, KeypadEntry};
+        use super::nuki::keypad::{self, encode_entry, KeypadEntry};
         let p = &m.payload;
         match Command::from_u16(m.command) {
             Some(Command::RequestData) if p[..] == [0x04, 0x00] => {
@@ -197,65 +280,52 @@ impl FakeKeypad {
                 self.nonce = Some(n);
                 Ok(vec![Message::new(Command::Challenge, n)])
             }
-            Some(Command::AddKeypadCode) if p.len() == 78 => {
-                self.check_auth(p)?;
-                let code = u32::from_le_bytes(p[0..4].try_into().expect("4"));
-                if !Self::valid(code) {
+            Some(Command::AddKeypadCode) => {
+                let (code, nonce, pin) = keypad::decode_add(m).map_err(|_| NukiError::BadLength)?;
+                self.check_auth(&nonce, pin)?;
+                if !Self::valid(code.code) {
                     return Err(NukiError::CodeInvalid);
                 }
-                if self.codes.iter().any(|e| e.code.code == code) {
+                if self.codes.iter().any(|e| e.code.code == code.code) {
                     return Err(NukiError::CodeAlreadyExists);
                 }
                 if self.codes.len() >= self.capacity {
                     return Err(NukiError::TooManyEntries);
                 }
-                let end = p[4..24].iter().position(|&c| c == 0).unwrap_or(20);
                 let id = self.next_id;
                 self.next_id += 1;
-                self.codes.push(KeypadEntry {
-                    id,
-                    code: KeypadCode {
-                        code,
-                        name: String::from_utf8_lossy(&p[4..4 + end]).into_owned(),
-                        enabled: true,
-                        window: None,
-                    },
-                });
+                self.codes.push(KeypadEntry { id, code });
                 let mut r = id.to_le_bytes().to_vec();
                 r.extend_from_slice(&[0; 7]);
                 Ok(vec![
                     Message::new(Command::Status, vec![0x00]),
-                    Message {
-                        command: 0x0042,
-                        payload: r,
-                    },
+                    Message::new(Command::KeypadCodeId, r),
                 ])
             }
-            Some(Command::UpdateKeypadCode) if p.len() == 81 => {
-                self.check_auth(p)?;
-                let id = u16::from_le_bytes([p[0], p[1]]);
-                let code = u32::from_le_bytes(p[2..6].try_into().expect("4"));
-                if !Self::valid(code) {
+            Some(Command::UpdateKeypadCode) => {
+                let (entry, nonce, pin) =
+                    keypad::decode_update(m).map_err(|_| NukiError::BadLength)?;
+                self.check_auth(&nonce, pin)?;
+                if !Self::valid(entry.code.code) {
                     return Err(NukiError::CodeInvalid);
                 }
-                if self.codes.iter().any(|e| e.code.code == code && e.id != id) {
+                if self
+                    .codes
+                    .iter()
+                    .any(|e| e.code.code == entry.code.code && e.id != entry.id)
+                {
                     return Err(NukiError::CodeAlreadyExists);
                 }
-                let end = p[6..26].iter().position(|&c| c == 0).unwrap_or(20);
-                let name = String::from_utf8_lossy(&p[6..6 + end]).into_owned();
-                let enabled = p[26] != 0;
                 let e = self
                     .codes
                     .iter_mut()
-                    .find(|e| e.id == id)
+                    .find(|e| e.id == entry.id)
                     .ok_or(NukiError::BadParameter)?;
-                e.code.code = code;
-                e.code.name = name;
-                e.code.enabled = enabled;
+                *e = entry;
                 Ok(vec![Message::new(Command::Status, vec![0x00])])
             }
             Some(Command::RemoveKeypadCode) if p.len() == 36 => {
-                self.check_auth(p)?;
+                self.check_trailing_auth(p)?;
                 let id = u16::from_le_bytes([p[0], p[1]]);
                 let before = self.codes.len();
                 self.codes.retain(|e| e.id != id);
@@ -265,7 +335,7 @@ impl FakeKeypad {
                 Ok(vec![Message::new(Command::Status, vec![0x00])])
             }
             Some(Command::RequestKeypadCodes) if p.len() == 38 => {
-                self.check_auth(p)?;
+                self.check_trailing_auth(p)?;
                 let off = u16::from_le_bytes([p[0], p[1]]) as usize;
                 let count = u16::from_le_bytes([p[2], p[3]]) as usize;
                 let mut r = vec![Message::new(

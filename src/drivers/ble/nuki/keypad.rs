@@ -209,17 +209,7 @@ pub fn parse_count(msg: &Message) -> Result<u16, ProtocolError> {
 
 /// 0x0042 Keypad Code ID: the id the lock gave a new code.
 pub fn parse_code_id(msg: &Message) -> Result<u16, ProtocolError> {
-    if msg.command != 0x0042 {
-        return Err(ProtocolError::UnexpectedCommand {
-            got: msg.command,
-            expected: 0x0042,
-        });
-    }
-    Reader {
-        buf: &msg.payload,
-        command: 0x0042,
-    }
-    .u16()
+    expect(msg, Command::KeypadCodeId)?.u16()
 }
 
 /// 0x0045 Keypad Code: one listed entry.
@@ -232,18 +222,7 @@ pub fn parse_entry(msg: &Message) -> Result<KeypadEntry, ProtocolError> {
     let _created = r.date()?;
     let _last_active = r.date()?;
     let _lock_count = r.u16()?;
-    let window = if r.u8()? != 0 {
-        let from = r.date()?;
-        let until = r.date()?;
-        let _weekdays = r.u8()?;
-        r.take(4)?;
-        match (from, until) {
-            (Some(f), Some(u)) => Some((f, u)),
-            _ => None,
-        }
-    } else {
-        None
-    };
+    let window = read_limits(&mut r)?;
     Ok(KeypadEntry {
         id,
         code: KeypadCode {
@@ -253,6 +232,67 @@ pub fn parse_entry(msg: &Message) -> Result<KeypadEntry, ProtocolError> {
             window,
         },
     })
+}
+
+fn read_limits(
+    r: &mut Reader<'_>,
+) -> Result<Option<(NaiveDateTime, NaiveDateTime)>, ProtocolError> {
+    let limited = r.u8()? != 0;
+    let from = r.date()?;
+    let until = r.date()?;
+    let _weekdays = r.u8()?;
+    r.take(4)?;
+    Ok(match (limited, from, until) {
+        (true, Some(f), Some(u)) => Some((f, u)),
+        _ => None,
+    })
+}
+
+/// The lock's side of 0x0041: the code to add and the trailing nonce and
+/// security PIN (checked by the caller).
+pub fn decode_add(msg: &Message) -> Result<(KeypadCode, [u8; 32], SecurityPin), ProtocolError> {
+    let mut r = expect(msg, Command::AddKeypadCode)?;
+    let code = r.u32()?;
+    let name = r.name()?;
+    let window = read_limits(&mut r)?;
+    let (nonce, pin) = read_auth(&mut r)?;
+    let code = KeypadCode {
+        code,
+        name,
+        enabled: true,
+        window,
+    };
+    Ok((code, nonce, pin))
+}
+
+/// The lock's side of 0x0046.
+pub fn decode_update(msg: &Message) -> Result<(KeypadEntry, [u8; 32], SecurityPin), ProtocolError> {
+    let mut r = expect(msg, Command::UpdateKeypadCode)?;
+    let id = r.u16()?;
+    let code = r.u32()?;
+    let name = r.name()?;
+    let enabled = r.u8()? != 0;
+    let window = read_limits(&mut r)?;
+    let (nonce, pin) = read_auth(&mut r)?;
+    let code = KeypadCode {
+        code,
+        name,
+        enabled,
+        window,
+    };
+    Ok((KeypadEntry { id, code }, nonce, pin))
+}
+
+fn read_auth(r: &mut Reader<'_>) -> Result<([u8; 32], SecurityPin), ProtocolError> {
+    let nonce = r.take(32)?.try_into().expect("32 bytes");
+    let pin = SecurityPin(r.u16()?);
+    if !r.buf.is_empty() {
+        return Err(ProtocolError::BadPayload {
+            command: r.command,
+            reason: "payload too long",
+        });
+    }
+    Ok((nonce, pin))
 }
 
 /// Encodes a 0x0045 entry, as the lock (or the fake lock) sends it.

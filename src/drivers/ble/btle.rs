@@ -1,0 +1,167 @@
+//! The real radio: btleplug (BlueZ over D-Bus on Linux) behind [`Radio`].
+//!
+//! The adapter scans for as long as the radio lives, so locks are found by
+//! address without a scan per connection and their advertisements tell the
+//! driver a lock is back in range. A connection resolves services and
+//! subscribes to both Nuki characteristics before the first write.
+
+use super::link::{Channel, Link, LinkError, Radio};
+use async_trait::async_trait;
+use btleplug::api::{
+    Central, CentralEvent, Characteristic, Manager as _, Peripheral as _, ScanFilter,
+    ValueNotification, WriteType,
+};
+use btleplug::platform::{Adapter, Manager, Peripheral};
+use futures::stream::{BoxStream, StreamExt};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// How often to look again for a lock that has not advertised yet.
+const FIND_POLL: Duration = Duration::from_millis(100);
+
+pub struct BtleRadio {
+    adapter: Adapter,
+    seen: broadcast::Sender<String>,
+}
+
+fn adapter_err(e: btleplug::Error) -> LinkError {
+    LinkError::Adapter(e.to_string())
+}
+
+impl BtleRadio {
+    /// Opens the adapter whose description contains `adapter` (or the first
+    /// one) and starts scanning.
+    pub async fn open(adapter: Option<&str>) -> Result<BtleRadio, LinkError> {
+        let manager = Manager::new().await.map_err(adapter_err)?;
+        let mut chosen = None;
+        for a in manager.adapters().await.map_err(adapter_err)? {
+            let info = a.adapter_info().await.unwrap_or_default();
+            if adapter.is_none_or(|want| info.contains(want)) {
+                chosen = Some(a);
+                break;
+            }
+        }
+        let adapter = chosen.ok_or_else(|| LinkError::Adapter("no Bluetooth adapter".into()))?;
+        let events = adapter.events().await.map_err(adapter_err)?;
+        adapter
+            .start_scan(ScanFilter::default())
+            .await
+            .map_err(adapter_err)?;
+        let (seen, _) = broadcast::channel(64);
+        tokio::spawn(watch(adapter.clone(), events, seen.clone()));
+        Ok(BtleRadio { adapter, seen })
+    }
+
+    async fn find(&self, address: &str) -> Result<Peripheral, LinkError> {
+        loop {
+            for p in self.adapter.peripherals().await.map_err(adapter_err)? {
+                if p.address().to_string().eq_ignore_ascii_case(address) {
+                    return Ok(p);
+                }
+            }
+            // The caller's connect timeout ends the search.
+            tokio::time::sleep(FIND_POLL).await;
+        }
+    }
+}
+
+/// Announces the address of every peripheral that advertises.
+async fn watch(
+    adapter: Adapter,
+    mut events: std::pin::Pin<Box<dyn futures::Stream<Item = CentralEvent> + Send>>,
+    seen: broadcast::Sender<String>,
+) {
+    while let Some(ev) = events.next().await {
+        let id = match ev {
+            CentralEvent::DeviceDiscovered(id) | CentralEvent::DeviceUpdated(id) => id,
+            _ => continue,
+        };
+        if let Ok(p) = adapter.peripheral(&id).await {
+            let _ = seen.send(p.address().to_string());
+        }
+    }
+}
+
+#[async_trait]
+impl Radio for BtleRadio {
+    async fn connect(&self, address: &str) -> Result<Box<dyn Link>, LinkError> {
+        let p = self.find(address).await?;
+        if !p.is_connected().await.unwrap_or(false) {
+            p.connect()
+                .await
+                .map_err(|e| LinkError::Connect(e.to_string()))?;
+        }
+        p.discover_services()
+            .await
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        let mut chars = HashMap::new();
+        for c in p.characteristics() {
+            if let Some(ch) = Channel::from_uuid(c.uuid) {
+                chars.insert(ch, c);
+            }
+        }
+        if chars.is_empty() {
+            let _ = p.disconnect().await;
+            return Err(LinkError::MissingCharacteristic);
+        }
+        // The stream first, then subscribe: nothing sent after can be missed.
+        let notes = p
+            .notifications()
+            .await
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        for c in chars.values() {
+            p.subscribe(c)
+                .await
+                .map_err(|e| LinkError::Connect(e.to_string()))?;
+        }
+        Ok(Box::new(BtleLink {
+            p,
+            chars,
+            notes: Box::pin(notes),
+        }))
+    }
+
+    fn advertisements(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.seen.subscribe())
+    }
+}
+
+struct BtleLink {
+    p: Peripheral,
+    chars: HashMap<Channel, Characteristic>,
+    notes: BoxStream<'static, ValueNotification>,
+}
+
+#[async_trait]
+impl Link for BtleLink {
+    async fn write(&mut self, channel: Channel, bytes: &[u8]) -> Result<(), LinkError> {
+        let c = self
+            .chars
+            .get(&channel)
+            .ok_or(LinkError::MissingCharacteristic)?;
+        match self.p.write(c, bytes, WriteType::WithResponse).await {
+            Ok(()) => Ok(()),
+            Err(e) if self.p.is_connected().await.unwrap_or(false) => {
+                Err(LinkError::Adapter(e.to_string()))
+            }
+            Err(_) => Err(LinkError::Disconnected),
+        }
+    }
+
+    async fn next_piece(&mut self) -> Result<(Channel, Vec<u8>), LinkError> {
+        while let Some(n) = self.notes.next().await {
+            if let Some(ch) = Channel::from_uuid(n.uuid) {
+                return Ok((ch, n.value));
+            }
+        }
+        Err(LinkError::Disconnected)
+    }
+
+    async fn close(&mut self) {
+        for c in self.chars.values() {
+            let _ = self.p.unsubscribe(c).await;
+        }
+        let _ = self.p.disconnect().await;
+    }
+}

@@ -1,0 +1,719 @@
+//! [`BleDriver`]: lockhub's [`LockDriver`] for paired Nuki smart locks.
+//!
+//! One connection per lock at a time (a per-lock mutex) and at most
+//! `max_connections` at once per adapter (a semaphore): a BLE adapter holds
+//! only a few links. Each batch of slot operations is one connection; a link
+//! that drops or garbles a reply is reopened once per batch and the operation
+//! tried again, which is safe because every operation is idempotent here
+//! (see [`super::slot_map`] for how an add whose reply was lost is found).
+
+use super::keys::{KeyStore, NukiCredentials};
+use super::link::{LinkError, Radio};
+use super::nuki::keypad::{self, KeypadCode, KeypadEntry, NAME_LEN};
+use super::nuki::{NukiError, SharedKey};
+use super::session::{Credentials, Session, SessionError};
+use super::slot_map::{Binding, SlotMap};
+use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp};
+use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow};
+use async_trait::async_trait;
+use chrono::{NaiveDateTime, SubsecRound};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// One configured lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BleLockConfig {
+    /// BLE address, `54:D2:72:AA:BB:CC`.
+    pub address: String,
+    /// lockhub's id; defaults to [`default_device_id`].
+    pub device_id: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BleConfig {
+    pub locks: Vec<BleLockConfig>,
+    /// Connections open at once on the adapter.
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    /// Longest wait for each message of a reply.
+    pub reply_timeout: Duration,
+    /// Codes the keypad holds (the Nuki API has no command to ask).
+    pub keypad_capacity: u32,
+}
+
+impl Default for BleConfig {
+    fn default() -> Self {
+        BleConfig {
+            locks: Vec::new(),
+            max_connections: 2,
+            connect_timeout: Duration::from_secs(10),
+            reply_timeout: Duration::from_secs(3),
+            keypad_capacity: 100,
+        }
+    }
+}
+
+/// lockhub's default id for a Nuki: a UUID (version 8) built from its address,
+/// stable across restarts and re-pairing.
+pub fn default_device_id(address: &str) -> String {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(b"lhbl");
+    let octets: Vec<u8> = address
+        .split(':')
+        .filter_map(|o| u8::from_str_radix(o, 16).ok())
+        .collect();
+    let n = octets.len().min(6);
+    b[16 - n..].copy_from_slice(&octets[octets.len() - n..]);
+    uuid::Builder::from_custom_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+struct LockEntry {
+    device_id: String,
+    address: String,
+    name: String,
+    /// One conversation with the lock at a time.
+    busy: Arc<tokio::sync::Mutex<()>>,
+}
+
+pub struct BleDriver {
+    radio: Arc<dyn Radio>,
+    keys: Arc<dyn KeyStore>,
+    slots: SlotMap,
+    config: BleConfig,
+    locks: Vec<LockEntry>,
+    online: Mutex<HashMap<String, bool>>,
+    permits: Arc<Semaphore>,
+    events: Option<EventSink>,
+}
+
+/// An open session that holds its adapter permit until dropped.
+struct Conn {
+    session: Session,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why one operation failed, keeping what decides a reconnect.
+enum OpError {
+    /// The link dropped, timed out or garbled a reply: reconnect and retry.
+    Link(SessionError),
+    Final(DriverError),
+}
+
+impl From<SessionError> for OpError {
+    fn from(e: SessionError) -> OpError {
+        match e {
+            SessionError::Lock(_) => OpError::Final(e.into()),
+            other => OpError::Link(other),
+        }
+    }
+}
+
+impl From<DriverError> for OpError {
+    fn from(e: DriverError) -> OpError {
+        OpError::Final(e)
+    }
+}
+
+impl From<super::slot_map::SlotMapError> for OpError {
+    fn from(e: super::slot_map::SlotMapError) -> OpError {
+        OpError::Final(DriverError::Failed(e.to_string()))
+    }
+}
+
+impl From<OpError> for DriverError {
+    fn from(e: OpError) -> DriverError {
+        match e {
+            OpError::Link(e) => e.into(),
+            OpError::Final(e) => e,
+        }
+    }
+}
+
+impl BleDriver {
+    pub fn new(
+        config: BleConfig,
+        radio: Arc<dyn Radio>,
+        keys: Arc<dyn KeyStore>,
+        slots: SlotMap,
+        events: Option<EventSink>,
+    ) -> BleDriver {
+        let locks = config
+            .locks
+            .iter()
+            .map(|l| LockEntry {
+                device_id: l
+                    .device_id
+                    .clone()
+                    .unwrap_or_else(|| default_device_id(&l.address)),
+                address: l.address.to_uppercase(),
+                name: l
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("Nuki {}", l.address)),
+                busy: Arc::new(tokio::sync::Mutex::new(())),
+            })
+            .collect();
+        BleDriver {
+            radio,
+            keys,
+            slots,
+            permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            config,
+            locks,
+            online: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
+
+    /// Follows the radio's advertisements so a lock back in range is online
+    /// again before the next connect; ends with the driver.
+    pub fn watch_advertisements(self: &Arc<Self>) {
+        let Some(mut seen) = self.radio.advertisements() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let address = match seen.recv().await {
+                    Ok(a) => a,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let Some(driver) = weak.upgrade() else { return };
+                if let Some(id) = driver.device_of(&address) {
+                    driver.set_online(&id, true);
+                }
+            }
+        });
+    }
+
+    /// The device id serving a BLE address, if configured.
+    pub fn device_of(&self, address: &str) -> Option<String> {
+        let a = address.to_uppercase();
+        self.locks
+            .iter()
+            .find(|l| l.address == a)
+            .map(|l| l.device_id.clone())
+    }
+
+    /// Marks a lock seen (an advertisement or a connect) or gone, announcing
+    /// a change to the engine once.
+    pub fn set_online(&self, device_id: &str, online: bool) {
+        // Locks start online, as the engine assumes.
+        let was = self
+            .online
+            .lock()
+            .unwrap()
+            .insert(device_id.to_owned(), online)
+            .unwrap_or(true);
+        if was == online {
+            return;
+        }
+        let device_id = device_id.to_owned();
+        let event = if online {
+            LockEvent::Online { device_id }
+        } else {
+            tracing::warn!(%device_id, "nuki out of reach");
+            LockEvent::Offline { device_id }
+        };
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    fn entry(&self, device_id: &str) -> Result<&LockEntry, DriverError> {
+        self.locks
+            .iter()
+            .find(|l| l.device_id == device_id)
+            .ok_or(DriverError::UnknownDevice)
+    }
+
+    fn credentials(&self, address: &str) -> Result<Credentials, DriverError> {
+        let stored = self
+            .keys
+            .get(address)
+            .map_err(|e| DriverError::Failed(e.to_string()))?
+            .ok_or_else(|| {
+                DriverError::Failed("the lock is not paired: run `lockhub ble pair`".into())
+            })?;
+        usable(stored)
+    }
+
+    async fn open(&self, lock: &LockEntry) -> Result<Conn, DriverError> {
+        let creds = self.credentials(&lock.address)?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DriverError::Failed("the driver is stopping".into()))?;
+        let link = tokio::time::timeout(
+            self.config.connect_timeout,
+            self.radio.connect(&lock.address),
+        )
+        .await
+        .unwrap_or(Err(LinkError::Timeout));
+        match link {
+            Ok(link) => {
+                self.set_online(&lock.device_id, true);
+                Ok(Conn {
+                    session: Session::new(link, self.config.reply_timeout, Some(creds)),
+                    _permit: permit,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(address = %lock.address, error = %e, "nuki connect failed");
+                self.set_online(&lock.device_id, false);
+                Err(DriverError::Offline)
+            }
+        }
+    }
+
+    /// Binds a fresh listing of the lock's codes to slots and reports them.
+    fn absorb_listing(
+        &self,
+        address: &str,
+        key: &SharedKey,
+        entries: &[KeypadEntry],
+    ) -> Result<Vec<SlotCode>, DriverError> {
+        let capacity = self.config.keypad_capacity;
+        let bound = self
+            .slots
+            .update(address, |map| {
+                bind_listing(map, entries, capacity, |code| intent(key, code));
+                map.clone()
+            })
+            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        Ok(entries
+            .iter()
+            .filter(|e| e.code.enabled)
+            .filter_map(|e| {
+                let (slot, b) = bound.iter().find(|(_, b)| b.id == Some(e.id))?;
+                Some(SlotCode {
+                    slot: *slot,
+                    code: Pin::new(format!("{:06}", e.code.code)),
+                    name: None,
+                    window: reported_window(e.code.window, b.window),
+                })
+            })
+            .collect())
+    }
+
+    async fn apply_one(
+        &self,
+        session: &mut Session,
+        address: &str,
+        key: &SharedKey,
+        op: &SlotOp,
+    ) -> Result<(), OpError> {
+        match op {
+            SlotOp::Set(c) => self.set(session, address, key, c).await,
+            SlotOp::Clear { slot } => self.clear(session, address, key, *slot).await,
+        }
+    }
+
+    async fn set(
+        &self,
+        session: &mut Session,
+        address: &str,
+        key: &SharedKey,
+        c: &SlotCode,
+    ) -> Result<(), OpError> {
+        let code = keypad::pin_to_code(&c.code)?;
+        let wanted = KeypadCode {
+            code,
+            name: fit_name(c.name.as_deref().unwrap_or("")),
+            enabled: true,
+            window: c.window.map(to_lock_window),
+        };
+        let mark = intent(key, code);
+        let mut before = self.slots.slots(address).remove(&c.slot);
+        if let Some(Binding {
+            id: None,
+            intent: Some(earlier),
+            ..
+        }) = &before
+        {
+            if *earlier != mark {
+                // An add of another code may have landed here: find it, so
+                // it is changed rather than left behind.
+                let entries = session.list_codes().await?;
+                before = match entries
+                    .iter()
+                    .find(|e| intent(key, e.code.code) == *earlier)
+                {
+                    Some(e) => {
+                        self.bind(address, c.slot, e.id, None)?;
+                        Some(Binding {
+                            id: Some(e.id),
+                            ours: true,
+                            window: None,
+                            intent: None,
+                        })
+                    }
+                    None => None,
+                };
+            }
+        }
+        if let Some(Binding {
+            id: Some(id),
+            ours: true,
+            ..
+        }) = before
+        {
+            let entry = KeypadEntry {
+                id,
+                code: wanted.clone(),
+            };
+            match session.update_code(&entry).await {
+                Ok(()) => {
+                    self.bind(address, c.slot, id, c.window)?;
+                    return Ok(());
+                }
+                // The code was deleted at the lock: add it again.
+                Err(SessionError::Lock(NukiError::BadParameter)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let retrying = before
+            .as_ref()
+            .is_some_and(|b| b.id.is_none() && b.intent.as_deref() == Some(mark.as_str()));
+        self.slots.update(address, |m| {
+            m.insert(
+                c.slot,
+                Binding {
+                    id: None,
+                    ours: true,
+                    window: c.window,
+                    intent: Some(mark.clone()),
+                },
+            )
+        })?;
+        match session.add_code(&wanted).await {
+            Ok(id) => {
+                self.bind(address, c.slot, id, c.window)?;
+                Ok(())
+            }
+            Err(SessionError::Lock(NukiError::CodeAlreadyExists)) if retrying => {
+                // An earlier add landed but its reply was lost: adopt it.
+                let entries = session.list_codes().await?;
+                let Some(found) = entries.iter().find(|e| e.code.code == code) else {
+                    return Err(OpError::Link(SessionError::Lock(NukiError::Busy)));
+                };
+                let id = found.id;
+                let stale: Vec<u32> = self.slots.update(address, |m| {
+                    let stale: Vec<u32> = m
+                        .iter()
+                        .filter(|(s, b)| b.id == Some(id) && **s != c.slot && !b.ours)
+                        .map(|(s, _)| *s)
+                        .collect();
+                    for s in &stale {
+                        m.remove(s);
+                    }
+                    stale
+                })?;
+                for slot in stale {
+                    self.emit(LockEvent::SlotChanged {
+                        device_id: self.device_of(address).unwrap_or_default(),
+                        slot,
+                        code: None,
+                    });
+                }
+                session
+                    .update_code(&KeypadEntry {
+                        id,
+                        code: wanted.clone(),
+                    })
+                    .await?;
+                self.bind(address, c.slot, id, c.window)?;
+                Ok(())
+            }
+            Err(SessionError::Lock(e)) => {
+                // A clear refusal: nothing was added.
+                self.slots.update(address, |m| m.remove(&c.slot))?;
+                Err(OpError::Final(e.into()))
+            }
+            // Unknown outcome: keep the intent so the retry can find the code.
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn clear(
+        &self,
+        session: &mut Session,
+        address: &str,
+        key: &SharedKey,
+        slot: u32,
+    ) -> Result<(), OpError> {
+        let Some(b) = self.slots.slots(address).remove(&slot) else {
+            return Ok(());
+        };
+        let id = match (b.id, &b.intent) {
+            (Some(id), _) => Some(id),
+            (None, Some(mark)) => {
+                // An add of unknown outcome: look for it.
+                let entries = session.list_codes().await?;
+                entries
+                    .iter()
+                    .find(|e| intent(key, e.code.code) == *mark)
+                    .map(|e| e.id)
+            }
+            (None, None) => None,
+        };
+        if let Some(id) = id {
+            match session.remove_code(id).await {
+                // Already gone (an earlier remove whose reply was lost).
+                Ok(()) | Err(SessionError::Lock(NukiError::BadParameter)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.slots.update(address, |m| m.remove(&slot))?;
+        Ok(())
+    }
+
+    fn bind(
+        &self,
+        address: &str,
+        slot: u32,
+        id: u16,
+        window: Option<TimeWindow>,
+    ) -> Result<(), OpError> {
+        self.slots.update(address, |m| {
+            m.insert(
+                slot,
+                Binding {
+                    id: Some(id),
+                    ours: true,
+                    window,
+                    intent: None,
+                },
+            )
+        })?;
+        Ok(())
+    }
+
+    fn emit(&self, e: LockEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e);
+        }
+    }
+}
+
+/// Credentials a session can use (pairing always stores a security PIN).
+fn usable(stored: NukiCredentials) -> Result<Credentials, DriverError> {
+    let security_pin = stored.security_pin.ok_or_else(|| {
+        DriverError::Failed("no security PIN stored for the lock: pair it again".into())
+    })?;
+    Ok(Credentials {
+        auth_id: stored.auth_id,
+        key: stored.shared_key,
+        security_pin,
+    })
+}
+
+/// The mark an add leaves in the slot map: an HMAC of the code under the
+/// lock's key, so the file never holds a PIN.
+fn intent(key: &SharedKey, code: u32) -> String {
+    key.authenticator(&[b"lockhub slot intent", &code.to_le_bytes()])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Updates one lock's bindings from a full listing: finished intents get
+/// their id, bindings whose code is gone are dropped, and codes lockhub did
+/// not put there get slots from the top down.
+fn bind_listing(
+    map: &mut BTreeMap<u32, Binding>,
+    entries: &[KeypadEntry],
+    capacity: u32,
+    intent_of: impl Fn(u32) -> String,
+) {
+    for b in map.values_mut().filter(|b| b.id.is_none()) {
+        let hit = entries
+            .iter()
+            .find(|e| b.intent.as_deref() == Some(intent_of(e.code.code).as_str()));
+        if let Some(e) = hit {
+            b.id = Some(e.id);
+            b.intent = None;
+        }
+    }
+    // Two slots can name the same id only after an adoption; keep ours.
+    map.retain(|_, b| b.id.is_some_and(|id| entries.iter().any(|e| e.id == id)));
+    for e in entries {
+        if map.values().any(|b| b.id == Some(e.id)) {
+            continue;
+        }
+        let slot = (1..=capacity.max(1))
+            .rev()
+            .chain(capacity + 1..)
+            .find(|s| !map.contains_key(s))
+            .expect("a free slot number");
+        map.insert(
+            slot,
+            Binding {
+                id: Some(e.id),
+                ours: false,
+                window: None,
+                intent: None,
+            },
+        );
+    }
+}
+
+/// The lock keeps whole seconds; report lockhub's own window when the lock
+/// holds exactly that, so a sub-second start does not look like a change.
+fn reported_window(
+    on_lock: Option<(NaiveDateTime, NaiveDateTime)>,
+    asked: Option<TimeWindow>,
+) -> Option<TimeWindow> {
+    let on_lock = on_lock.map(|(s, e)| TimeWindow {
+        starts_at: s.and_utc(),
+        ends_at: e.and_utc(),
+    });
+    match (on_lock, asked) {
+        (Some(l), Some(a))
+            if Some(l.starts_at) == Some(a.starts_at.trunc_subsecs(0))
+                && l.ends_at == a.ends_at.trunc_subsecs(0) =>
+        {
+            Some(a)
+        }
+        _ => on_lock,
+    }
+}
+
+/// Nuki windows are UTC wall-clock times to the second.
+fn to_lock_window(w: TimeWindow) -> (NaiveDateTime, NaiveDateTime) {
+    (
+        w.starts_at.trunc_subsecs(0).naive_utc(),
+        w.ends_at.trunc_subsecs(0).naive_utc(),
+    )
+}
+
+/// Fits a name into the lock's 20 bytes without splitting a character.
+fn fit_name(name: &str) -> String {
+    let mut end = name.len().min(NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
+#[async_trait]
+impl LockDriver for BleDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Ble
+    }
+
+    async fn devices(&self) -> Vec<DeviceInfo> {
+        self.locks
+            .iter()
+            .filter(|l| match self.credentials(&l.address) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(address = %l.address, error = %e, "nuki left out");
+                    false
+                }
+            })
+            .map(|l| DeviceInfo {
+                device_id: l.device_id.clone(),
+                name: l.name.clone(),
+                driver: DriverKind::Ble,
+                address: l.address.clone(),
+                capabilities: keypad::capabilities(self.config.keypad_capacity),
+            })
+            .collect()
+    }
+
+    async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {
+        let lock = self.entry(device_id)?;
+        let _one = lock.busy.lock().await;
+        let key = self.credentials(&lock.address)?.key;
+        let mut last = DriverError::Offline;
+        // One reconnect if the link drops or garbles the listing.
+        for _ in 0..2 {
+            let mut conn = self.open(lock).await?;
+            let listed = conn.session.list_codes().await;
+            conn.session.close().await;
+            match listed {
+                Ok(entries) => return self.absorb_listing(&lock.address, &key, &entries),
+                Err(SessionError::Lock(e)) => return Err(e.into()),
+                Err(e) => last = e.into(),
+            }
+        }
+        Err(last)
+    }
+
+    async fn apply(&self, device_id: &str, ops: &[SlotOp]) -> Vec<Result<(), DriverError>> {
+        let lock = match self.entry(device_id) {
+            Ok(l) => l,
+            Err(e) => return vec![Err(e); ops.len()],
+        };
+        let _one = lock.busy.lock().await;
+        let key = match self.credentials(&lock.address) {
+            Ok(c) => c.key,
+            Err(e) => return vec![Err(e); ops.len()],
+        };
+        let mut conn = match self.open(lock).await {
+            Ok(c) => Some(c),
+            Err(e) => return vec![Err(e); ops.len()],
+        };
+        let mut reconnected = false;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let mut result = match conn.as_mut() {
+                Some(c) => {
+                    self.apply_one(&mut c.session, &lock.address, &key, op)
+                        .await
+                }
+                None => Err(OpError::Final(DriverError::Offline)),
+            };
+            if matches!(result, Err(OpError::Link(_))) && !reconnected {
+                reconnected = true;
+                if let Some(c) = conn.take() {
+                    c.session.close().await;
+                }
+                conn = self.open(lock).await.ok();
+                if let Some(c) = conn.as_mut() {
+                    result = self
+                        .apply_one(&mut c.session, &lock.address, &key, op)
+                        .await;
+                }
+            }
+            results.push(result.map_err(DriverError::from));
+        }
+        if let Some(c) = conn {
+            c.session.close().await;
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ids_are_stable_and_distinct() {
+        let a = default_device_id("54:D2:72:AA:BB:CC");
+        assert_eq!(a, default_device_id("54:d2:72:aa:bb:cc"));
+        assert_ne!(a, default_device_id("54:D2:72:AA:BB:CD"));
+        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 8);
+    }
+
+    #[test]
+    fn names_fit_in_20_bytes() {
+        assert_eq!(
+            fit_name("Jane's reservation, front"),
+            "Jane's reservation, "
+        );
+        assert_eq!(fit_name("ééééééééééé").len(), 20);
+        assert_eq!(fit_name("Ünïcödé nämé ïs löng"), "Ünïcödé nämé ");
+    }
+}
