@@ -38,6 +38,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub sim: SimConfig,
     pub zwave: ZwaveSection,
+    pub ble: BleSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +152,83 @@ pub struct ZwaveLockConfig {
     pub name: Option<String>,
 }
 
+/// Nuki smart locks over Bluetooth LE.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BleSection {
+    /// Off: no Bluetooth, whatever `locks` says.
+    pub enabled: bool,
+    /// Part of the adapter's description (`hci0`); empty: the first adapter.
+    pub adapter: String,
+    /// Pairing keys, written by `lockhub ble pair` with mode 0600.
+    pub keys_file: PathBuf,
+    /// Which lockhub slot each lock's code ids sit in.
+    pub slots_file: PathBuf,
+    /// Connections open at once on the adapter.
+    pub max_connections: usize,
+    pub connect_timeout_ms: u64,
+    pub reply_timeout_ms: u64,
+    /// Codes a Nuki keypad holds (the lock has no command that tells).
+    pub keypad_capacity: u32,
+    pub locks: Vec<BleLockSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BleLockSection {
+    pub address: String,
+    pub device_id: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Default for BleSection {
+    fn default() -> Self {
+        let d = crate::drivers::ble::BleConfig::default();
+        BleSection {
+            enabled: false,
+            adapter: String::new(),
+            keys_file: "/var/lib/lockhub/ble-keys.json".into(),
+            slots_file: "/var/lib/lockhub/ble-slots.json".into(),
+            max_connections: d.max_connections,
+            connect_timeout_ms: d.connect_timeout.as_millis() as u64,
+            reply_timeout_ms: d.reply_timeout.as_millis() as u64,
+            keypad_capacity: d.keypad_capacity,
+            locks: Vec::new(),
+        }
+    }
+}
+
+impl BleSection {
+    /// The driver's view of this section.
+    pub fn driver_config(&self) -> crate::drivers::ble::BleConfig {
+        use std::time::Duration;
+        crate::drivers::ble::BleConfig {
+            locks: self
+                .locks
+                .iter()
+                .map(|l| crate::drivers::ble::BleLockConfig {
+                    address: l.address.clone(),
+                    device_id: l.device_id.clone(),
+                    name: l.name.clone(),
+                })
+                .collect(),
+            max_connections: self.max_connections,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            reply_timeout: Duration::from_millis(self.reply_timeout_ms),
+            keypad_capacity: self.keypad_capacity,
+        }
+    }
+}
+
+/// A BLE address: six hex octets separated by ':'.
+pub fn is_ble_address(a: &str) -> bool {
+    let parts: Vec<&str> = a.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 fn default_lengths() -> Vec<u8> {
     vec![4, 5, 6, 7, 8]
 }
@@ -173,6 +251,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             sim: SimConfig::default(),
             zwave: ZwaveSection::default(),
+            ble: BleSection::default(),
         }
     }
 }
@@ -321,6 +400,27 @@ impl Config {
         }
         if self.engine.retry_base_ms == 0 || self.engine.retry_max_secs == 0 {
             return bad("engine.retry_base_ms", "retry delays must be positive");
+        }
+        if self.ble.max_connections == 0 {
+            return bad("ble.max_connections", "must be at least 1");
+        }
+        if self.ble.connect_timeout_ms == 0 || self.ble.reply_timeout_ms == 0 {
+            return bad("ble.reply_timeout_ms", "timeouts must be positive");
+        }
+        if self.ble.keypad_capacity == 0 {
+            return bad("ble.keypad_capacity", "must be at least 1");
+        }
+        let mut addresses = std::collections::HashSet::new();
+        for (i, l) in self.ble.locks.iter().enumerate() {
+            if !is_ble_address(&l.address) {
+                return bad(
+                    &format!("ble.locks[{i}].address"),
+                    "must look like 54:D2:72:AA:BB:CC",
+                );
+            }
+            if !addresses.insert(l.address.to_uppercase()) {
+                return bad(&format!("ble.locks[{i}].address"), "is used twice");
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, l) in self.sim.locks.iter().enumerate() {

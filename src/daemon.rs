@@ -27,6 +27,38 @@ pub struct Running {
     tasks: TaskTracker,
 }
 
+/// Opens the Bluetooth adapter and adds the Nuki driver. A hub whose radio is
+/// broken keeps serving its other locks: the error is logged, not fatal.
+async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
+    use crate::drivers::ble::{btle::BtleRadio, keys::FileKeyStore, slot_map::SlotMap, BleDriver};
+    let adapter = Some(cfg.ble.adapter.as_str()).filter(|a| !a.is_empty());
+    let radio = match BtleRadio::open(adapter).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "no Bluetooth: the Nuki locks stay unserved");
+            return;
+        }
+    };
+    let slots = match SlotMap::open(&cfg.ble.slots_file) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "the Nuki locks stay unserved");
+            return;
+        }
+    };
+    let driver = Arc::new(BleDriver::new(
+        cfg.ble.driver_config(),
+        Arc::new(radio),
+        Arc::new(FileKeyStore::new(&cfg.ble.keys_file)),
+        slots,
+        Some(hub.event_sink()),
+    ));
+    driver.watch_advertisements();
+    if let Err(e) = hub.add_driver(driver).await {
+        tracing::error!(error = %e, "adding the Nuki locks failed");
+    }
+}
+
 /// Start everything; the caller waits for `shutdown` and then calls [`Running::stop`].
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
@@ -82,6 +114,10 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
             .with_context(|| format!("opening the Z-Wave controller at {}", cfg.zwave.port))?;
         // Locks join as their interviews end (LockEvent::Discovered).
         hub.add_driver(Arc::new(d)).await?;
+    }
+
+    if cfg.ble.enabled && !cfg.ble.locks.is_empty() {
+        start_ble(cfg, &hub).await;
     }
 
     let tasks = TaskTracker::new();

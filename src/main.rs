@@ -37,12 +37,36 @@ enum Command {
     Status(SocketArgs),
     /// The locks, as a table.
     Devices(SocketArgs),
+    /// Bluetooth LE (Nuki) tools.
+    #[command(subcommand)]
+    Ble(BleCommand),
     /// The access codes, as a table (PINs masked unless --reveal-codes).
     Codes {
         #[command(flatten)]
         socket: SocketArgs,
         #[arg(long)]
         reveal_codes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BleCommand {
+    /// Pair with a Nuki in pairing mode (hold its button 5 s) and store its
+    /// keys in ble.keys_file (mode 0600). The lock's security PIN is read from
+    /// $LOCKHUB_SECURITY_PIN, or else from the first line of standard input.
+    Pair {
+        /// The lock's BLE address, e.g. 54:D2:72:AA:BB:CC.
+        address: String,
+        #[arg(long, short, default_value = "/etc/lockhub/lockhub.toml")]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// How the lock lists lockhub among its users (up to 32 bytes).
+        #[arg(long, default_value = "lockhub")]
+        name: String,
+        /// Seconds to wait for the lock, and for each of its replies.
+        #[arg(long, default_value_t = 20)]
+        timeout_secs: u64,
     },
 }
 
@@ -65,6 +89,65 @@ fn overrides(raw: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// Loads the configuration, or says why not and gives the exit code.
+fn load(config: &std::path::Path, raw: &[String]) -> Result<Config, ExitCode> {
+    let overrides = overrides(raw).map_err(|e| {
+        eprintln!("lockhub: {e}");
+        ExitCode::from(EXIT_CONFIG as u8)
+    })?;
+    Config::load(&Sources {
+        file: Some(config.to_owned()),
+        overrides,
+    })
+    .map_err(|e| {
+        eprintln!("lockhub: {}: {e}", config.display());
+        ExitCode::from(EXIT_CONFIG as u8)
+    })
+}
+
+/// The security PIN from the environment or standard input, never from argv
+/// (other users can read a process's arguments).
+fn security_pin() -> Result<u16, String> {
+    let raw = match std::env::var("LOCKHUB_SECURITY_PIN") {
+        Ok(v) => v,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("reading the security PIN from stdin: {e}"))?;
+            line
+        }
+    };
+    raw.trim()
+        .parse::<u16>()
+        .map_err(|_| "the security PIN must be a number from 0 to 65535".to_owned())
+}
+
+async fn ble_pair(
+    cfg: &Config,
+    address: &str,
+    name: String,
+    timeout: std::time::Duration,
+) -> Result<u32, String> {
+    use lockhub::drivers::ble::pair::{pair, PairOptions};
+    use lockhub::drivers::ble::{btle::BtleRadio, keys::FileKeyStore, nuki::keypad::SecurityPin};
+    if !lockhub::config::is_ble_address(address) {
+        return Err(format!("{address}: not a BLE address (54:D2:72:AA:BB:CC)"));
+    }
+    let pin = security_pin()?;
+    let adapter = Some(cfg.ble.adapter.as_str()).filter(|a| !a.is_empty());
+    let radio = BtleRadio::open(adapter).await.map_err(|e| e.to_string())?;
+    let keys = FileKeyStore::new(&cfg.ble.keys_file);
+    let opts = PairOptions {
+        name,
+        security_pin: SecurityPin(pin),
+        timeout,
+    };
+    pair(&radio, address, &keys, &opts)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -84,28 +167,43 @@ fn main() -> ExitCode {
                 config,
                 overrides: raw,
             } => {
-                let ov = match overrides(&raw) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        eprintln!("lockhub: {e}");
-                        return ExitCode::from(EXIT_CONFIG as u8);
-                    }
-                };
-                let cfg = match Config::load(&Sources {
-                    file: Some(config.clone()),
-                    overrides: ov,
-                }) {
+                let cfg = match load(&config, &raw) {
                     Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("lockhub: {}: {e}", config.display());
-                        return ExitCode::from(EXIT_CONFIG as u8);
-                    }
+                    Err(code) => return code,
                 };
                 lockhub::daemon::init_logging(&cfg.log_level);
                 match lockhub::daemon::run(cfg).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!(error = format!("{e:#}"), "lockhub failed");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Ble(BleCommand::Pair {
+                address,
+                config,
+                overrides: raw,
+                name,
+                timeout_secs,
+            }) => {
+                let cfg = match load(&config, &raw) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                lockhub::daemon::init_logging(&cfg.log_level);
+                let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+                match ble_pair(&cfg, &address, name, timeout).await {
+                    Ok(auth_id) => {
+                        println!(
+                            "paired with {address} (authorization {auth_id}); keys in {}",
+                            cfg.ble.keys_file.display()
+                        );
+                        println!("add it under [[ble.locks]] and restart lockhub");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("lockhub ble pair: {e}");
                         ExitCode::FAILURE
                     }
                 }

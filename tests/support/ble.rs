@@ -1,0 +1,226 @@
+#![allow(dead_code)]
+//! The BLE scenario, over any radio: pair with a fake Nuki, then the
+//! seed's group on the Nuki and a simulated Z-Wave-like lock (4-digit keypad)
+//! with `create_random_code`, then a late checkout, then removal at the new
+//! end. Run over the in-process radio (tests/ble_engine.rs) and over btleplug
+//! and a fake BlueZ (tests/ble_bluez.rs), with the same fake lock behind both.
+
+use chrono::{SubsecRound, Utc};
+use lockhub::drivers::ble::fake_lock::FakeNuki;
+use lockhub::drivers::ble::keys::FileKeyStore;
+use lockhub::drivers::ble::link::Radio;
+use lockhub::drivers::ble::nuki::keypad::SecurityPin;
+use lockhub::drivers::ble::pair::{pair, PairOptions};
+use lockhub::drivers::ble::slot_map::SlotMap;
+use lockhub::drivers::ble::{BleConfig, BleDriver, BleLockConfig};
+use lockhub::drivers::sim::{SimDriver, SimLockSpec};
+use lockhub::engine::clock::SystemClock;
+use lockhub::hub::Hub;
+use lockhub::model::Capabilities;
+use lockhub::settings::HubSettings;
+use lockhub::store::Store;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const FRONT: &str = "8e94044d-a4d1-4691-9f7e-e97d3e8a0b73";
+pub const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
+pub const SECURITY_PIN: u16 = 4711;
+
+fn cmd(hub: &Hub, command: &str, mut body: Value) -> Value {
+    body["request_id"] = json!(uuid::Uuid::new_v4().to_string());
+    hub.handle(&[(command, &serde_json::to_vec(&body).unwrap())])
+        .remove(0)
+        .body
+}
+
+async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn nuki_codes(nuki: &Mutex<FakeNuki>) -> Vec<(String, Option<chrono::NaiveDateTime>)> {
+    nuki.lock()
+        .unwrap()
+        .keypad
+        .codes
+        .iter()
+        .map(|e| (format!("{:06}", e.code.code), e.code.window.map(|w| w.1)))
+        .collect()
+}
+
+/// Runs the scenario; `nuki` is the fake lock behind `radio` at `address`.
+pub async fn seed_group_on_nuki_and_zwave_like(
+    radio: Arc<dyn Radio>,
+    address: &str,
+    nuki: Arc<Mutex<FakeNuki>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(FileKeyStore::new(dir.path().join("ble-keys.json")));
+    let opts = PairOptions {
+        name: "lockhub".into(),
+        security_pin: SecurityPin(SECURITY_PIN),
+        timeout: Duration::from_secs(5),
+    };
+    let auth_id = pair(radio.as_ref(), address, keys.as_ref(), &opts)
+        .await
+        .expect("pairing");
+    assert_eq!(nuki.lock().unwrap().pairing.users.len(), 1);
+    println!("paired: authorization {auth_id}");
+
+    let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
+    let shutdown = CancellationToken::new();
+    let settings = HubSettings {
+        set_before_start: chrono::Duration::seconds(1),
+        ..HubSettings::default()
+    };
+    let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone()).unwrap();
+    // A Z-Wave-like lock set to 4-digit codes (as many are), no own scheduling.
+    let zwave_like = Capabilities {
+        supported_code_lengths: vec![4],
+        code_constraints: vec![],
+        max_active_codes_supported: 30,
+        supports_native_scheduling: false,
+        supports_backup_access_code_pool: false,
+        can_program_online_access_codes: true,
+    };
+    let sim = Arc::new(SimDriver::new(
+        vec![SimLockSpec::new(FRONT, "Front door", zwave_like)],
+        Some(hub.event_sink()),
+    ));
+    hub.add_driver(sim.clone()).await.unwrap();
+    let ble = Arc::new(BleDriver::new(
+        BleConfig {
+            locks: vec![BleLockConfig {
+                address: address.into(),
+                device_id: Some(BACK.into()),
+                name: Some("Back door".into()),
+            }],
+            reply_timeout: Duration::from_secs(2),
+            keypad_capacity: 20,
+            ..BleConfig::default()
+        },
+        radio.clone(),
+        keys,
+        SlotMap::open(dir.path().join("ble-slots.json")).unwrap(),
+        Some(hub.event_sink()),
+    ));
+    ble.watch_advertisements();
+    hub.add_driver(ble).await.unwrap();
+    until("both locks read", 20, || {
+        hub.store
+            .read(|tx| {
+                Ok([FRONT, BACK]
+                    .iter()
+                    .all(|d| tx.device(d).ok().flatten().is_some_and(|d| d.slots_known)))
+            })
+            .unwrap()
+    })
+    .await;
+
+    // The seed's request: one guest, front and back door, 4 digits preferred;
+    // the Nuki cannot take 4 digits, so it gets a code of its own.
+    let starts = Utc::now() + chrono::Duration::seconds(2);
+    let ends = starts + chrono::Duration::seconds(5);
+    let r = cmd(
+        &hub,
+        "access_codes/create_multiple",
+        json!({
+            "device_ids": [FRONT, BACK], "name": "Jane's reservation",
+            "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
+            "preferred_code_length": 4,
+            "behavior_when_code_cannot_be_shared": "create_random_code"
+        }),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let codes = r["access_codes"].as_array().unwrap();
+    let front_pin = codes[0]["code"].as_str().unwrap().to_owned();
+    let nuki_pin = codes[1]["code"].as_str().unwrap().to_owned();
+    assert_eq!(front_pin.len(), 4);
+    assert_eq!(nuki_pin.len(), 6);
+    assert!(!nuki_pin.contains('0') && !nuki_pin.starts_with("12"));
+    let key = codes[0]["common_code_key"].as_str().unwrap().to_owned();
+    assert_eq!(codes[1]["common_code_key"], key.as_str());
+    let nuki_code_id = codes[1]["access_code_id"].as_str().unwrap().to_owned();
+
+    assert!(nuki_codes(&nuki).is_empty(), "nothing before the window");
+    let front_has = |pin: &str| {
+        sim.state(FRONT)
+            .unwrap()
+            .slots
+            .values()
+            .any(|c| c.code.expose() == pin)
+    };
+    until("the PINs on both locks", 20, || {
+        front_has(&front_pin) && nuki_codes(&nuki).iter().any(|c| c.0 == nuki_pin)
+    })
+    .await;
+    // The Nuki holds the window itself.
+    let on_nuki = nuki_codes(&nuki);
+    assert_eq!(on_nuki.len(), 1);
+    assert_eq!(on_nuki[0].1, Some(ends.trunc_subsecs(0).naive_utc()));
+    until("status set", 10, || {
+        cmd(
+            &hub,
+            "access_codes/get",
+            json!({"access_code_id": nuki_code_id}),
+        )["access_code"]["status"]
+            == "set"
+    })
+    .await;
+
+    // Late checkout: 5 s more, for the whole stay (both codes, one key).
+    let late = ends + chrono::Duration::seconds(5);
+    let r = cmd(
+        &hub,
+        "access_codes/update_multiple",
+        json!({"common_code_key": key, "ends_at": late.to_rfc3339()}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    until("the Nuki's own window moved", 10, || {
+        nuki_codes(&nuki).first().and_then(|c| c.1) == Some(late.trunc_subsecs(0).naive_utc())
+    })
+    .await;
+    tokio::time::sleep((ends - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1))
+        .await;
+    assert!(front_has(&front_pin), "still on after the old check-out");
+    assert_eq!(
+        nuki_codes(&nuki).len(),
+        1,
+        "still on after the old check-out"
+    );
+
+    until("removal at the new ends_at", 20, || {
+        !front_has(&front_pin) && nuki_codes(&nuki).is_empty()
+    })
+    .await;
+    let removed_at = Utc::now();
+    assert!(removed_at >= late, "not removed before its time");
+    println!(
+        "both removed {} ms after ends_at (includes polling)",
+        (removed_at - late).num_milliseconds()
+    );
+    // Each change carried out once: no add repeated, no stray code left.
+    assert_eq!(
+        sim.state(FRONT).unwrap().applied.len(),
+        2,
+        "one set, one clear"
+    );
+    let sent = nuki.lock().unwrap().commands.clone();
+    let count = |c: u16| sent.iter().filter(|&&x| x == c).count();
+    assert_eq!(count(0x0041), 1, "one add");
+    assert!(
+        count(0x0046) >= 1,
+        "the late checkout updated the lock's window"
+    );
+    assert_eq!(count(0x0047), 1, "one remove");
+    shutdown.cancel();
+    hub.stopped().await;
+}
