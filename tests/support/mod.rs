@@ -1,2 +1,3 @@
 pub mod blackbox;
+pub mod ble;
 pub mod core;
