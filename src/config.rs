@@ -575,6 +575,28 @@ mod tests {
     }
 
     #[test]
+    fn ble_section() {
+        let c = load("[ble]\nenabled = true\nmax_connections = 3\n[[ble.locks]]\naddress = \"54:d2:72:aa:bb:cc\"\nname = \"Back\"\n").unwrap();
+        let d = c.ble.driver_config();
+        assert_eq!(d.max_connections, 3);
+        assert_eq!(d.locks[0].name.as_deref(), Some("Back"));
+        let e = load("[[ble.locks]]\naddress = \"54:D2:72\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ble.locks[0].address"), "{e}");
+        let twice = "[[ble.locks]]\naddress = \"54:D2:72:AA:BB:CC\"\n[[ble.locks]]\naddress = \"54:d2:72:aa:bb:cc\"\n";
+        assert!(load(twice).unwrap_err().to_string().contains("used twice"));
+        let e = load("[ble]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ble.max_connections"), "{e}");
+        let e = load("[ble]\nsecurity_pin = 1234\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("security_pin"), "{e}");
+    }
+
+    #[test]
     fn wrong_types_and_values_are_named() {
         let e = load("[mqtt]\nport = \"many\"\n").unwrap_err().to_string();
         assert!(e.contains("port"), "{e}");

@@ -224,7 +224,7 @@ fn main() -> ExitCode {
             }) {
                 Ok(c) => {
                     println!(
-                        "{}: ok (hub_id {}, {} simulated lock(s), z-wave {})",
+                        "{}: ok (hub_id {}, {} simulated lock(s), z-wave {}, ble {})",
                         file.display(),
                         c.hub_id,
                         c.sim.locks.len(),
@@ -232,6 +232,11 @@ fn main() -> ExitCode {
                             "off"
                         } else {
                             &c.zwave.port
+                        },
+                        if c.ble.enabled {
+                            format!("{} lock(s)", c.ble.locks.len())
+                        } else {
+                            "off".into()
                         }
                     );
                     ExitCode::SUCCESS
