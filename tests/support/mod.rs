@@ -1,3 +1,4 @@
 pub mod blackbox;
 pub mod ble;
 pub mod core;
+pub mod fake_bluez;

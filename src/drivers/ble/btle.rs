@@ -11,7 +11,7 @@ use btleplug::api::{
     Central, CentralEvent, Characteristic, Manager as _, Peripheral as _, ScanFilter,
     ValueNotification, WriteType,
 };
-use btleplug::platform::{Adapter, Manager, Peripheral};
+use btleplug::platform::{Adapter, Manager, Peripheral, PeripheralId};
 use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +23,9 @@ const FIND_POLL: Duration = Duration::from_millis(100);
 pub struct BtleRadio {
     adapter: Adapter,
     seen: broadcast::Sender<String>,
+    /// Peripherals whose connection dropped, so a link ends at once rather
+    /// than at its reply timeout.
+    gone: broadcast::Sender<PeripheralId>,
 }
 
 fn adapter_err(e: btleplug::Error) -> LinkError {
@@ -49,8 +52,13 @@ impl BtleRadio {
             .await
             .map_err(adapter_err)?;
         let (seen, _) = broadcast::channel(64);
-        tokio::spawn(watch(adapter.clone(), events, seen.clone()));
-        Ok(BtleRadio { adapter, seen })
+        let (gone, _) = broadcast::channel(16);
+        tokio::spawn(watch(adapter.clone(), events, seen.clone(), gone.clone()));
+        Ok(BtleRadio {
+            adapter,
+            seen,
+            gone,
+        })
     }
 
     async fn find(&self, address: &str) -> Result<Peripheral, LinkError> {
@@ -66,15 +74,21 @@ impl BtleRadio {
     }
 }
 
-/// Announces the address of every peripheral that advertises.
+/// Announces the address of every peripheral that advertises, and every
+/// dropped connection.
 async fn watch(
     adapter: Adapter,
     mut events: std::pin::Pin<Box<dyn futures::Stream<Item = CentralEvent> + Send>>,
     seen: broadcast::Sender<String>,
+    gone: broadcast::Sender<PeripheralId>,
 ) {
     while let Some(ev) = events.next().await {
         let id = match ev {
             CentralEvent::DeviceDiscovered(id) | CentralEvent::DeviceUpdated(id) => id,
+            CentralEvent::DeviceDisconnected(id) => {
+                let _ = gone.send(id);
+                continue;
+            }
             _ => continue,
         };
         if let Ok(p) = adapter.peripheral(&id).await {
@@ -105,6 +119,7 @@ impl Radio for BtleRadio {
             let _ = p.disconnect().await;
             return Err(LinkError::MissingCharacteristic);
         }
+        let gone = self.gone.subscribe();
         // The stream first, then subscribe: nothing sent after can be missed.
         let notes = p
             .notifications()
@@ -119,6 +134,7 @@ impl Radio for BtleRadio {
             p,
             chars,
             notes: Box::pin(notes),
+            gone,
         }))
     }
 
@@ -131,6 +147,7 @@ struct BtleLink {
     p: Peripheral,
     chars: HashMap<Channel, Characteristic>,
     notes: BoxStream<'static, ValueNotification>,
+    gone: broadcast::Receiver<PeripheralId>,
 }
 
 #[async_trait]
@@ -150,12 +167,24 @@ impl Link for BtleLink {
     }
 
     async fn next_piece(&mut self) -> Result<(Channel, Vec<u8>), LinkError> {
-        while let Some(n) = self.notes.next().await {
-            if let Some(ch) = Channel::from_uuid(n.uuid) {
-                return Ok((ch, n.value));
+        let me = self.p.id();
+        loop {
+            tokio::select! {
+                n = self.notes.next() => match n {
+                    Some(n) => {
+                        if let Some(ch) = Channel::from_uuid(n.uuid) {
+                            return Ok((ch, n.value));
+                        }
+                    }
+                    None => return Err(LinkError::Disconnected),
+                },
+                id = self.gone.recv() => match id {
+                    Ok(id) if id == me => return Err(LinkError::Disconnected),
+                    Err(broadcast::error::RecvError::Closed) => return Err(LinkError::Disconnected),
+                    _ => {}
+                },
             }
         }
-        Err(LinkError::Disconnected)
     }
 
     async fn close(&mut self) {

@@ -1,0 +1,158 @@
+//! The real btleplug path end to end: BtleRadio and `lockhub ble pair` talk
+//! to a fake BlueZ on a private D-Bus bus whose GATT writes are relayed to the
+//! same fake Nuki the other BLE tests use (the engine's scenario over this path is
+//! tests/ble_bluez_engine.rs: one fake BlueZ per test binary). Needs
+//! scripts/test-deps-ble.sh.
+
+mod support;
+
+use lockhub::drivers::ble::btle::BtleRadio;
+use lockhub::drivers::ble::fake_lock::FakeNuki;
+use lockhub::drivers::ble::keys::{FileKeyStore, KeyStore};
+use lockhub::drivers::ble::slot_map::SlotMap;
+use lockhub::drivers::ble::{BleConfig, BleDriver, BleLockConfig};
+use lockhub::drivers::{LockDriver, SlotCode, SlotOp};
+use lockhub::model::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::ble::SECURITY_PIN;
+use support::fake_bluez::{FakeBluez, Reply};
+
+const ADDRESS: &str = "54:D2:72:AA:BB:CC";
+
+/// A fake BlueZ whose device is `nuki`; `drop_next` makes the next keyturner
+/// write's connection drop right after the lock carried it out.
+fn fake_bluez(nuki: Arc<Mutex<FakeNuki>>, drop_next: Arc<AtomicBool>) -> FakeBluez {
+    FakeBluez::start(ADDRESS, move |channel, bytes| {
+        let messages = nuki.lock().unwrap().on_write(channel, bytes);
+        let disconnect = channel == lockhub::drivers::ble::link::Channel::Keyturner
+            && drop_next.swap(false, Ordering::SeqCst);
+        Reply {
+            messages: if disconnect { Vec::new() } else { messages },
+            disconnect,
+        }
+    })
+    .expect("fake BlueZ (run scripts/test-deps-ble.sh)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
+    let nuki = Arc::new(Mutex::new(FakeNuki::new(true, SECURITY_PIN, 20)));
+    let drop_next = Arc::new(AtomicBool::new(false));
+    let bluez = fake_bluez(nuki.clone(), drop_next.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.json");
+    let config = dir.path().join("lockhub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ble]\nenabled = true\nkeys_file = \"{}\"\n[[ble.locks]]\naddress = \"{ADDRESS}\"\n",
+            keys_file.display()
+        ),
+    )
+    .unwrap();
+    let pair = |pin: &str| {
+        let t0 = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
+            .args(["ble", "pair", ADDRESS, "--config"])
+            .arg(&config)
+            .args(["--timeout-secs", "5"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bluez.bus)
+            .env("LOCKHUB_SECURITY_PIN", pin)
+            .env("LOCKHUB__LOG_LEVEL", "trace")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("lockhub ble pair: {:?}", t0.elapsed());
+        (out.status.success(), text)
+    };
+
+    // A wrong security PIN: refused, nothing stored, the PIN not echoed.
+    let (ok, text) = pair("1111");
+    assert!(!ok && text.contains("security PIN"), "{text}");
+    assert!(!text.contains("1111"), "{text}");
+    assert!(!keys_file.exists());
+
+    let (ok, text) = pair(&SECURITY_PIN.to_string());
+    assert!(ok, "{text}\n{}", bluez.log());
+    assert!(!text.contains(&SECURITY_PIN.to_string()), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&keys_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let keys = Arc::new(FileKeyStore::new(&keys_file));
+    let creds = keys.get(ADDRESS).unwrap().expect("stored");
+    let key_hex: String = creds
+        .shared_key
+        .expose()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!text.to_lowercase().contains(&key_hex), "{text}");
+
+    // The driver, over btleplug: a link that drops after the lock carried
+    // out the add is reopened and the add is not repeated.
+    let radio = BtleRadio::open(None).await.expect("adapter");
+    let driver = BleDriver::new(
+        BleConfig {
+            locks: vec![BleLockConfig {
+                address: ADDRESS.into(),
+                device_id: Some("nuki".into()),
+                name: None,
+            }],
+            reply_timeout: Duration::from_millis(500),
+            ..BleConfig::default()
+        },
+        Arc::new(radio),
+        keys,
+        SlotMap::open(dir.path().join("slots.json")).unwrap(),
+        None,
+    );
+    assert_eq!(driver.devices().await.len(), 1);
+    let set = |slot, pin: &str| {
+        SlotOp::Set(SlotCode {
+            slot,
+            code: Pin::new(pin),
+            name: Some("Guest".into()),
+            window: None,
+        })
+    };
+    let t0 = Instant::now();
+    let r = driver
+        .apply("nuki", &[set(1, "345678"), set(2, "456789")])
+        .await;
+    println!("2 adds over btleplug: {:?}", t0.elapsed());
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    // Lose the challenge reply of the next command: the driver reconnects.
+    drop_next.store(true, Ordering::SeqCst);
+    let before = nuki.lock().unwrap().commands.len();
+    let t0 = Instant::now();
+    let r = driver.apply("nuki", &[set(3, "567891")]).await;
+    println!("an add across a dropped link: {:?}", t0.elapsed());
+    assert!(r[0].is_ok(), "{r:?}");
+    let sent = nuki.lock().unwrap().commands[before..].to_vec();
+    assert_eq!(
+        sent,
+        vec![0x0001, 0x0001, 0x0041],
+        "challenge lost with the link, asked again after reconnecting, one add"
+    );
+    let read = driver.read_slots("nuki").await.unwrap();
+    let mut got: Vec<(u32, String)> = read
+        .iter()
+        .map(|s| (s.slot, s.code.expose().to_owned()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (1, "345678".to_owned()),
+            (2, "456789".to_owned()),
+            (3, "567891".to_owned())
+        ]
+    );
+    assert_eq!(nuki.lock().unwrap().keypad.codes.len(), 3);
+}
