@@ -13,10 +13,12 @@ use lockhub::drivers::ble::slot_map::SlotMap;
 use lockhub::drivers::ble::{BleConfig, BleDriver, BleLockConfig};
 use lockhub::drivers::{LockDriver, SlotCode, SlotOp};
 use lockhub::model::Pin;
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::ble::SECURITY_PIN;
+use support::blackbox::{wait_for, Broker, Cloud, Daemon};
+use support::ble::{BACK, FRONT, SECURITY_PIN};
 use support::fake_bluez::{FakeBluez, Reply};
 
 const ADDRESS: &str = "54:D2:72:AA:BB:CC";
@@ -155,4 +157,67 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
         ]
     );
     assert_eq!(nuki.lock().unwrap().keypad.codes.len(), 3);
+
+    drop(driver);
+
+    // The daemon itself, driven over MQTT: the same lock as [[ble.locks]].
+    let broker = Broker::start(dir.path());
+    let extra = format!(
+        "[ble]\nenabled = true\nkeys_file = \"{}\"\nslots_file = \"{}\"\nreply_timeout_ms = 1000\n[[ble.locks]]\naddress = \"{ADDRESS}\"\ndevice_id = \"{BACK}\"\nname = \"Back door\"\n\n[[sim.locks]]\ndevice_id = \"{FRONT}\"\nname = \"Front door\"\nsupported_code_lengths = [4]\n",
+        keys_file.display(),
+        dir.path().join("daemon-slots.json").display()
+    );
+    let mut daemon = Daemon::new(dir.path(), broker.port, &extra);
+    daemon.start();
+    let cloud = Cloud::connect(broker.port, "lockhub/test-hub", "cloud").await;
+    wait_for("hub online", 15, || {
+        cloud
+            .on("status")
+            .into_iter()
+            .find(|s| s["state"] == "online")
+    })
+    .await;
+    cloud
+        .send_json(
+            "access_codes/create_multiple",
+            &json!({
+                "request_id": "r-ble", "device_ids": [FRONT, BACK], "name": "Jane's reservation",
+                "preferred_code_length": 4, "behavior_when_code_cannot_be_shared": "create_random_code"
+            }),
+        )
+        .await;
+    let r = cloud.response("r-ble", 15).await;
+    assert_eq!(r["ok"], true, "{r}\n{}", daemon.log());
+    let nuki_pin = r["access_codes"][1]["code"].as_str().unwrap().to_owned();
+    assert_eq!(nuki_pin.len(), 6);
+    let nuki_code = r["access_codes"][1]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the daemon put the PIN on the Nuki", 20, || {
+        nuki.lock()
+            .unwrap()
+            .keypad
+            .codes
+            .iter()
+            .any(|e| format!("{:06}", e.code.code) == nuki_pin)
+            .then_some(())
+    })
+    .await;
+    wait_for("access_code.set_on_device for the Nuki's code", 20, || {
+        cloud.events().into_iter().find(|e| {
+            e["event_type"] == "access_code.set_on_device"
+                && e["access_code_id"] == nuki_code.as_str()
+        })
+    })
+    .await;
+    // Stranger codes the driver found earlier are left alone.
+    assert_eq!(nuki.lock().unwrap().keypad.codes.len(), 4);
+    let log = daemon.log();
+    assert!(
+        !log.contains(&nuki_pin) && !log.contains(&key_hex),
+        "a secret in the daemon's log"
+    );
+    let (status, took) = daemon.terminate();
+    assert!(status.success(), "{status:?} after {took:?}");
 }
