@@ -283,13 +283,11 @@ impl BleDriver {
         entries: &[KeypadEntry],
     ) -> Result<Vec<SlotCode>, DriverError> {
         let capacity = self.config.keypad_capacity;
-        let bound = self
-            .slots
-            .update(address, |map| {
-                bind_listing(map, entries, capacity, |code| intent(key, code));
-                map.clone()
-            })
-            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        let bound = self.slots.note(address, |map| {
+            bind_listing(map, entries, capacity, |code| intent(key, code));
+            map.clone()
+        });
+        self.flush_slots();
         Ok(entries
             .iter()
             .filter(|e| e.code.enabled)
@@ -349,7 +347,7 @@ impl BleDriver {
                     .find(|e| intent(key, e.code.code) == *earlier)
                 {
                     Some(e) => {
-                        self.bind(address, c.slot, e.id, None)?;
+                        self.bind(address, c.slot, e.id, None);
                         Some(Binding {
                             id: Some(e.id),
                             ours: true,
@@ -373,7 +371,7 @@ impl BleDriver {
             };
             match session.update_code(&entry).await {
                 Ok(()) => {
-                    self.bind(address, c.slot, id, c.window)?;
+                    self.bind(address, c.slot, id, c.window);
                     return Ok(());
                 }
                 // The code was deleted at the lock: add it again.
@@ -397,7 +395,7 @@ impl BleDriver {
         })?;
         match session.add_code(&wanted).await {
             Ok(id) => {
-                self.bind(address, c.slot, id, c.window)?;
+                self.bind(address, c.slot, id, c.window);
                 Ok(())
             }
             Err(SessionError::Lock(NukiError::CodeAlreadyExists)) if retrying => {
@@ -407,7 +405,7 @@ impl BleDriver {
                     return Err(OpError::Link(SessionError::Lock(NukiError::Busy)));
                 };
                 let id = found.id;
-                let stale: Vec<u32> = self.slots.update(address, |m| {
+                let stale: Vec<u32> = self.slots.note(address, |m| {
                     let stale: Vec<u32> = m
                         .iter()
                         .filter(|(s, b)| b.id == Some(id) && **s != c.slot && !b.ours)
@@ -417,7 +415,7 @@ impl BleDriver {
                         m.remove(s);
                     }
                     stale
-                })?;
+                });
                 for slot in stale {
                     self.emit(LockEvent::SlotChanged {
                         device_id: self.device_of(address).unwrap_or_default(),
@@ -431,12 +429,12 @@ impl BleDriver {
                         code: wanted.clone(),
                     })
                     .await?;
-                self.bind(address, c.slot, id, c.window)?;
+                self.bind(address, c.slot, id, c.window);
                 Ok(())
             }
             Err(SessionError::Lock(e)) => {
                 // A clear refusal: nothing was added.
-                self.slots.update(address, |m| m.remove(&c.slot))?;
+                self.slots.note(address, |m| m.remove(&c.slot));
                 Err(OpError::Final(e.into()))
             }
             // Unknown outcome: keep the intent so the retry can find the code.
@@ -473,18 +471,13 @@ impl BleDriver {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.slots.update(address, |m| m.remove(&slot))?;
+        self.slots.note(address, |m| m.remove(&slot));
         Ok(())
     }
 
-    fn bind(
-        &self,
-        address: &str,
-        slot: u32,
-        id: u16,
-        window: Option<TimeWindow>,
-    ) -> Result<(), OpError> {
-        self.slots.update(address, |m| {
+    /// Records where a code now sits (rebuilt by a listing if lost in a crash).
+    fn bind(&self, address: &str, slot: u32, id: u16, window: Option<TimeWindow>) {
+        self.slots.note(address, |m| {
             m.insert(
                 slot,
                 Binding {
@@ -494,8 +487,14 @@ impl BleDriver {
                     intent: None,
                 },
             )
-        })?;
-        Ok(())
+        });
+    }
+
+    /// Writes what the batch noted; the intents are already on disk.
+    fn flush_slots(&self) {
+        if let Err(e) = self.slots.flush() {
+            tracing::warn!(error = %e, "the BLE slot map will be rebuilt from the locks");
+        }
     }
 
     fn emit(&self, e: LockEvent) {
@@ -691,6 +690,7 @@ impl LockDriver for BleDriver {
         if let Some(c) = conn {
             c.session.close().await;
         }
+        self.flush_slots();
         results
     }
 }

@@ -6,13 +6,16 @@
 //! add it records an *intent* (an HMAC of the code under the lock's shared
 //! key, so the file never holds a PIN): if lockhub dies before the reply, the
 //! next listing finds the code the intent names and binds it to its slot
-//! instead of taking it for a stranger's.
+//! instead of taking it for a stranger's. Only intents must be on disk before
+//! the radio acts; other changes ([`SlotMap::note`]) are written with the next
+//! intent or [`SlotMap::flush`], since a listing can always rebuild them.
 
 use crate::model::TimeWindow;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 /// One slot of one lock.
@@ -44,6 +47,8 @@ pub struct SlotMapError {
 pub struct SlotMap {
     path: Option<PathBuf>,
     locks: Mutex<BTreeMap<String, Slots>>,
+    /// Changes not yet written.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl SlotMap {
@@ -52,6 +57,7 @@ impl SlotMap {
         SlotMap {
             path: None,
             locks: Mutex::new(BTreeMap::new()),
+            dirty: false.into(),
         }
     }
 
@@ -69,6 +75,7 @@ impl SlotMap {
         Ok(SlotMap {
             path: Some(path),
             locks: Mutex::new(locks),
+            dirty: false.into(),
         })
     }
 
@@ -82,23 +89,54 @@ impl SlotMap {
             .unwrap_or_default()
     }
 
-    /// Changes one lock's bindings and writes the file before returning.
+    /// Changes one lock's bindings and writes the file (with any noted
+    /// change) before returning.
     pub fn update<T>(
         &self,
         address: &str,
         f: impl FnOnce(&mut BTreeMap<u32, Binding>) -> T,
     ) -> Result<T, SlotMapError> {
         let mut locks = self.locks.lock().unwrap();
-        let before = locks.get(address).cloned();
-        let slots = locks.entry(address.to_owned()).or_default();
-        let out = f(slots);
-        if Some(&*slots) != before.as_ref() {
-            if slots.is_empty() {
-                locks.remove(address);
-            }
+        let (out, changed) = Self::change(&mut locks, address, f);
+        if changed || self.dirty.load(Ordering::SeqCst) {
             self.save(&locks)?;
         }
         Ok(out)
+    }
+
+    /// Changes one lock's bindings in memory; the file follows at the next
+    /// [`update`](Self::update) or [`flush`](Self::flush).
+    pub fn note<T>(&self, address: &str, f: impl FnOnce(&mut BTreeMap<u32, Binding>) -> T) -> T {
+        let mut locks = self.locks.lock().unwrap();
+        let (out, changed) = Self::change(&mut locks, address, f);
+        if changed {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        out
+    }
+
+    /// Writes noted changes.
+    pub fn flush(&self) -> Result<(), SlotMapError> {
+        let locks = self.locks.lock().unwrap();
+        if self.dirty.load(Ordering::SeqCst) {
+            self.save(&locks)?;
+        }
+        Ok(())
+    }
+
+    fn change<T>(
+        locks: &mut BTreeMap<String, Slots>,
+        address: &str,
+        f: impl FnOnce(&mut BTreeMap<u32, Binding>) -> T,
+    ) -> (T, bool) {
+        let before = locks.get(address).cloned();
+        let slots = locks.entry(address.to_owned()).or_default();
+        let out = f(slots);
+        let changed = Some(&*slots) != before.as_ref();
+        if slots.is_empty() {
+            locks.remove(address);
+        }
+        (out, changed)
     }
 
     fn save(&self, locks: &BTreeMap<String, Slots>) -> Result<(), SlotMapError> {
@@ -115,6 +153,7 @@ impl SlotMap {
             .map_err(err)?;
         f.sync_all().map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)?;
+        self.dirty.store(false, Ordering::SeqCst);
         if let Some(dir) = path.parent() {
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
@@ -147,7 +186,9 @@ mod tests {
         .unwrap();
         let again = SlotMap::open(&path).unwrap();
         assert_eq!(again.slots("AA")[&3].id, Some(7));
-        again.update("AA", |s| s.clear()).unwrap();
+        again.note("AA", |s| s.clear());
+        assert_eq!(SlotMap::open(&path).unwrap().slots("AA").len(), 1, "noted only");
+        again.flush().unwrap();
         assert!(SlotMap::open(&path).unwrap().slots("AA").is_empty());
     }
 }
