@@ -170,6 +170,8 @@ pub struct BleSection {
     pub reply_timeout_ms: u64,
     /// Codes a Nuki keypad holds (the lock has no command that tells).
     pub keypad_capacity: u32,
+    /// Keep a connection this long after a batch (0: close at once).
+    pub linger_ms: u64,
     pub locks: Vec<BleLockSection>,
 }
 
@@ -193,6 +195,7 @@ impl Default for BleSection {
             connect_timeout_ms: d.connect_timeout.as_millis() as u64,
             reply_timeout_ms: d.reply_timeout.as_millis() as u64,
             keypad_capacity: d.keypad_capacity,
+            linger_ms: d.linger.as_millis() as u64,
             locks: Vec::new(),
         }
     }
@@ -216,6 +219,7 @@ impl BleSection {
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             reply_timeout: Duration::from_millis(self.reply_timeout_ms),
             keypad_capacity: self.keypad_capacity,
+            linger: Duration::from_millis(self.linger_ms),
         }
     }
 }

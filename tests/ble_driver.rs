@@ -55,6 +55,7 @@ fn config(n: usize, capacity: u32) -> BleConfig {
         connect_timeout: Duration::from_millis(500),
         reply_timeout: Duration::from_millis(30),
         keypad_capacity: capacity,
+        linger: Duration::from_millis(200),
     }
 }
 
@@ -539,4 +540,45 @@ fn no_secret_in_any_log_line() {
     ] {
         assert!(!logs.contains(secret), "a secret in the logs");
     }
+}
+
+#[tokio::test]
+async fn a_lingering_connection_serves_the_next_batch() {
+    let rig = Rig::new(3, 10, 9).await;
+    let before = rig.radio.connects();
+    rig.driver.apply("nuki-0", &[set(1, "345678", None)]).await;
+    rig.driver.apply("nuki-0", &[set(2, "456789", None)]).await;
+    assert_eq!(
+        rig.radio.connects(),
+        before + 1,
+        "one connect for both batches"
+    );
+    // Two other locks need the adapter (2 links): the idle one gives way.
+    rig.driver.apply("nuki-1", &[set(1, "345678", None)]).await;
+    rig.driver.apply("nuki-2", &[set(1, "345678", None)]).await;
+    assert!(rig.radio.max_concurrent() <= 2);
+    // After the linger it is closed; the next batch connects again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rig.radio.connects();
+    rig.driver
+        .apply("nuki-2", &[SlotOp::Clear { slot: 1 }])
+        .await;
+    assert_eq!(rig.radio.connects(), before + 1);
+}
+
+#[tokio::test]
+async fn a_changed_code_is_found_after_a_crash() {
+    let mut rig = Rig::new(1, 10, 12).await;
+    assert_eq!(
+        rig.driver.apply("nuki-0", &[set(4, "345678", None)]).await,
+        vec![Ok(())]
+    );
+    assert_eq!(
+        rig.driver.apply("nuki-0", &[set(4, "456789", None)]).await,
+        vec![Ok(())]
+    );
+    // "Killed" at once: nothing lingers long enough to write the map.
+    rig.restart(1, 10);
+    let read = read_map(&rig.driver.read_slots("nuki-0").await.unwrap());
+    assert_eq!(read, BTreeMap::from([(4, "456789".into())]));
 }

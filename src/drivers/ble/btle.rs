@@ -135,6 +135,7 @@ impl Radio for BtleRadio {
             chars,
             notes: Box::pin(notes),
             gone,
+            closed: false,
         }))
     }
 
@@ -148,6 +149,22 @@ struct BtleLink {
     chars: HashMap<Channel, Characteristic>,
     notes: BoxStream<'static, ValueNotification>,
     gone: broadcast::Receiver<PeripheralId>,
+    closed: bool,
+}
+
+impl Drop for BtleLink {
+    /// A link dropped without `close` still lets the lock go.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let p = self.p.clone();
+            rt.spawn(async move {
+                let _ = p.disconnect().await;
+            });
+        }
+    }
 }
 
 #[async_trait]
@@ -188,6 +205,7 @@ impl Link for BtleLink {
     }
 
     async fn close(&mut self) {
+        self.closed = true;
         for c in self.chars.values() {
             let _ = self.p.unsubscribe(c).await;
         }

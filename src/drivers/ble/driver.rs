@@ -17,7 +17,7 @@ use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, Sl
 use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow};
 use async_trait::async_trait;
 use chrono::{NaiveDateTime, SubsecRound};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -42,6 +42,10 @@ pub struct BleConfig {
     pub reply_timeout: Duration,
     /// Codes the keypad holds (the Nuki API has no command to ask).
     pub keypad_capacity: u32,
+    /// How long a connection stays open after a batch, so the engine's next
+    /// batch for the same lock skips the connect. Given up at once when
+    /// another lock needs the adapter.
+    pub linger: Duration,
 }
 
 impl Default for BleConfig {
@@ -52,6 +56,7 @@ impl Default for BleConfig {
             connect_timeout: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(3),
             keypad_capacity: 100,
+            linger: Duration::from_millis(500),
         }
     }
 }
@@ -84,12 +89,21 @@ struct LockEntry {
 pub struct BleDriver {
     radio: Arc<dyn Radio>,
     keys: Arc<dyn KeyStore>,
-    slots: SlotMap,
+    slots: Arc<SlotMap>,
     config: BleConfig,
     locks: Vec<LockEntry>,
     online: Mutex<HashMap<String, bool>>,
     permits: Arc<Semaphore>,
+    /// Connections kept open after a batch, by device id.
+    idle: Arc<Mutex<HashMap<String, Parked>>>,
+    /// Tells parked connections apart, so a reaper closes only its own.
+    parkings: std::sync::atomic::AtomicU64,
     events: Option<EventSink>,
+}
+
+struct Parked {
+    conn: Conn,
+    ticket: u64,
 }
 
 /// An open session that holds its adapter permit until dropped.
@@ -162,11 +176,13 @@ impl BleDriver {
         BleDriver {
             radio,
             keys,
-            slots,
+            slots: Arc::new(slots),
             permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
             config,
             locks,
             online: Mutex::new(HashMap::new()),
+            idle: Arc::new(Mutex::new(HashMap::new())),
+            parkings: 0.into(),
             events,
         }
     }
@@ -246,13 +262,33 @@ impl BleDriver {
     }
 
     async fn open(&self, lock: &LockEntry) -> Result<Conn, DriverError> {
+        let parked = self.idle.lock().unwrap().remove(&lock.device_id);
+        if let Some(p) = parked {
+            return Ok(p.conn);
+        }
         let creds = self.credentials(&lock.address)?;
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| DriverError::Failed("the driver is stopping".into()))?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Every link is taken: give up the longest-idle one, if any.
+                let oldest = {
+                    let mut idle = self.idle.lock().unwrap();
+                    let key = idle
+                        .iter()
+                        .min_by_key(|(_, p)| p.ticket)
+                        .map(|(k, _)| k.clone());
+                    key.and_then(|k| idle.remove(&k))
+                };
+                if let Some(p) = oldest {
+                    p.conn.session.close().await;
+                }
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| DriverError::Failed("the driver is stopping".into()))?
+            }
+        };
         let link = tokio::time::timeout(
             self.config.connect_timeout,
             self.radio.connect(&lock.address),
@@ -273,6 +309,90 @@ impl BleDriver {
                 Err(DriverError::Offline)
             }
         }
+    }
+
+    /// Puts on disk, in one write, the intents of the batch's adds into empty
+    /// slots (an add into an occupied slot writes its own). Returns the slots
+    /// whose same intent was there already (an earlier attempt whose outcome
+    /// is unknown) and those announced now.
+    fn write_intents(
+        &self,
+        address: &str,
+        key: &SharedKey,
+        ops: &[SlotOp],
+    ) -> Result<(HashSet<u32>, HashSet<u32>), super::slot_map::SlotMapError> {
+        self.slots.update(address, |m| {
+            let (mut earlier, mut announced) = (HashSet::new(), HashSet::new());
+            for c in ops.iter().filter_map(|op| match op {
+                SlotOp::Set(c) => Some(c),
+                SlotOp::Clear { .. } => None,
+            }) {
+                let Ok(code) = keypad::pin_to_code(&c.code) else {
+                    continue;
+                };
+                let mark = intent(key, code);
+                match m.get(&c.slot) {
+                    None => {
+                        announced.insert(c.slot);
+                        m.insert(
+                            c.slot,
+                            Binding {
+                                id: None,
+                                ours: true,
+                                window: c.window,
+                                intent: Some(mark),
+                            },
+                        );
+                    }
+                    Some(b) if b.id.is_none() && b.intent.as_deref() == Some(mark.as_str()) => {
+                        earlier.insert(c.slot);
+                    }
+                    Some(_) => {}
+                }
+            }
+            (earlier, announced)
+        })
+    }
+
+    /// Keeps a connection open for `linger` after a batch, then closes it.
+    async fn park(&self, lock: &LockEntry, conn: Conn) {
+        if self.config.linger.is_zero() {
+            conn.session.close().await;
+            self.flush_slots();
+            return;
+        }
+        let ticket = self
+            .parkings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.idle
+            .lock()
+            .unwrap()
+            .insert(lock.device_id.clone(), Parked { conn, ticket });
+        // Weak: a dropped driver leaves nothing behind that writes.
+        let idle = Arc::downgrade(&self.idle);
+        let slots = Arc::downgrade(&self.slots);
+        let device = lock.device_id.clone();
+        let linger = self.config.linger;
+        tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            let (Some(idle), Some(slots)) = (idle.upgrade(), slots.upgrade()) else {
+                return;
+            };
+            let mine = {
+                let mut idle = idle.lock().unwrap();
+                match idle.get(&device) {
+                    Some(p) if p.ticket == ticket => idle.remove(&device),
+                    _ => None,
+                }
+            };
+            if let Some(p) = mine {
+                p.conn.session.close().await;
+            }
+            // What the batches noted rides with the next intent, or goes now.
+            if let Err(e) = slots.flush() {
+                tracing::warn!(error = %e, "the BLE slot map will be rebuilt from the locks");
+            }
+        });
     }
 
     /// Binds a fresh listing of the lock's codes to slots and reports them.
@@ -309,9 +429,10 @@ impl BleDriver {
         address: &str,
         key: &SharedKey,
         op: &SlotOp,
+        tried_before: bool,
     ) -> Result<(), OpError> {
         match op {
-            SlotOp::Set(c) => self.set(session, address, key, c).await,
+            SlotOp::Set(c) => self.set(session, address, key, c, tried_before).await,
             SlotOp::Clear { slot } => self.clear(session, address, key, *slot).await,
         }
     }
@@ -322,6 +443,7 @@ impl BleDriver {
         address: &str,
         key: &SharedKey,
         c: &SlotCode,
+        tried_before: bool,
     ) -> Result<(), OpError> {
         let code = keypad::pin_to_code(&c.code)?;
         let wanted = KeypadCode {
@@ -369,6 +491,9 @@ impl BleDriver {
                 id,
                 code: wanted.clone(),
             };
+            // Once the code changes, only the binding (not the intent) can
+            // find it after a crash: it must be on disk first.
+            self.slots.flush()?;
             match session.update_code(&entry).await {
                 Ok(()) => {
                     self.bind(address, c.slot, id, c.window);
@@ -379,9 +504,10 @@ impl BleDriver {
                 Err(e) => return Err(e.into()),
             }
         }
-        let retrying = before
-            .as_ref()
-            .is_some_and(|b| b.id.is_none() && b.intent.as_deref() == Some(mark.as_str()));
+        let retrying = tried_before
+            && before
+                .as_ref()
+                .is_some_and(|b| b.id.is_none() && b.intent.as_deref() == Some(mark.as_str()));
         self.slots.update(address, |m| {
             m.insert(
                 c.slot,
@@ -639,11 +765,19 @@ impl LockDriver for BleDriver {
         for _ in 0..2 {
             let mut conn = self.open(lock).await?;
             let listed = conn.session.list_codes().await;
-            conn.session.close().await;
             match listed {
-                Ok(entries) => return self.absorb_listing(&lock.address, &key, &entries),
-                Err(SessionError::Lock(e)) => return Err(e.into()),
-                Err(e) => last = e.into(),
+                Ok(entries) => {
+                    self.park(lock, conn).await;
+                    return self.absorb_listing(&lock.address, &key, &entries);
+                }
+                Err(SessionError::Lock(e)) => {
+                    self.park(lock, conn).await;
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    conn.session.close().await;
+                    last = e.into();
+                }
             }
         }
         Err(last)
@@ -663,15 +797,27 @@ impl LockDriver for BleDriver {
             Ok(c) => Some(c),
             Err(e) => return vec![Err(e); ops.len()],
         };
+        let (earlier, announced) = match self.write_intents(&lock.address, &key, ops) {
+            Ok(x) => x,
+            Err(e) => {
+                let e = DriverError::Failed(e.to_string());
+                return vec![Err(e); ops.len()];
+            }
+        };
         let mut reconnected = false;
         let mut results = Vec::with_capacity(ops.len());
+        let mut untried = Vec::new();
         for op in ops {
+            let before = earlier.contains(&op.slot());
             let mut result = match conn.as_mut() {
                 Some(c) => {
-                    self.apply_one(&mut c.session, &lock.address, &key, op)
+                    self.apply_one(&mut c.session, &lock.address, &key, op, before)
                         .await
                 }
-                None => Err(OpError::Final(DriverError::Offline)),
+                None => {
+                    untried.push(op.slot());
+                    Err(OpError::Final(DriverError::Offline))
+                }
             };
             if matches!(result, Err(OpError::Link(_))) && !reconnected {
                 reconnected = true;
@@ -681,16 +827,23 @@ impl LockDriver for BleDriver {
                 conn = self.open(lock).await.ok();
                 if let Some(c) = conn.as_mut() {
                     result = self
-                        .apply_one(&mut c.session, &lock.address, &key, op)
+                        .apply_one(&mut c.session, &lock.address, &key, op, true)
                         .await;
                 }
             }
             results.push(result.map_err(DriverError::from));
         }
+        // Intents of adds never sent would make a later "code exists" look like ours.
+        self.slots.note(&lock.address, |m| {
+            for slot in untried.iter().filter(|s| announced.contains(s)) {
+                m.remove(slot);
+            }
+        });
         if let Some(c) = conn {
-            c.session.close().await;
+            self.park(lock, c).await;
+        } else {
+            self.flush_slots();
         }
-        self.flush_slots();
         results
     }
 }

@@ -128,6 +128,7 @@ impl Radio for MemoryRadio {
         self.inner.max_active.fetch_max(now, Ordering::SeqCst);
         Ok(Box::new(MemoryLink {
             radio: self.clone(),
+            address: address.to_owned(),
             lock,
             inbox: VecDeque::new(),
             open: true,
@@ -141,6 +142,7 @@ impl Radio for MemoryRadio {
 
 struct MemoryLink {
     radio: MemoryRadio,
+    address: String,
     lock: Arc<Mutex<FakeNuki>>,
     inbox: VecDeque<(Channel, Vec<u8>)>,
     open: bool,
@@ -165,6 +167,16 @@ impl Drop for MemoryLink {
 #[async_trait]
 impl Link for MemoryLink {
     async fn write(&mut self, channel: Channel, bytes: &[u8]) -> Result<(), LinkError> {
+        let gone = self
+            .radio
+            .inner
+            .out_of_range
+            .lock()
+            .unwrap()
+            .contains(&self.address);
+        if gone {
+            self.drop_connection();
+        }
         if !self.open {
             return Err(LinkError::Disconnected);
         }

@@ -89,8 +89,8 @@ impl SlotMap {
             .unwrap_or_default()
     }
 
-    /// Changes one lock's bindings and writes the file (with any noted
-    /// change) before returning.
+    /// Changes one lock's bindings and, if that changed anything, writes the
+    /// file (noted changes included) before returning.
     pub fn update<T>(
         &self,
         address: &str,
@@ -98,7 +98,7 @@ impl SlotMap {
     ) -> Result<T, SlotMapError> {
         let mut locks = self.locks.lock().unwrap();
         let (out, changed) = Self::change(&mut locks, address, f);
-        if changed || self.dirty.load(Ordering::SeqCst) {
+        if changed {
             self.save(&locks)?;
         }
         Ok(out)
@@ -187,7 +187,11 @@ mod tests {
         let again = SlotMap::open(&path).unwrap();
         assert_eq!(again.slots("AA")[&3].id, Some(7));
         again.note("AA", |s| s.clear());
-        assert_eq!(SlotMap::open(&path).unwrap().slots("AA").len(), 1, "noted only");
+        assert_eq!(
+            SlotMap::open(&path).unwrap().slots("AA").len(),
+            1,
+            "noted only"
+        );
         again.flush().unwrap();
         assert!(SlotMap::open(&path).unwrap().slots("AA").is_empty());
     }
