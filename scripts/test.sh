@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lockhub's test command: installs what the tests need when missing, then runs
 # every test (unit, property, scenario, black-box against a real Mosquitto,
-# Z-Wave against the zwave-js mock). Benchmarks are separate (see README).
+# Z-Wave against the zwave-js mock, BLE through btleplug and a fake BlueZ).
+# Benchmarks are separate (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
