@@ -170,13 +170,7 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
     let mut daemon = Daemon::new(dir.path(), broker.port, &extra);
     daemon.start();
     let cloud = Cloud::connect(broker.port, "lockhub/test-hub", "cloud").await;
-    wait_for("hub online", 15, || {
-        cloud
-            .on("status")
-            .into_iter()
-            .find(|s| s["state"] == "online")
-    })
-    .await;
+    cloud.wait_online().await;
     cloud
         .send_json(
             "access_codes/create_multiple",

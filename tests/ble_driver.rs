@@ -3,6 +3,8 @@
 //! radio faults (property-tested), busy and out-of-range locks, the
 //! per-adapter connection limit, and no secret in any log line.
 
+mod support;
+
 use chrono::{Duration as Cd, SubsecRound, Utc};
 use lockhub::drivers::ble::fake_lock::FakeNuki;
 use lockhub::drivers::ble::keys::{FileKeyStore, KeyStore};
@@ -491,24 +493,7 @@ proptest! {
 
 #[test]
 fn no_secret_in_any_log_line() {
-    #[derive(Clone, Default)]
-    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = support::realtime::Capture::start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -526,7 +511,7 @@ fn no_secret_in_any_log_line() {
         rig.driver.apply("nuki-0", &[set(1, "345678", None)]).await;
         rig.keys.get(&address(0)).unwrap().unwrap().shared_key
     });
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("paired with the nuki"),
         "logging works: {logs}"

@@ -16,13 +16,7 @@ async fn setup(extra_locks: usize, latency_ms: u64) -> (tempfile::TempDir, Broke
     let mut daemon = Daemon::new(dir.path(), broker.port, &sim_locks(extra_locks, latency_ms));
     daemon.start();
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
-    wait_for("hub online", 15, || {
-        cloud
-            .on("status")
-            .into_iter()
-            .find(|s| s["state"] == "online")
-    })
-    .await;
+    cloud.wait_online().await;
     (dir, broker, daemon, cloud)
 }
 

@@ -3,6 +3,8 @@
 //! PIN in the right slot of each mock lock; late checkout keeps it there; the
 //! new check-out removes it. Needs scripts/test-deps-zwave.sh.
 
+mod support;
+
 use chrono::Utc;
 use lockhub::drivers::zwave::testing::MockController;
 use lockhub::drivers::zwave::{LockConfig, ZwaveConfig, ZwaveDriver};
@@ -13,28 +15,11 @@ use lockhub::store::Store;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use support::realtime::{cmd, until, until_read};
 use tokio_util::sync::CancellationToken;
 
 const FRONT: &str = "8e94044d-a4d1-4691-9f7e-e97d3e8a0b73";
 const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
-
-fn cmd(hub: &Hub, command: &str, mut body: Value) -> Value {
-    body["request_id"] = json!(uuid::Uuid::new_v4().to_string());
-    hub.handle(&[(command, &serde_json::to_vec(&body).unwrap())])
-        .remove(0)
-        .body
-}
-
-async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
@@ -71,16 +56,7 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
         "interviews end"
     );
     hub.add_driver(driver.clone()).await.unwrap();
-    until("both locks known", 20, async || {
-        hub.store
-            .read(|tx| {
-                Ok([FRONT, BACK]
-                    .iter()
-                    .all(|d| tx.device(d).ok().flatten().is_some_and(|d| d.slots_known)))
-            })
-            .unwrap()
-    })
-    .await;
+    until_read(&hub, &[FRONT, BACK]).await;
 
     // The seed's request, with a window that opens in 2 s and closes in 8 s.
     let starts = Utc::now() + chrono::Duration::seconds(2);

@@ -264,6 +264,16 @@ impl Cloud {
         }
     }
 
+    /// Waits for the daemon's retained `online` status.
+    pub async fn wait_online(&self) {
+        wait_for("hub online", 15, || {
+            self.on("status")
+                .into_iter()
+                .find(|s| s["state"] == "online")
+        })
+        .await;
+    }
+
     pub async fn send(&self, command: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(

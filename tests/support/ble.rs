@@ -5,6 +5,7 @@
 //! end. Run over the in-process radio (tests/ble_engine.rs) and over btleplug
 //! and a fake BlueZ (tests/ble_bluez.rs), with the same fake lock behind both.
 
+use super::realtime::{cmd, until, until_read};
 use chrono::{SubsecRound, Utc};
 use lockhub::drivers::ble::fake_lock::FakeNuki;
 use lockhub::drivers::ble::keys::FileKeyStore;
@@ -19,7 +20,7 @@ use lockhub::hub::Hub;
 use lockhub::model::Capabilities;
 use lockhub::settings::HubSettings;
 use lockhub::store::Store;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -27,24 +28,6 @@ use tokio_util::sync::CancellationToken;
 pub const FRONT: &str = "8e94044d-a4d1-4691-9f7e-e97d3e8a0b73";
 pub const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
 pub const SECURITY_PIN: u16 = 4711;
-
-fn cmd(hub: &Hub, command: &str, mut body: Value) -> Value {
-    body["request_id"] = json!(uuid::Uuid::new_v4().to_string());
-    hub.handle(&[(command, &serde_json::to_vec(&body).unwrap())])
-        .remove(0)
-        .body
-}
-
-async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn nuki_codes(nuki: &Mutex<FakeNuki>) -> Vec<(String, Option<chrono::NaiveDateTime>)> {
     nuki.lock()
@@ -114,16 +97,7 @@ pub async fn seed_group_on_nuki_and_zwave_like(
     ));
     ble.watch_advertisements();
     hub.add_driver(ble).await.unwrap();
-    until("both locks read", 20, || {
-        hub.store
-            .read(|tx| {
-                Ok([FRONT, BACK]
-                    .iter()
-                    .all(|d| tx.device(d).ok().flatten().is_some_and(|d| d.slots_known)))
-            })
-            .unwrap()
-    })
-    .await;
+    until_read(&hub, &[FRONT, BACK]).await;
 
     // The seed's request: one guest, front and back door, 4 digits preferred;
     // the Nuki cannot take 4 digits, so it gets a code of its own.
@@ -158,7 +132,7 @@ pub async fn seed_group_on_nuki_and_zwave_like(
             .values()
             .any(|c| c.code.expose() == pin)
     };
-    until("the PINs on both locks", 20, || {
+    until("the PINs on both locks", 20, async || {
         front_has(&front_pin) && nuki_codes(&nuki).iter().any(|c| c.0 == nuki_pin)
     })
     .await;
@@ -166,7 +140,7 @@ pub async fn seed_group_on_nuki_and_zwave_like(
     let on_nuki = nuki_codes(&nuki);
     assert_eq!(on_nuki.len(), 1);
     assert_eq!(on_nuki[0].1, Some(ends.trunc_subsecs(0).naive_utc()));
-    until("status set", 10, || {
+    until("status set", 10, async || {
         cmd(
             &hub,
             "access_codes/get",
@@ -184,7 +158,7 @@ pub async fn seed_group_on_nuki_and_zwave_like(
         json!({"common_code_key": key, "ends_at": late.to_rfc3339()}),
     );
     assert_eq!(r["ok"], true, "{r}");
-    until("the Nuki's own window moved", 10, || {
+    until("the Nuki's own window moved", 10, async || {
         nuki_codes(&nuki).first().and_then(|c| c.1) == Some(late.trunc_subsecs(0).naive_utc())
     })
     .await;
@@ -197,7 +171,7 @@ pub async fn seed_group_on_nuki_and_zwave_like(
         "still on after the old check-out"
     );
 
-    until("removal at the new ends_at", 20, || {
+    until("removal at the new ends_at", 20, async || {
         !front_has(&front_pin) && nuki_codes(&nuki).is_empty()
     })
     .await;

@@ -2,3 +2,4 @@ pub mod blackbox;
 pub mod ble;
 pub mod core;
 pub mod fake_bluez;
+pub mod realtime;

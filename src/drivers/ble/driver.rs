@@ -334,15 +334,7 @@ impl BleDriver {
                 match m.get(&c.slot) {
                     None => {
                         announced.insert(c.slot);
-                        m.insert(
-                            c.slot,
-                            Binding {
-                                id: None,
-                                ours: true,
-                                window: c.window,
-                                intent: Some(mark),
-                            },
-                        );
+                        m.insert(c.slot, Binding::intended(mark, c.window));
                     }
                     Some(b) if b.id.is_none() && b.intent.as_deref() == Some(mark.as_str()) => {
                         earlier.insert(c.slot);
@@ -470,12 +462,7 @@ impl BleDriver {
                 {
                     Some(e) => {
                         self.bind(address, c.slot, e.id, None);
-                        Some(Binding {
-                            id: Some(e.id),
-                            ours: true,
-                            window: None,
-                            intent: None,
-                        })
+                        Some(Binding::bound(e.id, None))
                     }
                     None => None,
                 };
@@ -509,15 +496,7 @@ impl BleDriver {
                 .as_ref()
                 .is_some_and(|b| b.id.is_none() && b.intent.as_deref() == Some(mark.as_str()));
         self.slots.update(address, |m| {
-            m.insert(
-                c.slot,
-                Binding {
-                    id: None,
-                    ours: true,
-                    window: c.window,
-                    intent: Some(mark.clone()),
-                },
-            )
+            m.insert(c.slot, Binding::intended(mark.clone(), c.window))
         })?;
         match session.add_code(&wanted).await {
             Ok(id) => {
@@ -603,17 +582,8 @@ impl BleDriver {
 
     /// Records where a code now sits (rebuilt by a listing if lost in a crash).
     fn bind(&self, address: &str, slot: u32, id: u16, window: Option<TimeWindow>) {
-        self.slots.note(address, |m| {
-            m.insert(
-                slot,
-                Binding {
-                    id: Some(id),
-                    ours: true,
-                    window,
-                    intent: None,
-                },
-            )
-        });
+        self.slots
+            .note(address, |m| m.insert(slot, Binding::bound(id, window)));
     }
 
     /// Writes what the batch noted; the intents are already on disk.

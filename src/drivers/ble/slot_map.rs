@@ -34,6 +34,28 @@ pub struct Binding {
     pub intent: Option<String>,
 }
 
+impl Binding {
+    /// lockhub's code with the lock's id `id`.
+    pub fn bound(id: u16, window: Option<TimeWindow>) -> Binding {
+        Binding {
+            id: Some(id),
+            ours: true,
+            window,
+            intent: None,
+        }
+    }
+
+    /// An add of lockhub's whose outcome is not known yet.
+    pub fn intended(intent: String, window: Option<TimeWindow>) -> Binding {
+        Binding {
+            id: None,
+            ours: true,
+            window,
+            intent: Some(intent),
+        }
+    }
+}
+
 type Slots = BTreeMap<u32, Binding>;
 
 #[derive(Debug, thiserror::Error)]
@@ -172,18 +194,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slots.json");
         let m = SlotMap::open(&path).unwrap();
-        m.update("AA", |s| {
-            s.insert(
-                3,
-                Binding {
-                    id: Some(7),
-                    ours: true,
-                    window: None,
-                    intent: None,
-                },
-            )
-        })
-        .unwrap();
+        m.update("AA", |s| s.insert(3, Binding::bound(7, None)))
+            .unwrap();
         let again = SlotMap::open(&path).unwrap();
         assert_eq!(again.slots("AA")[&3].id, Some(7));
         again.note("AA", |s| s.clear());
