@@ -491,6 +491,45 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+    /// Pairing over a faulty radio either ends with keys that work or with
+    /// an error and nothing stored; never with keys the lock does not know.
+    #[test]
+    fn pairing_under_faults_stores_good_keys_or_nothing(seed in any::<u64>()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let radio = MemoryRadio::new(seed);
+            let lock = radio.add_lock(&address(0), FakeNuki::new(true, SECURITY_PIN, 10));
+            let dir = tempfile::tempdir().unwrap();
+            let keys = Arc::new(FileKeyStore::new(dir.path().join("keys.json")));
+            radio.set_faults(Faults {
+                drop_piece: 0.02,
+                duplicate_piece: 0.02,
+                corrupt_piece: 0.02,
+                disconnect_before_write: 0.05,
+                disconnect_after_write: 0.05,
+            });
+            let mut o = opts(SECURITY_PIN);
+            o.timeout = Duration::from_millis(30);
+            let paired = pair(&radio, &address(0), keys.as_ref(), &o).await;
+            radio.set_faults(Faults::default());
+            match paired {
+                Ok(auth_id) => {
+                    let creds = keys.get(&address(0)).unwrap().expect("stored");
+                    assert_eq!(creds.auth_id, auth_id);
+                    let known = lock.lock().unwrap().pairing.users.clone();
+                    assert!(known.iter().any(|(id, k)| *id == auth_id && *k == creds.shared_key));
+                    let driver = BleDriver::new(config(1, 10), Arc::new(radio.clone()), keys, SlotMap::in_memory(), None);
+                    assert_eq!(driver.apply("nuki-0", &[set(1, "345678", None)]).await, vec![Ok(())]);
+                }
+                Err(_) => assert_eq!(keys.get(&address(0)).unwrap(), None),
+            }
+        });
+    }
+}
+
 #[test]
 fn no_secret_in_any_log_line() {
     let (capture, _guard) = support::realtime::Capture::start();
