@@ -5,7 +5,7 @@
 //! driver a lock is back in range. A connection resolves services and
 //! subscribes to both Nuki characteristics before the first write.
 
-use super::link::{Channel, Link, LinkError, Radio};
+use super::link::{Channel, Link, LinkError, Radio, KEYTURNER_SERVICE, PAIRING_SERVICE};
 use async_trait::async_trait;
 use btleplug::api::{
     Central, CentralEvent, Characteristic, Manager as _, Peripheral as _, ScanFilter,
@@ -47,10 +47,11 @@ impl BtleRadio {
         }
         let adapter = chosen.ok_or_else(|| LinkError::Adapter("no Bluetooth adapter".into()))?;
         let events = adapter.events().await.map_err(adapter_err)?;
-        adapter
-            .start_scan(ScanFilter::default())
-            .await
-            .map_err(adapter_err)?;
+        // Only Nukis (normal and pairing mode): fewer events, fewer wake-ups.
+        let filter = ScanFilter {
+            services: vec![KEYTURNER_SERVICE, PAIRING_SERVICE],
+        };
+        adapter.start_scan(filter).await.map_err(adapter_err)?;
         let (seen, _) = broadcast::channel(64);
         let (gone, _) = broadcast::channel(16);
         tokio::spawn(watch(adapter.clone(), events, seen.clone(), gone.clone()));
