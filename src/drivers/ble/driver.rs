@@ -504,38 +504,8 @@ impl BleDriver {
                 Ok(())
             }
             Err(SessionError::Lock(NukiError::CodeAlreadyExists)) if retrying => {
-                // An earlier add landed but its reply was lost: adopt it.
-                let entries = session.list_codes().await?;
-                let Some(found) = entries.iter().find(|e| e.code.code == code) else {
-                    return Err(OpError::Link(SessionError::Lock(NukiError::Busy)));
-                };
-                let id = found.id;
-                let stale: Vec<u32> = self.slots.note(address, |m| {
-                    let stale: Vec<u32> = m
-                        .iter()
-                        .filter(|(s, b)| b.id == Some(id) && **s != c.slot && !b.ours)
-                        .map(|(s, _)| *s)
-                        .collect();
-                    for s in &stale {
-                        m.remove(s);
-                    }
-                    stale
-                });
-                for slot in stale {
-                    self.emit(LockEvent::SlotChanged {
-                        device_id: self.device_of(address).unwrap_or_default(),
-                        slot,
-                        code: None,
-                    });
-                }
-                session
-                    .update_code(&KeypadEntry {
-                        id,
-                        code: wanted.clone(),
-                    })
-                    .await?;
-                self.bind(address, c.slot, id, c.window);
-                Ok(())
+                // An earlier add landed but its reply was lost.
+                self.adopt(session, address, c, &wanted).await
             }
             Err(SessionError::Lock(e)) => {
                 // A clear refusal: nothing was added.
@@ -545,6 +515,49 @@ impl BleDriver {
             // Unknown outcome: keep the intent so the retry can find the code.
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Takes over the lock's entry holding `wanted`'s code (our own add whose
+    /// reply was lost) into `c.slot`, bringing its name and window up to date.
+    async fn adopt(
+        &self,
+        session: &mut Session,
+        address: &str,
+        c: &SlotCode,
+        wanted: &KeypadCode,
+    ) -> Result<(), OpError> {
+        let entries = session.list_codes().await?;
+        let Some(found) = entries.iter().find(|e| e.code.code == wanted.code) else {
+            return Err(OpError::Link(SessionError::Lock(NukiError::Busy)));
+        };
+        let id = found.id;
+        // A listing in between may have filed it as a stranger's.
+        let stale: Vec<u32> = self.slots.note(address, |m| {
+            let stale: Vec<u32> = m
+                .iter()
+                .filter(|(s, b)| b.id == Some(id) && **s != c.slot && !b.ours)
+                .map(|(s, _)| *s)
+                .collect();
+            for s in &stale {
+                m.remove(s);
+            }
+            stale
+        });
+        for slot in stale {
+            self.emit(LockEvent::SlotChanged {
+                device_id: self.device_of(address).unwrap_or_default(),
+                slot,
+                code: None,
+            });
+        }
+        session
+            .update_code(&KeypadEntry {
+                id,
+                code: wanted.clone(),
+            })
+            .await?;
+        self.bind(address, c.slot, id, c.window);
+        Ok(())
     }
 
     async fn clear(

@@ -185,7 +185,10 @@ impl Session {
                     }
                 }
                 Channel::Keyturner => {
-                    let creds = self.creds.as_ref().ok_or(LinkError::Disconnected)?;
+                    // Nothing sealed can be meant for a session still pairing.
+                    let Some(creds) = self.creds.as_ref() else {
+                        continue;
+                    };
                     for raw in self.sealed.push(&piece)? {
                         let opened = creds.key.open(&raw)?;
                         if opened.auth_id != creds.auth_id {
