@@ -7,10 +7,15 @@
 //! of an empty lock (challenge + request, also two exchanges). Prints medians
 //! and the ratios; never fails on time. Needs scripts/test-deps-ble.sh.
 //!
-//! cargo run --release --example ble_bench [-- SETS]
+//! Then, if target/release/lockhub is built, the daemon with this one Nuki and
+//! nothing else: its resident memory and wake-ups per second once idle.
+//!
+//! cargo build --release && cargo run --release --example ble_bench [-- SETS]
 
 #[path = "../tests/support/fake_bluez.rs"]
 mod fake_bluez;
+#[path = "common/proc.rs"]
+mod proc;
 
 use lockhub::drivers::ble::btle::BtleRadio;
 use lockhub::drivers::ble::fake_lock::FakeNuki;
@@ -153,4 +158,46 @@ async fn main() {
         "codes on the lock: {}",
         nuki.lock().unwrap().keypad.codes.len()
     );
+
+    idle_daemon(dir.path()).await;
+}
+
+/// The daemon with BLE on (this Nuki) and no MQTT: RSS and wake-ups over 10 s.
+async fn idle_daemon(dir: &std::path::Path) {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/lockhub");
+    if !bin.exists() {
+        println!("(no target/release/lockhub: cargo build --release for the idle figures)");
+        return;
+    }
+    let config = dir.join("lockhub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"{d}/lockhub.db\"\n[mqtt]\nenabled = false\n[socket]\npath = \"{d}/lockhub.sock\"\n[ble]\nenabled = true\nkeys_file = \"{d}/keys.json\"\nslots_file = \"{d}/daemon-slots.json\"\n[[ble.locks]]\naddress = \"{ADDRESS}\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Start-up reads the lock's 48 codes, then the linger runs out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (s0, t0) = (proc::switches(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let per_s = (proc::switches(pid) - s0) as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "daemon idle with one Nuki (BLE on, MQTT off): RSS {:.1} MiB, {per_s:.2} wake-ups/s",
+        proc::rss_kib(pid) as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = SlotMap::open(dir.join("daemon-slots.json"))
+        .map(|m| m.slots(ADDRESS).len())
+        .unwrap_or(0);
+    println!("(the daemon read {seen} codes from the lock at start)");
 }

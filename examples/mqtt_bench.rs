@@ -6,6 +6,10 @@
 //!
 //!     cargo build --release && cargo run --release --example mqtt_bench
 
+#[path = "common/proc.rs"]
+mod proc;
+use proc::{cpu_ms, rss_kib, switches};
+
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::json;
 use std::collections::HashMap;
@@ -91,47 +95,6 @@ fn start_daemon(dir: &Path, config: &Path) -> (Child, Duration) {
             return (child, t.elapsed());
         }
     }
-}
-
-/// CPU time (user + system) the process used so far, in ms.
-fn cpu_ms(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks * 10.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Context switches of every thread of `pid` (each is a wake-up).
-fn switches(pid: u32) -> u64 {
-    let mut total = 0;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
-            for l in s.lines().filter(|l| l.contains("ctxt_switches")) {
-                total += l
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    total
 }
 
 fn stop(mut c: Child) {
