@@ -15,7 +15,7 @@ use lockhub::store::Store;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::realtime::{cmd, until, until_read};
+use support::realtime::{cmd, late_checkout, until, until_read, until_status};
 use tokio_util::sync::CancellationToken;
 
 const FRONT: &str = "8e94044d-a4d1-4691-9f7e-e97d3e8a0b73";
@@ -96,20 +96,11 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
     })
     .await;
     let id = r["access_codes"][0]["access_code_id"].as_str().unwrap();
-    until("status set", 10, async || {
-        cmd(&hub, "access_codes/get", json!({"access_code_id": id}))["access_code"]["status"]
-            == "set"
-    })
-    .await;
+    until_status(&hub, id, "set").await;
 
     // Late checkout: 6 s more. Past the old end the code stays.
     let late = ends + chrono::Duration::seconds(6);
-    let r = cmd(
-        &hub,
-        "access_codes/update_multiple",
-        json!({"common_code_key": key, "ends_at": late.to_rfc3339()}),
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    late_checkout(&hub, &key, late);
     tokio::time::sleep((ends - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1))
         .await;
     assert_eq!(

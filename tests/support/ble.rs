@@ -5,7 +5,7 @@
 //! end. Run over the in-process radio (tests/ble_engine.rs) and over btleplug
 //! and a fake BlueZ (tests/ble_bluez.rs), with the same fake lock behind both.
 
-use super::realtime::{cmd, until, until_read};
+use super::realtime::{cmd, late_checkout, until, until_read, until_status};
 use chrono::{SubsecRound, Utc};
 use lockhub::drivers::ble::fake_lock::FakeNuki;
 use lockhub::drivers::ble::keys::FileKeyStore;
@@ -140,24 +140,11 @@ pub async fn seed_group_on_nuki_and_zwave_like(
     let on_nuki = nuki_codes(&nuki);
     assert_eq!(on_nuki.len(), 1);
     assert_eq!(on_nuki[0].1, Some(ends.trunc_subsecs(0).naive_utc()));
-    until("status set", 10, async || {
-        cmd(
-            &hub,
-            "access_codes/get",
-            json!({"access_code_id": nuki_code_id}),
-        )["access_code"]["status"]
-            == "set"
-    })
-    .await;
+    until_status(&hub, &nuki_code_id, "set").await;
 
     // Late checkout: 5 s more, for the whole stay (both codes, one key).
     let late = ends + chrono::Duration::seconds(5);
-    let r = cmd(
-        &hub,
-        "access_codes/update_multiple",
-        json!({"common_code_key": key, "ends_at": late.to_rfc3339()}),
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    late_checkout(&hub, &key, late);
     until("the Nuki's own window moved", 10, async || {
         nuki_codes(&nuki).first().and_then(|c| c.1) == Some(late.trunc_subsecs(0).naive_utc())
     })

@@ -73,3 +73,26 @@ pub async fn until_read(hub: &Hub, ids: &[&str]) {
     })
     .await;
 }
+
+/// Waits until the access code's public status is `status`.
+pub async fn until_status(hub: &Hub, access_code_id: &str, status: &str) {
+    until(&format!("status {status}"), 10, async || {
+        cmd(
+            hub,
+            "access_codes/get",
+            json!({"access_code_id": access_code_id}),
+        )["access_code"]["status"]
+            == status
+    })
+    .await;
+}
+
+/// Moves a whole stay's check-out (update_multiple on its common_code_key).
+pub fn late_checkout(hub: &Hub, common_code_key: &str, ends_at: chrono::DateTime<chrono::Utc>) {
+    let r = cmd(
+        hub,
+        "access_codes/update_multiple",
+        json!({"common_code_key": common_code_key, "ends_at": ends_at.to_rfc3339()}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+}
