@@ -172,15 +172,7 @@ pub struct BleSection {
     pub keypad_capacity: u32,
     /// Keep a connection this long after a batch (0: close at once).
     pub linger_ms: u64,
-    pub locks: Vec<BleLockSection>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BleLockSection {
-    pub address: String,
-    pub device_id: Option<String>,
-    pub name: Option<String>,
+    pub locks: Vec<crate::drivers::ble::BleLockConfig>,
 }
 
 impl Default for BleSection {
@@ -202,19 +194,16 @@ impl Default for BleSection {
 }
 
 impl BleSection {
+    /// The adapter to open: `None` for the first one.
+    pub fn adapter(&self) -> Option<&str> {
+        Some(self.adapter.as_str()).filter(|a| !a.is_empty())
+    }
+
     /// The driver's view of this section.
     pub fn driver_config(&self) -> crate::drivers::ble::BleConfig {
         use std::time::Duration;
         crate::drivers::ble::BleConfig {
-            locks: self
-                .locks
-                .iter()
-                .map(|l| crate::drivers::ble::BleLockConfig {
-                    address: l.address.clone(),
-                    device_id: l.device_id.clone(),
-                    name: l.name.clone(),
-                })
-                .collect(),
+            locks: self.locks.clone(),
             max_connections: self.max_connections,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             reply_timeout: Duration::from_millis(self.reply_timeout_ms),

@@ -31,8 +31,7 @@ pub struct Running {
 /// broken keeps serving its other locks: the error is logged, not fatal.
 async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
     use crate::drivers::ble::{btle::BtleRadio, keys::FileKeyStore, slot_map::SlotMap, BleDriver};
-    let adapter = Some(cfg.ble.adapter.as_str()).filter(|a| !a.is_empty());
-    let radio = match BtleRadio::open(adapter).await {
+    let radio = match BtleRadio::open(cfg.ble.adapter()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "no Bluetooth: the Nuki locks stay unserved");

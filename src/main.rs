@@ -135,8 +135,9 @@ async fn ble_pair(
         return Err(format!("{address}: not a BLE address (54:D2:72:AA:BB:CC)"));
     }
     let pin = security_pin()?;
-    let adapter = Some(cfg.ble.adapter.as_str()).filter(|a| !a.is_empty());
-    let radio = BtleRadio::open(adapter).await.map_err(|e| e.to_string())?;
+    let radio = BtleRadio::open(cfg.ble.adapter())
+        .await
+        .map_err(|e| e.to_string())?;
     let keys = FileKeyStore::new(&cfg.ble.keys_file);
     let opts = PairOptions {
         name,

@@ -28,6 +28,10 @@ pub struct BtleRadio {
     gone: broadcast::Sender<PeripheralId>,
 }
 
+fn connect_err(e: btleplug::Error) -> LinkError {
+    LinkError::Connect(e.to_string())
+}
+
 fn adapter_err(e: btleplug::Error) -> LinkError {
     LinkError::Adapter(e.to_string())
 }
@@ -103,13 +107,9 @@ impl Radio for BtleRadio {
     async fn connect(&self, address: &str) -> Result<Box<dyn Link>, LinkError> {
         let p = self.find(address).await?;
         if !p.is_connected().await.unwrap_or(false) {
-            p.connect()
-                .await
-                .map_err(|e| LinkError::Connect(e.to_string()))?;
+            p.connect().await.map_err(connect_err)?;
         }
-        p.discover_services()
-            .await
-            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        p.discover_services().await.map_err(connect_err)?;
         let mut chars = HashMap::new();
         for c in p.characteristics() {
             if let Some(ch) = Channel::from_uuid(c.uuid) {
@@ -122,14 +122,9 @@ impl Radio for BtleRadio {
         }
         let gone = self.gone.subscribe();
         // The stream first, then subscribe: nothing sent after can be missed.
-        let notes = p
-            .notifications()
-            .await
-            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        let notes = p.notifications().await.map_err(connect_err)?;
         for c in chars.values() {
-            p.subscribe(c)
-                .await
-                .map_err(|e| LinkError::Connect(e.to_string()))?;
+            p.subscribe(c).await.map_err(connect_err)?;
         }
         Ok(Box::new(BtleLink {
             p,

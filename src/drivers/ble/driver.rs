@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// One configured lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One configured lock (also the `[[ble.locks]]` entries of the config file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BleLockConfig {
     /// BLE address, `54:D2:72:AA:BB:CC`.
     pub address: String,
@@ -232,15 +233,12 @@ impl BleDriver {
             return;
         }
         let device_id = device_id.to_owned();
-        let event = if online {
+        self.emit(if online {
             LockEvent::Online { device_id }
         } else {
             tracing::warn!(%device_id, "nuki out of reach");
             LockEvent::Offline { device_id }
-        };
-        if let Some(tx) = &self.events {
-            let _ = tx.send(event);
-        }
+        });
     }
 
     fn entry(&self, device_id: &str) -> Result<&LockEntry, DriverError> {
@@ -261,12 +259,12 @@ impl BleDriver {
         usable(stored)
     }
 
-    async fn open(&self, lock: &LockEntry) -> Result<Conn, DriverError> {
+    /// A lingering connection to the lock, or a new one made with `creds`.
+    async fn open(&self, lock: &LockEntry, creds: &Credentials) -> Result<Conn, DriverError> {
         let parked = self.idle.lock().unwrap().remove(&lock.device_id);
         if let Some(p) = parked {
             return Ok(p.conn);
         }
-        let creds = self.credentials(&lock.address)?;
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -299,7 +297,7 @@ impl BleDriver {
             Ok(link) => {
                 self.set_online(&lock.device_id, true);
                 Ok(Conn {
-                    session: Session::new(link, self.config.reply_timeout, Some(creds)),
+                    session: Session::new(link, self.config.reply_timeout, Some(creds.clone())),
                     _permit: permit,
                 })
             }
@@ -350,7 +348,7 @@ impl BleDriver {
     async fn park(&self, lock: &LockEntry, conn: Conn) {
         if self.config.linger.is_zero() {
             conn.session.close().await;
-            self.flush_slots();
+            flush_or_warn(&self.slots);
             return;
         }
         let ticket = self
@@ -381,9 +379,7 @@ impl BleDriver {
                 p.conn.session.close().await;
             }
             // What the batches noted rides with the next intent, or goes now.
-            if let Err(e) = slots.flush() {
-                tracing::warn!(error = %e, "the BLE slot map will be rebuilt from the locks");
-            }
+            flush_or_warn(&slots);
         });
     }
 
@@ -393,14 +389,14 @@ impl BleDriver {
         address: &str,
         key: &SharedKey,
         entries: &[KeypadEntry],
-    ) -> Result<Vec<SlotCode>, DriverError> {
+    ) -> Vec<SlotCode> {
         let capacity = self.config.keypad_capacity;
         let bound = self.slots.note(address, |map| {
             bind_listing(map, entries, capacity, |code| intent(key, code));
             map.clone()
         });
-        self.flush_slots();
-        Ok(entries
+        flush_or_warn(&self.slots);
+        entries
             .iter()
             .filter(|e| e.code.enabled)
             .filter_map(|e| {
@@ -412,7 +408,7 @@ impl BleDriver {
                     window: reported_window(e.code.window, b.window),
                 })
             })
-            .collect())
+            .collect()
     }
 
     async fn apply_one(
@@ -599,17 +595,18 @@ impl BleDriver {
             .note(address, |m| m.insert(slot, Binding::bound(id, window)));
     }
 
-    /// Writes what the batch noted; the intents are already on disk.
-    fn flush_slots(&self) {
-        if let Err(e) = self.slots.flush() {
-            tracing::warn!(error = %e, "the BLE slot map will be rebuilt from the locks");
-        }
-    }
-
     fn emit(&self, e: LockEvent) {
         if let Some(tx) = &self.events {
             let _ = tx.send(e);
         }
+    }
+}
+
+/// Writes what batches noted (the intents are already on disk). A failure
+/// costs nothing lasting: the next listing rebuilds the bindings.
+fn flush_or_warn(slots: &SlotMap) {
+    if let Err(e) = slots.flush() {
+        tracing::warn!(error = %e, "the BLE slot map will be rebuilt from the locks");
     }
 }
 
@@ -663,15 +660,7 @@ fn bind_listing(
             .chain(capacity + 1..)
             .find(|s| !map.contains_key(s))
             .expect("a free slot number");
-        map.insert(
-            slot,
-            Binding {
-                id: Some(e.id),
-                ours: false,
-                window: None,
-                intent: None,
-            },
-        );
+        map.insert(slot, Binding::stranger(e.id));
     }
 }
 
@@ -687,7 +676,7 @@ fn reported_window(
     });
     match (on_lock, asked) {
         (Some(l), Some(a))
-            if Some(l.starts_at) == Some(a.starts_at.trunc_subsecs(0))
+            if l.starts_at == a.starts_at.trunc_subsecs(0)
                 && l.ends_at == a.ends_at.trunc_subsecs(0) =>
         {
             Some(a)
@@ -742,16 +731,16 @@ impl LockDriver for BleDriver {
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {
         let lock = self.entry(device_id)?;
         let _one = lock.busy.lock().await;
-        let key = self.credentials(&lock.address)?.key;
+        let creds = self.credentials(&lock.address)?;
         let mut last = DriverError::Offline;
         // One reconnect if the link drops or garbles the listing.
         for _ in 0..2 {
-            let mut conn = self.open(lock).await?;
+            let mut conn = self.open(lock, &creds).await?;
             let listed = conn.session.list_codes().await;
             match listed {
                 Ok(entries) => {
                     self.park(lock, conn).await;
-                    return self.absorb_listing(&lock.address, &key, &entries);
+                    return Ok(self.absorb_listing(&lock.address, &creds.key, &entries));
                 }
                 Err(SessionError::Lock(e)) => {
                     self.park(lock, conn).await;
@@ -772,15 +761,16 @@ impl LockDriver for BleDriver {
             Err(e) => return vec![Err(e); ops.len()],
         };
         let _one = lock.busy.lock().await;
-        let key = match self.credentials(&lock.address) {
-            Ok(c) => c.key,
+        let creds = match self.credentials(&lock.address) {
+            Ok(c) => c,
             Err(e) => return vec![Err(e); ops.len()],
         };
-        let mut conn = match self.open(lock).await {
+        let key = &creds.key;
+        let mut conn = match self.open(lock, &creds).await {
             Ok(c) => Some(c),
             Err(e) => return vec![Err(e); ops.len()],
         };
-        let (earlier, announced) = match self.write_intents(&lock.address, &key, ops) {
+        let (earlier, announced) = match self.write_intents(&lock.address, key, ops) {
             Ok(x) => x,
             Err(e) => {
                 let e = DriverError::Failed(e.to_string());
@@ -794,7 +784,7 @@ impl LockDriver for BleDriver {
             let before = earlier.contains(&op.slot());
             let mut result = match conn.as_mut() {
                 Some(c) => {
-                    self.apply_one(&mut c.session, &lock.address, &key, op, before)
+                    self.apply_one(&mut c.session, &lock.address, key, op, before)
                         .await
                 }
                 None => {
@@ -807,10 +797,10 @@ impl LockDriver for BleDriver {
                 if let Some(c) = conn.take() {
                     c.session.close().await;
                 }
-                conn = self.open(lock).await.ok();
+                conn = self.open(lock, &creds).await.ok();
                 if let Some(c) = conn.as_mut() {
                     result = self
-                        .apply_one(&mut c.session, &lock.address, &key, op, true)
+                        .apply_one(&mut c.session, &lock.address, key, op, true)
                         .await;
                 }
             }
@@ -825,7 +815,7 @@ impl LockDriver for BleDriver {
         if let Some(c) = conn {
             self.park(lock, c).await;
         } else {
-            self.flush_slots();
+            flush_or_warn(&self.slots);
         }
         results
     }

@@ -28,12 +28,6 @@ pub struct Faults {
     pub disconnect_after_write: f64,
 }
 
-impl Faults {
-    pub fn any(&self) -> bool {
-        *self != Faults::default()
-    }
-}
-
 struct Inner {
     locks: Mutex<HashMap<String, Arc<Mutex<FakeNuki>>>>,
     out_of_range: Mutex<HashSet<String>>,
@@ -107,6 +101,10 @@ impl MemoryRadio {
         self.inner.max_active.load(Ordering::SeqCst)
     }
 
+    fn in_range(&self, address: &str) -> bool {
+        !self.inner.out_of_range.lock().unwrap().contains(address)
+    }
+
     fn roll(&self, chance: f64) -> bool {
         chance > 0.0 && self.inner.rng.lock().unwrap().gen_bool(chance.min(1.0))
     }
@@ -117,7 +115,7 @@ impl Radio for MemoryRadio {
     async fn connect(&self, address: &str) -> Result<Box<dyn Link>, LinkError> {
         // A connection takes a moment, so concurrent connects overlap.
         tokio::task::yield_now().await;
-        if self.inner.out_of_range.lock().unwrap().contains(address) {
+        if !self.in_range(address) {
             return Err(LinkError::NotFound(address.to_owned()));
         }
         let lock = self
@@ -167,14 +165,7 @@ impl Drop for MemoryLink {
 #[async_trait]
 impl Link for MemoryLink {
     async fn write(&mut self, channel: Channel, bytes: &[u8]) -> Result<(), LinkError> {
-        let gone = self
-            .radio
-            .inner
-            .out_of_range
-            .lock()
-            .unwrap()
-            .contains(&self.address);
-        if gone {
+        if !self.radio.in_range(&self.address) {
             self.drop_connection();
         }
         if !self.open {

@@ -225,8 +225,7 @@ impl Session {
             let m = self.recv(Channel::Keyturner).await?;
             match Command::from_u16(m.command) {
                 Some(Command::ErrorReport) => {
-                    let code = *m.payload.first().unwrap_or(&0xFF);
-                    return Err(SessionError::Lock(NukiError::from_code(code)));
+                    return Err(SessionError::Lock(NukiError::from_report(&m.payload)));
                 }
                 Some(c) if c == want => {
                     if c == Command::Status && m.payload.first() != Some(&0x00) {

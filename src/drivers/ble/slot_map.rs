@@ -45,6 +45,16 @@ impl Binding {
         }
     }
 
+    /// A code found on the lock that lockhub did not put there.
+    pub fn stranger(id: u16) -> Binding {
+        Binding {
+            id: Some(id),
+            ours: false,
+            window: None,
+            intent: None,
+        }
+    }
+
     /// An add of lockhub's whose outcome is not known yet.
     pub fn intended(intent: String, window: Option<TimeWindow>) -> Binding {
         Binding {

@@ -92,6 +92,12 @@ impl NukiError {
         }
     }
 
+    /// The error an Error Report's payload (code, then the command) names;
+    /// an empty report counts as "unknown".
+    pub fn from_report(payload: &[u8]) -> NukiError {
+        NukiError::from_code(*payload.first().unwrap_or(&0xFF))
+    }
+
     pub fn code(self) -> u8 {
         use NukiError::*;
         match self {

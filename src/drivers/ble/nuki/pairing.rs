@@ -91,8 +91,7 @@ impl Pairing {
     /// Advances on one message from the lock.
     pub fn on_message(&mut self, msg: &Message) -> Result<Step, PairingError> {
         if msg.command == Command::ErrorReport as u16 {
-            let code = *msg.payload.first().unwrap_or(&0xFF);
-            return Err(PairingError::Lock(NukiError::from_code(code)));
+            return Err(PairingError::Lock(NukiError::from_report(&msg.payload)));
         }
         let arr32 = |p: &[u8]| -> Result<[u8; 32], PairingError> {
             p.get(..32)
