@@ -137,13 +137,8 @@ impl FakeBluez {
     /// What the mock printed (for failure messages).
     pub fn log(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("mock.log")).unwrap_or_default();
-        log.chars()
-            .rev()
-            .take(2000)
-            .collect::<String>()
-            .chars()
-            .rev()
-            .collect()
+        let start = log.char_indices().rev().nth(1999).map_or(0, |(i, _)| i);
+        log[start..].to_owned()
     }
 }
 
