@@ -32,6 +32,8 @@ pub struct Config {
     pub workspace_id: String,
     /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
     pub log_level: String,
+    /// `text` (plain lines; no timestamps under systemd) or `json` (one object per line).
+    pub log_format: crate::logging::LogFormat,
     pub store: StoreConfig,
     pub mqtt: MqttConfig,
     pub socket: SocketConfig,
@@ -238,6 +240,7 @@ impl Default for Config {
             hub_id: "hub".into(),
             workspace_id: HubSettings::default().workspace_id,
             log_level: "info".into(),
+            log_format: Default::default(),
             store: StoreConfig::default(),
             mqtt: MqttConfig::default(),
             socket: SocketConfig::default(),

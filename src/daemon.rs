@@ -211,19 +211,3 @@ pub async fn wait_for_signal() {
         _ = int.recv() => {}
     }
 }
-
-/// Logging to stderr; no timestamps under systemd (journald adds them).
-pub fn init_logging(level: &str) {
-    // The embedded demo broker (rumqttd) is chatty about ordinary disconnects.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,rumqttd=off,lockhub={level}"))
-    });
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var_os("INVOCATION_ID").is_some() {
-        let _ = b.without_time().with_ansi(false).try_init();
-    } else {
-        let _ = b.try_init();
-    }
-}

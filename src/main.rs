@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                lockhub::daemon::init_logging(&cfg.log_level);
+                lockhub::logging::init(&cfg.log_level, cfg.log_format);
                 match lockhub::daemon::run(cfg).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -192,7 +192,7 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                lockhub::daemon::init_logging(&cfg.log_level);
+                lockhub::logging::init(&cfg.log_level, cfg.log_format);
                 let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
                 match ble_pair(&cfg, &address, name, timeout).await {
                     Ok(auth_id) => {
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Demo => {
-                lockhub::daemon::init_logging("warn");
+                lockhub::logging::init("warn", lockhub::logging::LogFormat::Text);
                 match lockhub::demo::run().await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
