@@ -131,8 +131,23 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
             listener,
             hub.clone(),
             link.clone(),
+            crate::web::PageInfo::of(cfg),
             shutdown.clone(),
         ));
+    }
+    if !cfg.web.listen.is_empty() {
+        let page = crate::web::serve_tcp(
+            &cfg.web.listen,
+            &cfg.web.password_hash,
+            hub.clone(),
+            link.clone(),
+            crate::web::PageInfo::of(cfg),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.spawn(async move {
+            let _ = page.await;
+        });
     }
     tasks.spawn(watchdog(hub.clone(), shutdown.clone()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

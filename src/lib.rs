@@ -22,3 +22,4 @@ pub mod pin;
 pub mod settings;
 pub mod status;
 pub mod store;
+pub mod web;
