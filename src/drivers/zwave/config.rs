@@ -1,6 +1,7 @@
 //! What the Z-Wave driver is told at start: the controller's port, the
 //! locks' names and ids, timings.
 
+use super::security::{NetworkKeys, SecurityTiming};
 use super::session::SessionConfig;
 use chrono::FixedOffset;
 use std::time::Duration;
@@ -34,6 +35,10 @@ pub struct ZwaveConfig {
     pub lock_utc_offset: FixedOffset,
     /// Wrap Sets in Supervision where the lock supports it.
     pub use_supervision: bool,
+    /// The network keys (S0 and S2); `None`: plaintext locks only.
+    pub keys: Option<NetworkKeys>,
+    /// Nonce round trips of the security layer.
+    pub security: SecurityTiming,
 }
 
 impl ZwaveConfig {
@@ -47,6 +52,8 @@ impl ZwaveConfig {
             wake_up_wait: Duration::from_secs(15 * 60),
             lock_utc_offset: FixedOffset::east_opt(0).expect("zero offset"),
             use_supervision: true,
+            keys: None,
+            security: SecurityTiming::default(),
         }
     }
 }

@@ -6,9 +6,10 @@
 //! or silent lock only costs the others the airtime of its own frames.
 //! Operations on one lock are serialised by that lock's own mutex.
 
-use super::cc::{self, id, user_code, Encapsulation, Incoming};
+use super::cc::{self, id, user_code, Incoming};
 use super::config::ZwaveConfig;
 use super::node::{checksum_of, Filter, Inner, Waiters};
+use super::security::{Security, SecurityClass};
 use super::serialapi::{self, func, Listening};
 use super::session::{Session, SessionError};
 use super::transport::{self, TransportError};
@@ -78,8 +79,20 @@ impl ZwaveDriver {
             nodes = node_ids.len(),
             "z-wave controller ready"
         );
+        let session = Arc::new(session);
+        if config.keys.is_none() {
+            tracing::warn!("no Z-Wave network keys: secure locks cannot be served");
+        }
+        let security = Arc::new(Security::new(
+            session.clone(),
+            home_id,
+            own_node,
+            config.keys.as_ref(),
+            config.security.clone(),
+        ));
         let inner = Arc::new(Inner {
             session,
+            security,
             home_id,
             own_node,
             controller_version: version.version,
@@ -88,7 +101,6 @@ impl ZwaveDriver {
             waiters: Waiters::default(),
             sink,
             supervision_id: AtomicU8::new(1),
-            encapsulation: Encapsulation::Plain,
             interviews: tokio_util::task::TaskTracker::new(),
             interview: |i, node| Box::pin(i.interview(node)),
             shutdown: CancellationToken::new(),
@@ -148,16 +160,27 @@ impl ZwaveDriver {
 }
 
 impl Inner {
-    /// A node spoke: route its command to a waiter or turn it into an event.
-    async fn on_command(self: &Arc<Self>, node: u8, command: Vec<u8>) {
-        let command = match self.encapsulation.decapsulate(command) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(node, error = %e, "dropping command");
-                return;
-            }
-        };
+    /// A frame from a node: through the security layer first.
+    async fn on_frame(self: &Arc<Self>, node: u8, frame: Vec<u8>) {
+        if let Some((command, class)) = self.security.receive(node, frame) {
+            self.on_command(node, command, class).await;
+        }
+    }
+
+    /// A node spoke (in `class`): route its command to a waiter or turn it
+    /// into an event. A secure-only command class in the wrong class is
+    /// dropped before anything looks at it.
+    async fn on_command(self: &Arc<Self>, node: u8, command: Vec<u8>, class: SecurityClass) {
         if self.device_id(node).is_none() {
+            return;
+        }
+        if !self.security.accepts(node, &command, class) {
+            tracing::warn!(
+                node,
+                cc = command.first().copied().unwrap_or(0),
+                arrived = %class,
+                "report of a securely supported command class not in the node's security class: not believed"
+            );
             return;
         }
         if command.starts_with(&[id::WAKE_UP, cc::wake_up::NOTIFICATION]) {
@@ -175,15 +198,17 @@ impl Inner {
         // A node asking for confirmation: confirm, then act on the inner command.
         if let Incoming::SupervisionGet(g) = parsed {
             let i = self.clone();
+            // The answer goes back in the class the question came in.
             tokio::spawn(async move {
                 let _ = i
-                    .send(
+                    .send_in(
                         node,
                         cc::supervision::report(g.session, cc::supervision::status::SUCCESS),
+                        Some(class),
                     )
                     .await;
             });
-            Box::pin(self.on_command(node, g.inner)).await;
+            Box::pin(self.on_command(node, g.inner, class)).await;
             return;
         }
         let taken = self.waiters.deliver(node, &command);
@@ -323,7 +348,7 @@ async fn dispatch(
         match frame.func {
             func::APPLICATION_COMMAND_HANDLER | func::BRIDGE_APPLICATION_COMMAND_HANDLER => {
                 match serialapi::parse_application_command(frame.func, &frame.payload) {
-                    Ok((node, command)) => inner.on_command(node, command).await,
+                    Ok((node, command)) => inner.on_frame(node, command).await,
                     Err(e) => tracing::debug!(error = %e, "bad application command"),
                 }
             }

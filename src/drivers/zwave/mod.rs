@@ -39,6 +39,7 @@ pub mod driver;
 pub mod frame;
 pub mod interview;
 mod node;
+pub mod security;
 pub mod serialapi;
 pub mod session;
 mod slots;

@@ -7,8 +7,9 @@
 //! nothing here imports them: the interview is handed in as a function
 //! (see [`Inner::reinterview`]).
 
-use super::cc::{self, id, user_code, Encapsulation, Incoming};
+use super::cc::{self, id, user_code, Incoming};
 use super::config::ZwaveConfig;
+use super::security::{Security, SecurityClass, SecurityError};
 use super::serialapi::{Listening, TxStatus};
 use super::session::{Session, SessionError};
 use crate::drivers::{DriverError, EventSink, LockEvent};
@@ -193,7 +194,9 @@ impl Waiters {
 }
 
 pub(super) struct Inner {
-    pub session: Session,
+    pub session: Arc<Session>,
+    /// S0/S2 between these commands and the session.
+    pub security: Arc<Security>,
     pub home_id: u32,
     pub own_node: u8,
     pub controller_version: String,
@@ -202,7 +205,6 @@ pub(super) struct Inner {
     pub waiters: Waiters,
     pub sink: EventSink,
     pub supervision_id: AtomicU8,
-    pub encapsulation: Encapsulation,
     pub interviews: tokio_util::task::TaskTracker,
     /// Runs a node's interview (the driver hands in `interview::run`, so this
     /// module needs no import of it).
@@ -325,11 +327,19 @@ impl Inner {
         node: u8,
         command: Vec<u8>,
     ) -> Result<(), DriverError> {
-        let command = self
-            .encapsulation
-            .encapsulate(command)
-            .map_err(|e| DriverError::Failed(e.to_string()))?;
-        match self.session.send_data(node, &command).await {
+        self.send_in(node, command, None).await
+    }
+
+    /// [`Inner::send`] in a given security class (`None`: the one the
+    /// security layer picks for the command).
+    pub(super) async fn send_in(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        class: Option<SecurityClass>,
+    ) -> Result<(), DriverError> {
+        let class = class.unwrap_or_else(|| self.security.class_for(node, &command));
+        match self.security.send(node, command, class).await {
             Ok(TxStatus::Ok) => {
                 self.mark_alive(node);
                 Ok(())
@@ -353,7 +363,9 @@ impl Inner {
                 }
             }
             Ok(TxStatus::Fail) | Ok(TxStatus::Other(_)) => Err(DriverError::Busy),
-            Err(e) => Err(map_session(e)),
+            Err(SecurityError::Session(e)) => Err(map_session(e)),
+            Err(SecurityError::NoNonce { .. }) => Err(DriverError::Timeout),
+            Err(e) => Err(DriverError::Failed(e.to_string())),
         }
     }
 
@@ -366,8 +378,20 @@ impl Inner {
         expect: (u8, u8),
         filter: Filter,
     ) -> Result<Vec<u8>, DriverError> {
+        self.request_in(node, command, expect, filter, None).await
+    }
+
+    /// [`Inner::request`] in a given security class.
+    pub(super) async fn request_in(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        expect: (u8, u8),
+        filter: Filter,
+        class: Option<SecurityClass>,
+    ) -> Result<Vec<u8>, DriverError> {
         let (wid, rx) = self.waiters.add(node, expect.0, expect.1, filter);
-        if let Err(e) = self.send(node, command).await {
+        if let Err(e) = self.send_in(node, command, class).await {
             self.waiters.remove(wid);
             return Err(e);
         }
