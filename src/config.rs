@@ -152,13 +152,27 @@ pub struct SimLockConfig {
     pub online: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZwaveSection {
     /// `/dev/ttyACM0` or `tcp://host:port`; empty: no Z-Wave.
     pub port: String,
     pub report_timeout_ms: Option<u64>,
+    /// The network keys (S0/S2), zwave-js's JSON names; created with fresh
+    /// keys (mode 0600) when missing.
+    pub keys_file: PathBuf,
     pub locks: Vec<ZwaveLockConfig>,
+}
+
+impl Default for ZwaveSection {
+    fn default() -> Self {
+        ZwaveSection {
+            port: String::new(),
+            report_timeout_ms: None,
+            keys_file: "/var/lib/lockhub/zwave-keys.json".into(),
+            locks: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -98,6 +98,9 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         if let Some(ms) = cfg.zwave.report_timeout_ms {
             z.report_timeout = Duration::from_millis(ms);
         }
+        z.keys = Some(
+            crate::drivers::zwave::security::NetworkKeys::load_or_create(&cfg.zwave.keys_file)?,
+        );
         z.locks = cfg
             .zwave
             .locks
