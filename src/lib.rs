@@ -15,6 +15,7 @@ pub mod demo;
 pub mod drivers;
 pub mod engine;
 pub mod hub;
+pub mod jobs;
 pub mod logging;
 pub mod model;
 pub mod mqtt;
