@@ -52,6 +52,13 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX outbox_lane ON outbox(lane, id);
     CREATE INDEX outbox_retained ON outbox(topic) WHERE retain = 1;",
+    // 2: PINs lockhub may have put in a slot (store::issued).
+    "CREATE TABLE issued_pins (
+        device_id TEXT NOT NULL,
+        slot      INTEGER NOT NULL,
+        digest    TEXT NOT NULL,
+        PRIMARY KEY (device_id, slot, digest)
+    ) WITHOUT ROWID;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

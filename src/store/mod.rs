@@ -4,7 +4,9 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+pub mod issued;
 mod migrations;
+pub mod recent;
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -62,6 +64,8 @@ pub struct Store {
     /// answer) that the engine's background writes step aside for.
     urgent: std::sync::atomic::AtomicUsize,
     outbox_changed: Notify,
+    /// The last events committed (for the installer page).
+    pub recent_events: recent::RecentEvents,
 }
 
 impl Store {
@@ -100,6 +104,7 @@ impl Store {
             reader: None,
             urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
+            recent_events: Default::default(),
         })
     }
 
@@ -168,10 +173,13 @@ impl Store {
             let wrapped = Tx {
                 tx,
                 wrote_outbox: std::cell::Cell::new(false),
+                new_events: Default::default(),
+                events_at_savepoint: Default::default(),
             };
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
             wrapped.tx.commit().map_err(StoreError::from)?;
+            self.recent_events.extend(wrapped.new_events.take());
             (out, wrote)
         };
         drop(conn);
@@ -190,6 +198,8 @@ impl Store {
         let wrapped = Tx {
             tx,
             wrote_outbox: std::cell::Cell::new(false),
+            new_events: Default::default(),
+            events_at_savepoint: Default::default(),
         };
         let out = f(&wrapped)?;
         wrapped.tx.commit()?;
@@ -268,6 +278,9 @@ impl Store {
 pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
     wrote_outbox: std::cell::Cell<bool>,
+    /// Events of this transaction, for [`Store::recent_events`] once it commits.
+    new_events: std::cell::RefCell<Vec<serde_json::Value>>,
+    events_at_savepoint: std::cell::Cell<usize>,
 }
 
 /// A devices row as read: body, online, battery, slots_known, last_error.
@@ -282,6 +295,7 @@ impl Tx<'_> {
     /// Open a nested savepoint (one command inside a group commit).
     pub fn savepoint(&self) -> Result<()> {
         self.tx.execute_batch("SAVEPOINT command")?;
+        self.events_at_savepoint.set(self.new_events.borrow().len());
         Ok(())
     }
 
@@ -295,6 +309,9 @@ impl Tx<'_> {
     pub fn rollback_to(&self) -> Result<()> {
         self.tx
             .execute_batch("ROLLBACK TO command; RELEASE command")?;
+        self.new_events
+            .borrow_mut()
+            .truncate(self.events_at_savepoint.get());
         Ok(())
     }
 
@@ -623,8 +640,11 @@ impl Tx<'_> {
 
     pub fn event(&self, e: &Event) -> Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::to_vec(&e.to_json(&id))?;
-        self.publish("events", &body, false)
+        let json = e.to_json(&id);
+        let body = serde_json::to_vec(&json)?;
+        self.publish("events", &body, false)?;
+        self.new_events.borrow_mut().push(json);
+        Ok(())
     }
 }
 
