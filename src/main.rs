@@ -287,6 +287,7 @@ fn main() -> ExitCode {
                             ("SLOTS USED", "slots.used"),
                             ("FREE", "slots.free"),
                             ("LENGTHS", "capabilities.supported_code_lengths"),
+                            ("SECURITY", "security_class"),
                         ],
                     )
                 })
