@@ -37,7 +37,7 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Engine::new(store.clone(), clock.clone(), settings.clone(), shutdown);
         engine.start(rx)?;
-        let commands = Commands::new(store.clone(), clock.clone(), settings, engine.waker());
+        let commands = Commands::new(store.clone(), engine.clock(), settings, engine.waker());
         Ok(Arc::new(Hub {
             store,
             engine,
@@ -156,7 +156,8 @@ impl Hub {
         let online = devices.iter().filter(|d| d.online).count();
         let heartbeat = self.engine.heartbeat_age();
         json!({
-            "status": if store_ok && heartbeat.as_secs() < 60 { "ok" } else { "degraded" },
+            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() { "ok" } else { "degraded" },
+            "clock": if self.engine.trust.is_trusted() { "trusted" } else { "clock_untrusted" },
             "version": env!("CARGO_PKG_VERSION"),
             "started_at": ts(self.started_at),
             "broker": match broker_connected { None => "none", Some(true) => "connected", Some(false) => "disconnected" },

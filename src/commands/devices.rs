@@ -36,6 +36,10 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
             "can_program_online_access_codes": caps.can_program_online_access_codes,
         },
         "slots": { "used": used.len(), "free": total.saturating_sub(used.len()), "unmanaged": unmanaged },
+        "warnings": match tx.clock_untrusted_since()? {
+            Some(t) => json!([{"warning_code": "clock_untrusted", "message": "the hub's clock is not trusted: no time-driven change until it is right", "created_at": crate::model::access_code::ts(t)}]),
+            None => json!([]),
+        },
         "errors": if d.online { json!([]) } else { json!([{"error_code": "device_offline", "message": "the lock is offline", "is_device_error": true}]) },
     }))
 }

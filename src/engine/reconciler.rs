@@ -129,6 +129,10 @@ impl Engine {
         let Some(driver) = self.driver_for(id) else {
             return Ok(Next::After(self.settings.max_idle_sleep));
         };
+        // While the clock is untrusted no time-driven change is made
+        // (`trust`): the time-driven checks wait, and codes with a window are
+        // left on the lock as they are.
+        let trusted = self.trust.judge_clock(self.wall.as_ref());
         let now = self.clock.now();
         let timing = self.settings.timing();
         let generation = handle.generation.load(Ordering::SeqCst);
@@ -170,15 +174,19 @@ impl Engine {
             };
         }
         // Write only when a time-driven change is due.
-        let (mut next_check, due) = super::timed::check(
-            self,
-            None,
-            &mut cached.codes.clone(),
-            &cached.observed,
-            &cached.issued,
-            known,
-            now,
-        )?;
+        let (mut next_check, due) = if trusted {
+            super::timed::check(
+                self,
+                None,
+                &mut cached.codes.clone(),
+                &cached.observed,
+                &cached.issued,
+                known,
+                now,
+            )?
+        } else {
+            (None, false)
+        };
         if due {
             let issued = &cached.issued;
             (cached.codes, cached.observed, next_check) = self.store.write(|tx| {
@@ -207,6 +215,15 @@ impl Engine {
             .partition(|p| matches!(p.op, SlotOp::Clear { .. }));
         ops.splice(0..0, clears);
         ops.extend(sets);
+        if !trusted {
+            let windowed: std::collections::HashSet<&str> = cached
+                .codes
+                .iter()
+                .filter(|c| c.window.is_some() && !c.deleted)
+                .map(|c| c.access_code_id.as_str())
+                .collect();
+            ops.retain(|p| !windowed.contains(p.access_code_id.as_str()));
+        }
         if ops.is_empty() {
             let next = [plan::next_boundary(&cached.codes, now, &timing), next_check]
                 .into_iter()
