@@ -154,6 +154,7 @@ impl Hub {
             Err(e) => (false, Vec::new(), 0, Some(json!({"error": e.to_string()}))),
         };
         let online = devices.iter().filter(|d| d.online).count();
+        let unknown = devices.iter().filter(|d| !d.presence_known).count();
         let heartbeat = self.engine.heartbeat_age();
         json!({
             "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() { "ok" } else { "degraded" },
@@ -163,7 +164,7 @@ impl Hub {
             "broker": match broker_connected { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
             "store": if store_ok { "ok" } else { "error" },
             "engine_heartbeat_age_ms": heartbeat.as_millis() as u64,
-            "locks": { "online": online, "offline": devices.len() - online },
+            "locks": { "online": online, "offline": devices.len() - online - unknown, "unknown": unknown },
             "access_codes": codes,
             "queue_depth": queue.unwrap_or(0),
             "outbox_depth": self.store.outbox_len().unwrap_or(0),

@@ -292,12 +292,28 @@ impl Engine {
         self.store.write(|tx| {
             for info in devices {
                 let before = tx.device(&info.device_id)?;
+                // What the driver knows of its reachability; else the state
+                // persisted before, else `unknown` until the lock answers.
+                if let Some(online) = driver.presence(&info.device_id) {
+                    if before.is_some() && tx.set_device_online(&info.device_id, online)? {
+                        let ev = if online {
+                            "device.connected"
+                        } else {
+                            "device.disconnected"
+                        };
+                        tx.event(&Event::device(ev, &info.device_id, now))?;
+                        self.publish_device(tx, &info.device_id)?;
+                    }
+                }
                 if before.as_ref().is_some_and(|b| b.info == *info) {
                     continue; // unchanged: its retained state is republished on connect anyway
                 }
                 tx.upsert_device(info)?;
                 if before.is_none() {
                     tx.event(&Event::device("device.added", &info.device_id, now))?;
+                    if let Some(online) = driver.presence(&info.device_id) {
+                        tx.set_device_online(&info.device_id, online)?;
+                    }
                 }
                 self.publish_device(tx, &info.device_id)?;
             }

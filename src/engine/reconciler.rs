@@ -161,8 +161,14 @@ impl Engine {
         if !known && Self::backoff_wait(handle).is_none() {
             return match driver.read_slots(id).await {
                 Ok(slots) => {
-                    self.store
-                        .write(|tx| observe::absorb_read(self, tx, id, &slots, self.clock.now()))?;
+                    self.store.write(|tx| {
+                        let now = self.clock.now();
+                        // The lock answered: it is reachable.
+                        if tx.set_device_online(id, true)? {
+                            tx.event(&Event::device("device.connected", id, now))?;
+                        }
+                        observe::absorb_read(self, tx, id, &slots, now)
+                    })?;
                     *cache = None;
                     Self::succeeded(handle);
                     Ok(Next::Now)

@@ -66,6 +66,8 @@ const STEPS: &[&str] = &[
         untrusted_since TEXT
     );
     INSERT INTO clock_state (id) VALUES (1);",
+    // 4: a lock's reachability is unknown until a driver says (`online` was assumed).
+    "ALTER TABLE devices ADD COLUMN presence_known INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

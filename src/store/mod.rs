@@ -37,7 +37,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {
     pub info: DeviceInfo,
+    /// Known to be online: its driver said so (this run or, persisted, before).
+    /// `false` also while `presence_known` is false.
     pub online: bool,
+    /// A driver has ever said whether the lock is reachable (else: `unknown`).
+    pub presence_known: bool,
     pub battery_level: Option<u8>,
     /// The lock's slots were read since it joined (so `slots` is complete).
     pub slots_known: bool,
@@ -272,8 +276,8 @@ pub struct Tx<'c> {
     wrote_outbox: std::cell::Cell<bool>,
 }
 
-/// A devices row as read: body, online, battery, slots_known, last_error.
-type RawDevice = (String, bool, Option<u8>, bool, Option<String>);
+/// A devices row as read: body, online, battery, slots_known, last_error, presence_known.
+type RawDevice = (String, bool, Option<u8>, bool, Option<String>, bool);
 
 fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
@@ -313,13 +317,21 @@ impl Tx<'_> {
     }
 
     fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDevice> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
     }
 
     fn device_row(raw: RawDevice) -> Result<DeviceRow> {
         Ok(DeviceRow {
             info: serde_json::from_str(&raw.0)?,
-            online: raw.1,
+            online: raw.1 && raw.5,
+            presence_known: raw.5,
             battery_level: raw.2,
             slots_known: raw.3,
             last_error: raw.4,
@@ -330,7 +342,7 @@ impl Tx<'_> {
         let raw = self
             .tx
             .prepare_cached(
-                "SELECT body, online, battery_level, slots_known, last_error FROM devices WHERE device_id = ?1",
+                "SELECT body, online, battery_level, slots_known, last_error, presence_known FROM devices WHERE device_id = ?1",
             )?
             .query_row([device_id], Self::device_from_row)
             .optional()?;
@@ -339,7 +351,7 @@ impl Tx<'_> {
 
     pub fn devices(&self) -> Result<Vec<DeviceRow>> {
         let mut st = self.tx.prepare_cached(
-            "SELECT body, online, battery_level, slots_known, last_error FROM devices ORDER BY device_id",
+            "SELECT body, online, battery_level, slots_known, last_error, presence_known FROM devices ORDER BY device_id",
         )?;
         let raws = st
             .query_map([], Self::device_from_row)?
@@ -347,9 +359,12 @@ impl Tx<'_> {
         raws.into_iter().map(Self::device_row).collect()
     }
 
+    /// What a driver says about a lock's reachability. Returns whether that
+    /// changed what was known (an unknown lock becoming known counts).
     pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
         let changed = self.tx.execute(
-            "UPDATE devices SET online = ?2 WHERE device_id = ?1 AND online != ?2",
+            "UPDATE devices SET online = ?2, presence_known = 1
+             WHERE device_id = ?1 AND (online != ?2 OR presence_known = 0)",
             params![device_id, online],
         )?;
         Ok(changed > 0)
