@@ -156,8 +156,10 @@ impl Hub {
         let online = devices.iter().filter(|d| d.online).count();
         let unknown = devices.iter().filter(|d| !d.presence_known).count();
         let heartbeat = self.engine.heartbeat_age();
+        let watchdog = self.engine.watchdog_problem.lock().unwrap().clone();
         json!({
-            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() { "ok" } else { "degraded" },
+            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() && watchdog.is_none() { "ok" } else { "degraded" },
+            "watchdog": watchdog.unwrap_or_else(|| "ok".into()),
             "clock": if self.engine.trust.is_trusted() { "trusted" } else { "clock_untrusted" },
             "version": env!("CARGO_PKG_VERSION"),
             "started_at": ts(self.started_at),

@@ -7,6 +7,7 @@
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary and its implementations:
 //!   [`drivers::sim`] (simulated locks), [`drivers::zwave`], [`drivers::ble`].
+//! - [`progress`]: sections of work the systemd watchdog follows (engine, store writer).
 
 pub mod commands;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod hub;
 pub mod model;
 pub mod mqtt;
 pub mod pin;
+pub mod progress;
 pub mod settings;
 pub mod status;
 pub mod store;

@@ -51,6 +51,8 @@ struct LockHandle {
     /// Bumped whenever something other than the lock's own reconciler may have
     /// changed its codes or slots: the reconciler's cached copy is then stale.
     generation: std::sync::atomic::AtomicU64,
+    /// In engine code (a pass, not waiting for the radio): for the watchdog.
+    busy: crate::progress::Busy,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -76,6 +78,11 @@ pub struct Engine {
     shutdown: CancellationToken,
     heartbeat_ms: AtomicI64,
     pub stats: Stats,
+    /// The committer and the lock-event loop at work (for the watchdog).
+    committing: crate::progress::Busy,
+    handling_event: crate::progress::Busy,
+    /// Why the daemon's watchdog is not being fed (`None`: it is).
+    pub watchdog_problem: Mutex<Option<String>>,
     /// Batches' results, committed together by one task (engine group commit).
     record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
     record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
@@ -128,6 +135,9 @@ impl Engine {
             shutdown,
             heartbeat_ms: AtomicI64::new(0),
             stats: Stats::default(),
+            committing: Default::default(),
+            handling_event: Default::default(),
+            watchdog_problem: Mutex::new(None),
         });
         engine.beat();
         engine
@@ -237,6 +247,31 @@ impl Engine {
         }
     }
 
+    /// The engine section that has been at work longest, and for how long
+    /// (a reconciler in engine code, the committer, the lock-event loop).
+    pub fn longest_busy(&self) -> Option<(String, std::time::Duration)> {
+        let mut worst: Option<(String, std::time::Duration)> = None;
+        let mut consider = |what: String, d: Option<std::time::Duration>| {
+            if let Some(d) = d {
+                if worst.as_ref().is_none_or(|(_, w)| d > *w) {
+                    worst = Some((what, d));
+                }
+            }
+        };
+        for (id, h) in self.locks.lock().unwrap().iter() {
+            consider(format!("the reconciler of {id}"), h.busy.busy_for());
+        }
+        consider("the engine's committer".into(), self.committing.busy_for());
+        consider("the lock-event loop".into(), self.handling_event.busy_for());
+        worst
+    }
+
+    /// A round trip through the committer and the store's writer (an empty
+    /// transaction): completes only while both are doing work.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.record_intents("", &[]).await
+    }
+
     fn beat(&self) {
         self.heartbeat_ms
             .store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
@@ -333,6 +368,7 @@ impl Engine {
                 wake: Notify::new(),
                 backoff: Mutex::new(LockBackoff::default()),
                 generation: std::sync::atomic::AtomicU64::new(0),
+                busy: Default::default(),
             });
             locks.insert(info.device_id.clone(), handle.clone());
             let me = self.clone();
@@ -369,6 +405,7 @@ impl Engine {
                 ev = events.recv() => match ev { Some(ev) => ev, None => return },
             };
             self.beat();
+            let _busy = self.handling_event.guard();
             if let LockEvent::Discovered(info) = &ev {
                 let driver = self.drivers.lock().unwrap().get(&info.driver).cloned();
                 match driver {

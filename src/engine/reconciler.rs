@@ -67,7 +67,10 @@ impl Engine {
             if self.shutdown.is_cancelled() {
                 return;
             }
-            let next = match self.pass(&device_id, &handle, &mut cache).await {
+            handle.busy.enter();
+            let passed = self.pass(&device_id, &handle, &mut cache).await;
+            handle.busy.leave();
+            let next = match passed {
                 Ok(n) => n,
                 Err(e) => {
                     cache = None;
@@ -94,6 +97,15 @@ impl Engine {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Wait for the radio: not engine work (a sleeping Z-Wave lock may take
+    /// minutes to wake), so the watchdog does not count it.
+    async fn outside<T>(handle: &LockHandle, f: impl std::future::Future<Output = T>) -> T {
+        handle.busy.leave();
+        let out = f.await;
+        handle.busy.enter();
+        out
     }
 
     fn backoff_wait(handle: &LockHandle) -> Option<Duration> {
@@ -159,7 +171,7 @@ impl Engine {
         // a stale "not on the lock" must never purge a code or raise an error.
         let known = cached.device.slots_known;
         if !known && Self::backoff_wait(handle).is_none() {
-            return match driver.read_slots(id).await {
+            return match Self::outside(handle, driver.read_slots(id)).await {
                 Ok(slots) => {
                     self.store.write(|tx| {
                         let now = self.clock.now();
@@ -282,7 +294,7 @@ impl Engine {
             }
         }
         let slot_ops: Vec<SlotOp> = batch.iter().map(|p| p.op.clone()).collect();
-        let results = driver.apply(id, &slot_ops).await;
+        let results = Self::outside(handle, driver.apply(id, &slot_ops)).await;
         let done = self.clock.now();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
@@ -365,7 +377,11 @@ impl Engine {
 
     /// Commit the PINs a batch is about to send (group-committed with other
     /// locks' results, so a busy hub pays no extra fsync per lock).
-    async fn record_intents(&self, id: &str, pins: &[(u32, Pin)]) -> Result<(), StoreError> {
+    pub(super) async fn record_intents(
+        &self,
+        id: &str,
+        pins: &[(u32, Pin)],
+    ) -> Result<(), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
             id: id.to_owned(),
@@ -396,6 +412,7 @@ impl Engine {
                     Err(_) => break,
                 }
             }
+            let _busy = self.committing.guard();
             let result = self.store.write(|tx| {
                 jobs.iter()
                     .map(|j| {

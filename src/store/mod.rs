@@ -4,6 +4,7 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+mod check;
 mod clock;
 pub mod issued;
 mod migrations;
@@ -68,6 +69,8 @@ pub struct Store {
     /// answer) that the engine's background writes step aside for.
     urgent: std::sync::atomic::AtomicUsize,
     outbox_changed: Notify,
+    /// The writer's current transaction (for the watchdog).
+    pub writing: crate::progress::Busy,
 }
 
 impl Store {
@@ -106,6 +109,7 @@ impl Store {
             reader: None,
             urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
+            writing: Default::default(),
         })
     }
 
@@ -168,6 +172,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let _writing = self.writing.guard();
         let mut conn = self.conn();
         let (out, wrote) = {
             let tx = conn.transaction().map_err(StoreError::from)?;
