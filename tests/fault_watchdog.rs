@@ -98,7 +98,7 @@ async fn the_watchdog_stops_while_the_store_is_blocked_and_resumes() {
 #[test]
 fn a_panic_in_a_task_is_logged_and_ends_the_process() {
     if std::env::var_os("LOCKHUB_PANIC_CHILD").is_some() {
-        lockhub::daemon::init_logging("info");
+        lockhub::logging::init("info", lockhub::logging::LogFormat::Text);
         lockhub::daemon::exit_on_panic();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

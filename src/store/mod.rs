@@ -8,6 +8,7 @@ mod check;
 mod clock;
 pub mod issued;
 mod migrations;
+pub mod recent;
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -71,6 +72,8 @@ pub struct Store {
     outbox_changed: Notify,
     /// The writer's current transaction (for the watchdog).
     pub writing: crate::progress::Busy,
+    /// The last events committed (for the installer page).
+    pub recent_events: recent::RecentEvents,
 }
 
 impl Store {
@@ -110,6 +113,7 @@ impl Store {
             urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
             writing: Default::default(),
+            recent_events: Default::default(),
         })
     }
 
@@ -179,10 +183,13 @@ impl Store {
             let wrapped = Tx {
                 tx,
                 wrote_outbox: std::cell::Cell::new(false),
+                new_events: Default::default(),
+                events_at_savepoint: Default::default(),
             };
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
             wrapped.tx.commit().map_err(StoreError::from)?;
+            self.recent_events.extend(wrapped.new_events.take());
             (out, wrote)
         };
         drop(conn);
@@ -201,6 +208,8 @@ impl Store {
         let wrapped = Tx {
             tx,
             wrote_outbox: std::cell::Cell::new(false),
+            new_events: Default::default(),
+            events_at_savepoint: Default::default(),
         };
         let out = f(&wrapped)?;
         wrapped.tx.commit()?;
@@ -279,6 +288,9 @@ impl Store {
 pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
     wrote_outbox: std::cell::Cell<bool>,
+    /// Events of this transaction, for [`Store::recent_events`] once it commits.
+    new_events: std::cell::RefCell<Vec<serde_json::Value>>,
+    events_at_savepoint: std::cell::Cell<usize>,
 }
 
 /// A devices row as read: body, online, battery, slots_known, last_error, presence_known.
@@ -293,6 +305,7 @@ impl Tx<'_> {
     /// Open a nested savepoint (one command inside a group commit).
     pub fn savepoint(&self) -> Result<()> {
         self.tx.execute_batch("SAVEPOINT command")?;
+        self.events_at_savepoint.set(self.new_events.borrow().len());
         Ok(())
     }
 
@@ -306,6 +319,9 @@ impl Tx<'_> {
     pub fn rollback_to(&self) -> Result<()> {
         self.tx
             .execute_batch("ROLLBACK TO command; RELEASE command")?;
+        self.new_events
+            .borrow_mut()
+            .truncate(self.events_at_savepoint.get());
         Ok(())
     }
 
@@ -645,8 +661,11 @@ impl Tx<'_> {
 
     pub fn event(&self, e: &Event) -> Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::to_vec(&e.to_json(&id))?;
-        self.publish("events", &body, false)
+        let json = e.to_json(&id);
+        let body = serde_json::to_vec(&json)?;
+        self.publish("events", &body, false)?;
+        self.new_events.borrow_mut().push(json);
+        Ok(())
     }
 }
 
