@@ -184,33 +184,129 @@ impl Running {
     }
 }
 
-/// Feed systemd's watchdog only while the engine's heartbeat is fresh.
+/// Feed systemd's watchdog only while work completes: every `WatchdogSec/3`
+/// a round trip through the engine's committer and the store's writer must
+/// finish within `WatchdogSec/2`, and no reconciler, the committer, the
+/// lock-event loop or a store write may have been at it longer than that. A
+/// store that fails quickly (a full disk) is not a hang: the watchdog is fed
+/// and systemd's status says degraded (the hub retries by itself).
 async fn watchdog(hub: Arc<Hub>, shutdown: CancellationToken) {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) {
+    let Some(period) = watchdog_period() else {
         return;
-    }
-    let period = Duration::from_micros(usec);
-    let mut tick = tokio::time::interval(period / 2);
+    };
+    let limit = period / 2;
+    let mut tick = tokio::time::interval(period / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status = String::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let age = hub.engine.heartbeat_age();
-        if age < period {
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-        } else {
-            tracing::error!(
-                age_ms = age.as_millis() as u64,
-                "engine heartbeat is stale; not feeding the watchdog"
-            );
+        let (stalled, degraded) = watchdog_check(&hub, limit).await;
+        *hub.engine.watchdog_problem.lock().unwrap() = stalled.clone();
+        match &stalled {
+            None => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+            Some(why) => tracing::error!(problem = %why, "not feeding the watchdog"),
+        }
+        let now = match stalled.as_ref().or(degraded.as_ref()) {
+            Some(why) => format!("degraded: {why}"),
+            None => "ok".to_owned(),
+        };
+        if now != status {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&now)]);
+            status = now;
         }
     }
 }
 
+/// `WatchdogSec` as systemd passes it: `WATCHDOG_USEC`, for this process if
+/// `WATCHDOG_PID` is set (as sd_watchdog_enabled(3) reads them).
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// (a hang that must stop the watchdog, a degradation that must not).
+async fn watchdog_check(hub: &Hub, limit: Duration) -> (Option<String>, Option<String>) {
+    if let Some((what, d)) = hub.engine.longest_busy().filter(|(_, d)| *d > limit) {
+        return (
+            Some(format!("{what} has been at work for {} ms", d.as_millis())),
+            None,
+        );
+    }
+    if let Some(d) = hub.store.writing.busy_for().filter(|d| *d > limit) {
+        return (
+            Some(format!(
+                "a store write has been blocked for {} ms",
+                d.as_millis()
+            )),
+            None,
+        );
+    }
+    match tokio::time::timeout(limit, hub.engine.probe()).await {
+        Err(_) => {
+            return (
+                Some(format!(
+                    "the engine's committer did not answer within {} ms",
+                    limit.as_millis()
+                )),
+                None,
+            )
+        }
+        Ok(Err(e)) => return (None, Some(format!("the store: {e}"))),
+        Ok(Ok(())) => {}
+    }
+    let store = hub.store.clone();
+    let probe = tokio::task::spawn_blocking(move || store.probe_writer());
+    match tokio::time::timeout(limit, probe).await {
+        Err(_) => (
+            Some(format!(
+                "the store's writer could not take the database within {} ms",
+                limit.as_millis()
+            )),
+            None,
+        ),
+        Ok(Ok(Err(e))) => (None, Some(format!("the store: {e}"))),
+        Ok(_) => (None, None),
+    }
+}
+
+/// Exit status after a panic (EX_SOFTWARE): systemd restarts the daemon.
+pub const EXIT_PANIC: i32 = 70;
+
+/// A panic in any task (a tokio task or a blocking thread, which would
+/// otherwise end silently) is logged and ends the process, so systemd
+/// restarts it with every task running.
+pub fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        tracing::error!(%message, %location, %thread, "a task panicked; lockhub exits so that it is restarted");
+        eprintln!("lockhub: panic in thread {thread} at {location}: {message}");
+        std::process::exit(EXIT_PANIC);
+    }));
+}
+
 /// Run until SIGTERM or SIGINT, then stop in order.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    exit_on_panic();
     let shutdown = CancellationToken::new();
     let running = start(&cfg, shutdown.clone()).await?;
     wait_for_signal().await;

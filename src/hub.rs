@@ -37,7 +37,7 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Engine::new(store.clone(), clock.clone(), settings.clone(), shutdown);
         engine.start(rx)?;
-        let commands = Commands::new(store.clone(), clock.clone(), settings, engine.waker());
+        let commands = Commands::new(store.clone(), engine.clock(), settings, engine.waker());
         Ok(Arc::new(Hub {
             store,
             engine,
@@ -154,15 +154,19 @@ impl Hub {
             Err(e) => (false, Vec::new(), 0, Some(json!({"error": e.to_string()}))),
         };
         let online = devices.iter().filter(|d| d.online).count();
+        let unknown = devices.iter().filter(|d| !d.presence_known).count();
         let heartbeat = self.engine.heartbeat_age();
+        let watchdog = self.engine.watchdog_problem.lock().unwrap().clone();
         json!({
-            "status": if store_ok && heartbeat.as_secs() < 60 { "ok" } else { "degraded" },
+            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() && watchdog.is_none() { "ok" } else { "degraded" },
+            "watchdog": watchdog.unwrap_or_else(|| "ok".into()),
+            "clock": if self.engine.trust.is_trusted() { "trusted" } else { "clock_untrusted" },
             "version": env!("CARGO_PKG_VERSION"),
             "started_at": ts(self.started_at),
             "broker": match broker_connected { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
             "store": if store_ok { "ok" } else { "error" },
             "engine_heartbeat_age_ms": heartbeat.as_millis() as u64,
-            "locks": { "online": online, "offline": devices.len() - online },
+            "locks": { "online": online, "offline": devices.len() - online - unknown, "unknown": unknown },
             "access_codes": codes,
             "queue_depth": queue.unwrap_or(0),
             "outbox_depth": self.store.outbox_len().unwrap_or(0),

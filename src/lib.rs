@@ -22,6 +22,7 @@
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated
 //!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2), [`drivers::ble`] (Nuki).
+//! - [`progress`]: sections of work the systemd watchdog follows (engine, store writer).
 //! - [`demo`]: `lockhub demo` on embedded defaults.
 
 pub mod commands;
@@ -36,6 +37,7 @@ pub mod logging;
 pub mod model;
 pub mod mqtt;
 pub mod pin;
+pub mod progress;
 pub mod settings;
 pub mod status;
 pub mod store;

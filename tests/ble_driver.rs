@@ -371,6 +371,13 @@ async fn busy_full_and_out_of_range() {
         .apply("nuki-0", &[SlotOp::Clear { slot: 1 }])
         .await;
     assert_eq!(r, vec![Err(DriverError::Offline)]);
+    // The first connect made the lock known to be online (it was unknown).
+    assert_eq!(
+        rig.events.recv().await,
+        Some(LockEvent::Online {
+            device_id: "nuki-0".into()
+        })
+    );
     assert_eq!(
         rig.events.recv().await,
         Some(LockEvent::Offline {

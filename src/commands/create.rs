@@ -188,7 +188,7 @@ fn plan(
             return Err(CommandError::new(
                 ErrorKind::DeviceOffline,
                 format!(
-                    "offline now: {} (attempt_for_offline_device is false)",
+                    "offline or not heard from yet: {} (attempt_for_offline_device is false)",
                     offline.join(", ")
                 ),
             )

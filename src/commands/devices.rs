@@ -25,7 +25,8 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
         "name": d.info.name,
         "driver": d.info.driver.as_str(),
         "address": d.info.address,
-        "online": d.online,
+        // `null`: no driver has said yet whether the lock is reachable.
+        "online": if d.presence_known { json!(d.online) } else { Value::Null },
         "battery_level": d.battery_level,
         "capabilities": {
             "supported_code_lengths": caps.supported_code_lengths,
@@ -36,7 +37,11 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
             "can_program_online_access_codes": caps.can_program_online_access_codes,
         },
         "slots": { "used": used.len(), "free": total.saturating_sub(used.len()), "unmanaged": unmanaged },
-        "errors": if d.online { json!([]) } else { json!([{"error_code": "device_offline", "message": "the lock is offline", "is_device_error": true}]) },
+        "warnings": match tx.clock_untrusted_since()? {
+            Some(t) => json!([{"warning_code": "clock_untrusted", "message": "the hub's clock is not trusted: no time-driven change until it is right", "created_at": crate::model::access_code::ts(t)}]),
+            None => json!([]),
+        },
+        "errors": if d.online || !d.presence_known { json!([]) } else { json!([{"error_code": "device_offline", "message": "the lock is offline", "is_device_error": true}]) },
     });
     if let Some(class) = &d.info.security_class {
         // lockhub's addition (Z-Wave locks only).

@@ -140,6 +140,12 @@ pub trait LockDriver: Send + Sync + 'static {
     /// The locks this driver serves now, with their capabilities.
     async fn devices(&self) -> Vec<DeviceInfo>;
 
+    /// Whether the driver knows the lock to be reachable right now (`None`:
+    /// it cannot tell without talking to it). Asked when a lock is adopted.
+    fn presence(&self, _device_id: &str) -> Option<bool> {
+        None
+    }
+
     /// Every occupied slot of the lock, as the lock reports it.
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError>;
 

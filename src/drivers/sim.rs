@@ -345,6 +345,11 @@ impl LockDriver for SimDriver {
         v
     }
 
+    /// A simulated lock knows whether it is switched on.
+    fn presence(&self, device_id: &str) -> Option<bool> {
+        self.with(device_id, |l| l.state.online)
+    }
+
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {
         let (latency, online) = self
             .with(device_id, |l| (l.latency, l.state.online))

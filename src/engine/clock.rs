@@ -6,6 +6,12 @@ use std::time::Duration;
 pub trait Clock: Send + Sync + 'static {
     /// Wall-clock time now (what `starts_at`/`ends_at` are compared with).
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether the source of this time says it is synchronised (the kernel,
+    /// for the system clock). Test clocks are.
+    fn synchronised(&self) -> bool {
+        true
+    }
 }
 
 /// The system's wall clock. Sleeps are capped by the engine, so a clock step
@@ -15,6 +21,15 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    /// adjtimex(2) in read-only mode: `TIME_ERROR` or `STA_UNSYNC` mean the
+    /// kernel's clock is not synchronised (a Pi without an RTC before NTP).
+    fn synchronised(&self) -> bool {
+        // SAFETY: modes = 0 only reads; the struct is ours and zeroed.
+        let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+        let state = unsafe { libc::adjtimex(&mut tx) };
+        state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
     }
 }
 

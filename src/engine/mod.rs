@@ -13,6 +13,7 @@ mod observe;
 pub mod plan;
 mod reconciler;
 mod timed;
+pub mod trust;
 
 use crate::commands::device_json;
 use crate::drivers::{LockDriver, LockEvent};
@@ -50,6 +51,8 @@ struct LockHandle {
     /// Bumped whenever something other than the lock's own reconciler may have
     /// changed its codes or slots: the reconciler's cached copy is then stale.
     generation: std::sync::atomic::AtomicU64,
+    /// In engine code (a pass, not waiting for the radio): for the watchdog.
+    busy: crate::progress::Busy,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -60,7 +63,12 @@ struct LockBackoff {
 
 pub struct Engine {
     store: Arc<Store>,
+    /// The time decisions are made by: the wall clock, never earlier than the
+    /// latest trusted time (`trust::MonotonicClock`).
     clock: Arc<dyn Clock>,
+    /// The wall clock as it reads, judged by `trust`.
+    wall: Arc<dyn Clock>,
+    pub trust: Arc<trust::ClockTrust>,
     settings: HubSettings,
     drivers: Mutex<HashMap<DriverKind, Arc<dyn LockDriver>>>,
     /// device_id -> the driver that serves it.
@@ -70,6 +78,11 @@ pub struct Engine {
     shutdown: CancellationToken,
     heartbeat_ms: AtomicI64,
     pub stats: Stats,
+    /// The committer and the lock-event loop at work (for the watchdog).
+    committing: crate::progress::Busy,
+    handling_event: crate::progress::Busy,
+    /// Why the daemon's watchdog is not being fed (`None`: it is).
+    pub watchdog_problem: Mutex<Option<String>>,
     /// Batches' results, committed together by one task (engine group commit).
     record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
     record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
@@ -95,11 +108,25 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> Arc<Engine> {
         let (record_jobs, record_rx) = mpsc::unbounded_channel();
+        let latest = store
+            .read(|tx| tx.latest_trusted_time())
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read the latest trusted time");
+                None
+            });
+        let trust = Arc::new(trust::ClockTrust::new(latest));
+        let wall = clock;
+        let clock: Arc<dyn Clock> = Arc::new(trust::MonotonicClock {
+            inner: wall.clone(),
+            trust: trust.clone(),
+        });
         let engine = Arc::new(Engine {
             record_jobs,
             record_rx: Mutex::new(Some(record_rx)),
             store,
             clock,
+            wall,
+            trust,
             settings,
             drivers: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
@@ -108,6 +135,9 @@ impl Engine {
             shutdown,
             heartbeat_ms: AtomicI64::new(0),
             stats: Stats::default(),
+            committing: Default::default(),
+            handling_event: Default::default(),
+            watchdog_problem: Mutex::new(None),
         });
         engine.beat();
         engine
@@ -133,6 +163,115 @@ impl Engine {
         }
     }
 
+    /// The clock commands should use (never earlier than the latest trusted time).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Reconcile every lock now (the clock became trusted again).
+    fn wake_all(&self) {
+        for h in self.locks.lock().unwrap().values() {
+            h.generation.fetch_add(1, Ordering::SeqCst);
+            h.wake.notify_one();
+        }
+    }
+
+    /// Judges the clock every second (and whenever a pass saw a change):
+    /// records the verdict, republishes device state (its `clock_untrusted`
+    /// warning), wakes every lock when the clock is trusted again, and keeps
+    /// the latest trusted time in the store (at once, then once a minute).
+    async fn clock_watch(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stored_untrusted = self
+            .store
+            .read(|tx| tx.clock_untrusted_since())
+            .ok()
+            .flatten()
+            .is_some();
+        let mut persisted: Option<chrono::DateTime<chrono::Utc>> = None;
+        let mut persisted_at: Option<tokio::time::Instant> = None;
+        loop {
+            let trusted = self.trust.judge_clock(self.wall.as_ref());
+            if trusted == stored_untrusted {
+                let wall = self.wall.now();
+                let r = self.store.write(|tx| {
+                    tx.set_clock_untrusted_since((!trusted).then_some(wall))?;
+                    for d in tx.devices()? {
+                        self.publish_device(tx, &d.info.device_id)?;
+                    }
+                    Ok::<_, StoreError>(())
+                });
+                match r {
+                    Ok(()) => stored_untrusted = !trusted,
+                    Err(e) => tracing::warn!(error = %e, "could not record the clock's trust"),
+                }
+                if trusted {
+                    tracing::info!("the clock is trusted again; reconciling every lock");
+                    self.wake_all();
+                } else {
+                    tracing::warn!(
+                        wall = %wall.to_rfc3339(),
+                        latest_trusted = ?self.trust.latest().map(|t| t.to_rfc3339()),
+                        synchronised = self.wall.synchronised(),
+                        "clock_untrusted: no time-driven change until the clock is right"
+                    );
+                }
+            }
+            let latest = self.trust.latest();
+            let due =
+                persisted_at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60));
+            if trusted && due && latest != persisted {
+                if let Some(t) = latest {
+                    match self.store.write(|tx| tx.set_latest_trusted_time(t)) {
+                        Ok(()) => {
+                            persisted = latest;
+                            persisted_at = Some(tokio::time::Instant::now());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not save the latest trusted time")
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    if let (true, Some(t)) = (self.trust.is_trusted(), self.trust.latest()) {
+                        let _ = self.store.write(|tx| tx.set_latest_trusted_time(t));
+                    }
+                    return;
+                }
+                _ = tick.tick() => {}
+                _ = self.trust.changed() => {}
+            }
+        }
+    }
+
+    /// The engine section that has been at work longest, and for how long
+    /// (a reconciler in engine code, the committer, the lock-event loop).
+    pub fn longest_busy(&self) -> Option<(String, std::time::Duration)> {
+        let mut worst: Option<(String, std::time::Duration)> = None;
+        let mut consider = |what: String, d: Option<std::time::Duration>| {
+            if let Some(d) = d {
+                if worst.as_ref().is_none_or(|(_, w)| d > *w) {
+                    worst = Some((what, d));
+                }
+            }
+        };
+        for (id, h) in self.locks.lock().unwrap().iter() {
+            consider(format!("the reconciler of {id}"), h.busy.busy_for());
+        }
+        consider("the engine's committer".into(), self.committing.busy_for());
+        consider("the lock-event loop".into(), self.handling_event.busy_for());
+        worst
+    }
+
+    /// A round trip through the committer and the store's writer (an empty
+    /// transaction): completes only while both are doing work.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.record_intents("", &[]).await
+    }
+
     fn beat(&self) {
         self.heartbeat_ms
             .store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
@@ -155,6 +294,8 @@ impl Engine {
         self.tasks.spawn(async move { me.event_loop(events).await });
         let me = self.clone();
         self.tasks.spawn(async move { me.ticker().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.clock_watch().await });
         if let Some(rx) = self.record_rx.lock().unwrap().take() {
             let me = self.clone();
             self.tasks.spawn(async move { me.committer(rx).await });
@@ -186,12 +327,28 @@ impl Engine {
         self.store.write(|tx| {
             for info in devices {
                 let before = tx.device(&info.device_id)?;
+                // What the driver knows of its reachability; else the state
+                // persisted before, else `unknown` until the lock answers.
+                if let Some(online) = driver.presence(&info.device_id) {
+                    if before.is_some() && tx.set_device_online(&info.device_id, online)? {
+                        let ev = if online {
+                            "device.connected"
+                        } else {
+                            "device.disconnected"
+                        };
+                        tx.event(&Event::device(ev, &info.device_id, now))?;
+                        self.publish_device(tx, &info.device_id)?;
+                    }
+                }
                 if before.as_ref().is_some_and(|b| b.info == *info) {
                     continue; // unchanged: its retained state is republished on connect anyway
                 }
                 tx.upsert_device(info)?;
                 if before.is_none() {
                     tx.event(&Event::device("device.added", &info.device_id, now))?;
+                    if let Some(online) = driver.presence(&info.device_id) {
+                        tx.set_device_online(&info.device_id, online)?;
+                    }
                 }
                 self.publish_device(tx, &info.device_id)?;
             }
@@ -211,6 +368,7 @@ impl Engine {
                 wake: Notify::new(),
                 backoff: Mutex::new(LockBackoff::default()),
                 generation: std::sync::atomic::AtomicU64::new(0),
+                busy: Default::default(),
             });
             locks.insert(info.device_id.clone(), handle.clone());
             let me = self.clone();
@@ -247,6 +405,7 @@ impl Engine {
                 ev = events.recv() => match ev { Some(ev) => ev, None => return },
             };
             self.beat();
+            let _busy = self.handling_event.guard();
             if let LockEvent::Discovered(info) = &ev {
                 let driver = self.drivers.lock().unwrap().get(&info.driver).cloned();
                 match driver {

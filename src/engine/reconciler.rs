@@ -67,7 +67,10 @@ impl Engine {
             if self.shutdown.is_cancelled() {
                 return;
             }
-            let next = match self.pass(&device_id, &handle, &mut cache).await {
+            handle.busy.enter();
+            let passed = self.pass(&device_id, &handle, &mut cache).await;
+            handle.busy.leave();
+            let next = match passed {
                 Ok(n) => n,
                 Err(e) => {
                     cache = None;
@@ -94,6 +97,15 @@ impl Engine {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Wait for the radio: not engine work (a sleeping Z-Wave lock may take
+    /// minutes to wake), so the watchdog does not count it.
+    async fn outside<T>(handle: &LockHandle, f: impl std::future::Future<Output = T>) -> T {
+        handle.busy.leave();
+        let out = f.await;
+        handle.busy.enter();
+        out
     }
 
     fn backoff_wait(handle: &LockHandle) -> Option<Duration> {
@@ -129,6 +141,10 @@ impl Engine {
         let Some(driver) = self.driver_for(id) else {
             return Ok(Next::After(self.settings.max_idle_sleep));
         };
+        // While the clock is untrusted no time-driven change is made
+        // (`trust`): the time-driven checks wait, and codes with a window are
+        // left on the lock as they are.
+        let trusted = self.trust.judge_clock(self.wall.as_ref());
         let now = self.clock.now();
         let timing = self.settings.timing();
         let generation = handle.generation.load(Ordering::SeqCst);
@@ -155,10 +171,16 @@ impl Engine {
         // a stale "not on the lock" must never purge a code or raise an error.
         let known = cached.device.slots_known;
         if !known && Self::backoff_wait(handle).is_none() {
-            return match driver.read_slots(id).await {
+            return match Self::outside(handle, driver.read_slots(id)).await {
                 Ok(slots) => {
-                    self.store
-                        .write(|tx| observe::absorb_read(self, tx, id, &slots, self.clock.now()))?;
+                    self.store.write(|tx| {
+                        let now = self.clock.now();
+                        // The lock answered: it is reachable.
+                        if tx.set_device_online(id, true)? {
+                            tx.event(&Event::device("device.connected", id, now))?;
+                        }
+                        observe::absorb_read(self, tx, id, &slots, now)
+                    })?;
                     *cache = None;
                     Self::succeeded(handle);
                     Ok(Next::Now)
@@ -170,15 +192,19 @@ impl Engine {
             };
         }
         // Write only when a time-driven change is due.
-        let (mut next_check, due) = super::timed::check(
-            self,
-            None,
-            &mut cached.codes.clone(),
-            &cached.observed,
-            &cached.issued,
-            known,
-            now,
-        )?;
+        let (mut next_check, due) = if trusted {
+            super::timed::check(
+                self,
+                None,
+                &mut cached.codes.clone(),
+                &cached.observed,
+                &cached.issued,
+                known,
+                now,
+            )?
+        } else {
+            (None, false)
+        };
         if due {
             let issued = &cached.issued;
             (cached.codes, cached.observed, next_check) = self.store.write(|tx| {
@@ -207,6 +233,15 @@ impl Engine {
             .partition(|p| matches!(p.op, SlotOp::Clear { .. }));
         ops.splice(0..0, clears);
         ops.extend(sets);
+        if !trusted {
+            let windowed: std::collections::HashSet<&str> = cached
+                .codes
+                .iter()
+                .filter(|c| c.window.is_some() && !c.deleted)
+                .map(|c| c.access_code_id.as_str())
+                .collect();
+            ops.retain(|p| !windowed.contains(p.access_code_id.as_str()));
+        }
         if ops.is_empty() {
             let next = [plan::next_boundary(&cached.codes, now, &timing), next_check]
                 .into_iter()
@@ -259,7 +294,7 @@ impl Engine {
             }
         }
         let slot_ops: Vec<SlotOp> = batch.iter().map(|p| p.op.clone()).collect();
-        let results = driver.apply(id, &slot_ops).await;
+        let results = Self::outside(handle, driver.apply(id, &slot_ops)).await;
         let done = self.clock.now();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
@@ -342,7 +377,11 @@ impl Engine {
 
     /// Commit the PINs a batch is about to send (group-committed with other
     /// locks' results, so a busy hub pays no extra fsync per lock).
-    async fn record_intents(&self, id: &str, pins: &[(u32, Pin)]) -> Result<(), StoreError> {
+    pub(super) async fn record_intents(
+        &self,
+        id: &str,
+        pins: &[(u32, Pin)],
+    ) -> Result<(), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
             id: id.to_owned(),
@@ -373,6 +412,7 @@ impl Engine {
                     Err(_) => break,
                 }
             }
+            let _busy = self.committing.guard();
             let result = self.store.write(|tx| {
                 jobs.iter()
                     .map(|j| {

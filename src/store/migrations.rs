@@ -59,6 +59,15 @@ const STEPS: &[&str] = &[
         digest    TEXT NOT NULL,
         PRIMARY KEY (device_id, slot, digest)
     ) WITHOUT ROWID;",
+    // 3: the clock's trust (store::clock): one row.
+    "CREATE TABLE clock_state (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        latest_trusted  TEXT,
+        untrusted_since TEXT
+    );
+    INSERT INTO clock_state (id) VALUES (1);",
+    // 4: a lock's reachability is unknown until a driver says (`online` was assumed).
+    "ALTER TABLE devices ADD COLUMN presence_known INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -4,6 +4,8 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+mod check;
+mod clock;
 pub mod issued;
 mod migrations;
 pub mod recent;
@@ -37,7 +39,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {
     pub info: DeviceInfo,
+    /// Known to be online: its driver said so (this run or, persisted, before).
+    /// `false` also while `presence_known` is false.
     pub online: bool,
+    /// A driver has ever said whether the lock is reachable (else: `unknown`).
+    pub presence_known: bool,
     pub battery_level: Option<u8>,
     /// The lock's slots were read since it joined (so `slots` is complete).
     pub slots_known: bool,
@@ -64,6 +70,8 @@ pub struct Store {
     /// answer) that the engine's background writes step aside for.
     urgent: std::sync::atomic::AtomicUsize,
     outbox_changed: Notify,
+    /// The writer's current transaction (for the watchdog).
+    pub writing: crate::progress::Busy,
     /// The last events committed (for the installer page).
     pub recent_events: recent::RecentEvents,
 }
@@ -104,6 +112,7 @@ impl Store {
             reader: None,
             urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
+            writing: Default::default(),
             recent_events: Default::default(),
         })
     }
@@ -167,6 +176,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let _writing = self.writing.guard();
         let mut conn = self.conn();
         let (out, wrote) = {
             let tx = conn.transaction().map_err(StoreError::from)?;
@@ -283,8 +293,8 @@ pub struct Tx<'c> {
     events_at_savepoint: std::cell::Cell<usize>,
 }
 
-/// A devices row as read: body, online, battery, slots_known, last_error.
-type RawDevice = (String, bool, Option<u8>, bool, Option<String>);
+/// A devices row as read: body, online, battery, slots_known, last_error, presence_known.
+type RawDevice = (String, bool, Option<u8>, bool, Option<String>, bool);
 
 fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
@@ -328,13 +338,21 @@ impl Tx<'_> {
     }
 
     fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDevice> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
     }
 
     fn device_row(raw: RawDevice) -> Result<DeviceRow> {
         Ok(DeviceRow {
             info: serde_json::from_str(&raw.0)?,
-            online: raw.1,
+            online: raw.1 && raw.5,
+            presence_known: raw.5,
             battery_level: raw.2,
             slots_known: raw.3,
             last_error: raw.4,
@@ -345,7 +363,7 @@ impl Tx<'_> {
         let raw = self
             .tx
             .prepare_cached(
-                "SELECT body, online, battery_level, slots_known, last_error FROM devices WHERE device_id = ?1",
+                "SELECT body, online, battery_level, slots_known, last_error, presence_known FROM devices WHERE device_id = ?1",
             )?
             .query_row([device_id], Self::device_from_row)
             .optional()?;
@@ -354,7 +372,7 @@ impl Tx<'_> {
 
     pub fn devices(&self) -> Result<Vec<DeviceRow>> {
         let mut st = self.tx.prepare_cached(
-            "SELECT body, online, battery_level, slots_known, last_error FROM devices ORDER BY device_id",
+            "SELECT body, online, battery_level, slots_known, last_error, presence_known FROM devices ORDER BY device_id",
         )?;
         let raws = st
             .query_map([], Self::device_from_row)?
@@ -362,9 +380,12 @@ impl Tx<'_> {
         raws.into_iter().map(Self::device_row).collect()
     }
 
+    /// What a driver says about a lock's reachability. Returns whether that
+    /// changed what was known (an unknown lock becoming known counts).
     pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
         let changed = self.tx.execute(
-            "UPDATE devices SET online = ?2 WHERE device_id = ?1 AND online != ?2",
+            "UPDATE devices SET online = ?2, presence_known = 1
+             WHERE device_id = ?1 AND (online != ?2 OR presence_known = 0)",
             params![device_id, online],
         )?;
         Ok(changed > 0)

@@ -149,6 +149,11 @@ impl Daemon {
     }
 
     pub fn start(&mut self) {
+        self.start_env(&[]);
+    }
+
+    /// Start with extra environment variables (libfaketime's, for example).
+    pub fn start_env(&mut self, env: &[(&str, String)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -158,6 +163,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "warn,lockhub=debug")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

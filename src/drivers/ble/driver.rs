@@ -222,14 +222,13 @@ impl BleDriver {
     /// Marks a lock seen (an advertisement or a connect) or gone, announcing
     /// a change to the engine once.
     pub fn set_online(&self, device_id: &str, online: bool) {
-        // Locks start online, as the engine assumes.
+        // A lock's reachability is unknown until it is first seen or missed.
         let was = self
             .online
             .lock()
             .unwrap()
-            .insert(device_id.to_owned(), online)
-            .unwrap_or(true);
-        if was == online {
+            .insert(device_id.to_owned(), online);
+        if was == Some(online) {
             return;
         }
         let device_id = device_id.to_owned();
