@@ -8,6 +8,7 @@
 //! same `request_id` returns it again and changes nothing.
 
 mod backup;
+pub mod capacity;
 mod create;
 mod delete;
 mod devices;
@@ -130,6 +131,7 @@ impl Commands {
         settings: HubSettings,
         waker: Waker,
     ) -> Self {
+        store.set_workspace_id(&settings.workspace_id);
         Commands {
             store,
             clock,

@@ -11,6 +11,7 @@ pub mod clock;
 mod observe;
 pub mod plan;
 mod reconciler;
+pub mod slots;
 mod timed;
 
 use crate::commands::device_json;
@@ -94,6 +95,7 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> Arc<Engine> {
         let (record_jobs, record_rx) = mpsc::unbounded_channel();
+        store.set_workspace_id(&settings.workspace_id);
         let engine = Arc::new(Engine {
             record_jobs,
             record_rx: Mutex::new(Some(record_rx)),
@@ -301,6 +303,7 @@ impl Engine {
                 if let Err(e) = self.store.write(|tx| tx.prune_requests(before)) {
                     tracing::warn!(error = %e, "could not prune old request ids");
                 }
+                self.retention_sweep();
             }
         }
     }

@@ -4,7 +4,10 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+mod lifetime;
 mod migrations;
+
+pub use lifetime::{ReportedConstraints, UnmanagedRow};
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -62,6 +65,9 @@ pub struct Store {
     /// answer) that the engine's background writes step aside for.
     urgent: std::sync::atomic::AtomicUsize,
     outbox_changed: Notify,
+    /// The workspace every event is stamped with (the hub has none of its own:
+    /// it comes from the config; see [`Store::set_workspace_id`]).
+    workspace_id: Mutex<std::sync::Arc<str>>,
 }
 
 impl Store {
@@ -100,7 +106,21 @@ impl Store {
             reader: None,
             urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
+            workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
         })
+    }
+
+    /// Stamp events with this workspace from now on (commands and the engine
+    /// set it from their settings when they are built).
+    pub fn set_workspace_id(&self, workspace_id: &str) {
+        *self.workspace_id.lock().unwrap_or_else(|e| e.into_inner()) = workspace_id.into();
+    }
+
+    fn workspace(&self) -> std::sync::Arc<str> {
+        self.workspace_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn read_conn(&self) -> MutexGuard<'_, Connection> {
@@ -168,6 +188,7 @@ impl Store {
             let wrapped = Tx {
                 tx,
                 wrote_outbox: std::cell::Cell::new(false),
+                workspace_id: self.workspace(),
             };
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
@@ -190,6 +211,7 @@ impl Store {
         let wrapped = Tx {
             tx,
             wrote_outbox: std::cell::Cell::new(false),
+            workspace_id: self.workspace(),
         };
         let out = f(&wrapped)?;
         wrapped.tx.commit()?;
@@ -268,6 +290,7 @@ impl Store {
 pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
     wrote_outbox: std::cell::Cell<bool>,
+    workspace_id: std::sync::Arc<str>,
 }
 
 /// A devices row as read: body, online, battery, slots_known, last_error.
@@ -303,7 +326,7 @@ impl Tx<'_> {
     /// Record a lock a driver announced; keeps its online state and battery.
     pub fn upsert_device(&self, info: &DeviceInfo) -> Result<()> {
         self.tx.execute(
-            "INSERT INTO devices (device_id, body) VALUES (?1, ?2)
+            "INSERT INTO devices (device_id, body, created_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
              ON CONFLICT(device_id) DO UPDATE SET body = excluded.body",
             params![info.device_id, serde_json::to_string(info)?],
         )?;
@@ -332,7 +355,8 @@ impl Tx<'_> {
             )?
             .query_row([device_id], Self::device_from_row)
             .optional()?;
-        raw.map(Self::device_row).transpose()
+        raw.map(|r| self.with_reported(Self::device_row(r)?))
+            .transpose()
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRow>> {
@@ -342,12 +366,16 @@ impl Tx<'_> {
         let raws = st
             .query_map([], Self::device_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raws.into_iter().map(Self::device_row).collect()
+        raws.into_iter()
+            .map(|r| self.with_reported(Self::device_row(r)?))
+            .collect()
     }
 
     pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
         let changed = self.tx.execute(
-            "UPDATE devices SET online = ?2 WHERE device_id = ?1 AND online != ?2",
+            "UPDATE devices SET online = ?2,
+               offline_since = CASE WHEN ?2 THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END
+             WHERE device_id = ?1 AND online != ?2",
             params![device_id, online],
         )?;
         Ok(changed > 0)
@@ -453,8 +481,13 @@ impl Tx<'_> {
         self.codes_where("common_code_key = ?1", &common_code_key)
     }
 
+    /// A lock's codes, leaving out deleted ones already off the lock (kept
+    /// only for retention: see `lifetime`).
     pub fn codes_for_device(&self, device_id: &str) -> Result<Vec<AccessCode>> {
-        self.codes_where("device_id = ?1", &device_id)
+        self.codes_where(
+            "device_id = ?1 AND NOT (deleted = 1 AND slot = 0)",
+            &device_id,
+        )
     }
 
     pub fn all_codes(&self) -> Result<Vec<AccessCode>> {
@@ -623,7 +656,7 @@ impl Tx<'_> {
 
     pub fn event(&self, e: &Event) -> Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::to_vec(&e.to_json(&id))?;
+        let body = serde_json::to_vec(&e.to_json(&id, &self.workspace_id))?;
         self.publish("events", &body, false)
     }
 }
