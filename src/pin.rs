@@ -521,6 +521,39 @@ mod tests {
         assert!(choose_shared(&mut rng, 4, &[lock]).is_none());
     }
 
+    #[test]
+    fn a_recently_held_pin_is_never_chosen() {
+        // Digits 1-6, four long: mark every acceptable code as held but one.
+        let c = caps(&[4], vec![CodeConstraint::CannotContain0789]);
+        let key = [7u8; 32];
+        let mut held = Vec::new();
+        for n in 0..1296u32 {
+            let mut m = n;
+            let s: String = (0..4)
+                .map(|_| {
+                    let d = (m % 6) as u8 + 1;
+                    m /= 6;
+                    (b'0' + d) as char
+                })
+                .collect();
+            if s != "3625" {
+                held.push(digest(&key, &s));
+            }
+        }
+        let recent = RecentPins::new(key, held);
+        let mut lock = LockView::new(&c, &[]);
+        lock.recent = Some(&recent);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        assert_eq!(
+            choose_for_lock(&mut rng, None, &lock).unwrap().expose(),
+            "3625"
+        );
+        // Another key does not match: the hashes are keyed.
+        let other = RecentPins::new([8u8; 32], [digest(&key, "3625")]);
+        assert!(!other.held("3625"));
+        assert!(RecentPins::new(key, [digest(&key, "3625")]).held("3625"));
+    }
+
     fn any_constraint() -> impl Strategy<Value = CodeConstraint> {
         use CodeConstraint::*;
         prop_oneof![

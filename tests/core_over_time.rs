@@ -465,3 +465,58 @@ async fn a_year_of_a_busy_calendar_on_ten_locks() {
     );
     hub.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn ended_and_deleted_codes_are_kept_thirty_days_then_purged_with_only_hashes_left() {
+    let hub = Hub::start_with(
+        Arc::new(Store::open_in_memory().unwrap()),
+        vec![spec(FRONT, "Front", keypad(&[4], 3))],
+        settings(),
+    )
+    .await;
+    let s = base_time() + Span::hours(1);
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "starts_at": iso(s), "ends_at": iso(s + Span::hours(20))}),
+    );
+    let ended = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended_pin = r["access_code"]["code"].as_str().unwrap().to_owned();
+    let r = hub.cmd("access_codes/create", json!({"device_id": FRONT}));
+    let deleted = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deleted_pin = r["access_code"]["code"].as_str().unwrap().to_owned();
+    run_until(&hub, s + Span::hours(2)).await;
+    assert_eq!(hub.slots(FRONT).len(), 2);
+    assert_eq!(
+        hub.cmd("access_codes/delete", json!({"access_code_id": deleted}))["ok"],
+        true
+    );
+    run_until(&hub, s + Span::hours(21)).await;
+    assert!(hub.slots(FRONT).is_empty());
+    // Within the retention period the ended code is still there: a late
+    // checkout or an audit finds it.
+    run_until(&hub, s + Span::days(29)).await;
+    assert_eq!(hub.get(&ended)["status"], "unset");
+    let count = || hub.store.read(|tx| tx.count_codes()).unwrap();
+    assert_eq!(count(), 2, "both kept 30 days");
+    // After it, both are gone; only keyed hashes of their PINs remain.
+    run_until(&hub, s + Span::days(32)).await;
+    assert_eq!(count(), 0);
+    let r = hub.cmd("access_codes/get", json!({"access_code_id": ended}));
+    assert_eq!(r["error"]["type"], "access_code_not_found");
+    let recent = hub
+        .store
+        .read(|tx| tx.recent_pins(FRONT, hub.clock.now() - Span::days(365)))
+        .unwrap();
+    assert!(recent.held(&ended_pin) && recent.held(&deleted_pin));
+    assert_eq!(recent.len(), 2);
+    // The history is not kept for ever either.
+    run_until(&hub, s + Span::days(367)).await;
+    assert_eq!(hub.store.read(|tx| tx.count_pin_history()).unwrap(), 0);
+    hub.stop().await;
+}
