@@ -16,6 +16,7 @@ mod error;
 mod parse;
 mod plan;
 mod read;
+mod unmanaged;
 mod update;
 mod update_multiple;
 
@@ -41,6 +42,11 @@ pub const COMMANDS: &[&str] = &[
     "access_codes/get",
     "access_codes/list",
     "access_codes/pull_backup_access_code",
+    "access_codes/unmanaged/list",
+    "access_codes/unmanaged/get",
+    "access_codes/unmanaged/convert_to_managed",
+    "access_codes/unmanaged/update",
+    "access_codes/unmanaged/delete",
     "devices/list",
     "devices/get",
 ];
@@ -266,6 +272,13 @@ impl Commands {
             "access_codes/get" => read::get(ctx, tx, body),
             "access_codes/list" => read::list(ctx, tx, body),
             "access_codes/pull_backup_access_code" => backup::pull(ctx, tx, body),
+            "access_codes/unmanaged/list" => unmanaged::list(ctx, tx, body),
+            "access_codes/unmanaged/get" => unmanaged::get(ctx, tx, body),
+            "access_codes/unmanaged/convert_to_managed" => {
+                unmanaged::convert_to_managed(ctx, tx, body)
+            }
+            "access_codes/unmanaged/update" => unmanaged::update(ctx, tx, body),
+            "access_codes/unmanaged/delete" => unmanaged::delete(ctx, tx, body),
             "devices/list" => devices::list(ctx, tx, body),
             "devices/get" => devices::get(ctx, tx, body),
             other => Err(CommandError::new(
