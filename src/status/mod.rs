@@ -3,7 +3,8 @@
 //!
 //! `GET /v1/health`, `/v1/devices`, `/v1/access_codes` (PINs masked unless
 //! `?reveal_codes=true`), `/v1/queue`, `/metrics`; `POST /v1/commands/{command}`
-//! takes the same bodies as MQTT and answers with the same response.
+//! takes the same bodies as MQTT and answers with the same response. `GET /`
+//! is the installer page ([`crate::web`]).
 
 pub mod client;
 
@@ -111,7 +112,13 @@ async fn command(State(c): State<Ctx>, Path(command): Path<String>, body: Bytes)
     }
 }
 
-pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
+/// The socket's routes plus the installer page ([`crate::web`]).
+pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>, page: crate::web::PageInfo) -> Router {
+    views_router(hub.clone(), link).merge(crate::web::socket_routes(hub, page))
+}
+
+/// The JSON views and the command route (the TCP page reuses these behind its login).
+pub fn views_router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
     let limit = hub.commands.settings.max_payload_bytes;
     Router::new()
         .route("/v1/health", get(health))
@@ -150,9 +157,10 @@ pub async fn serve(
     listener: tokio::net::UnixListener,
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
+    page: crate::web::PageInfo,
     shutdown: CancellationToken,
 ) {
-    let app = router(hub, link);
+    let app = router(hub, link, page);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

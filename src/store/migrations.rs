@@ -52,7 +52,14 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX outbox_lane ON outbox(lane, id);
     CREATE INDEX outbox_retained ON outbox(topic) WHERE retain = 1;",
-    // 2: codes over time (slots taken only while a code is due, PIN history,
+    // 2: PINs lockhub may have put in a slot (store::issued).
+    "CREATE TABLE issued_pins (
+        device_id TEXT NOT NULL,
+        slot      INTEGER NOT NULL,
+        digest    TEXT NOT NULL,
+        PRIMARY KEY (device_id, slot, digest)
+    ) WITHOUT ROWID;",
+    // 3: codes over time (slots taken only while a code is due, PIN history,
     // unmanaged codes' ids, device times, reported constraints).
     "DROP INDEX access_codes_slot;
     CREATE UNIQUE INDEX access_codes_slot ON access_codes(device_id, slot) WHERE slot > 0;

@@ -4,8 +4,10 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+pub mod issued;
 mod lifetime;
 mod migrations;
+pub mod recent;
 
 pub use lifetime::{ReportedConstraints, UnmanagedRow};
 
@@ -65,6 +67,8 @@ pub struct Store {
     /// answer) that the engine's background writes step aside for.
     urgent: std::sync::atomic::AtomicUsize,
     outbox_changed: Notify,
+    /// The last events committed (for the installer page).
+    pub recent_events: recent::RecentEvents,
     /// The workspace every event is stamped with (the hub has none of its own:
     /// it comes from the config; see [`Store::set_workspace_id`]).
     workspace_id: Mutex<std::sync::Arc<str>>,
@@ -106,6 +110,7 @@ impl Store {
             reader: None,
             urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
+            recent_events: Default::default(),
             workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
         })
     }
@@ -188,11 +193,14 @@ impl Store {
             let wrapped = Tx {
                 tx,
                 wrote_outbox: std::cell::Cell::new(false),
+                new_events: Default::default(),
+                events_at_savepoint: Default::default(),
                 workspace_id: self.workspace(),
             };
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
             wrapped.tx.commit().map_err(StoreError::from)?;
+            self.recent_events.extend(wrapped.new_events.take());
             (out, wrote)
         };
         drop(conn);
@@ -211,6 +219,8 @@ impl Store {
         let wrapped = Tx {
             tx,
             wrote_outbox: std::cell::Cell::new(false),
+            new_events: Default::default(),
+            events_at_savepoint: Default::default(),
             workspace_id: self.workspace(),
         };
         let out = f(&wrapped)?;
@@ -290,6 +300,9 @@ impl Store {
 pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
     wrote_outbox: std::cell::Cell<bool>,
+    /// Events of this transaction, for [`Store::recent_events`] once it commits.
+    new_events: std::cell::RefCell<Vec<serde_json::Value>>,
+    events_at_savepoint: std::cell::Cell<usize>,
     workspace_id: std::sync::Arc<str>,
 }
 
@@ -305,6 +318,7 @@ impl Tx<'_> {
     /// Open a nested savepoint (one command inside a group commit).
     pub fn savepoint(&self) -> Result<()> {
         self.tx.execute_batch("SAVEPOINT command")?;
+        self.events_at_savepoint.set(self.new_events.borrow().len());
         Ok(())
     }
 
@@ -318,6 +332,9 @@ impl Tx<'_> {
     pub fn rollback_to(&self) -> Result<()> {
         self.tx
             .execute_batch("ROLLBACK TO command; RELEASE command")?;
+        self.new_events
+            .borrow_mut()
+            .truncate(self.events_at_savepoint.get());
         Ok(())
     }
 
@@ -656,8 +673,11 @@ impl Tx<'_> {
 
     pub fn event(&self, e: &Event) -> Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::to_vec(&e.to_json(&id, &self.workspace_id))?;
-        self.publish("events", &body, false)
+        let json = e.to_json(&id, &self.workspace_id);
+        let body = serde_json::to_vec(&json)?;
+        self.publish("events", &body, false)?;
+        self.new_events.borrow_mut().push(json);
+        Ok(())
     }
 }
 

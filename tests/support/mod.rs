@@ -2,4 +2,6 @@ pub mod blackbox;
 pub mod ble;
 pub mod core;
 pub mod fake_bluez;
+pub mod http;
 pub mod realtime;
+pub mod webdriver;
