@@ -9,6 +9,7 @@
 
 mod backup;
 pub mod capacity;
+mod constraints;
 mod create;
 mod delete;
 mod devices;
@@ -42,6 +43,8 @@ pub const COMMANDS: &[&str] = &[
     "access_codes/get",
     "access_codes/list",
     "access_codes/pull_backup_access_code",
+    "access_codes/generate_code",
+    "access_codes/report_device_constraints",
     "access_codes/unmanaged/list",
     "access_codes/unmanaged/get",
     "access_codes/unmanaged/convert_to_managed",
@@ -272,6 +275,8 @@ impl Commands {
             "access_codes/get" => read::get(ctx, tx, body),
             "access_codes/list" => read::list(ctx, tx, body),
             "access_codes/pull_backup_access_code" => backup::pull(ctx, tx, body),
+            "access_codes/generate_code" => constraints::generate(ctx, tx, body),
+            "access_codes/report_device_constraints" => constraints::report(ctx, tx, body),
             "access_codes/unmanaged/list" => unmanaged::list(ctx, tx, body),
             "access_codes/unmanaged/get" => unmanaged::get(ctx, tx, body),
             "access_codes/unmanaged/convert_to_managed" => {
