@@ -180,6 +180,10 @@ fn absorb(
             );
             return Ok(());
         }
+        if let Some(b) = &before {
+            // The lock held this PIN: never chosen for it again for a while.
+            tx.record_pin_held(id, &b.code, now)?;
+        }
         return unmanaged_changed(tx, id, slot, before.is_some(), content.is_some(), now);
     };
     let timing = engine.settings.timing();
@@ -228,7 +232,10 @@ fn absorb(
     if c.allow_external_modification {
         match content {
             None => c.removed_at_lock = true,
-            Some(x) => c.code = x.code.clone(),
+            Some(x) => {
+                tx.record_pin_held(id, &c.code, now)?;
+                c.code = x.code.clone();
+            }
         }
         let mut w = Issue::new(
             "external_modification_in_effect",

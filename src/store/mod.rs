@@ -507,8 +507,9 @@ impl Tx<'_> {
         )
     }
 
+    /// Every code but deleted ones already off their lock (kept only for retention).
     pub fn all_codes(&self) -> Result<Vec<AccessCode>> {
-        self.codes_where("1 = ?1", &1)
+        self.codes_where("NOT (deleted = 1 AND slot = ?1)", &0)
     }
 
     /// Slots taken on a lock by lockhub's codes (live or being removed).
