@@ -520,3 +520,27 @@ async fn ended_and_deleted_codes_are_kept_thirty_days_then_purged_with_only_hash
     assert_eq!(hub.store.read(|tx| tx.count_pin_history()).unwrap(), 0);
     hub.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_given_pin_may_repeat_a_finished_stays_but_never_a_live_ones() {
+    let hub = Hub::start_with(
+        Arc::new(Store::open_in_memory().unwrap()),
+        vec![spec(FRONT, "Front", keypad(&[4], 3))],
+        settings(),
+    )
+    .await;
+    let s = base_time() + Span::hours(1);
+    let r = hub.cmd("access_codes/create", json!({"device_id": FRONT, "code": "4826", "starts_at": iso(s), "ends_at": iso(s + Span::hours(2))}));
+    assert_eq!(r["ok"], true, "{r}");
+    // A future stay with the same PIN is refused while the first is live...
+    let later = s + Span::days(2);
+    let body = json!({"device_id": FRONT, "code": "4826", "starts_at": iso(later), "ends_at": iso(later + Span::hours(2))});
+    let r = hub.cmd("access_codes/create", body.clone());
+    assert_eq!(r["error"]["type"], "duplicate_code_on_device", "{r}");
+    // ...and accepted once it ended and left the lock (the owner's PIN, again).
+    run_until(&hub, s + Span::hours(3)).await;
+    assert!(hub.slots(FRONT).is_empty());
+    let r = hub.cmd("access_codes/create", body);
+    assert_eq!(r["ok"], true, "{r}");
+    hub.stop().await;
+}

@@ -152,9 +152,9 @@ struct Member {
     device: DeviceRow,
     /// Every PIN on the lock or promised to it: a chosen PIN avoids them all.
     existing: Vec<Pin>,
-    /// PINs of codes on the lock at a time overlapping the new code's: a PIN
-    /// the cloud gives must not be one of them.
-    overlapping: Vec<Pin>,
+    /// PINs of codes on the lock or still to go on it: a PIN the cloud gives
+    /// must not be one of them (`plan::pins_in_use`).
+    in_use: Vec<Pin>,
     /// PINs the lock held recently (hashes): never chosen again.
     recent: pin::RecentPins,
     /// The new code, without its PIN yet.
@@ -171,7 +171,7 @@ impl Member {
 
     /// The lock as a given PIN is checked against.
     fn given_view(&self) -> LockView<'_> {
-        LockView::new(&self.device.info.capabilities, &self.overlapping)
+        LockView::new(&self.device.info.capabilities, &self.in_use)
     }
 }
 
@@ -280,10 +280,9 @@ fn plan(
                 flags,
                 &timing,
             );
-            let need = draft.slot_need(ctx.now, &timing);
             Ok(Member {
                 existing: plan::codes_on_lock(tx, &id, None)?,
-                overlapping: plan::pins_overlapping(tx, &id, need, ctx.now, &timing, None)?,
+                in_use: plan::pins_in_use(tx, &id, ctx.now, &timing, None)?,
                 recent: plan::recent_pins(tx, &id, ctx.now, ctx.settings)?,
                 device: d,
                 draft,

@@ -103,29 +103,23 @@ pub fn recent_pins(
     Ok(tx.recent_pins(device_id, now - settings.pin_reuse)?)
 }
 
-/// PINs that clash with a code needing its slot during `need`: those of codes
-/// on the lock at an overlapping time, and every code the lock holds now
-/// (managed or not). `except` leaves one code out.
-pub fn pins_overlapping(
+/// PINs a code the cloud gives must not be: those of every code on the lock
+/// now or still to go on it (whatever its time: a removal that runs late must
+/// never meet the same PIN going on), and every code the lock holds (managed
+/// or not). Codes that ended and are off the lock no longer count. `except`
+/// leaves one code out.
+pub fn pins_in_use(
     tx: &Tx<'_>,
     device_id: &str,
-    need: Option<super::capacity::Need>,
     now: DateTime<Utc>,
     timing: &crate::model::Timing,
     except: Option<&str>,
 ) -> Result<Vec<Pin>, CommandFailed> {
-    let overlaps = |n: &super::capacity::Need| match need {
-        None => false,
-        Some(m) => {
-            n.0 < m.1.unwrap_or(DateTime::<Utc>::MAX_UTC)
-                && m.0 < n.1.unwrap_or(DateTime::<Utc>::MAX_UTC)
-        }
-    };
     let codes = tx.codes_for_device(device_id)?;
     let mut pins: Vec<Pin> = codes
         .iter()
         .filter(|c| Some(c.access_code_id.as_str()) != except)
-        .filter(|c| c.slot_need(now, timing).is_some_and(|n| overlaps(&n)))
+        .filter(|c| c.slot_need(now, timing).is_some())
         .map(|c| c.code.clone())
         .collect();
     let own_slot = except
