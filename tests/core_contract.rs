@@ -255,6 +255,11 @@ async fn every_emitted_device_validates_and_events_carry_the_workspace() {
         .map(|c| c["constraint_type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["no_zeros", "cannot_start_with_12", "name_length"]);
+    // created_at is when the hub (on its clock) first met the lock.
+    assert_eq!(
+        nuki["created_at"],
+        lockhub::model::access_code::ts(base_time())
+    );
     let front = hub.cmd("devices/get", json!({"device_id": FRONT}))["device"].clone();
     assert_eq!(
         front["properties"]["code_constraints"][0]["constraint_type"],

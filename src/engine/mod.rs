@@ -194,6 +194,7 @@ impl Engine {
                 tx.upsert_device(info)?;
                 if before.is_none() {
                     tx.event(&Event::device("device.added", &info.device_id, now))?;
+                    tx.set_device_created_at(&info.device_id, now)?;
                 }
                 self.publish_device(tx, &info.device_id)?;
             }

@@ -48,6 +48,15 @@ impl Tx<'_> {
             .unwrap_or((None, None)))
     }
 
+    /// When lockhub first met the lock, by the hub's clock (the insert's own
+    /// stamp is SQLite's wall clock).
+    pub fn set_device_created_at(&self, device_id: &str, at: DateTime<Utc>) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE devices SET created_at = ?2 WHERE device_id = ?1")?
+            .execute(params![device_id, ts(at)])?;
+        Ok(())
+    }
+
     // ---- reported constraints ----
 
     pub(super) fn with_reported(&self, mut d: super::DeviceRow) -> Result<super::DeviceRow> {
