@@ -244,14 +244,46 @@ async fn unmanaged_codes_take_slots_and_bad_requests_are_typed() {
     hub.sim.keypad_change(FRONT, 1, Some(Pin::new("4826")));
     hub.run_for(Duration::from_secs(1)).await;
     // One slot left: one ongoing code fits, a second would overflow now.
-    assert_eq!(
-        hub.cmd("access_codes/create", json!({"device_id": FRONT}))["ok"],
-        true
-    );
+    let r = hub.cmd("access_codes/create", json!({"device_id": FRONT}));
+    assert_eq!(r["ok"], true, "{r}");
+    let mine = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = hub.cmd("access_codes/create", json!({"device_id": FRONT}));
     assert_eq!(
         r["error"]["type"], "no_space_for_access_code_on_device",
         "{r}"
+    );
+    // The lock is overfull now (one more code at the keypad, beyond its slots):
+    // a change that needs no more slot time is still accepted; one that does is not.
+    hub.run_for(Duration::from_secs(1)).await;
+    hub.sim.keypad_change(FRONT, 3, Some(Pin::new("7315")));
+    hub.run_for(Duration::from_secs(1)).await;
+    let r = hub.cmd(
+        "access_codes/update",
+        json!({"access_code_id": mine, "name": "Owner"}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let end = hub.clock.now() + chrono::Duration::hours(3);
+    let r = hub.cmd(
+        "access_codes/update",
+        json!({"access_code_id": mine, "ends_at": end.to_rfc3339()}),
+    );
+    assert_eq!(r["ok"], true, "shortening asks for no more slot time: {r}");
+    let r = hub.cmd(
+        "access_codes/update",
+        json!({"access_code_id": mine, "ends_at": (end + chrono::Duration::hours(1)).to_rfc3339()}),
+    );
+    assert_eq!(
+        r["error"]["type"], "no_space_for_access_code_on_device",
+        "extending does: {r}"
+    );
+    assert_eq!(hub.get(&mine)["name"], "Owner");
+    assert_eq!(
+        hub.get(&mine)["ends_at"],
+        lockhub::model::access_code::ts(end),
+        "a refused update changes nothing"
     );
     for (cmd, body, kind, field) in [
         (

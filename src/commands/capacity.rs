@@ -145,19 +145,45 @@ pub fn refusal(overflows: &[Overflow]) -> CommandError {
     )
 }
 
-/// Check one code (new or changed) against the rest of its lock.
+/// The parts of `new` that `old` did not cover: a change is checked only
+/// where it asks for more slot time (shortening a stay is never refused).
+pub fn added(old: Option<Need>, new: Need) -> Vec<Need> {
+    let Some((a, b)) = old else {
+        return vec![new];
+    };
+    let (c, d) = new;
+    let mut out = Vec::new();
+    if c < a {
+        out.push((c, Some(d.map_or(a, |d| d.min(a)))));
+    }
+    if let Some(b) = b {
+        if d.is_none_or(|d| d > b) {
+            out.push((c.max(b), d));
+        }
+    }
+    out.retain(|(f, u)| u.is_none_or(|u| *f < u));
+    out
+}
+
+/// Check one code (new or changed) against the rest of its lock, where it
+/// needs slot time it did not need `before`.
 pub fn check_code(
     tx: &Tx<'_>,
     device: &DeviceRow,
     code: &AccessCode,
+    before: Option<Need>,
     now: DateTime<Utc>,
     timing: &Timing,
 ) -> Result<Option<Overflow>, StoreError> {
     let Some(need) = code.slot_need(now, timing) else {
         return Ok(None);
     };
+    let more = added(before, need);
+    if more.is_empty() {
+        return Ok(None);
+    }
     let demand = LockDemand::load(tx, device, now, timing, &[&code.access_code_id])?;
-    Ok(demand.overflow(&[need]))
+    Ok(demand.overflow(&more))
 }
 
 #[cfg(test)]
@@ -167,6 +193,27 @@ mod tests {
 
     fn at(h: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(h * 3600, 0).unwrap()
+    }
+
+    #[test]
+    fn only_added_slot_time_is_checked() {
+        let old = Some((at(0), Some(at(10))));
+        assert!(added(old, (at(2), Some(at(8)))).is_empty(), "shorter");
+        assert_eq!(
+            added(old, (at(0), Some(at(12)))),
+            vec![(at(10), Some(at(12)))]
+        );
+        assert_eq!(
+            added(old, (at(-2), None)),
+            vec![(at(-2), Some(at(0))), (at(10), None)]
+        );
+        assert_eq!(added(None, (at(1), None)), vec![(at(1), None)]);
+        assert_eq!(added(Some((at(0), None)), (at(3), Some(at(4)))), vec![]);
+        // Moved later, past the old end: all of it is new.
+        assert_eq!(
+            added(old, (at(20), Some(at(30)))),
+            vec![(at(20), Some(at(30)))]
+        );
     }
 
     #[test]

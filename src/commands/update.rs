@@ -146,6 +146,22 @@ pub fn apply_changes(
 ) -> Result<(), CommandFailed> {
     let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
     let caps = &device.info.capabilities;
+    let timing = ctx.settings.timing();
+    // Slots over time: a change to when the code needs a slot (its window, its
+    // scheduling, a code due again) must fit its lock at every moment; other
+    // changes are never refused for space.
+    let stored_need = tx
+        .code(&code.access_code_id)?
+        .and_then(|c| c.slot_need(ctx.now, &timing));
+    let fits = |code: &AccessCode| -> Result<(), CommandFailed> {
+        if code.slot_need(ctx.now, &timing) != stored_need {
+            if let Some(o) = capacity::check_code(tx, &device, code, stored_need, ctx.now, &timing)?
+            {
+                return Err(capacity::refusal(&[o]).into());
+            }
+        }
+        Ok(())
+    };
     let mut changed = Vec::new();
     if let Some(n) = name.filter(|n| *n != code.name) {
         code.appearance_name = plan::appearance(n.as_deref(), caps);
@@ -168,6 +184,7 @@ pub fn apply_changes(
     code.is_scheduled_on_device =
         code.window.is_some() && code.prefer_native_scheduling && caps.supports_native_scheduling;
     if changed.is_empty() {
+        fits(&code)?;
         tx.save_code(&code)?;
         return Ok(());
     }
@@ -182,12 +199,8 @@ pub fn apply_changes(
         code.clear_error(e);
     }
     code.removed_at_lock = false;
-    // Slots over time: the code's new span must fit its lock at every moment;
-    // a code due again (an ended stay extended) takes a slot again later.
-    let timing = ctx.settings.timing();
-    if let Some(o) = capacity::check_code(tx, &device, &code, ctx.now, &timing)? {
-        return Err(capacity::refusal(&[o]).into());
-    }
+    // A code due again (an ended stay extended) takes a slot again later.
+    fits(&code)?;
     if code.slot_need(ctx.now, &timing).is_some() {
         code.finished_at = None;
     }
