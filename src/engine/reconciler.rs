@@ -602,7 +602,6 @@ impl Engine {
         crate::commands::publish_code_state(tx, c, now, &self.settings)
     }
 
-    /// Forget a deleted code that is off its lock; clear its retained state.
     /// Finish a deleted code that is off its lock: its slot goes back, its
     /// retained state is cleared, and its row stays only for the retention
     /// period (`store::lifetime`).
