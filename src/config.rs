@@ -120,6 +120,12 @@ pub struct EngineConfig {
     pub backup_pool_size: u32,
     pub max_devices_per_request: usize,
     pub request_retention_days: i64,
+    /// Natively scheduled codes are programmed at most this long before starts_at.
+    pub native_schedule_horizon_secs: i64,
+    /// Ended and deleted codes are kept this long, then purged.
+    pub retention_days: i64,
+    /// A PIN a lock held within this many days is never chosen again for it.
+    pub pin_reuse_days: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -333,6 +339,9 @@ impl Default for EngineConfig {
             backup_pool_size: d.backup_pool_size,
             max_devices_per_request: d.max_devices_per_request,
             request_retention_days: d.request_retention.num_days(),
+            native_schedule_horizon_secs: d.native_schedule_horizon.num_seconds(),
+            retention_days: d.retention.num_days(),
+            pin_reuse_days: d.pin_reuse.num_days(),
         }
     }
 }
@@ -429,6 +438,18 @@ impl Config {
         if self.engine.retry_base_ms == 0 || self.engine.retry_max_secs == 0 {
             return bad("engine.retry_base_ms", "retry delays must be positive");
         }
+        if self.engine.native_schedule_horizon_secs < self.engine.set_before_start_secs.max(0) {
+            return bad(
+                "engine.native_schedule_horizon_secs",
+                "must be at least set_before_start_secs",
+            );
+        }
+        if self.engine.retention_days < 1 {
+            return bad("engine.retention_days", "must be at least 1");
+        }
+        if self.engine.pin_reuse_days < 0 {
+            return bad("engine.pin_reuse_days", "must not be negative");
+        }
         if self.ble.max_connections == 0 {
             return bad("ble.max_connections", "must be at least 1");
         }
@@ -501,6 +522,9 @@ impl Config {
             retry_max: Duration::from_secs(e.retry_max_secs),
             publish_codes: self.mqtt.publish_codes,
             request_retention: chrono::Duration::days(e.request_retention_days),
+            native_schedule_horizon: chrono::Duration::seconds(e.native_schedule_horizon_secs),
+            retention: chrono::Duration::days(e.retention_days),
+            pin_reuse: chrono::Duration::days(e.pin_reuse_days),
             ..HubSettings::default()
         }
     }

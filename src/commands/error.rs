@@ -49,7 +49,7 @@ pub struct CommandError {
     pub kind: ErrorKind,
     pub message: String,
     pub field: Option<String>,
-    pub details: Option<(String, Value)>,
+    pub details: Vec<(String, Value)>,
 }
 
 impl CommandError {
@@ -58,7 +58,7 @@ impl CommandError {
             kind,
             message: message.into(),
             field: None,
-            details: None,
+            details: Vec::new(),
         }
     }
 
@@ -70,7 +70,7 @@ impl CommandError {
     }
 
     pub fn with_details(mut self, key: &str, value: Value) -> Self {
-        self.details = Some((key.into(), value));
+        self.details.push((key.into(), value));
         self
     }
 
@@ -79,7 +79,7 @@ impl CommandError {
         if let Some(f) = &self.field {
             err["field"] = json!(f);
         }
-        if let Some((k, v)) = &self.details {
+        for (k, v) in &self.details {
             err[k.as_str()] = v.clone();
         }
         let mut resp = json!({ "ok": false, "error": err });

@@ -8,6 +8,8 @@
 //! same `request_id` returns it again and changes nothing.
 
 mod backup;
+pub mod capacity;
+mod constraints;
 mod create;
 mod delete;
 mod devices;
@@ -15,6 +17,7 @@ mod error;
 mod parse;
 mod plan;
 mod read;
+mod unmanaged;
 mod update;
 mod update_multiple;
 
@@ -40,6 +43,13 @@ pub const COMMANDS: &[&str] = &[
     "access_codes/get",
     "access_codes/list",
     "access_codes/pull_backup_access_code",
+    "access_codes/generate_code",
+    "access_codes/report_device_constraints",
+    "access_codes/unmanaged/list",
+    "access_codes/unmanaged/get",
+    "access_codes/unmanaged/convert_to_managed",
+    "access_codes/unmanaged/update",
+    "access_codes/unmanaged/delete",
     "devices/list",
     "devices/get",
 ];
@@ -130,6 +140,7 @@ impl Commands {
         settings: HubSettings,
         waker: Waker,
     ) -> Self {
+        store.set_workspace_id(&settings.workspace_id);
         Commands {
             store,
             clock,
@@ -264,6 +275,15 @@ impl Commands {
             "access_codes/get" => read::get(ctx, tx, body),
             "access_codes/list" => read::list(ctx, tx, body),
             "access_codes/pull_backup_access_code" => backup::pull(ctx, tx, body),
+            "access_codes/generate_code" => constraints::generate(ctx, tx, body),
+            "access_codes/report_device_constraints" => constraints::report(ctx, tx, body),
+            "access_codes/unmanaged/list" => unmanaged::list(ctx, tx, body),
+            "access_codes/unmanaged/get" => unmanaged::get(ctx, tx, body),
+            "access_codes/unmanaged/convert_to_managed" => {
+                unmanaged::convert_to_managed(ctx, tx, body)
+            }
+            "access_codes/unmanaged/update" => unmanaged::update(ctx, tx, body),
+            "access_codes/unmanaged/delete" => unmanaged::delete(ctx, tx, body),
             "devices/list" => devices::list(ctx, tx, body),
             "devices/get" => devices::get(ctx, tx, body),
             other => Err(CommandError::new(

@@ -12,6 +12,7 @@ mod issued;
 mod observe;
 pub mod plan;
 mod reconciler;
+pub mod slots;
 mod timed;
 pub mod trust;
 
@@ -120,6 +121,7 @@ impl Engine {
             inner: wall.clone(),
             trust: trust.clone(),
         });
+        store.set_workspace_id(&settings.workspace_id);
         let engine = Arc::new(Engine {
             record_jobs,
             record_rx: Mutex::new(Some(record_rx)),
@@ -349,6 +351,7 @@ impl Engine {
                     if let Some(online) = driver.presence(&info.device_id) {
                         tx.set_device_online(&info.device_id, online)?;
                     }
+                    tx.set_device_created_at(&info.device_id, now)?;
                 }
                 self.publish_device(tx, &info.device_id)?;
             }
@@ -461,6 +464,7 @@ impl Engine {
                 if let Err(e) = self.store.write(|tx| tx.prune_requests(before)) {
                     tracing::warn!(error = %e, "could not prune old request ids");
                 }
+                self.retention_sweep();
             }
         }
     }

@@ -223,6 +223,25 @@ impl Engine {
         }
         debug_assert!(known, "an unread lock is read before anything else");
 
+        // Slots over time: codes now due take a slot, codes off the lock give theirs back.
+        let capacity = cached.device.info.capabilities.max_active_codes_supported;
+        let (slot_check, due) = super::slots::check(
+            self,
+            None,
+            capacity,
+            &mut cached.codes,
+            &cached.observed,
+            now,
+        )?;
+        if due {
+            (cached.codes, cached.observed) = self.store.write(|tx| {
+                let mut codes = tx.codes_for_device(id)?;
+                let observed = tx.observed(id)?;
+                super::slots::check(self, Some(tx), capacity, &mut codes, &observed, now)?;
+                Ok::<_, StoreError>((codes, observed))
+            })?;
+        }
+        let next_check = [next_check, slot_check].into_iter().flatten().min();
         let mut ops = plan::diff(&cached.codes, &cached.observed, now, &timing);
         let settle = cached
             .issued
@@ -537,6 +556,10 @@ impl Engine {
                         out.purged.push(c.access_code_id.clone());
                         continue;
                     }
+                    if c.desired(now, &self.settings.timing()).is_none() {
+                        // Ended and off the lock: its slot goes back now.
+                        super::slots::release(tx, &mut c, now)?;
+                    }
                 }
                 (_, Err(e)) if e.is_transient() => {
                     transient = true;
@@ -619,9 +642,13 @@ impl Engine {
         crate::commands::publish_code_state(tx, c, now, &self.settings)
     }
 
-    /// Forget a deleted code that is off its lock; clear its retained state.
+    /// Finish a deleted code that is off its lock: its slot goes back, its
+    /// retained state is cleared, and its row stays only for the retention
+    /// period (`store::lifetime`).
     pub(super) fn purge(&self, tx: &Tx<'_>, c: &AccessCode) -> Result<(), StoreError> {
-        tx.delete_code(&c.access_code_id)?;
+        let mut done = c.clone();
+        super::slots::release(tx, &mut done, self.clock.now())?;
+        tx.save_code(&done)?;
         tx.publish(&format!("access_codes/{}", c.access_code_id), b"", true)
     }
 }

@@ -7,8 +7,11 @@
 mod check;
 mod clock;
 pub mod issued;
+mod lifetime;
 mod migrations;
 pub mod recent;
+
+pub use lifetime::{ReportedConstraints, UnmanagedRow};
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -74,6 +77,9 @@ pub struct Store {
     pub writing: crate::progress::Busy,
     /// The last events committed (for the installer page).
     pub recent_events: recent::RecentEvents,
+    /// The workspace every event is stamped with (the hub has none of its own:
+    /// it comes from the config; see [`Store::set_workspace_id`]).
+    workspace_id: Mutex<std::sync::Arc<str>>,
 }
 
 impl Store {
@@ -114,7 +120,21 @@ impl Store {
             outbox_changed: Notify::new(),
             writing: Default::default(),
             recent_events: Default::default(),
+            workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
         })
+    }
+
+    /// Stamp events with this workspace from now on (commands and the engine
+    /// set it from their settings when they are built).
+    pub fn set_workspace_id(&self, workspace_id: &str) {
+        *self.workspace_id.lock().unwrap_or_else(|e| e.into_inner()) = workspace_id.into();
+    }
+
+    fn workspace(&self) -> std::sync::Arc<str> {
+        self.workspace_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn read_conn(&self) -> MutexGuard<'_, Connection> {
@@ -185,6 +205,7 @@ impl Store {
                 wrote_outbox: std::cell::Cell::new(false),
                 new_events: Default::default(),
                 events_at_savepoint: Default::default(),
+                workspace_id: self.workspace(),
             };
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
@@ -210,6 +231,7 @@ impl Store {
             wrote_outbox: std::cell::Cell::new(false),
             new_events: Default::default(),
             events_at_savepoint: Default::default(),
+            workspace_id: self.workspace(),
         };
         let out = f(&wrapped)?;
         wrapped.tx.commit()?;
@@ -291,6 +313,7 @@ pub struct Tx<'c> {
     /// Events of this transaction, for [`Store::recent_events`] once it commits.
     new_events: std::cell::RefCell<Vec<serde_json::Value>>,
     events_at_savepoint: std::cell::Cell<usize>,
+    workspace_id: std::sync::Arc<str>,
 }
 
 /// A devices row as read: body, online, battery, slots_known, last_error, presence_known.
@@ -330,7 +353,7 @@ impl Tx<'_> {
     /// Record a lock a driver announced; keeps its online state and battery.
     pub fn upsert_device(&self, info: &DeviceInfo) -> Result<()> {
         self.tx.execute(
-            "INSERT INTO devices (device_id, body) VALUES (?1, ?2)
+            "INSERT INTO devices (device_id, body, created_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
              ON CONFLICT(device_id) DO UPDATE SET body = excluded.body",
             params![info.device_id, serde_json::to_string(info)?],
         )?;
@@ -367,7 +390,8 @@ impl Tx<'_> {
             )?
             .query_row([device_id], Self::device_from_row)
             .optional()?;
-        raw.map(Self::device_row).transpose()
+        raw.map(|r| self.with_reported(Self::device_row(r)?))
+            .transpose()
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRow>> {
@@ -377,14 +401,17 @@ impl Tx<'_> {
         let raws = st
             .query_map([], Self::device_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raws.into_iter().map(Self::device_row).collect()
+        raws.into_iter()
+            .map(|r| self.with_reported(Self::device_row(r)?))
+            .collect()
     }
 
     /// What a driver says about a lock's reachability. Returns whether that
     /// changed what was known (an unknown lock becoming known counts).
     pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
         let changed = self.tx.execute(
-            "UPDATE devices SET online = ?2, presence_known = 1
+            "UPDATE devices SET online = ?2, presence_known = 1,
+               offline_since = CASE WHEN ?2 THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END
              WHERE device_id = ?1 AND (online != ?2 OR presence_known = 0)",
             params![device_id, online],
         )?;
@@ -491,12 +518,18 @@ impl Tx<'_> {
         self.codes_where("common_code_key = ?1", &common_code_key)
     }
 
+    /// A lock's codes, leaving out deleted ones already off the lock (kept
+    /// only for retention: see `lifetime`).
     pub fn codes_for_device(&self, device_id: &str) -> Result<Vec<AccessCode>> {
-        self.codes_where("device_id = ?1", &device_id)
+        self.codes_where(
+            "device_id = ?1 AND NOT (deleted = 1 AND slot = 0)",
+            &device_id,
+        )
     }
 
+    /// Every code but deleted ones already off their lock (kept only for retention).
     pub fn all_codes(&self) -> Result<Vec<AccessCode>> {
-        self.codes_where("1 = ?1", &1)
+        self.codes_where("NOT (deleted = 1 AND slot = ?1)", &0)
     }
 
     /// Slots taken on a lock by lockhub's codes (live or being removed).
@@ -661,7 +694,7 @@ impl Tx<'_> {
 
     pub fn event(&self, e: &Event) -> Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
-        let json = e.to_json(&id);
+        let json = e.to_json(&id, &self.workspace_id);
         let body = serde_json::to_vec(&json)?;
         self.publish("events", &body, false)?;
         self.new_events.borrow_mut().push(json);
