@@ -101,18 +101,24 @@ fn timeout_of(secs: Option<u64>) -> Duration {
     Duration::from_secs(secs.unwrap_or(60).clamp(1, 600))
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
+/// The body (empty: the defaults), or the answer to a bad one.
+fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            e.to_string(),
+        ))
+    })
 }
 
 async fn include(State(a): State<Arc<ZwaveAdmin>>, body: axum::body::Bytes) -> Response {
     let body: IncludeBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if a.waiting.lock().unwrap().is_some() {
         return failed(InclusionError::Busy);
@@ -164,7 +170,7 @@ async fn include_pin(State(a): State<Arc<ZwaveAdmin>>, body: axum::body::Bytes) 
 async fn exclude(State(a): State<Arc<ZwaveAdmin>>, body: axum::body::Bytes) -> Response {
     let body: ExcludeBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match a.driver.exclude(timeout_of(body.timeout_secs)).await {
         Ok(node) => Json(json!({"ok": true, "node_id": node})).into_response(),
