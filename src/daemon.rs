@@ -93,6 +93,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         hub.add_driver(d.clone()).await?;
         sim = Some(d);
     }
+    let mut zwave_admin = None;
     if !cfg.zwave.port.is_empty() {
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
         if let Some(ms) = cfg.zwave.report_timeout_ms {
@@ -114,6 +115,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         let d = ZwaveDriver::connect(z, hub.event_sink())
             .await
             .with_context(|| format!("opening the Z-Wave controller at {}", cfg.zwave.port))?;
+        zwave_admin = Some(status::zwave::ZwaveAdmin::new(d.clone()));
         // Locks join as their interviews end (LockEvent::Discovered).
         hub.add_driver(Arc::new(d)).await?;
     }
@@ -131,11 +133,17 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     let page = crate::web::PageInfo::of(cfg);
     if cfg.socket.enabled {
         let listener = status::bind(&cfg.socket.path, cfg.socket_mode()).await?;
-        tasks.spawn(status::serve(
+        // Z-Wave inclusion / exclusion routes when there is a controller.
+        let extra = zwave_admin
+            .clone()
+            .map(status::zwave::routes)
+            .unwrap_or_default();
+        tasks.spawn(status::serve_with(
             listener,
             hub.clone(),
             link.clone(),
             page.clone(),
+            extra,
             shutdown.clone(),
         ));
     }

@@ -43,6 +43,9 @@ enum Command {
     /// The installer page.
     #[command(subcommand)]
     Web(WebCommand),
+    /// Z-Wave network management through the running daemon.
+    #[command(subcommand)]
+    Zwave(ZwaveCommand),
     /// The access codes, as a table (PINs masked unless --reveal-codes).
     Codes {
         #[command(flatten)]
@@ -78,6 +81,103 @@ enum WebCommand {
     /// Print an Argon2 hash for `[web] password_hash`. The password is read
     /// from $LOCKHUB_WEB_PASSWORD, or else from the first line of standard input.
     HashPassword,
+}
+
+#[derive(Subcommand)]
+enum ZwaveCommand {
+    /// Include a lock: put it in inclusion mode after starting this. An S2
+    /// lock is asked for its DSK PIN (the first 5 digits of the DSK on its
+    /// label) on the terminal unless --pin gives it.
+    Include {
+        #[arg(long, default_value = "/run/lockhub/lockhub.sock")]
+        socket: PathBuf,
+        /// The DSK PIN (5 digits).
+        #[arg(long)]
+        pin: Option<String>,
+        /// Seconds to wait for the lock.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Exclude a lock: put it in exclusion mode after starting this.
+    Exclude {
+        #[arg(long, default_value = "/run/lockhub/lockhub.sock")]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+}
+
+/// Prints an include/exclude answer; the exit code.
+fn zwave_answer(status: u16, v: &serde_json::Value) -> ExitCode {
+    if v["ok"] == true {
+        if let Some(inc) = v.get("included") {
+            println!(
+                "included node {} as {} (security class {})",
+                inc["node_id"],
+                inc["device_id"].as_str().unwrap_or("?"),
+                inc["security_class"].as_str().unwrap_or("?")
+            );
+            if let Some(note) = inc["note"].as_str() {
+                println!("note: {note}");
+            }
+        } else {
+            println!("excluded node {}", v["node_id"]);
+        }
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "lockhub zwave: {} ({status})",
+            v["error"]["message"].as_str().unwrap_or("failed")
+        );
+        ExitCode::FAILURE
+    }
+}
+
+async fn zwave(cmd: ZwaveCommand) -> ExitCode {
+    let run = async {
+        match cmd {
+            ZwaveCommand::Include {
+                socket,
+                pin,
+                timeout_secs,
+            } => {
+                let mut body = serde_json::json!({ "timeout_secs": timeout_secs });
+                if let Some(p) = pin {
+                    body["pin"] = serde_json::json!(p);
+                }
+                eprintln!("put the lock in inclusion mode now (waiting {timeout_secs} s)");
+                let (status, v) = client::post(&socket, "/v1/zwave/include", &body).await?;
+                if v["state"] == "pin_needed" {
+                    eprintln!("the lock's DSK: {}", v["dsk"].as_str().unwrap_or("?"));
+                    eprint!(
+                        "enter the 5-digit PIN (the first group of the DSK on the lock's label): "
+                    );
+                    let mut line = String::new();
+                    let _ = std::io::stdin().read_line(&mut line);
+                    let body = serde_json::json!({ "pin": line.trim() });
+                    let (status, v) = client::post(&socket, "/v1/zwave/include/pin", &body).await?;
+                    return Ok::<_, client::ClientError>(zwave_answer(status, &v));
+                }
+                Ok(zwave_answer(status, &v))
+            }
+            ZwaveCommand::Exclude {
+                socket,
+                timeout_secs,
+            } => {
+                eprintln!("put the lock in exclusion mode now (waiting {timeout_secs} s)");
+                let body = serde_json::json!({ "timeout_secs": timeout_secs });
+                let (status, v) = client::post(&socket, "/v1/zwave/exclude", &body).await?;
+                Ok(zwave_answer(status, &v))
+            }
+        }
+    };
+    match run.await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lockhub: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -219,6 +319,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Command::Zwave(cmd) => zwave(cmd).await,
             Command::Demo => {
                 lockhub::logging::init("warn", lockhub::logging::LogFormat::Text);
                 match lockhub::demo::run().await {

@@ -79,6 +79,17 @@ async fn seed_group_and_late_checkout_on_s2_and_s0_locks() {
     for (id, class) in [(FRONT, "S2_AccessControl"), (BACK, "S0_Legacy")] {
         let d = cmd(&hub, "devices/get", json!({ "device_id": id }));
         assert_eq!(d["device"]["security_class"], class, "{d}");
+        // device.added says it too.
+        let added = hub
+            .store
+            .outbox_peek(0, 100_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.topic == "events")
+            .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap())
+            .find(|e| e["event_type"] == "device.added" && e["device_id"] == id)
+            .expect("device.added");
+        assert_eq!(added["security_class"], class, "{added}");
     }
 
     // The seed's request, with a window that opens in 2 s and closes in 8 s.

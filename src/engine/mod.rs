@@ -347,7 +347,13 @@ impl Engine {
                 }
                 tx.upsert_device(info)?;
                 if before.is_none() {
-                    tx.event(&Event::device("device.added", &info.device_id, now))?;
+                    let mut e = Event::device("device.added", &info.device_id, now);
+                    if let Some(class) = &info.security_class {
+                        // lockhub's addition: a Z-Wave lock's security class.
+                        e.extra
+                            .insert("security_class".into(), serde_json::json!(class));
+                    }
+                    tx.event(&e)?;
                     if let Some(online) = driver.presence(&info.device_id) {
                         tx.set_device_online(&info.device_id, online)?;
                     }

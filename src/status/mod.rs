@@ -7,6 +7,7 @@
 //! is the installer page ([`crate::web`]).
 
 pub mod client;
+pub mod zwave;
 
 use crate::hub::Hub;
 use crate::mqtt::LinkState;
@@ -160,7 +161,19 @@ pub async fn serve(
     page: crate::web::PageInfo,
     shutdown: CancellationToken,
 ) {
-    let app = router(hub, link, page);
+    serve_with(listener, hub, link, page, Router::new(), shutdown).await
+}
+
+/// [`serve`] with more routes (the Z-Wave network management of [`zwave`]).
+pub async fn serve_with(
+    listener: tokio::net::UnixListener,
+    hub: Arc<Hub>,
+    link: Option<Arc<LinkState>>,
+    page: crate::web::PageInfo,
+    extra: Router,
+    shutdown: CancellationToken,
+) {
+    let app = router(hub, link, page).merge(extra);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
