@@ -71,6 +71,24 @@ pub struct MqttConfig {
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
     pub tls: TlsConfig,
+    /// `v5` (default: Maximum Packet Size, Response Topic, session expiry) or `v3.1.1`.
+    pub protocol: MqttProtocol,
+    /// MQTT 5: how long the broker keeps the session (and the commands queued
+    /// for it) while the hub is away.
+    pub session_expiry_secs: u32,
+    /// The largest packet accepted from the broker (MQTT 5 sends it in CONNECT,
+    /// so the broker never delivers a bigger one).
+    pub max_packet_bytes: u32,
+}
+
+/// The MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum MqttProtocol {
+    #[default]
+    #[serde(rename = "v5")]
+    V5,
+    #[serde(rename = "v3.1.1")]
+    V311,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -274,6 +292,9 @@ impl Default for MqttConfig {
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
             tls: TlsConfig::default(),
+            protocol: MqttProtocol::V5,
+            session_expiry_secs: 7 * 24 * 3600,
+            max_packet_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -381,6 +402,12 @@ impl Config {
         }
         if self.mqtt.max_payload_bytes < 1024 {
             return bad("mqtt.max_payload_bytes", "must be at least 1024");
+        }
+        if (self.mqtt.max_packet_bytes as usize) < self.mqtt.max_payload_bytes + 1024 {
+            return bad(
+                "mqtt.max_packet_bytes",
+                "must exceed max_payload_bytes by at least 1024 (topic and headers)",
+            );
         }
         if u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8).is_err() {
             return bad("socket.mode", "must be an octal file mode such as \"0660\"");

@@ -12,6 +12,7 @@ mod create;
 mod delete;
 mod devices;
 mod error;
+mod fingerprint;
 mod parse;
 mod plan;
 mod read;
@@ -20,11 +21,12 @@ mod update_multiple;
 
 pub use devices::device_json;
 pub use error::{CommandError, ErrorKind};
+pub use parse::{check_request_id, is_noncharacter, scan_request_id};
 
 use crate::engine::clock::Clock;
 use crate::model::AccessCode;
 use crate::settings::HubSettings;
-use crate::store::{Store, StoreError, Tx};
+use crate::store::{ReplyTo, Store, StoreError, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -115,6 +117,29 @@ pub fn code_json(
     ))
 }
 
+/// A command as it arrived, with what its transport knows about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub command: &'a str,
+    pub payload: &'a [u8],
+    /// Answer there instead of `responses/{request_id}` (an MQTT 5 Response Topic).
+    pub reply_to: Option<&'a ReplyTo>,
+    /// Refused by the transport before it is read (a retained publish, a bad
+    /// Response Topic): answered with this error, nothing changed, nothing stored.
+    pub refused: Option<&'a CommandError>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(command: &'a str, payload: &'a [u8]) -> Self {
+        Request {
+            command,
+            payload,
+            reply_to: None,
+            refused: None,
+        }
+    }
+}
+
 /// A response, ready to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -150,6 +175,12 @@ impl Commands {
     /// its own savepoint, so a refused one leaves nothing behind while the others
     /// commit together, with one fsync for all. Replies come in order.
     pub fn execute_many(&self, batch: &[(&str, &[u8])]) -> Vec<Reply> {
+        let requests: Vec<Request<'_>> = batch.iter().map(|(c, p)| Request::new(c, p)).collect();
+        self.execute_requests(&requests)
+    }
+
+    /// [`Commands::execute_many`] with what the transport knows of each command.
+    pub fn execute_requests(&self, batch: &[Request<'_>]) -> Vec<Reply> {
         let now = self.clock.now();
         let mut ctx = Ctx {
             now,
@@ -159,7 +190,7 @@ impl Commands {
         let result = self.store.write_urgent(|tx| {
             batch
                 .iter()
-                .map(|(command, payload)| self.one(&mut ctx, tx, command, payload))
+                .map(|req| self.one(&mut ctx, tx, req))
                 .collect::<Result<Vec<Reply>, StoreError>>()
         });
         match result {
@@ -187,29 +218,48 @@ impl Commands {
     }
 
     /// One command inside the batch's transaction.
-    fn one(
-        &self,
-        ctx: &mut Ctx<'_>,
-        tx: &Tx<'_>,
-        command: &str,
-        payload: &[u8],
-    ) -> Result<Reply, StoreError> {
+    fn one(&self, ctx: &mut Ctx<'_>, tx: &Tx<'_>, req: &Request<'_>) -> Result<Reply, StoreError> {
         let now = ctx.now;
-        let body = match parse::envelope(payload, self.settings.max_payload_bytes) {
+        let command = req.command;
+        // An answer that is not stored: nothing happened, so a corrected retry runs.
+        let answer = |request_id: Option<&str>, err: &CommandError| -> Result<Reply, StoreError> {
+            let resp = err.to_response(request_id);
+            let topic = match request_id {
+                Some(id) => format!("responses/{id}"),
+                None => "responses/_invalid".to_string(),
+            };
+            tx.publish_reply(&topic, &serde_json::to_vec(&resp)?, req.reply_to)?;
+            Ok(Reply { topic, body: resp })
+        };
+        let body = match parse::envelope(req.payload, self.settings.max_payload_bytes) {
             Ok(b) => b,
             Err((request_id, err)) => {
                 tracing::info!(error = %err.message, "unusable command payload");
-                let resp = err.to_response(request_id.as_deref());
-                let topic = "responses/_invalid".to_string();
-                tx.publish(&topic, &serde_json::to_vec(&resp)?, false)?;
-                return Ok(Reply { topic, body: resp });
+                return answer(request_id.as_deref(), &err);
             }
         };
+        if let Some(err) = req.refused {
+            tracing::info!(request_id = body.request_id, command, error = %err.message, "command refused by its transport");
+            return answer(Some(&body.request_id), err);
+        }
         let request_id = body.request_id;
         let topic = format!("responses/{request_id}");
+        let print = fingerprint::of(command, &body.fields);
         if let Some(stored) = tx.response(&request_id)? {
+            if tx
+                .request_fingerprint(&request_id)?
+                .is_some_and(|first| first != print)
+            {
+                let err = CommandError::new(
+                    ErrorKind::RequestIdConflict,
+                    "this request_id was first used with another command or body; use a new request_id",
+                )
+                .with_details("request_id", json!(request_id));
+                tracing::info!(request_id, command, "request_id reused with another body");
+                return answer(Some(&request_id), &err);
+            }
             // A replay: send the first answer again, change nothing.
-            tx.publish(&topic, stored.as_bytes(), false)?;
+            tx.publish_reply(&topic, stored.as_bytes(), req.reply_to)?;
             tracing::debug!(
                 request_id,
                 command,
@@ -244,7 +294,8 @@ impl Commands {
         ctx.touched = touched;
         let text = serde_json::to_string(&resp)?;
         tx.save_response(&request_id, command, &text, now)?;
-        tx.publish(&topic, text.as_bytes(), false)?;
+        tx.set_request_fingerprint(&request_id, &print)?;
+        tx.publish_reply(&topic, text.as_bytes(), req.reply_to)?;
         Ok(Reply { topic, body: resp })
     }
 

@@ -51,6 +51,10 @@ async fn health(State(c): State<Ctx>) -> Response {
         if let Some(e) = l.last_error.lock().unwrap().clone() {
             h["broker_last_error"] = serde_json::json!(e);
         }
+        if let Some(p) = l.problem() {
+            h["broker_problem"] = serde_json::json!(p);
+            h["status"] = serde_json::json!("degraded");
+        }
     }
     Json(h).into_response()
 }

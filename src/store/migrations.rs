@@ -52,6 +52,11 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX outbox_lane ON outbox(lane, id);
     CREATE INDEX outbox_retained ON outbox(topic) WHERE retain = 1;",
+    // 2 (issue 11): a request_id is bound to its body; answers to an MQTT 5
+    // Response Topic carry it and the Correlation Data.
+    "ALTER TABLE requests ADD COLUMN fingerprint BLOB;
+    ALTER TABLE outbox ADD COLUMN reply_topic TEXT;
+    ALTER TABLE outbox ADD COLUMN correlation BLOB;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

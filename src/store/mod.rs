@@ -5,6 +5,9 @@
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
 mod migrations;
+mod reply;
+
+pub use reply::ReplyTo;
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -50,6 +53,9 @@ pub struct OutboxRow {
     pub topic: String,
     pub payload: Vec<u8>,
     pub retain: bool,
+    /// An MQTT 5 Response Topic (absolute) and Correlation Data to answer on
+    /// instead of `topic`.
+    pub reply_to: Option<ReplyTo>,
 }
 
 pub struct Store {
@@ -204,7 +210,7 @@ impl Store {
     /// Rows after `after_id`, in id order: every lane.
     pub fn outbox_peek(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
         self.outbox_query(
-            "SELECT id, topic, payload, retain FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
             after_id,
             limit,
         )
@@ -220,9 +226,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OutboxRow>> {
         let sql = if lane == 0 {
-            "SELECT id, topic, payload, retain FROM outbox WHERE lane = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE lane = 0 AND id > ?1 ORDER BY id LIMIT ?2"
         } else {
-            "SELECT id, topic, payload, retain FROM outbox WHERE lane = 1 AND id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE lane = 1 AND id > ?1 ORDER BY id LIMIT ?2"
         };
         self.outbox_query(sql, after_id, limit)
     }
@@ -237,6 +243,7 @@ impl Store {
                     topic: r.get(1)?,
                     payload: r.get(2)?,
                     retain: r.get(3)?,
+                    reply_to: reply::from_row(r.get(4)?, r.get(5)?),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

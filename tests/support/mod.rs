@@ -3,3 +3,4 @@ pub mod ble;
 pub mod core;
 pub mod fake_bluez;
 pub mod realtime;
+pub mod trust;
