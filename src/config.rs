@@ -39,6 +39,18 @@ pub struct Config {
     pub sim: SimConfig,
     pub zwave: ZwaveSection,
     pub ble: BleSection,
+    pub auth: AuthConfig,
+}
+
+/// Who may command the hub over MQTT.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `off`: anyone who may publish on the command topics; `signed`: only
+    /// commands signed (JWS, EdDSA) by a key in `trusted_keys_file`.
+    pub mode: crate::auth::AuthMode,
+    /// A JWK Set of Ed25519 public keys, each with its `kid`.
+    pub trusted_keys_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +275,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             zwave: ZwaveSection::default(),
             ble: BleSection::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -420,6 +433,13 @@ impl Config {
         }
         if self.engine.retry_base_ms == 0 || self.engine.retry_max_secs == 0 {
             return bad("engine.retry_base_ms", "retry delays must be positive");
+        }
+        if self.auth.mode == crate::auth::AuthMode::Signed && self.auth.trusted_keys_file.is_none()
+        {
+            return bad(
+                "auth.trusted_keys_file",
+                "is required with mode = \"signed\" (a JWK Set of Ed25519 public keys)",
+            );
         }
         if self.ble.max_connections == 0 {
             return bad("ble.max_connections", "must be at least 1");

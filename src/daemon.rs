@@ -65,12 +65,16 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         Store::open(&cfg.store.path)
             .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
     );
-    let hub = Hub::start(
-        store,
-        Arc::new(SystemClock),
-        cfg.hub_settings(),
-        shutdown.clone(),
-    )?;
+    let mut settings = cfg.hub_settings();
+    if cfg.auth.mode == crate::auth::AuthMode::Signed {
+        let file = cfg
+            .auth
+            .trusted_keys_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        settings.trust = Some(Arc::new(crate::auth::Trust::open(&cfg.hub_id, file)?));
+    }
+    let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone())?;
 
     let mut sim = None;
     if !cfg.sim.locks.is_empty() {

@@ -7,7 +7,10 @@
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary and its implementations:
 //!   [`drivers::sim`] (simulated locks), [`drivers::zwave`], [`drivers::ble`].
+//! - [`auth`]: signed commands (JWS with EdDSA, the trusted JWK Set).
+//! - [`mqtt`]: the broker link (MQTT 5 or 3.1.1), ingest of commands, the outbox publisher.
 
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod daemon;

@@ -28,6 +28,9 @@ pub struct HubSettings {
     pub request_retention: chrono::Duration,
     /// The engine's longest sleep: bounds how late a wall-clock step is noticed.
     pub max_idle_sleep: Duration,
+    /// Signed commands (`[auth] mode = "signed"`): the trusted keys. `None`:
+    /// commands from the broker are not signed.
+    pub trust: Option<std::sync::Arc<crate::auth::Trust>>,
 }
 
 impl Default for HubSettings {
@@ -44,6 +47,7 @@ impl Default for HubSettings {
             publish_codes: false,
             request_retention: chrono::Duration::days(7),
             max_idle_sleep: Duration::from_secs(60),
+            trust: None,
         }
     }
 }

@@ -127,6 +127,9 @@ pub struct Request<'a> {
     /// Refused by the transport before it is read (a retained publish, a bad
     /// Response Topic): answered with this error, nothing changed, nothing stored.
     pub refused: Option<&'a CommandError>,
+    /// From the local socket, whose peer credentials were checked: not signed
+    /// even in signed mode.
+    pub local: bool,
 }
 
 impl<'a> Request<'a> {
@@ -136,6 +139,7 @@ impl<'a> Request<'a> {
             payload,
             reply_to: None,
             refused: None,
+            local: false,
         }
     }
 }
@@ -231,7 +235,41 @@ impl Commands {
             tx.publish_reply(&topic, &serde_json::to_vec(&resp)?, req.reply_to)?;
             Ok(Reply { topic, body: resp })
         };
-        let body = match parse::envelope(req.payload, self.settings.max_payload_bytes) {
+        // Signed mode: the signature, the claims and the jti first; the body
+        // inside is then handled as in off mode.
+        let verified;
+        let mut payload = req.payload;
+        if let (Some(trust), false) = (&self.settings.trust, req.local) {
+            let unauthorized =
+                |request_id: Option<&str>, message: &str| -> Result<Reply, StoreError> {
+                    tracing::info!(command, reason = message, "unauthorized command");
+                    let err = CommandError::new(ErrorKind::Unauthorized, message);
+                    let resp = err.to_response(request_id);
+                    let topic = "responses/_invalid".to_string();
+                    tx.publish_reply(&topic, &serde_json::to_vec(&resp)?, req.reply_to)?;
+                    Ok(Reply { topic, body: resp })
+                };
+            if payload.len() > self.settings.max_payload_bytes.saturating_mul(2) {
+                return unauthorized(None, "payload too large");
+            }
+            verified = match trust.verify(command, payload, now.timestamp()) {
+                Ok(v) => v,
+                Err(r) => return unauthorized(r.request_id.as_deref(), &r.message),
+            };
+            if tx.jti_used(&verified.jti, now.timestamp())? {
+                let id = serde_json::from_slice::<Value>(&verified.body)
+                    .ok()
+                    .and_then(|b| b["request_id"].as_str().map(str::to_owned))
+                    .filter(|id| parse::check_request_id(id).is_ok());
+                return unauthorized(
+                    id.as_deref(),
+                    "jti was already used: a signed command is accepted once",
+                );
+            }
+            tx.remember_jti(&verified.jti, verified.exp, now.timestamp())?;
+            payload = &verified.body;
+        }
+        let body = match parse::envelope(payload, self.settings.max_payload_bytes) {
             Ok(b) => b,
             Err((request_id, err)) => {
                 tracing::info!(error = %err.message, "unusable command payload");

@@ -109,6 +109,7 @@ pub(super) async fn run(
                     payload: &p.payload,
                     reply_to: p.reply_to.as_ref(),
                     refused: p.refused.as_ref(),
+                    local: false,
                 })
                 .collect();
             hub2.handle_requests(&requests)

@@ -56,7 +56,13 @@ const STEPS: &[&str] = &[
     // Response Topic carry it and the Correlation Data.
     "ALTER TABLE requests ADD COLUMN fingerprint BLOB;
     ALTER TABLE outbox ADD COLUMN reply_topic TEXT;
-    ALTER TABLE outbox ADD COLUMN correlation BLOB;",
+    ALTER TABLE outbox ADD COLUMN correlation BLOB;
+    -- signed commands: each jti is accepted once, remembered until it expires
+    CREATE TABLE auth_jti (
+        jti TEXT PRIMARY KEY,
+        exp INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX auth_jti_exp ON auth_jti(exp);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
