@@ -67,13 +67,18 @@ pub(super) async fn run(
                     "connected to the broker"
                 );
                 // Always (re)subscribe: harmless when the session kept it.
-                let filter = topics.commands_filter();
-                let c = client.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = c.subscribe(filter).await {
-                        tracing::warn!(error = %e, "could not subscribe");
-                    }
-                });
+                // Queued before the publisher hears of the connection, so the
+                // SUBSCRIBE goes out before `online`: a cloud that waits for
+                // `online` never publishes into a session not yet subscribed.
+                if client.try_subscribe(topics.commands_filter()).is_err() {
+                    // The queue is full (not expected right after a connect).
+                    let (c, filter) = (client.clone(), topics.commands_filter());
+                    tokio::spawn(async move {
+                        if let Err(e) = c.subscribe(filter).await {
+                            tracing::warn!(error = %e, "could not subscribe");
+                        }
+                    });
+                }
                 let _ = publisher.send(LinkEvent::Connected);
             }
             Ok(Polled::Publish(p)) => {

@@ -110,8 +110,29 @@ impl Client {
         }
     }
 
-    /// The command filter, QoS 1. With MQTT 5, retained commands are not sent
-    /// at subscribe time and a live one keeps its retain flag (so it is refused).
+    /// The command filter, QoS 1, queued without waiting (from the event
+    /// loop's own task, which must never block on its queue). With MQTT 5,
+    /// retained commands are not sent at subscribe time and a live one keeps
+    /// its retain flag (so it is refused).
+    pub fn try_subscribe(&self, filter: String) -> Result<(), Closed> {
+        match self {
+            Client::V4(c) => c
+                .try_subscribe(filter, QoS::AtLeastOnce)
+                .map_err(|_| Closed),
+            Client::V5(c) => {
+                let f = p5::Filter {
+                    path: filter,
+                    qos: QoS5::AtLeastOnce,
+                    nolocal: true,
+                    preserve_retain: true,
+                    retain_forward_rule: p5::RetainForwardRule::Never,
+                };
+                c.try_subscribe_many([f]).map_err(|_| Closed)
+            }
+        }
+    }
+
+    /// [`Client::try_subscribe`], waiting for room in the queue.
     pub async fn subscribe(&self, filter: String) -> Result<(), Closed> {
         match self {
             Client::V4(c) => c
