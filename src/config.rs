@@ -121,6 +121,9 @@ pub struct SocketConfig {
     pub path: PathBuf,
     /// File mode of the socket, octal.
     pub mode: String,
+    /// Members of this group may read (GET, PINs masked); only root and the
+    /// service user may send commands or reveal PINs. Empty: no readers.
+    pub group: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,6 +321,7 @@ impl Default for SocketConfig {
             enabled: true,
             path: "/run/lockhub/lockhub.sock".into(),
             mode: "0660".into(),
+            group: "lockhub".into(),
         }
     }
 }

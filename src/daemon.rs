@@ -130,11 +130,13 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         None
     };
     if cfg.socket.enabled {
-        let listener = status::bind(&cfg.socket.path, cfg.socket_mode()).await?;
+        let access = status::peer::Access::new(&cfg.socket.group);
+        let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &access).await?;
         tasks.spawn(status::serve(
             listener,
             hub.clone(),
             link.clone(),
+            access,
             shutdown.clone(),
         ));
     }

@@ -4,8 +4,13 @@
 //! `GET /v1/health`, `/v1/devices`, `/v1/access_codes` (PINs masked unless
 //! `?reveal_codes=true`), `/v1/queue`, `/metrics`; `POST /v1/commands/{command}`
 //! takes the same bodies as MQTT and answers with the same response.
+//!
+//! Who may do what is decided by the peer's credentials ([`peer`]): members of
+//! `socket.group` may GET (PINs masked); only root or the service user may POST
+//! or reveal PINs.
 
 pub mod client;
+pub mod peer;
 
 use crate::hub::Hub;
 use crate::mqtt::LinkState;
@@ -24,6 +29,41 @@ use tokio_util::sync::CancellationToken;
 struct Ctx {
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
+    access: Arc<peer::Access>,
+}
+
+/// The peer's role against what the request asks; refused with 403 before any handler runs.
+async fn authorize(
+    State(c): State<Ctx>,
+    axum::extract::ConnectInfo(who): axum::extract::ConnectInfo<peer::Peer>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let role = c.access.role(&who);
+    let reveal = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.starts_with("reveal_codes=") && kv != "reveal_codes=false")
+    });
+    let needs_admin = req.method() != axum::http::Method::GET || reveal;
+    let allowed = match role {
+        peer::Role::Admin => true,
+        peer::Role::Reader => !needs_admin,
+        peer::Role::None => false,
+    };
+    if !allowed {
+        tracing::info!(uid = who.uid, method = %req.method(), path = req.uri().path(), "socket request refused by peer credentials");
+        let message = if role == peer::Role::Reader {
+            "only root or the service user may send commands or reveal PINs"
+        } else {
+            "only members of socket.group, root or the service user may use this socket"
+        };
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": "forbidden", "message": message})),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +160,13 @@ async fn command(State(c): State<Ctx>, Path(command): Path<String>, body: Bytes)
     }
 }
 
-pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
+pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>, access: peer::Access) -> Router {
     let limit = hub.commands.settings.max_payload_bytes;
+    let ctx = Ctx {
+        hub,
+        link,
+        access: Arc::new(access),
+    };
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/devices", get(devices))
@@ -130,13 +175,16 @@ pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/commands/{*command}", post(command))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(Ctx { hub, link })
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), authorize))
+        .with_state(ctx)
 }
 
-/// Bind the socket (replacing a stale one), set its mode, and serve until `shutdown`.
+/// Bind the socket (replacing a stale one), set its mode and its group (so
+/// the group's members can connect), and serve until `shutdown`.
 pub async fn bind(
     path: &std::path::Path,
     mode: u32,
+    access: &peer::Access,
 ) -> Result<tokio::net::UnixListener, SocketError> {
     let err = |source| SocketError::Io {
         path: path.display().to_string(),
@@ -151,6 +199,11 @@ pub async fn bind(
         Err(e) => return Err(err(e)),
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    if let Some((name, gid)) = &access.group {
+        if let Err(e) = std::os::unix::fs::chown(path, None, Some(*gid)) {
+            tracing::warn!(group = %name, error = %e, "cannot give the socket to socket.group; its members cannot connect");
+        }
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
     Ok(listener)
 }
@@ -159,9 +212,10 @@ pub async fn serve(
     listener: tokio::net::UnixListener,
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
+    access: peer::Access,
     shutdown: CancellationToken,
 ) {
-    let app = router(hub, link);
+    let app = router(hub, link, access).into_make_service_with_connect_info::<peer::Peer>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
