@@ -57,6 +57,10 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// The key PINs at rest are sealed with (32 bytes, mode 0600, created on
+    /// first start). Default: `{path}.key`. Keep a copy apart from backups of
+    /// the database: without it the PINs in them cannot be read.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,6 +291,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: "/var/lib/lockhub/lockhub.db".into(),
+            key_file: None,
         }
     }
 }

@@ -62,8 +62,14 @@ async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
     let store = Arc::new(
-        Store::open(&cfg.store.path)
-            .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
+        Store::open_with_key(
+            &cfg.store.path,
+            &cfg.store
+                .key_file
+                .clone()
+                .unwrap_or_else(|| Store::default_key_file(&cfg.store.path)),
+        )
+        .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
     );
     let mut settings = cfg.hub_settings();
     if cfg.auth.mode == crate::auth::AuthMode::Signed {

@@ -32,7 +32,12 @@ impl Tx<'_> {
                 "INSERT INTO outbox (topic, payload, retain, lane, reply_topic, correlation)
                  VALUES (?1, ?2, 0, 0, ?3, ?4)",
             )?
-            .execute(params![topic, payload, r.topic, r.correlation])?;
+            .execute(params![
+                topic,
+                self.sealer.seal_blob("outbox.payload", payload),
+                r.topic,
+                r.correlation
+            ])?;
         self.wrote_outbox.set(true);
         Ok(())
     }
