@@ -32,6 +32,8 @@ pub struct Config {
     pub workspace_id: String,
     /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
     pub log_level: String,
+    /// `text` (plain lines; no timestamps under systemd) or `json` (one object per line).
+    pub log_format: crate::logging::LogFormat,
     pub store: StoreConfig,
     pub mqtt: MqttConfig,
     pub socket: SocketConfig,
@@ -40,6 +42,21 @@ pub struct Config {
     pub zwave: ZwaveSection,
     pub ble: BleSection,
     pub auth: AuthConfig,
+    pub web: WebSection,
+    /// The file this was loaded from (for the installer page's check-config).
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
+}
+
+/// The installer page: always on the local socket; on TCP only with a password.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSection {
+    /// `host:port` to serve the page on as well (a loopback or LAN address);
+    /// empty: the local socket only.
+    pub listen: String,
+    /// Argon2 PHC string (`lockhub web hash-password` makes one); required with `listen`.
+    pub password_hash: String,
 }
 
 /// Who may command the hub over MQTT.
@@ -172,13 +189,27 @@ pub struct SimLockConfig {
     pub online: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZwaveSection {
     /// `/dev/ttyACM0` or `tcp://host:port`; empty: no Z-Wave.
     pub port: String,
     pub report_timeout_ms: Option<u64>,
+    /// The network keys (S0/S2), zwave-js's JSON names; created with fresh
+    /// keys (mode 0600) when missing.
+    pub keys_file: PathBuf,
     pub locks: Vec<ZwaveLockConfig>,
+}
+
+impl Default for ZwaveSection {
+    fn default() -> Self {
+        ZwaveSection {
+            port: String::new(),
+            report_timeout_ms: None,
+            keys_file: "/var/lib/lockhub/zwave-keys.json".into(),
+            locks: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +306,7 @@ impl Default for Config {
             hub_id: "hub".into(),
             workspace_id: HubSettings::default().workspace_id,
             log_level: "info".into(),
+            log_format: Default::default(),
             store: StoreConfig::default(),
             mqtt: MqttConfig::default(),
             socket: SocketConfig::default(),
@@ -283,6 +315,8 @@ impl Default for Config {
             zwave: ZwaveSection::default(),
             ble: BleSection::default(),
             auth: AuthConfig::default(),
+            web: WebSection::default(),
+            source_file: None,
         }
     }
 }
@@ -391,10 +425,11 @@ impl Config {
                 .set_override(k.as_str(), v.as_str())
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
-        let cfg: Config = b
+        let mut cfg: Config = b
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        cfg.source_file = sources.file.clone();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -455,6 +490,17 @@ impl Config {
         }
         if self.ble.connect_timeout_ms == 0 || self.ble.reply_timeout_ms == 0 {
             return bad("ble.reply_timeout_ms", "timeouts must be positive");
+        }
+        if !self.web.listen.is_empty() {
+            if self.web.listen.parse::<std::net::SocketAddr>().is_err() {
+                return bad(
+                    "web.listen",
+                    "must be an address and port such as \"192.168.1.20:8080\"",
+                );
+            }
+            if let Err(why) = crate::web::auth::check_hash(&self.web.password_hash) {
+                return bad("web.password_hash", &why);
+            }
         }
         if self.ble.keypad_capacity == 0 {
             return bad("ble.keypad_capacity", "must be at least 1");

@@ -108,6 +108,9 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         if let Some(ms) = cfg.zwave.report_timeout_ms {
             z.report_timeout = Duration::from_millis(ms);
         }
+        z.keys = Some(
+            crate::drivers::zwave::security::NetworkKeys::load_or_create(&cfg.zwave.keys_file)?,
+        );
         z.locks = cfg
             .zwave
             .locks
@@ -143,8 +146,23 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
             hub.clone(),
             link.clone(),
             access,
+            crate::web::PageInfo::of(cfg),
             shutdown.clone(),
         ));
+    }
+    if !cfg.web.listen.is_empty() {
+        let page = crate::web::serve_tcp(
+            &cfg.web.listen,
+            &cfg.web.password_hash,
+            hub.clone(),
+            link.clone(),
+            crate::web::PageInfo::of(cfg),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.spawn(async move {
+            let _ = page.await;
+        });
     }
     tasks.spawn(watchdog(hub.clone(), shutdown.clone()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -221,21 +239,5 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
-    }
-}
-
-/// Logging to stderr; no timestamps under systemd (journald adds them).
-pub fn init_logging(level: &str) {
-    // The embedded demo broker (rumqttd) is chatty about ordinary disconnects.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,rumqttd=off,lockhub={level}"))
-    });
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var_os("INVOCATION_ID").is_some() {
-        let _ = b.without_time().with_ansi(false).try_init();
-    } else {
-        let _ = b.try_init();
     }
 }

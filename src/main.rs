@@ -40,6 +40,9 @@ enum Command {
     /// Bluetooth LE (Nuki) tools.
     #[command(subcommand)]
     Ble(BleCommand),
+    /// The installer page.
+    #[command(subcommand)]
+    Web(WebCommand),
     /// The access codes, as a table (PINs masked unless --reveal-codes).
     Codes {
         #[command(flatten)]
@@ -68,6 +71,13 @@ enum BleCommand {
         #[arg(long, default_value_t = 20)]
         timeout_secs: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum WebCommand {
+    /// Print an Argon2 hash for `[web] password_hash`. The password is read
+    /// from $LOCKHUB_WEB_PASSWORD, or else from the first line of standard input.
+    HashPassword,
 }
 
 #[derive(clap::Args)]
@@ -172,7 +182,7 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                lockhub::daemon::init_logging(&cfg.log_level);
+                lockhub::logging::init(&cfg.log_level, cfg.log_format);
                 match lockhub::daemon::run(cfg).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -192,7 +202,7 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                lockhub::daemon::init_logging(&cfg.log_level);
+                lockhub::logging::init(&cfg.log_level, cfg.log_format);
                 let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
                 match ble_pair(&cfg, &address, name, timeout).await {
                     Ok(auth_id) => {
@@ -210,7 +220,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Demo => {
-                lockhub::daemon::init_logging("warn");
+                lockhub::logging::init("warn", lockhub::logging::LogFormat::Text);
                 match lockhub::demo::run().await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -281,6 +291,33 @@ fn main() -> ExitCode {
                     )
                 })
                 .await
+            }
+            Command::Web(WebCommand::HashPassword) => {
+                let password = match std::env::var("LOCKHUB_WEB_PASSWORD") {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let mut line = String::new();
+                        if let Err(e) = std::io::stdin().read_line(&mut line) {
+                            eprintln!("lockhub web hash-password: reading stdin: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                        line.trim_end_matches(['\r', '\n']).to_owned()
+                    }
+                };
+                if password.len() < 8 {
+                    eprintln!("lockhub web hash-password: use at least 8 characters");
+                    return ExitCode::from(2);
+                }
+                match lockhub::web::auth::hash_password(&password) {
+                    Ok(h) => {
+                        println!("{h}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("lockhub web hash-password: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Command::Codes {
                 socket,

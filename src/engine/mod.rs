@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod clock;
+mod issued;
 mod observe;
 pub mod plan;
 mod reconciler;

@@ -61,6 +61,7 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
         }
         LockEvent::SlotChanged { slot, code, .. } => {
             absorb(engine, tx, id, *slot, code.as_ref(), now)?;
+            tx.confirm_slot(id, *slot, code.as_ref().map(|c| &c.code))?;
             engine.publish_device(tx, id)?;
             Ok(true)
         }
@@ -94,11 +95,14 @@ pub(super) fn absorb_read(
     slots: &[SlotCode],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let known: BTreeSet<u32> = tx.observed(id)?.iter().map(|s| s.slot).collect();
+    let mut known: BTreeSet<u32> = tx.observed(id)?.iter().map(|s| s.slot).collect();
+    known.extend(tx.issued(id)?.into_iter().map(|(slot, _)| slot));
     let reported: BTreeSet<u32> = slots.iter().map(|s| s.slot).collect();
     for slot in known.union(&reported) {
         let content = slots.iter().find(|s| s.slot == *slot);
         absorb(engine, tx, id, *slot, content, now)?;
+        // What the lock holds is now known: other PINs lockhub may have put there are gone.
+        tx.confirm_slot(id, *slot, content.map(|c| &c.code))?;
     }
     tx.set_slots_known(id, true)?;
     engine.publish_device(tx, id)
@@ -121,9 +125,23 @@ fn absorb(
         .codes_for_device(id)?
         .into_iter()
         .find(|c| c.slot == slot);
+    // A PIN lockhub sent to this slot (perhaps for a code since changed or
+    // deleted, or just before a crash): its own, never a stranger's.
+    let issued = match content {
+        Some(x) => tx.was_issued(id, slot, &x.code)?,
+        None => false,
+    };
     let Some(mut c) = owner else {
-        // Not lockhub's: keep track of it, never touch it.
         tx.set_observed(id, slot, content)?;
+        if issued {
+            // No code wants it any more: the engine takes it off (`Issued::settle`).
+            tracing::info!(
+                slot,
+                "found a PIN lockhub had put on the lock; taking it off"
+            );
+            return Ok(());
+        }
+        // Not lockhub's: keep track of it, never touch it.
         let ev = if content.is_some() {
             "access_code.unmanaged.created"
         } else {
@@ -136,7 +154,7 @@ fn absorb(
     };
     let timing = engine.settings.timing();
     let desired = c.desired(now, &timing);
-    let ours = content.is_some_and(|x| x.code == c.code);
+    let ours = content.is_some_and(|x| x.code == c.code) || issued;
     let landed = match (&desired, content) {
         (Some(d), Some(x)) => same_content(d, x),
         (None, None) => true,

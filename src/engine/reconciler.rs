@@ -1,9 +1,10 @@
 //! One lock's loop: read what the lock holds when that is unknown, diff,
 //! apply a batch, commit the results; sleep until the next thing to do.
 
+use super::issued::Issued;
 use super::{backoff, clock, observe, plan, Engine, LockBackoff, LockHandle, MAX_BATCH};
 use crate::drivers::{DriverError, SlotOp};
-use crate::model::{AccessCode, Event, Issue};
+use crate::model::{AccessCode, Event, Issue, Pin};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering;
@@ -18,6 +19,7 @@ struct Cached {
     device: crate::store::DeviceRow,
     codes: Vec<AccessCode>,
     observed: Vec<crate::drivers::SlotCode>,
+    issued: Issued,
 }
 
 /// A reconciler about to sleep this long drops its cached codes.
@@ -38,6 +40,8 @@ pub(super) struct RecordJob {
     batch: Vec<plan::Planned>,
     results: Vec<Result<(), DriverError>>,
     done: DateTime<Utc>,
+    /// PINs about to be sent (`store::issued`), committed before the batch goes out.
+    intents: Vec<(u32, Pin)>,
     reply: tokio::sync::oneshot::Sender<Result<Recorded, StoreError>>,
 }
 
@@ -139,31 +143,18 @@ impl Engine {
                     device,
                     codes: tx.codes_for_device(id)?,
                     observed: tx.observed(id)?,
+                    issued: Issued::new(id, tx.issued(id)?),
                 }))
             })?;
         }
         let Some(cached) = cache.as_mut() else {
             return Ok(Next::After(self.settings.max_idle_sleep));
         };
-        // Write only when a time-driven change is due.
-        let (mut next_check, due) =
-            super::timed::check(self, None, &mut cached.codes.clone(), &cached.observed, now)?;
-        if due {
-            (cached.codes, cached.observed, next_check) = self.store.write(|tx| {
-                let mut codes = tx.codes_for_device(id)?;
-                let observed = tx.observed(id)?;
-                let (next, _) = super::timed::check(self, Some(tx), &mut codes, &observed, now)?;
-                Ok::<_, StoreError>((codes, observed, next))
-            })?;
-        }
-        let wall_wait =
-            |at: Option<DateTime<Utc>>| at.map(|t| clock::until(self.clock.as_ref(), t));
-        if let Some(w) = Self::backoff_wait(handle) {
-            let check = wall_wait(next_check).unwrap_or(w);
-            return Ok(Next::After(w.min(check)));
-        }
-
-        if !cached.device.slots_known {
+        // Nothing is decided from what the lock holds until that has been read
+        // (after a start, or when the lock said its slots may have changed):
+        // a stale "not on the lock" must never purge a code or raise an error.
+        let known = cached.device.slots_known;
+        if !known && Self::backoff_wait(handle).is_none() {
             return match driver.read_slots(id).await {
                 Ok(slots) => {
                     self.store
@@ -178,8 +169,44 @@ impl Engine {
                 }
             };
         }
+        // Write only when a time-driven change is due.
+        let (mut next_check, due) = super::timed::check(
+            self,
+            None,
+            &mut cached.codes.clone(),
+            &cached.observed,
+            &cached.issued,
+            known,
+            now,
+        )?;
+        if due {
+            let issued = &cached.issued;
+            (cached.codes, cached.observed, next_check) = self.store.write(|tx| {
+                let mut codes = tx.codes_for_device(id)?;
+                let observed = tx.observed(id)?;
+                let (next, _) =
+                    super::timed::check(self, Some(tx), &mut codes, &observed, issued, known, now)?;
+                Ok::<_, StoreError>((codes, observed, next))
+            })?;
+        }
+        let wall_wait =
+            |at: Option<DateTime<Utc>>| at.map(|t| clock::until(self.clock.as_ref(), t));
+        if let Some(w) = Self::backoff_wait(handle) {
+            let check = wall_wait(next_check).unwrap_or(w);
+            return Ok(Next::After(w.min(check)));
+        }
+        debug_assert!(known, "an unread lock is read before anything else");
 
-        let ops = plan::diff(&cached.codes, &cached.observed, now, &timing);
+        let mut ops = plan::diff(&cached.codes, &cached.observed, now, &timing);
+        let settle = cached
+            .issued
+            .settle(&cached.codes, &cached.observed, &ops, now, &timing);
+        // Removals first, as in the diff.
+        let (clears, sets): (Vec<_>, Vec<_>) = settle
+            .into_iter()
+            .partition(|p| matches!(p.op, SlotOp::Clear { .. }));
+        ops.splice(0..0, clears);
+        ops.extend(sets);
         if ops.is_empty() {
             let next = [plan::next_boundary(&cached.codes, now, &timing), next_check]
                 .into_iter()
@@ -209,6 +236,28 @@ impl Engine {
                 }
             }
         }
+        // Before a PIN goes out, the store learns that it may be on the lock
+        // from now on (a crash or a lost reply then cannot make it a stranger's).
+        let new_pins: Vec<(u32, Pin)> = batch
+            .iter()
+            .filter_map(|p| match &p.op {
+                SlotOp::Set(d) if !cached.issued.holds(d.slot, &d.code) => {
+                    Some((d.slot, d.code.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if !new_pins.is_empty() {
+            self.record_intents(id, &new_pins).await.inspect_err(|_| {
+                *cache = None;
+            })?;
+            let Some(cached) = cache.as_mut() else {
+                return Ok(Next::Now);
+            };
+            for (slot, pin) in &new_pins {
+                cached.issued.note(*slot, pin);
+            }
+        }
         let slot_ops: Vec<SlotOp> = batch.iter().map(|p| p.op.clone()).collect();
         let results = driver.apply(id, &slot_ops).await;
         let done = self.clock.now();
@@ -218,14 +267,10 @@ impl Engine {
             batch,
             results,
             done,
+            intents: Vec::new(),
             reply,
         };
-        let committed = match self.record_jobs.send(job) {
-            Ok(()) => answer
-                .await
-                .unwrap_or_else(|_| Err(StoreError::Other("the engine is stopping".into()))),
-            Err(_) => Err(StoreError::Other("the engine is stopping".into())),
-        };
+        let committed = self.commit_job(job, answer).await;
         let recorded = match committed {
             Ok(r) => r,
             Err(e) => {
@@ -238,6 +283,9 @@ impl Engine {
             return Ok(Next::Now);
         };
         for (slot, content) in recorded.slots {
+            cached
+                .issued
+                .confirm(slot, content.as_ref().map(|c| &c.code));
             cached.observed.retain(|s| s.slot != slot);
             if let Some(c) = content {
                 cached.observed.push(c);
@@ -278,6 +326,35 @@ impl Engine {
         }
     }
 
+    /// Hand a job to the committer and wait for its commit.
+    async fn commit_job(
+        &self,
+        job: RecordJob,
+        answer: tokio::sync::oneshot::Receiver<Result<Recorded, StoreError>>,
+    ) -> Result<Recorded, StoreError> {
+        match self.record_jobs.send(job) {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Other("the engine is stopping".into()))),
+            Err(_) => Err(StoreError::Other("the engine is stopping".into())),
+        }
+    }
+
+    /// Commit the PINs a batch is about to send (group-committed with other
+    /// locks' results, so a busy hub pays no extra fsync per lock).
+    async fn record_intents(&self, id: &str, pins: &[(u32, Pin)]) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RecordJob {
+            id: id.to_owned(),
+            batch: Vec::new(),
+            results: Vec::new(),
+            done: self.clock.now(),
+            intents: pins.to_vec(),
+            reply,
+        };
+        self.commit_job(job, answer).await.map(|_| ())
+    }
+
     /// Commits the results of every batch waiting, in one transaction: with
     /// many locks busy, one fsync serves them all.
     pub(super) async fn committer(
@@ -298,7 +375,12 @@ impl Engine {
             }
             let result = self.store.write(|tx| {
                 jobs.iter()
-                    .map(|j| self.record(tx, &j.id, &j.batch, &j.results, j.done))
+                    .map(|j| {
+                        for (slot, pin) in &j.intents {
+                            tx.note_issued(&j.id, *slot, pin)?;
+                        }
+                        self.record(tx, &j.id, &j.batch, &j.results, j.done)
+                    })
                     .collect::<Result<Vec<Recorded>, StoreError>>()
             });
             match result {
@@ -348,16 +430,35 @@ impl Engine {
                 .iter()
                 .chain(std::iter::repeat(&Err(DriverError::Timeout))),
         ) {
+            let slot = p.op.slot();
+            // What the lock answered is a fact about the slot, whichever code
+            // (if any, still) wants it.
+            if r.is_ok() {
+                any_ok = true;
+                self.stats.ops_ok.fetch_add(1, Ordering::Relaxed);
+                let content = match &p.op {
+                    SlotOp::Set(d) => Some(d.clone()),
+                    SlotOp::Clear { .. } => None,
+                };
+                tx.set_observed(id, slot, content.as_ref())?;
+                tx.confirm_slot(id, slot, content.as_ref().map(|c| &c.code))?;
+                out.slots.push((slot, content));
+            }
             let Some(mut c) = tx.code(&p.access_code_id)? else {
+                // A PIN of lockhub's that no code owns any more (`issued`).
+                match r {
+                    Ok(()) => {
+                        tracing::info!(slot, "took a PIN lockhub had lost track of off the lock")
+                    }
+                    Err(e) => {
+                        transient = true;
+                        tracing::info!(slot, error = %e, "could not settle a slot lockhub may have left a PIN in");
+                    }
+                }
                 continue;
             };
-            let slot = p.op.slot();
             match (&p.op, r) {
                 (SlotOp::Set(d), Ok(())) => {
-                    any_ok = true;
-                    self.stats.ops_ok.fetch_add(1, Ordering::Relaxed);
-                    tx.set_observed(id, slot, Some(d))?;
-                    out.slots.push((slot, Some(d.clone())));
                     let first = p.before.as_ref().is_none_or(|b| b.code != d.code);
                     c.ever_set = true;
                     c.retry = Default::default();
@@ -385,10 +486,6 @@ impl Engine {
                     tracing::debug!(slot, access_code_id = %c.access_code_id, "code set on the lock");
                 }
                 (SlotOp::Clear { .. }, Ok(())) => {
-                    any_ok = true;
-                    self.stats.ops_ok.fetch_add(1, Ordering::Relaxed);
-                    tx.set_observed(id, slot, None)?;
-                    out.slots.push((slot, None));
                     c.retry = Default::default();
                     c.clear_warning("delay_in_removing_from_device");
                     c.clear_error("failed_to_remove_from_device");

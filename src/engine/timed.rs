@@ -2,6 +2,7 @@
 //! warnings, codes not on the lock when their window opens, codes still on it
 //! after it closed, and status changes at window boundaries.
 
+use super::issued::Issued;
 use super::Engine;
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, Event, Issue, Timing};
@@ -37,12 +38,18 @@ fn earliest(a: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
 /// `codes` are the lock's codes as loaded for this pass; purged ones are taken
 /// out and changed ones updated in place. With `tx` `None` nothing is written:
 /// the check only tells (second value) whether it would write, so the common
-/// case, nothing due, never takes the writer.
+/// case, nothing due, never takes the writer. With `known` false (the lock's
+/// slots not read since a start or a doubt) nothing is decided from what the
+/// lock may hold: a deleted code is forgotten, and `failed_to_issue` raised,
+/// only when lockhub never sent a PIN to its slot (`store::issued`, whose
+/// entries go only when a read or an answer shows them gone); no `failed_to_expire`.
 pub(super) fn check(
     engine: &Engine,
     tx: Option<&Tx<'_>>,
     codes: &mut Vec<AccessCode>,
     observed: &[SlotCode],
+    issued: &Issued,
+    known: bool,
     now: DateTime<Utc>,
 ) -> Result<(Option<DateTime<Utc>>, bool), StoreError> {
     let timing = engine.settings.timing();
@@ -54,7 +61,9 @@ pub(super) fn check(
         let obs = observed.iter().find(|s| s.slot == c.slot);
         let desired = c.desired(now, &timing);
         let on_lock = obs.is_some_and(|o| o.code == c.code);
-        if c.deleted && !on_lock {
+        // A deleted code is forgotten only once its slot is known not to hold
+        // a PIN of lockhub's (else `Issued::settle` clears the slot first).
+        if c.deleted && !on_lock && !issued.any(c.slot) {
             if let Some(tx) = tx {
                 engine.purge(tx, c)?;
             }
@@ -85,7 +94,10 @@ pub(super) fn check(
                 earliest(&mut next, due);
             }
             if let Some(w) = c.window {
-                if now >= w.starts_at && obs.is_none_or(|o| o.code != c.code) {
+                // Unread lock: only a PIN lockhub never sent is known not to be there.
+                let absent = obs.is_none_or(|o| o.code != c.code)
+                    && (known || !issued.holds(c.slot, &c.code));
+                if absent && now >= w.starts_at {
                     if c.raise_error(Issue::new(
                         "failed_to_issue",
                         "the code was not on the lock when its window opened",
@@ -113,7 +125,7 @@ pub(super) fn check(
                     )?;
                     changed = true;
                 }
-                let expired = c.window.is_some_and(|w| now >= w.ends_at) && !c.deleted;
+                let expired = known && c.window.is_some_and(|w| now >= w.ends_at) && !c.deleted;
                 if expired
                     && c.raise_error(Issue::new(
                         "failed_to_expire",

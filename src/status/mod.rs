@@ -3,7 +3,8 @@
 //!
 //! `GET /v1/health`, `/v1/devices`, `/v1/access_codes` (PINs masked unless
 //! `?reveal_codes=true`), `/v1/queue`, `/metrics`; `POST /v1/commands/{command}`
-//! takes the same bodies as MQTT and answers with the same response.
+//! takes the same bodies as MQTT and answers with the same response. `GET /`
+//! is the installer page ([`crate::web`]).
 //!
 //! Who may do what is decided by the peer's credentials ([`peer`]): members of
 //! `socket.group` may GET (PINs masked); only root or the service user may POST
@@ -29,17 +30,16 @@ use tokio_util::sync::CancellationToken;
 struct Ctx {
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
-    access: Arc<peer::Access>,
 }
 
 /// The peer's role against what the request asks; refused with 403 before any handler runs.
 async fn authorize(
-    State(c): State<Ctx>,
+    State(access): State<Arc<peer::Access>>,
     axum::extract::ConnectInfo(who): axum::extract::ConnectInfo<peer::Peer>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let role = c.access.role(&who);
+    let role = access.role(&who);
     let reveal = req.uri().query().is_some_and(|q| {
         q.split('&')
             .any(|kv| kv.starts_with("reveal_codes=") && kv != "reveal_codes=false")
@@ -160,13 +160,25 @@ async fn command(State(c): State<Ctx>, Path(command): Path<String>, body: Bytes)
     }
 }
 
-pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>, access: peer::Access) -> Router {
+/// The socket's routes plus the installer page ([`crate::web`]), every one
+/// behind the peer-credential check.
+pub fn router(
+    hub: Arc<Hub>,
+    link: Option<Arc<LinkState>>,
+    access: peer::Access,
+    page: crate::web::PageInfo,
+) -> Router {
+    views_router(hub.clone(), link)
+        .merge(crate::web::socket_routes(hub, page))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            authorize,
+        ))
+}
+
+/// The JSON views and the command route (the TCP page reuses these behind its login).
+pub fn views_router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
     let limit = hub.commands.settings.max_payload_bytes;
-    let ctx = Ctx {
-        hub,
-        link,
-        access: Arc::new(access),
-    };
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/devices", get(devices))
@@ -175,8 +187,7 @@ pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>, access: peer::Access)
         .route("/metrics", get(metrics))
         .route("/v1/commands/{*command}", post(command))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(ctx.clone(), authorize))
-        .with_state(ctx)
+        .with_state(Ctx { hub, link })
 }
 
 /// Bind the socket (replacing a stale one), set its mode and its group (so
@@ -213,9 +224,10 @@ pub async fn serve(
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
     access: peer::Access,
+    page: crate::web::PageInfo,
     shutdown: CancellationToken,
 ) {
-    let app = router(hub, link, access).into_make_service_with_connect_info::<peer::Peer>();
+    let app = router(hub, link, access, page).into_make_service_with_connect_info::<peer::Peer>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -52,7 +52,14 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX outbox_lane ON outbox(lane, id);
     CREATE INDEX outbox_retained ON outbox(topic) WHERE retain = 1;",
-    // 2 (issue 11): a request_id is bound to its body; answers to an MQTT 5
+    // 2: PINs lockhub may have put in a slot (store::issued).
+    "CREATE TABLE issued_pins (
+        device_id TEXT NOT NULL,
+        slot      INTEGER NOT NULL,
+        digest    TEXT NOT NULL,
+        PRIMARY KEY (device_id, slot, digest)
+    ) WITHOUT ROWID;",
+    // 3 (issue 11): a request_id is bound to its body; answers to an MQTT 5
     // Response Topic carry it and the Correlation Data.
     "ALTER TABLE requests ADD COLUMN fingerprint BLOB;
     ALTER TABLE outbox ADD COLUMN reply_topic TEXT;

@@ -4,8 +4,10 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+pub mod issued;
 mod jti;
 mod migrations;
+pub mod recent;
 mod reply;
 mod secret;
 
@@ -73,6 +75,8 @@ pub struct Store {
     outbox_changed: Notify,
     /// Seals the columns that can hold a PIN (see [`secret`]).
     sealer: Sealer,
+    /// The last events committed (for the installer page).
+    pub recent_events: recent::RecentEvents,
 }
 
 impl Store {
@@ -131,6 +135,7 @@ impl Store {
             urgent: std::sync::atomic::AtomicUsize::new(0),
             outbox_changed: Notify::new(),
             sealer,
+            recent_events: Default::default(),
         }
     }
 
@@ -213,10 +218,13 @@ impl Store {
                 tx,
                 wrote_outbox: std::cell::Cell::new(false),
                 sealer: &self.sealer,
+                new_events: Default::default(),
+                events_at_savepoint: Default::default(),
             };
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
             wrapped.tx.commit().map_err(StoreError::from)?;
+            self.recent_events.extend(wrapped.new_events.take());
             (out, wrote)
         };
         drop(conn);
@@ -236,6 +244,8 @@ impl Store {
             tx,
             wrote_outbox: std::cell::Cell::new(false),
             sealer: &self.sealer,
+            new_events: Default::default(),
+            events_at_savepoint: Default::default(),
         };
         let out = f(&wrapped)?;
         wrapped.tx.commit()?;
@@ -323,6 +333,9 @@ pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
     wrote_outbox: std::cell::Cell<bool>,
     sealer: &'c Sealer,
+    /// Events of this transaction, for [`Store::recent_events`] once it commits.
+    new_events: std::cell::RefCell<Vec<serde_json::Value>>,
+    events_at_savepoint: std::cell::Cell<usize>,
 }
 
 /// A devices row as read: body, online, battery, slots_known, last_error.
@@ -337,6 +350,7 @@ impl Tx<'_> {
     /// Open a nested savepoint (one command inside a group commit).
     pub fn savepoint(&self) -> Result<()> {
         self.tx.execute_batch("SAVEPOINT command")?;
+        self.events_at_savepoint.set(self.new_events.borrow().len());
         Ok(())
     }
 
@@ -350,6 +364,9 @@ impl Tx<'_> {
     pub fn rollback_to(&self) -> Result<()> {
         self.tx
             .execute_batch("ROLLBACK TO command; RELEASE command")?;
+        self.new_events
+            .borrow_mut()
+            .truncate(self.events_at_savepoint.get());
         Ok(())
     }
 
@@ -712,8 +729,11 @@ impl Tx<'_> {
 
     pub fn event(&self, e: &Event) -> Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::to_vec(&e.to_json(&id))?;
-        self.publish("events", &body, false)
+        let json = e.to_json(&id);
+        let body = serde_json::to_vec(&json)?;
+        self.publish("events", &body, false)?;
+        self.new_events.borrow_mut().push(json);
+        Ok(())
     }
 }
 

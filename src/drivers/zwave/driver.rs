@@ -6,66 +6,21 @@
 //! or silent lock only costs the others the airtime of its own frames.
 //! Operations on one lock are serialised by that lock's own mutex.
 
-use super::cc::{self, id, user_code, Encapsulation, Incoming};
-use super::serialapi::{self, func, Listening, TxStatus};
-use super::session::{Session, SessionConfig, SessionError};
+use super::cc::{self, id, user_code, Incoming};
+use super::config::ZwaveConfig;
+use super::node::{checksum_of, Filter, Inner, Waiters};
+use super::security::{Security, SecurityClass};
+use super::serialapi::{self, func, Listening};
+use super::session::{Session, SessionError};
 use super::transport::{self, TransportError};
 use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp};
 use crate::model::{DeviceInfo, DriverKind, Pin};
 use async_trait::async_trait;
-use chrono::FixedOffset;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
-
-/// How config names a lock and pins its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockConfig {
-    pub node_id: u8,
-    pub name: Option<String>,
-    /// lockhub's id for the lock; defaults to [`default_device_id`].
-    pub device_id: Option<String>,
-}
-
-/// Everything the driver needs to start.
-#[derive(Debug, Clone)]
-pub struct ZwaveConfig {
-    /// `/dev/ttyACM0`-style device or `tcp://host:port`.
-    pub port: String,
-    /// Names and pinned ids for locks (by node id); other locks found by the
-    /// interview are served with default names and ids.
-    pub locks: Vec<LockConfig>,
-    pub session: SessionConfig,
-    /// How long a node gets to send the report a Get asked for.
-    pub report_timeout: Duration,
-    /// How often an offline lock is pinged to notice it is back (None: only
-    /// when it speaks up by itself or an operation reaches it).
-    pub offline_ping_interval: Option<Duration>,
-    /// How long `apply`/`read_slots` wait for a sleeping lock to wake up.
-    pub wake_up_wait: Duration,
-    /// The locks' clock offset from UTC (year-day schedules are local time).
-    pub lock_utc_offset: FixedOffset,
-    /// Wrap Sets in Supervision where the lock supports it.
-    pub use_supervision: bool,
-}
-
-impl ZwaveConfig {
-    pub fn new(port: impl Into<String>) -> Self {
-        ZwaveConfig {
-            port: port.into(),
-            locks: Vec::new(),
-            session: SessionConfig::default(),
-            report_timeout: Duration::from_secs(5),
-            offline_ping_interval: Some(Duration::from_secs(60)),
-            wake_up_wait: Duration::from_secs(15 * 60),
-            lock_utc_offset: FixedOffset::east_opt(0).expect("zero offset"),
-            use_supervision: true,
-        }
-    }
-}
 
 /// Why the driver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,186 +35,10 @@ pub enum ZwaveError {
     Config(String),
 }
 
-/// lockhub's default id for a lock: a UUID (version 8, custom) built from
-/// the network's home id and the node id, so it survives restarts and
-/// re-interviews and differs between networks.
-pub fn default_device_id(home_id: u32, node: u8) -> String {
-    let mut b = [0u8; 16];
-    b[..4].copy_from_slice(b"lhzw");
-    b[4..8].copy_from_slice(&home_id.to_be_bytes());
-    b[15] = node;
-    uuid::Builder::from_custom_bytes(b)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
-}
-
-/// What the interview learned about a lock.
-#[derive(Debug, Clone, Default)]
-pub(super) struct NodeFacts {
-    pub classes: Vec<u8>,
-    pub versions: HashMap<u8, u8>,
-    pub users: u16,
-    pub uc_caps: Option<user_code::Capabilities>,
-    pub year_day_slots: u8,
-    pub manufacturer: Option<cc::manufacturer_specific::Report>,
-}
-
-impl NodeFacts {
-    pub fn supports(&self, cc: u8) -> bool {
-        self.classes.contains(&cc)
-    }
-    pub fn version(&self, cc: u8) -> u8 {
-        self.versions
-            .get(&cc)
-            .copied()
-            .unwrap_or(u8::from(self.supports(cc)))
-    }
-    /// The keys the keypad has (digits when the lock does not say).
-    pub fn keys(&self) -> &str {
-        match &self.uc_caps {
-            Some(c) if !c.keys.is_empty() => &c.keys,
-            _ => "0123456789",
-        }
-    }
-    pub fn multi_set(&self) -> bool {
-        self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.multiple_set)
-    }
-    pub fn checksum(&self) -> bool {
-        self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.checksum)
-    }
-}
-
-pub(super) struct NodeState {
-    pub node: u8,
-    pub device_id: String,
-    pub name: String,
-    pub listening: Listening,
-    pub facts: Option<NodeFacts>,
-    pub info: Option<DeviceInfo>,
-    pub online: bool,
-    pub interviewing: bool,
-    /// A sleeping lock is awake (between Wake Up Notification and No More
-    /// Information).
-    pub awake: bool,
-    /// The slots as last read or written, and the checksum that goes with
-    /// them; `None` until read, or after a change we could not pin down.
-    pub slots: Option<BTreeMap<u32, Pin>>,
-    pub slots_checksum: Option<u16>,
-    /// Slots we gave a native time window (schedules enabled) since start.
-    pub scheduled: std::collections::HashSet<u32>,
-    pub op_lock: Arc<tokio::sync::Mutex<()>>,
-    pub woke: Arc<Notify>,
-}
-
-/// Which report a waiter wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Filter {
-    Any,
-    /// Byte 2 equals this (user id of a v1 report, class of a version report).
-    Byte2(u8),
-    /// Supervision session id.
-    Session(u8),
-}
-
-struct Waiter {
-    id: u64,
-    node: u8,
-    cc: u8,
-    cmd: u8,
-    filter: Filter,
-    tx: oneshot::Sender<Vec<u8>>,
-}
-
-#[derive(Default)]
-struct Waiters {
-    next: AtomicU64,
-    list: Mutex<Vec<Waiter>>,
-}
-
-impl Waiters {
-    fn add(&self, node: u8, cc: u8, cmd: u8, filter: Filter) -> (u64, oneshot::Receiver<Vec<u8>>) {
-        let (tx, rx) = oneshot::channel();
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.list.lock().unwrap().push(Waiter {
-            id,
-            node,
-            cc,
-            cmd,
-            filter,
-            tx,
-        });
-        (id, rx)
-    }
-
-    fn remove(&self, id: u64) {
-        self.list.lock().unwrap().retain(|w| w.id != id);
-    }
-
-    /// Hands `cmd` to the first waiter that wants it; false when none does.
-    fn deliver(&self, node: u8, command: &[u8]) -> bool {
-        let Some((cc, cmd)) = Incoming::key(command) else {
-            return false;
-        };
-        let mut list = self.list.lock().unwrap();
-        let pos = list.iter().position(|w| {
-            w.node == node
-                && w.cc == cc
-                && w.cmd == cmd
-                && match w.filter {
-                    Filter::Any => true,
-                    Filter::Byte2(b) => command.get(2) == Some(&b),
-                    Filter::Session(s) => command.get(2).map(|b| b & 0x3F) == Some(s),
-                }
-        });
-        match pos {
-            Some(i) => {
-                let w = list.swap_remove(i);
-                let _ = w.tx.send(command.to_vec());
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-pub(super) struct Inner {
-    pub session: Session,
-    pub home_id: u32,
-    pub own_node: u8,
-    pub controller_version: String,
-    pub config: ZwaveConfig,
-    pub nodes: Mutex<BTreeMap<u8, NodeState>>,
-    waiters: Waiters,
-    sink: EventSink,
-    supervision_id: AtomicU8,
-    encapsulation: Encapsulation,
-    pub interviews: tokio_util::task::TaskTracker,
-    shutdown: CancellationToken,
-}
-
 /// The Z-Wave driver. Cheap to clone; every clone drives the same controller.
 #[derive(Clone)]
 pub struct ZwaveDriver {
     inner: Arc<Inner>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn map_session(e: SessionError) -> DriverError {
-    match e {
-        SessionError::Closed => DriverError::Offline,
-        SessionError::Refused(_) => DriverError::Busy,
-        SessionError::NoAck(_) | SessionError::NoResponse(_) | SessionError::NoCallback(_) => {
-            DriverError::Timeout
-        }
-        SessionError::Malformed(m) => DriverError::Failed(m),
-        SessionError::Frame(f) => DriverError::Failed(f.to_string()),
-    }
 }
 
 impl ZwaveDriver {
@@ -300,8 +79,20 @@ impl ZwaveDriver {
             nodes = node_ids.len(),
             "z-wave controller ready"
         );
+        let session = Arc::new(session);
+        if config.keys.is_none() {
+            tracing::warn!("no Z-Wave network keys: secure locks cannot be served");
+        }
+        let security = Arc::new(Security::new(
+            session.clone(),
+            home_id,
+            own_node,
+            config.keys.as_ref(),
+            config.security.clone(),
+        ));
         let inner = Arc::new(Inner {
             session,
+            security,
             home_id,
             own_node,
             controller_version: version.version,
@@ -310,8 +101,8 @@ impl ZwaveDriver {
             waiters: Waiters::default(),
             sink,
             supervision_id: AtomicU8::new(1),
-            encapsulation: Encapsulation::Plain,
             interviews: tokio_util::task::TaskTracker::new(),
+            interview: |i, node| Box::pin(i.interview(node)),
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), inbound));
@@ -369,248 +160,27 @@ impl ZwaveDriver {
 }
 
 impl Inner {
-    pub(super) fn emit(&self, e: LockEvent) {
-        let _ = self.sink.send(e);
-    }
-
-    fn add_node(&self, node: u8) {
-        let cfg = self.config.locks.iter().find(|l| l.node_id == node);
-        let device_id = cfg
-            .and_then(|c| c.device_id.clone())
-            .unwrap_or_else(|| default_device_id(self.home_id, node));
-        let name = cfg
-            .and_then(|c| c.name.clone())
-            .unwrap_or_else(|| format!("Z-Wave lock {node}"));
-        self.nodes.lock().unwrap().entry(node).or_insert(NodeState {
-            node,
-            device_id,
-            name,
-            listening: Listening::Always,
-            facts: None,
-            info: None,
-            online: true,
-            interviewing: false,
-            awake: false,
-            slots: None,
-            slots_checksum: None,
-            scheduled: Default::default(),
-            op_lock: Arc::new(tokio::sync::Mutex::new(())),
-            woke: Arc::new(Notify::new()),
-        });
-    }
-
-    fn node_of(&self, device_id: &str) -> Option<u8> {
-        self.nodes
-            .lock()
-            .unwrap()
-            .values()
-            .find(|n| n.device_id == device_id)
-            .map(|n| n.node)
-    }
-
-    pub(super) fn with_node<T>(&self, node: u8, f: impl FnOnce(&mut NodeState) -> T) -> Option<T> {
-        self.nodes.lock().unwrap().get_mut(&node).map(f)
-    }
-
-    fn device_id(&self, node: u8) -> Option<String> {
-        self.with_node(node, |n| n.device_id.clone())
-    }
-
-    /// The node did not acknowledge: announce Offline once.
-    pub(super) fn mark_offline(&self, node: u8) {
-        let changed = self.with_node(node, |n| {
-            let was = n.online;
-            n.online = false;
-            was.then(|| n.device_id.clone())
-        });
-        if let Some(Some(device_id)) = changed {
-            tracing::warn!(node, %device_id, "z-wave lock stopped answering");
-            self.emit(LockEvent::Offline { device_id });
+    /// A frame from a node: through the security layer first.
+    async fn on_frame(self: &Arc<Self>, node: u8, frame: Vec<u8>) {
+        if let Some((command, class)) = self.security.receive(node, frame) {
+            self.on_command(node, command, class).await;
         }
     }
 
-    /// The node answered: announce Online if it was offline, and finish its
-    /// interview if that never completed.
-    pub(super) fn mark_alive(self: &Arc<Self>, node: u8) {
-        let r = self.with_node(node, |n| {
-            let was_offline = !n.online;
-            n.online = true;
-            let reinterview = n.facts.is_none() && !n.interviewing;
-            (was_offline.then(|| n.device_id.clone()), reinterview)
-        });
-        let Some((back, reinterview)) = r else { return };
-        if let Some(device_id) = back {
-            tracing::info!(node, %device_id, "z-wave lock answers again");
-            self.emit(LockEvent::Online { device_id });
-        }
-        if reinterview {
-            self.reinterview(node);
-        }
-    }
-
-    /// Starts the interview of a lock whose interview never completed.
-    pub(super) fn reinterview(self: &Arc<Self>, node: u8) {
-        let due = self
-            .with_node(node, |n| n.facts.is_none() && !n.interviewing)
-            .unwrap_or(false);
-        if due {
-            let i = self.clone();
-            self.interviews
-                .spawn(async move { i.interview(node).await });
-        }
-    }
-
-    /// Sends one command (no report expected) and turns the transmit status
-    /// into a driver result; no retries here (the engine's backoff decides).
-    pub(super) async fn send(
-        self: &Arc<Self>,
-        node: u8,
-        command: Vec<u8>,
-    ) -> Result<(), DriverError> {
-        let command = self
-            .encapsulation
-            .encapsulate(command)
-            .map_err(|e| DriverError::Failed(e.to_string()))?;
-        match self.session.send_data(node, &command).await {
-            Ok(TxStatus::Ok) => {
-                self.mark_alive(node);
-                Ok(())
-            }
-            Ok(TxStatus::NoAck) => {
-                let asleep = self
-                    .with_node(node, |n| {
-                        let sleeping = n.listening == Listening::Sleeping;
-                        if sleeping {
-                            n.awake = false;
-                        }
-                        sleeping
-                    })
-                    .unwrap_or(false);
-                if asleep {
-                    // Gone back to sleep: not dead, just not listening now.
-                    Err(DriverError::Timeout)
-                } else {
-                    self.mark_offline(node);
-                    Err(DriverError::Offline)
-                }
-            }
-            Ok(TxStatus::Fail) | Ok(TxStatus::Other(_)) => Err(DriverError::Busy),
-            Err(e) => Err(map_session(e)),
-        }
-    }
-
-    /// Sends `command` and waits for the node's (cc, cmd) report matching
-    /// `filter`; returns the report's bytes.
-    pub(super) async fn request(
-        self: &Arc<Self>,
-        node: u8,
-        command: Vec<u8>,
-        expect: (u8, u8),
-        filter: Filter,
-    ) -> Result<Vec<u8>, DriverError> {
-        let (wid, rx) = self.waiters.add(node, expect.0, expect.1, filter);
-        if let Err(e) = self.send(node, command).await {
-            self.waiters.remove(wid);
-            return Err(e);
-        }
-        match tokio::time::timeout(self.config.report_timeout, rx).await {
-            Ok(Ok(report)) => Ok(report),
-            _ => {
-                self.waiters.remove(wid);
-                Err(DriverError::Timeout)
-            }
-        }
-    }
-
-    /// Sends a Set, supervised where the lock supports it; `Ok(true)` when
-    /// the lock confirmed it, `Ok(false)` when it could not say.
-    pub(super) async fn send_set(
-        self: &Arc<Self>,
-        node: u8,
-        command: Vec<u8>,
-        supervise: bool,
-    ) -> Result<bool, DriverError> {
-        if !supervise {
-            self.send(node, command).await?;
-            return Ok(false);
-        }
-        let session = self.supervision_id.fetch_add(1, Ordering::Relaxed) & 0x3F;
-        let wrapped = cc::supervision::get(session, &command)
-            .map_err(|e| DriverError::Failed(e.to_string()))?;
-        let mut report = self
-            .request(
-                node,
-                wrapped,
-                (id::SUPERVISION, cc::supervision::REPORT),
-                Filter::Session(session),
-            )
-            .await?;
-        loop {
-            let r = cc::supervision::parse_report(&report)
-                .map_err(|e| DriverError::Failed(e.to_string()))?;
-            match r.status {
-                cc::supervision::status::SUCCESS => return Ok(true),
-                cc::supervision::status::FAIL => {
-                    return Err(DriverError::CodeRejected(
-                        "the lock reported failure".into(),
-                    ))
-                }
-                cc::supervision::status::NO_SUPPORT => return Ok(false),
-                _ if r.more_updates => {
-                    // Working: the final report follows.
-                    let (wid, rx) = self.waiters.add(
-                        node,
-                        id::SUPERVISION,
-                        cc::supervision::REPORT,
-                        Filter::Session(session),
-                    );
-                    match tokio::time::timeout(self.config.report_timeout, rx).await {
-                        Ok(Ok(next)) => report = next,
-                        _ => {
-                            self.waiters.remove(wid);
-                            return Err(DriverError::Timeout);
-                        }
-                    }
-                }
-                _ => {
-                    return Err(DriverError::Failed(format!(
-                        "supervision status {:#04x}",
-                        r.status
-                    )))
-                }
-            }
-        }
-    }
-
-    /// Turns the interview's facts into the lock's announcement.
-    pub(super) fn announce(&self, node: u8) {
-        let info = self.with_node(node, |n| {
-            let facts = n.facts.as_ref()?;
-            let info = DeviceInfo {
-                device_id: n.device_id.clone(),
-                name: n.name.clone(),
-                driver: DriverKind::Zwave,
-                address: format!("zwave:{:08x}:{}", self.home_id, node),
-                capabilities: super::interview::capabilities(facts),
-            };
-            n.info = Some(info.clone());
-            Some(info)
-        });
-        if let Some(Some(info)) = info {
-            self.emit(LockEvent::Discovered(info));
-        }
-    }
-
-    /// A node spoke: route its command to a waiter or turn it into an event.
-    async fn on_command(self: &Arc<Self>, node: u8, command: Vec<u8>) {
-        let command = match self.encapsulation.decapsulate(command) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(node, error = %e, "dropping command");
-                return;
-            }
-        };
+    /// A node spoke (in `class`): route its command to a waiter or turn it
+    /// into an event. A secure-only command class in the wrong class is
+    /// dropped before anything looks at it.
+    async fn on_command(self: &Arc<Self>, node: u8, command: Vec<u8>, class: SecurityClass) {
         if self.device_id(node).is_none() {
+            return;
+        }
+        if !self.security.accepts(node, &command, class) {
+            tracing::warn!(
+                node,
+                cc = command.first().copied().unwrap_or(0),
+                arrived = %class,
+                "report of a securely supported command class not in the node's security class: not believed"
+            );
             return;
         }
         if command.starts_with(&[id::WAKE_UP, cc::wake_up::NOTIFICATION]) {
@@ -628,15 +198,17 @@ impl Inner {
         // A node asking for confirmation: confirm, then act on the inner command.
         if let Incoming::SupervisionGet(g) = parsed {
             let i = self.clone();
+            // The answer goes back in the class the question came in.
             tokio::spawn(async move {
                 let _ = i
-                    .send(
+                    .send_in(
                         node,
                         cc::supervision::report(g.session, cc::supervision::status::SUCCESS),
+                        Some(class),
                     )
                     .await;
             });
-            Box::pin(self.on_command(node, g.inner)).await;
+            Box::pin(self.on_command(node, g.inner, class)).await;
             return;
         }
         let taken = self.waiters.deliver(node, &command);
@@ -766,15 +338,6 @@ impl Inner {
     }
 }
 
-/// The checksum a lock reports for `slots` (all enabled).
-pub(super) fn checksum_of(slots: &BTreeMap<u32, Pin>) -> u16 {
-    user_code::checksum(
-        slots
-            .iter()
-            .map(|(u, p)| (*u, user_code::status::ENABLED, p)),
-    )
-}
-
 /// Reads the controller's unsolicited frames until the session closes.
 async fn dispatch(
     inner: std::sync::Weak<Inner>,
@@ -785,7 +348,7 @@ async fn dispatch(
         match frame.func {
             func::APPLICATION_COMMAND_HANDLER | func::BRIDGE_APPLICATION_COMMAND_HANDLER => {
                 match serialapi::parse_application_command(frame.func, &frame.payload) {
-                    Ok((node, command)) => inner.on_command(node, command).await,
+                    Ok((node, command)) => inner.on_frame(node, command).await,
                     Err(e) => tracing::debug!(error = %e, "bad application command"),
                 }
             }
@@ -889,42 +452,5 @@ impl LockDriver for ZwaveDriver {
                 .collect();
         };
         super::slots::apply(&self.inner, node, ops).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_device_id_is_stable_and_distinct() {
-        let a = default_device_id(0xC0FFEE01, 2);
-        assert_eq!(a, default_device_id(0xC0FFEE01, 2));
-        assert_ne!(a, default_device_id(0xC0FFEE01, 3));
-        assert_ne!(a, default_device_id(0xC0FFEE02, 2));
-        let u = uuid::Uuid::parse_str(&a).unwrap();
-        assert_eq!(u.get_version_num(), 8);
-    }
-
-    #[test]
-    fn waiters_match_by_node_command_and_filter() {
-        let w = Waiters::default();
-        let (_a, mut rx_a) = w.add(2, 0x63, 0x03, Filter::Byte2(5));
-        let (b, _rx_b) = w.add(3, 0x80, 0x03, Filter::Any);
-        assert!(!w.deliver(2, &[0x63, 0x03, 6, 1]), "other user id");
-        assert!(!w.deliver(4, &[0x80, 0x03, 50]), "other node");
-        assert!(w.deliver(2, &[0x63, 0x03, 5, 1, b'1', b'2', b'3', b'4']));
-        assert_eq!(rx_a.try_recv().unwrap()[2], 5);
-        w.remove(b);
-        assert!(!w.deliver(3, &[0x80, 0x03, 50]));
-    }
-
-    #[test]
-    fn checksum_of_slots_matches_user_code_checksum() {
-        let mut s = BTreeMap::new();
-        s.insert(1, Pin::new("1234"));
-        let p = Pin::new("1234");
-        assert_eq!(checksum_of(&s), user_code::checksum([(1, 1, &p)]));
-        assert_eq!(checksum_of(&BTreeMap::new()), 0);
     }
 }

@@ -7,10 +7,9 @@
 //! with the others' traffic.
 
 use super::cc::{self, id, user_code};
-use super::driver::{Filter, Inner, NodeFacts};
+use super::node::{Filter, Inner, NodeFacts};
 use super::serialapi::{self, func, update, Listening};
 use crate::drivers::DriverError;
-use crate::model::{Capabilities, CodeConstraint};
 use std::sync::Arc;
 
 /// Why an interview stopped early (it is tried again when the node speaks).
@@ -28,29 +27,6 @@ pub enum InterviewError {
     Parse(#[from] serialapi::ParseError),
     #[error("node answer: {0}")]
     Cc(#[from] cc::CcError),
-}
-
-/// The capabilities lockhub sees, from the interview's facts.
-pub(super) fn capabilities(f: &NodeFacts) -> Capabilities {
-    let keys = f.keys();
-    let mut code_constraints = Vec::new();
-    let lacks = |cs: &str| cs.chars().all(|c| !keys.contains(c));
-    if lacks("0789") {
-        code_constraints.push(CodeConstraint::CannotContain0789);
-    } else if lacks("089") {
-        code_constraints.push(CodeConstraint::CannotContain089);
-    } else if lacks("0") {
-        code_constraints.push(CodeConstraint::NoZeros);
-    }
-    Capabilities {
-        supported_code_lengths: (user_code::MIN_CODE_LEN as u8..=user_code::MAX_CODE_LEN as u8)
-            .collect(),
-        code_constraints,
-        max_active_codes_supported: f.users as u32,
-        supports_native_scheduling: f.supports(id::SCHEDULE_ENTRY_LOCK) && f.year_day_slots > 0,
-        supports_backup_access_code_pool: false,
-        can_program_online_access_codes: true,
-    }
 }
 
 impl Inner {
@@ -202,6 +178,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::CodeConstraint;
 
     fn facts(keys: &str) -> NodeFacts {
         let mut f = NodeFacts {
@@ -220,25 +197,25 @@ mod tests {
 
     #[test]
     fn capabilities_from_facts() {
-        let c = capabilities(&facts("0123456789"));
+        let c = facts("0123456789").capabilities();
         assert_eq!(c.supported_code_lengths, vec![4, 5, 6, 7, 8, 9, 10]);
         assert_eq!(c.max_active_codes_supported, 30);
         assert!(c.supports_native_scheduling);
         assert!(c.code_constraints.is_empty());
         assert_eq!(
-            capabilities(&facts("123456789")).code_constraints,
+            facts("123456789").capabilities().code_constraints,
             vec![CodeConstraint::NoZeros]
         );
         assert_eq!(
-            capabilities(&facts("1234567")).code_constraints,
+            facts("1234567").capabilities().code_constraints,
             vec![CodeConstraint::CannotContain089]
         );
         assert_eq!(
-            capabilities(&facts("123456")).code_constraints,
+            facts("123456").capabilities().code_constraints,
             vec![CodeConstraint::CannotContain0789]
         );
         let mut no_sched = facts("0123456789");
         no_sched.year_day_slots = 0;
-        assert!(!capabilities(&no_sched).supports_native_scheduling);
+        assert!(!no_sched.capabilities().supports_native_scheduling);
     }
 }

@@ -9,7 +9,10 @@
 //! - [`serialapi`]: function ids and the controller's answers;
 //! - [`cc`]: command classes, built and parsed;
 //! - [`driver`]: the [`crate::drivers::LockDriver`]; [`interview`] finds what
-//!   a lock can do, `slots` reads and writes codes;
+//!   a lock can do, `slots` reads and writes codes; all three work through
+//!   `node`, the shared node state (imports point one way: driver ->
+//!   interview/slots -> node);
+//! - [`config`]: what the driver is told at start;
 //! - [`testing`]: starts the pinned zwave-js mock controller for tests.
 //!
 //! ```no_run
@@ -31,13 +34,18 @@
 //! and exclusion, names on the lock (the User Code CC has none).
 
 pub mod cc;
+pub mod config;
 pub mod driver;
 pub mod frame;
 pub mod interview;
+mod node;
+pub mod security;
 pub mod serialapi;
 pub mod session;
 mod slots;
 pub mod testing;
 pub mod transport;
 
-pub use driver::{default_device_id, LockConfig, ZwaveConfig, ZwaveDriver, ZwaveError};
+pub use config::{LockConfig, ZwaveConfig};
+pub use driver::{ZwaveDriver, ZwaveError};
+pub use node::default_device_id;

@@ -7,7 +7,7 @@
 //! User Code checksum to skip re-reading slots that did not change.
 
 use super::cc::{self, id, schedule_entry_lock as sel, user_code};
-use super::driver::{checksum_of, Filter, Inner, NodeFacts};
+use super::node::{checksum_of, Filter, Inner, NodeFacts};
 use super::serialapi::Listening;
 use crate::drivers::{DriverError, SlotCode, SlotOp};
 use crate::model::Pin;
@@ -194,7 +194,7 @@ fn validate(
     if let SlotOp::Set(c) = op {
         user_code::validate_code(&c.code, facts.keys())
             .map_err(|e| DriverError::CodeRejected(e.to_string()))?;
-        if c.window.is_some() && !super::interview::capabilities(facts).supports_native_scheduling {
+        if c.window.is_some() && !facts.capabilities().supports_native_scheduling {
             return Err(DriverError::Failed(
                 "the lock cannot hold a time window itself".into(),
             ));
@@ -336,7 +336,7 @@ async fn apply_one(
     let slot = op.slot();
     let user = u8::try_from(slot)
         .map_err(|_| DriverError::Failed(format!("slot {slot} needs a 16-bit user id")))?;
-    let scheduling = super::interview::capabilities(facts).supports_native_scheduling;
+    let scheduling = facts.capabilities().supports_native_scheduling;
     let had_window = inner
         .with_node(node, |n| n.scheduled.contains(&slot))
         .unwrap_or(false);

@@ -2,7 +2,8 @@
 //!
 //! Every builder returns the command as sent inside SendData (class id,
 //! command id, parameters); every parser takes the same shape from an
-//! ApplicationCommandHandler frame. [`Incoming::parse`] sorts a node's command
+//! ApplicationCommandHandler frame (after the security layer opened it:
+//! nothing here sees S0 or S2). [`Incoming::parse`] sorts a node's command
 //! into what the driver acts on.
 
 pub mod battery;
@@ -58,33 +59,6 @@ pub(crate) fn need(b: &[u8], n: usize) -> Result<(), CcError> {
         })
     } else {
         Ok(())
-    }
-}
-
-/// The seam for Security S0/S2: commands go through `encapsulate` before
-/// SendData and incoming ones through `decapsulate`. Only plain exists today;
-/// S0 and S2 become variants here (with their nonces and keys) next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Encapsulation {
-    #[default]
-    Plain,
-}
-
-impl Encapsulation {
-    pub fn encapsulate(&self, command: Vec<u8>) -> Result<Vec<u8>, CcError> {
-        match self {
-            Encapsulation::Plain => Ok(command),
-        }
-    }
-
-    /// The inner command, or an error for secured frames this build cannot open.
-    pub fn decapsulate(&self, command: Vec<u8>) -> Result<Vec<u8>, CcError> {
-        match command.first() {
-            Some(&id::SECURITY_S0) | Some(&id::SECURITY_S2) => Err(CcError::Invalid(
-                "secured command received but security is not implemented".into(),
-            )),
-            _ => Ok(command),
-        }
     }
 }
 
@@ -207,16 +181,5 @@ mod tests {
                 len: 2
             })
         ));
-    }
-
-    #[test]
-    fn plain_encapsulation_passes_through_and_refuses_secured() {
-        let e = Encapsulation::Plain;
-        assert_eq!(e.encapsulate(vec![0x80, 0x02]).unwrap(), vec![0x80, 0x02]);
-        assert!(e.decapsulate(vec![0x9F, 0x03, 0x00]).is_err());
-        assert_eq!(
-            e.decapsulate(vec![0x80, 0x03, 1]).unwrap(),
-            vec![0x80, 0x03, 1]
-        );
     }
 }

@@ -1,0 +1,59 @@
+//! What the Z-Wave driver is told at start: the controller's port, the
+//! locks' names and ids, timings.
+
+use super::security::{NetworkKeys, SecurityTiming};
+use super::session::SessionConfig;
+use chrono::FixedOffset;
+use std::time::Duration;
+
+/// How config names a lock and pins its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockConfig {
+    pub node_id: u8,
+    pub name: Option<String>,
+    /// lockhub's id for the lock; defaults to [`default_device_id`].
+    pub device_id: Option<String>,
+}
+
+/// Everything the driver needs to start.
+#[derive(Debug, Clone)]
+pub struct ZwaveConfig {
+    /// `/dev/ttyACM0`-style device or `tcp://host:port`.
+    pub port: String,
+    /// Names and pinned ids for locks (by node id); other locks found by the
+    /// interview are served with default names and ids.
+    pub locks: Vec<LockConfig>,
+    pub session: SessionConfig,
+    /// How long a node gets to send the report a Get asked for.
+    pub report_timeout: Duration,
+    /// How often an offline lock is pinged to notice it is back (None: only
+    /// when it speaks up by itself or an operation reaches it).
+    pub offline_ping_interval: Option<Duration>,
+    /// How long `apply`/`read_slots` wait for a sleeping lock to wake up.
+    pub wake_up_wait: Duration,
+    /// The locks' clock offset from UTC (year-day schedules are local time).
+    pub lock_utc_offset: FixedOffset,
+    /// Wrap Sets in Supervision where the lock supports it.
+    pub use_supervision: bool,
+    /// The network keys (S0 and S2); `None`: plaintext locks only.
+    pub keys: Option<NetworkKeys>,
+    /// Nonce round trips of the security layer.
+    pub security: SecurityTiming,
+}
+
+impl ZwaveConfig {
+    pub fn new(port: impl Into<String>) -> Self {
+        ZwaveConfig {
+            port: port.into(),
+            locks: Vec::new(),
+            session: SessionConfig::default(),
+            report_timeout: Duration::from_secs(5),
+            offline_ping_interval: Some(Duration::from_secs(60)),
+            wake_up_wait: Duration::from_secs(15 * 60),
+            lock_utc_offset: FixedOffset::east_opt(0).expect("zero offset"),
+            use_supervision: true,
+            keys: None,
+            security: SecurityTiming::default(),
+        }
+    }
+}

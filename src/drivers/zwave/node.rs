@@ -1,0 +1,530 @@
+//! The driver's shared state: the nodes it knows ([`NodeState`], with the
+//! interview's [`NodeFacts`]), the [`Waiters`] for reports, and [`Inner`],
+//! the handle every part of the driver works through (send a command, wait
+//! for a report, mark a node online or offline).
+//!
+//! The interview, the slot code and the driver all import from here and
+//! nothing here imports them: the interview is handed in as a function
+//! (see [`Inner::reinterview`]).
+
+use super::cc::{self, id, user_code, Incoming};
+use super::config::ZwaveConfig;
+use super::security::{Security, SecurityClass, SecurityError};
+use super::serialapi::{Listening, TxStatus};
+use super::session::{Session, SessionError};
+use crate::drivers::{DriverError, EventSink, LockEvent};
+use crate::model::{Capabilities, CodeConstraint, DeviceInfo, DriverKind, Pin};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// lockhub's default id for a lock: a UUID (version 8, custom) built from
+/// the network's home id and the node id, so it survives restarts and
+/// re-interviews and differs between networks.
+pub fn default_device_id(home_id: u32, node: u8) -> String {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(b"lhzw");
+    b[4..8].copy_from_slice(&home_id.to_be_bytes());
+    b[15] = node;
+    uuid::Builder::from_custom_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// What the interview learned about a lock.
+#[derive(Debug, Clone, Default)]
+pub(super) struct NodeFacts {
+    pub classes: Vec<u8>,
+    pub versions: HashMap<u8, u8>,
+    pub users: u16,
+    pub uc_caps: Option<user_code::Capabilities>,
+    pub year_day_slots: u8,
+    pub manufacturer: Option<cc::manufacturer_specific::Report>,
+}
+
+impl NodeFacts {
+    pub fn supports(&self, cc: u8) -> bool {
+        self.classes.contains(&cc)
+    }
+    pub fn version(&self, cc: u8) -> u8 {
+        self.versions
+            .get(&cc)
+            .copied()
+            .unwrap_or(u8::from(self.supports(cc)))
+    }
+    /// The keys the keypad has (digits when the lock does not say).
+    pub fn keys(&self) -> &str {
+        match &self.uc_caps {
+            Some(c) if !c.keys.is_empty() => &c.keys,
+            _ => "0123456789",
+        }
+    }
+    pub fn multi_set(&self) -> bool {
+        self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.multiple_set)
+    }
+    pub fn checksum(&self) -> bool {
+        self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.checksum)
+    }
+
+    /// The capabilities lockhub sees, from the interview's facts.
+    pub fn capabilities(&self) -> Capabilities {
+        let keys = self.keys();
+        let mut code_constraints = Vec::new();
+        let lacks = |cs: &str| cs.chars().all(|c| !keys.contains(c));
+        if lacks("0789") {
+            code_constraints.push(CodeConstraint::CannotContain0789);
+        } else if lacks("089") {
+            code_constraints.push(CodeConstraint::CannotContain089);
+        } else if lacks("0") {
+            code_constraints.push(CodeConstraint::NoZeros);
+        }
+        Capabilities {
+            supported_code_lengths: (user_code::MIN_CODE_LEN as u8..=user_code::MAX_CODE_LEN as u8)
+                .collect(),
+            code_constraints,
+            max_active_codes_supported: self.users as u32,
+            supports_native_scheduling: self.supports(id::SCHEDULE_ENTRY_LOCK)
+                && self.year_day_slots > 0,
+            supports_backup_access_code_pool: false,
+            can_program_online_access_codes: true,
+        }
+    }
+}
+
+pub(super) struct NodeState {
+    pub node: u8,
+    pub device_id: String,
+    pub name: String,
+    pub listening: Listening,
+    pub facts: Option<NodeFacts>,
+    pub info: Option<DeviceInfo>,
+    pub online: bool,
+    pub interviewing: bool,
+    /// A sleeping lock is awake (between Wake Up Notification and No More
+    /// Information).
+    pub awake: bool,
+    /// The slots as last read or written, and the checksum that goes with
+    /// them; `None` until read, or after a change we could not pin down.
+    pub slots: Option<BTreeMap<u32, Pin>>,
+    pub slots_checksum: Option<u16>,
+    /// Slots we gave a native time window (schedules enabled) since start.
+    pub scheduled: std::collections::HashSet<u32>,
+    pub op_lock: Arc<tokio::sync::Mutex<()>>,
+    pub woke: Arc<Notify>,
+}
+
+/// Which report a waiter wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Filter {
+    Any,
+    /// Byte 2 equals this (user id of a v1 report, class of a version report).
+    Byte2(u8),
+    /// Supervision session id.
+    Session(u8),
+}
+
+struct Waiter {
+    id: u64,
+    node: u8,
+    cc: u8,
+    cmd: u8,
+    filter: Filter,
+    tx: oneshot::Sender<Vec<u8>>,
+}
+
+#[derive(Default)]
+pub(super) struct Waiters {
+    next: AtomicU64,
+    list: Mutex<Vec<Waiter>>,
+}
+
+impl Waiters {
+    pub(super) fn add(
+        &self,
+        node: u8,
+        cc: u8,
+        cmd: u8,
+        filter: Filter,
+    ) -> (u64, oneshot::Receiver<Vec<u8>>) {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.list.lock().unwrap().push(Waiter {
+            id,
+            node,
+            cc,
+            cmd,
+            filter,
+            tx,
+        });
+        (id, rx)
+    }
+
+    pub(super) fn remove(&self, id: u64) {
+        self.list.lock().unwrap().retain(|w| w.id != id);
+    }
+
+    /// Hands `cmd` to the first waiter that wants it; false when none does.
+    pub(super) fn deliver(&self, node: u8, command: &[u8]) -> bool {
+        let Some((cc, cmd)) = Incoming::key(command) else {
+            return false;
+        };
+        let mut list = self.list.lock().unwrap();
+        let pos = list.iter().position(|w| {
+            w.node == node
+                && w.cc == cc
+                && w.cmd == cmd
+                && match w.filter {
+                    Filter::Any => true,
+                    Filter::Byte2(b) => command.get(2) == Some(&b),
+                    Filter::Session(s) => command.get(2).map(|b| b & 0x3F) == Some(s),
+                }
+        });
+        match pos {
+            Some(i) => {
+                let w = list.swap_remove(i);
+                let _ = w.tx.send(command.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+pub(super) struct Inner {
+    pub session: Arc<Session>,
+    /// S0/S2 between these commands and the session.
+    pub security: Arc<Security>,
+    pub home_id: u32,
+    pub own_node: u8,
+    pub controller_version: String,
+    pub config: ZwaveConfig,
+    pub nodes: Mutex<BTreeMap<u8, NodeState>>,
+    pub waiters: Waiters,
+    pub sink: EventSink,
+    pub supervision_id: AtomicU8,
+    pub interviews: tokio_util::task::TaskTracker,
+    /// Runs a node's interview (the driver hands in `interview::run`, so this
+    /// module needs no import of it).
+    pub interview: fn(Arc<Inner>, u8) -> futures::future::BoxFuture<'static, ()>,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub(super) fn map_session(e: SessionError) -> DriverError {
+    match e {
+        SessionError::Closed => DriverError::Offline,
+        SessionError::Refused(_) => DriverError::Busy,
+        SessionError::NoAck(_) | SessionError::NoResponse(_) | SessionError::NoCallback(_) => {
+            DriverError::Timeout
+        }
+        SessionError::Malformed(m) => DriverError::Failed(m),
+        SessionError::Frame(f) => DriverError::Failed(f.to_string()),
+    }
+}
+
+impl Inner {
+    pub(super) fn emit(&self, e: LockEvent) {
+        let _ = self.sink.send(e);
+    }
+
+    pub(super) fn add_node(&self, node: u8) {
+        let cfg = self.config.locks.iter().find(|l| l.node_id == node);
+        let device_id = cfg
+            .and_then(|c| c.device_id.clone())
+            .unwrap_or_else(|| default_device_id(self.home_id, node));
+        let name = cfg
+            .and_then(|c| c.name.clone())
+            .unwrap_or_else(|| format!("Z-Wave lock {node}"));
+        self.nodes.lock().unwrap().entry(node).or_insert(NodeState {
+            node,
+            device_id,
+            name,
+            listening: Listening::Always,
+            facts: None,
+            info: None,
+            online: true,
+            interviewing: false,
+            awake: false,
+            slots: None,
+            slots_checksum: None,
+            scheduled: Default::default(),
+            op_lock: Arc::new(tokio::sync::Mutex::new(())),
+            woke: Arc::new(Notify::new()),
+        });
+    }
+
+    pub(super) fn node_of(&self, device_id: &str) -> Option<u8> {
+        self.nodes
+            .lock()
+            .unwrap()
+            .values()
+            .find(|n| n.device_id == device_id)
+            .map(|n| n.node)
+    }
+
+    pub(super) fn with_node<T>(&self, node: u8, f: impl FnOnce(&mut NodeState) -> T) -> Option<T> {
+        self.nodes.lock().unwrap().get_mut(&node).map(f)
+    }
+
+    pub(super) fn device_id(&self, node: u8) -> Option<String> {
+        self.with_node(node, |n| n.device_id.clone())
+    }
+
+    /// The node did not acknowledge: announce Offline once.
+    pub(super) fn mark_offline(&self, node: u8) {
+        let changed = self.with_node(node, |n| {
+            let was = n.online;
+            n.online = false;
+            was.then(|| n.device_id.clone())
+        });
+        if let Some(Some(device_id)) = changed {
+            tracing::warn!(node, %device_id, "z-wave lock stopped answering");
+            self.emit(LockEvent::Offline { device_id });
+        }
+    }
+
+    /// The node answered: announce Online if it was offline, and finish its
+    /// interview if that never completed.
+    pub(super) fn mark_alive(self: &Arc<Self>, node: u8) {
+        let r = self.with_node(node, |n| {
+            let was_offline = !n.online;
+            n.online = true;
+            let reinterview = n.facts.is_none() && !n.interviewing;
+            (was_offline.then(|| n.device_id.clone()), reinterview)
+        });
+        let Some((back, reinterview)) = r else { return };
+        if let Some(device_id) = back {
+            tracing::info!(node, %device_id, "z-wave lock answers again");
+            self.emit(LockEvent::Online { device_id });
+        }
+        if reinterview {
+            self.reinterview(node);
+        }
+    }
+
+    /// Starts the interview of a lock whose interview never completed.
+    pub(super) fn reinterview(self: &Arc<Self>, node: u8) {
+        let due = self
+            .with_node(node, |n| n.facts.is_none() && !n.interviewing)
+            .unwrap_or(false);
+        if due {
+            self.interviews.spawn((self.interview)(self.clone(), node));
+        }
+    }
+
+    /// Sends one command (no report expected) and turns the transmit status
+    /// into a driver result; no retries here (the engine's backoff decides).
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+    ) -> Result<(), DriverError> {
+        self.send_in(node, command, None).await
+    }
+
+    /// [`Inner::send`] in a given security class (`None`: the one the
+    /// security layer picks for the command).
+    pub(super) async fn send_in(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        class: Option<SecurityClass>,
+    ) -> Result<(), DriverError> {
+        let class = class.unwrap_or_else(|| self.security.class_for(node, &command));
+        match self.security.send(node, command, class).await {
+            Ok(TxStatus::Ok) => {
+                self.mark_alive(node);
+                Ok(())
+            }
+            Ok(TxStatus::NoAck) => {
+                let asleep = self
+                    .with_node(node, |n| {
+                        let sleeping = n.listening == Listening::Sleeping;
+                        if sleeping {
+                            n.awake = false;
+                        }
+                        sleeping
+                    })
+                    .unwrap_or(false);
+                if asleep {
+                    // Gone back to sleep: not dead, just not listening now.
+                    Err(DriverError::Timeout)
+                } else {
+                    self.mark_offline(node);
+                    Err(DriverError::Offline)
+                }
+            }
+            Ok(TxStatus::Fail) | Ok(TxStatus::Other(_)) => Err(DriverError::Busy),
+            Err(SecurityError::Session(e)) => Err(map_session(e)),
+            Err(SecurityError::NoNonce { .. }) => Err(DriverError::Timeout),
+            Err(e) => Err(DriverError::Failed(e.to_string())),
+        }
+    }
+
+    /// Sends `command` and waits for the node's (cc, cmd) report matching
+    /// `filter`; returns the report's bytes.
+    pub(super) async fn request(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        expect: (u8, u8),
+        filter: Filter,
+    ) -> Result<Vec<u8>, DriverError> {
+        self.request_in(node, command, expect, filter, None).await
+    }
+
+    /// [`Inner::request`] in a given security class.
+    pub(super) async fn request_in(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        expect: (u8, u8),
+        filter: Filter,
+        class: Option<SecurityClass>,
+    ) -> Result<Vec<u8>, DriverError> {
+        let (wid, rx) = self.waiters.add(node, expect.0, expect.1, filter);
+        if let Err(e) = self.send_in(node, command, class).await {
+            self.waiters.remove(wid);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.config.report_timeout, rx).await {
+            Ok(Ok(report)) => Ok(report),
+            _ => {
+                self.waiters.remove(wid);
+                Err(DriverError::Timeout)
+            }
+        }
+    }
+
+    /// Sends a Set, supervised where the lock supports it; `Ok(true)` when
+    /// the lock confirmed it, `Ok(false)` when it could not say.
+    pub(super) async fn send_set(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        supervise: bool,
+    ) -> Result<bool, DriverError> {
+        if !supervise {
+            self.send(node, command).await?;
+            return Ok(false);
+        }
+        let session = self.supervision_id.fetch_add(1, Ordering::Relaxed) & 0x3F;
+        let wrapped = cc::supervision::get(session, &command)
+            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        let mut report = self
+            .request(
+                node,
+                wrapped,
+                (id::SUPERVISION, cc::supervision::REPORT),
+                Filter::Session(session),
+            )
+            .await?;
+        loop {
+            let r = cc::supervision::parse_report(&report)
+                .map_err(|e| DriverError::Failed(e.to_string()))?;
+            match r.status {
+                cc::supervision::status::SUCCESS => return Ok(true),
+                cc::supervision::status::FAIL => {
+                    return Err(DriverError::CodeRejected(
+                        "the lock reported failure".into(),
+                    ))
+                }
+                cc::supervision::status::NO_SUPPORT => return Ok(false),
+                _ if r.more_updates => {
+                    // Working: the final report follows.
+                    let (wid, rx) = self.waiters.add(
+                        node,
+                        id::SUPERVISION,
+                        cc::supervision::REPORT,
+                        Filter::Session(session),
+                    );
+                    match tokio::time::timeout(self.config.report_timeout, rx).await {
+                        Ok(Ok(next)) => report = next,
+                        _ => {
+                            self.waiters.remove(wid);
+                            return Err(DriverError::Timeout);
+                        }
+                    }
+                }
+                _ => {
+                    return Err(DriverError::Failed(format!(
+                        "supervision status {:#04x}",
+                        r.status
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Turns the interview's facts into the lock's announcement.
+    pub(super) fn announce(&self, node: u8) {
+        let info = self.with_node(node, |n| {
+            let facts = n.facts.as_ref()?;
+            let info = DeviceInfo {
+                device_id: n.device_id.clone(),
+                name: n.name.clone(),
+                driver: DriverKind::Zwave,
+                address: format!("zwave:{:08x}:{}", self.home_id, node),
+                capabilities: facts.capabilities(),
+            };
+            n.info = Some(info.clone());
+            Some(info)
+        });
+        if let Some(Some(info)) = info {
+            self.emit(LockEvent::Discovered(info));
+        }
+    }
+}
+
+/// The checksum a lock reports for `slots` (all enabled).
+pub(super) fn checksum_of(slots: &BTreeMap<u32, Pin>) -> u16 {
+    user_code::checksum(
+        slots
+            .iter()
+            .map(|(u, p)| (*u, user_code::status::ENABLED, p)),
+    )
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_device_id_is_stable_and_distinct() {
+        let a = default_device_id(0xC0FFEE01, 2);
+        assert_eq!(a, default_device_id(0xC0FFEE01, 2));
+        assert_ne!(a, default_device_id(0xC0FFEE01, 3));
+        assert_ne!(a, default_device_id(0xC0FFEE02, 2));
+        let u = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(u.get_version_num(), 8);
+    }
+
+    #[test]
+    fn waiters_match_by_node_command_and_filter() {
+        let w = Waiters::default();
+        let (_a, mut rx_a) = w.add(2, 0x63, 0x03, Filter::Byte2(5));
+        let (b, _rx_b) = w.add(3, 0x80, 0x03, Filter::Any);
+        assert!(!w.deliver(2, &[0x63, 0x03, 6, 1]), "other user id");
+        assert!(!w.deliver(4, &[0x80, 0x03, 50]), "other node");
+        assert!(w.deliver(2, &[0x63, 0x03, 5, 1, b'1', b'2', b'3', b'4']));
+        assert_eq!(rx_a.try_recv().unwrap()[2], 5);
+        w.remove(b);
+        assert!(!w.deliver(3, &[0x80, 0x03, 50]));
+    }
+
+    #[test]
+    fn checksum_of_slots_matches_user_code_checksum() {
+        let mut s = BTreeMap::new();
+        s.insert(1, Pin::new("1234"));
+        let p = Pin::new("1234");
+        assert_eq!(checksum_of(&s), user_code::checksum([(1, 1, &p)]));
+        assert_eq!(checksum_of(&BTreeMap::new()), 0);
+    }
+}
