@@ -43,12 +43,26 @@ enum Command {
     /// The installer page.
     #[command(subcommand)]
     Web(WebCommand),
+    /// The audit chain of applied commands and lock writes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The access codes, as a table (PINs masked unless --reveal-codes).
     Codes {
         #[command(flatten)]
         socket: SocketArgs,
         #[arg(long)]
         reveal_codes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the chain: names every row edited or deleted (exit 1 if any).
+    Verify {
+        #[arg(long, short, default_value = "/etc/lockhub/lockhub.toml")]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
 }
 
@@ -216,6 +230,42 @@ fn main() -> ExitCode {
                     Err(e) => {
                         eprintln!("lockhub ble pair: {e}");
                         ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Audit(AuditCommand::Verify {
+                config,
+                overrides: raw,
+            }) => {
+                let cfg = match load(&config, &raw) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let db = &cfg.store.path;
+                let key = cfg
+                    .store
+                    .key_file
+                    .clone()
+                    .unwrap_or_else(|| lockhub::store::Store::default_key_file(db));
+                match lockhub::store::audit::verify(db, &key) {
+                    Ok((rows, problems)) if problems.is_empty() => {
+                        println!("{}: audit chain intact ({rows} rows)", db.display());
+                        ExitCode::SUCCESS
+                    }
+                    Ok((rows, problems)) => {
+                        for p in &problems {
+                            println!("{p}");
+                        }
+                        println!(
+                            "{}: audit chain BROKEN: {} problem(s) in {rows} rows",
+                            db.display(),
+                            problems.len()
+                        );
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("lockhub audit verify: {e}");
+                        ExitCode::from(2)
                     }
                 }
             }

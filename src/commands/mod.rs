@@ -313,6 +313,13 @@ impl Commands {
         tx.savepoint()?;
         let resp = match self.route(command, body.fields, ctx, tx) {
             Ok(data) => {
+                if !ctx.touched.is_empty() {
+                    // The audit chain: a command that changed something (no PIN).
+                    tx.audit(
+                        "command",
+                        &json!({"request_id": request_id, "command": command, "device_ids": ctx.touched}),
+                    )?;
+                }
                 tx.release()?;
                 touched.append(&mut ctx.touched);
                 let mut resp = Map::new();

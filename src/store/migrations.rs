@@ -69,7 +69,15 @@ const STEPS: &[&str] = &[
         jti TEXT PRIMARY KEY,
         exp INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX auth_jti_exp ON auth_jti(exp);",
+    CREATE INDEX auth_jti_exp ON auth_jti(exp);
+    -- what was applied, hash-chained (store::audit); never a PIN
+    CREATE TABLE audit (
+        seq    INTEGER PRIMARY KEY,
+        at     TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        hash   BLOB NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -37,6 +37,8 @@ const SEALED: &[(&str, &str, &str, bool)] = &[
 /// Seals and opens values; the key never leaves it (and is never printed).
 pub struct Sealer {
     aead: XChaCha20Poly1305,
+    /// HMAC key of the audit chain, derived from the same key.
+    pub(super) audit_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -57,10 +59,31 @@ impl Sealer {
         Sealer::from_key(&k)
     }
 
-    fn from_key(k: &[u8; 32]) -> Sealer {
+    pub(super) fn from_key(k: &[u8; 32]) -> Sealer {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(k).expect("any key length");
+        mac.update(b"lockhub audit chain v1");
         Sealer {
             aead: XChaCha20Poly1305::new(k.into()),
+            audit_key: mac.finalize().into_bytes().into(),
         }
+    }
+
+    /// The key in an existing key file, without creating one (for `audit verify`).
+    pub fn read(path: &Path) -> Result<Sealer> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            bad(format!(
+                "reading the store's key file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let k: [u8; 32] = bytes.try_into().map_err(|_| {
+            bad(format!(
+                "the store's key file {} is not 32 bytes",
+                path.display()
+            ))
+        })?;
+        Ok(Sealer::from_key(&k))
     }
 
     /// Read the key file, or create it (0600) when it does not exist.
