@@ -139,8 +139,8 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         None
     };
     if cfg.socket.enabled {
-        let access = status::peer::Access::new(&cfg.socket.group);
-        let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &access).await?;
+        let mut access = status::peer::Access::new(&cfg.socket.group);
+        let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &mut access).await?;
         tasks.spawn(status::serve(
             listener,
             hub.clone(),

@@ -195,7 +195,7 @@ pub fn views_router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
 pub async fn bind(
     path: &std::path::Path,
     mode: u32,
-    access: &peer::Access,
+    access: &mut peer::Access,
 ) -> Result<tokio::net::UnixListener, SocketError> {
     let err = |source| SocketError::Io {
         path: path.display().to_string(),
@@ -211,8 +211,11 @@ pub async fn bind(
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
     if let Some((name, gid)) = &access.group {
-        if let Err(e) = std::os::unix::fs::chown(path, None, Some(*gid)) {
-            tracing::warn!(group = %name, error = %e, "cannot give the socket to socket.group; its members cannot connect");
+        match std::os::unix::fs::chown(path, None, Some(*gid)) {
+            Ok(()) => access.file_gated = mode & 0o007 == 0,
+            Err(e) => {
+                tracing::warn!(group = %name, error = %e, "cannot give the socket to socket.group; its members cannot connect")
+            }
         }
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;

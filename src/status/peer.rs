@@ -45,7 +45,14 @@ pub enum Role {
 pub struct Access {
     pub service_uid: u32,
     pub group: Option<(String, u32)>,
+    /// The socket file belongs to `group` and grants others nothing, so the
+    /// kernel let only root, the service user and the group's members connect.
+    pub file_gated: bool,
 }
+
+/// The uid (and gid) a peer from outside our user namespace appears as
+/// (`PrivateUsers=yes` maps only root and the service user).
+pub const OVERFLOW_ID: u32 = 65534;
 
 impl Access {
     /// The service is the process itself; `group` is looked up by name (a
@@ -69,6 +76,7 @@ impl Access {
         Access {
             service_uid: nix::unistd::geteuid().as_raw(),
             group,
+            file_gated: false,
         }
     }
 
@@ -78,6 +86,9 @@ impl Access {
         }
         match &self.group {
             Some((_, gid)) if peer.gid == *gid || member(peer.uid, peer.gid, *gid) => Role::Reader,
+            // Under PrivateUsers every other user looks like this; the socket's
+            // file permissions already limited who could connect to the group.
+            Some(_) if peer.uid == OVERFLOW_ID && self.file_gated => Role::Reader,
             _ => Role::None,
         }
     }
@@ -101,38 +112,31 @@ fn member(uid: u32, gid: u32, want: u32) -> bool {
 mod tests {
     use super::*;
 
+    fn peer(uid: u32, gid: u32) -> Peer {
+        Peer { uid, gid }
+    }
+
     #[test]
-    fn root_and_the_service_user_are_admins() {
-        let a = Access {
+    fn root_and_the_service_user_are_admins_the_group_reads() {
+        let mut a = Access {
             service_uid: 999,
             group: Some(("readers".into(), 4242)),
+            file_gated: false,
         };
-        assert_eq!(a.role(&Peer { uid: 0, gid: 0 }), Role::Admin);
-        assert_eq!(a.role(&Peer { uid: 999, gid: 5 }), Role::Admin);
-        assert_eq!(
-            a.role(&Peer {
-                uid: 1234,
-                gid: 4242
-            }),
-            Role::Reader
-        );
-        assert_eq!(
-            a.role(&Peer {
-                uid: u32::MAX,
-                gid: u32::MAX
-            }),
-            Role::None
-        );
+        assert_eq!(a.role(&peer(0, 0)), Role::Admin);
+        assert_eq!(a.role(&peer(999, 5)), Role::Admin);
+        assert_eq!(a.role(&peer(1234, 4242)), Role::Reader);
+        assert_eq!(a.role(&peer(u32::MAX, u32::MAX)), Role::None);
+        assert_eq!(a.role(&peer(OVERFLOW_ID, OVERFLOW_ID)), Role::None);
+        // PrivateUsers: others appear as the overflow id; the file let only the group in.
+        a.file_gated = true;
+        assert_eq!(a.role(&peer(OVERFLOW_ID, OVERFLOW_ID)), Role::Reader);
         let none = Access {
             service_uid: 999,
             group: None,
+            file_gated: true,
         };
-        assert_eq!(
-            none.role(&Peer {
-                uid: 1234,
-                gid: 4242
-            }),
-            Role::None
-        );
+        assert_eq!(none.role(&peer(1234, 4242)), Role::None);
+        assert_eq!(none.role(&peer(OVERFLOW_ID, OVERFLOW_ID)), Role::None);
     }
 }
