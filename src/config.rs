@@ -595,6 +595,16 @@ impl Config {
                     lock("d87eea5d-71c6-4633-a966-396c5ac51177", "Back door", 700),
                 ],
             },
+            // The embedded broker (rumqttd) is set up for MQTT 3.1.1.
+            mqtt: MqttConfig {
+                protocol: MqttProtocol::V311,
+                ..MqttConfig::default()
+            },
+            // Only the user running the demo uses its socket.
+            socket: SocketConfig {
+                group: String::new(),
+                ..SocketConfig::default()
+            },
             ..Config::default()
         }
     }
