@@ -300,6 +300,24 @@ fn main() -> ExitCode {
                             "off".into()
                         }
                     );
+                    // Signed commands: a keys file that is there must parse; a
+                    // missing one is said (the daemon will not start without it).
+                    if let (lockhub::auth::AuthMode::Signed, Some(keys)) =
+                        (c.auth.mode, &c.auth.trusted_keys_file)
+                    {
+                        if keys.exists() {
+                            if let Err(e) = lockhub::auth::Trust::open(&c.hub_id, keys) {
+                                eprintln!("{}: {e}", file.display());
+                                return ExitCode::from(EXIT_CONFIG as u8);
+                            }
+                        } else {
+                            eprintln!(
+                                "{}: warning: auth.trusted_keys_file {} does not exist yet: lockhub run refuses to start without it (docs/signing.md)",
+                                file.display(),
+                                keys.display()
+                            );
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
