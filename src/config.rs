@@ -41,6 +41,7 @@ pub struct Config {
     pub sim: SimConfig,
     pub zwave: ZwaveSection,
     pub ble: BleSection,
+    pub auth: AuthConfig,
     pub web: WebSection,
     /// The file this was loaded from (for the installer page's check-config).
     #[serde(skip)]
@@ -58,10 +59,25 @@ pub struct WebSection {
     pub password_hash: String,
 }
 
+/// Who may command the hub over MQTT.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `off`: anyone who may publish on the command topics; `signed`: only
+    /// commands signed (JWS, EdDSA) by a key in `trusted_keys_file`.
+    pub mode: crate::auth::AuthMode,
+    /// A JWK Set of Ed25519 public keys, each with its `kid`.
+    pub trusted_keys_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// The key PINs at rest are sealed with (32 bytes, mode 0600, created on
+    /// first start). Default: `{path}.key`. Keep a copy apart from backups of
+    /// the database: without it the PINs in them cannot be read.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +104,24 @@ pub struct MqttConfig {
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
     pub tls: TlsConfig,
+    /// `v5` (default: Maximum Packet Size, Response Topic, session expiry) or `v3.1.1`.
+    pub protocol: MqttProtocol,
+    /// MQTT 5: how long the broker keeps the session (and the commands queued
+    /// for it) while the hub is away.
+    pub session_expiry_secs: u32,
+    /// The largest packet accepted from the broker (MQTT 5 sends it in CONNECT,
+    /// so the broker never delivers a bigger one).
+    pub max_packet_bytes: u32,
+}
+
+/// The MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum MqttProtocol {
+    #[default]
+    #[serde(rename = "v5")]
+    V5,
+    #[serde(rename = "v3.1.1")]
+    V311,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -108,6 +142,9 @@ pub struct SocketConfig {
     pub path: PathBuf,
     /// File mode of the socket, octal.
     pub mode: String,
+    /// Members of this group may read (GET, PINs masked); only root and the
+    /// service user may send commands or reveal PINs. Empty: no readers.
+    pub group: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,6 +320,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             zwave: ZwaveSection::default(),
             ble: BleSection::default(),
+            auth: AuthConfig::default(),
             web: WebSection::default(),
             source_file: None,
         }
@@ -293,6 +331,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: "/var/lib/lockhub/lockhub.db".into(),
+            key_file: None,
         }
     }
 }
@@ -314,6 +353,9 @@ impl Default for MqttConfig {
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
             tls: TlsConfig::default(),
+            protocol: MqttProtocol::V5,
+            session_expiry_secs: 7 * 24 * 3600,
+            max_packet_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -324,6 +366,7 @@ impl Default for SocketConfig {
             enabled: true,
             path: "/run/lockhub/lockhub.sock".into(),
             mode: "0660".into(),
+            group: "lockhub".into(),
         }
     }
 }
@@ -426,6 +469,12 @@ impl Config {
         if self.mqtt.max_payload_bytes < 1024 {
             return bad("mqtt.max_payload_bytes", "must be at least 1024");
         }
+        if (self.mqtt.max_packet_bytes as usize) < self.mqtt.max_payload_bytes + 1024 {
+            return bad(
+                "mqtt.max_packet_bytes",
+                "must exceed max_payload_bytes by at least 1024 (topic and headers)",
+            );
+        }
         if u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8).is_err() {
             return bad("socket.mode", "must be an octal file mode such as \"0660\"");
         }
@@ -449,6 +498,13 @@ impl Config {
         }
         if self.engine.pin_reuse_days < 0 {
             return bad("engine.pin_reuse_days", "must not be negative");
+        }
+        if self.auth.mode == crate::auth::AuthMode::Signed && self.auth.trusted_keys_file.is_none()
+        {
+            return bad(
+                "auth.trusted_keys_file",
+                "is required with mode = \"signed\" (a JWK Set of Ed25519 public keys)",
+            );
         }
         if self.ble.max_connections == 0 {
             return bad("ble.max_connections", "must be at least 1");
@@ -562,6 +618,16 @@ impl Config {
                     lock("8e94044d-a4d1-4691-9f7e-e97d3e8a0b73", "Front door", 400),
                     lock("d87eea5d-71c6-4633-a966-396c5ac51177", "Back door", 700),
                 ],
+            },
+            // The embedded broker (rumqttd) is set up for MQTT 3.1.1.
+            mqtt: MqttConfig {
+                protocol: MqttProtocol::V311,
+                ..MqttConfig::default()
+            },
+            // Only the user running the demo uses its socket.
+            socket: SocketConfig {
+                group: String::new(),
+                ..SocketConfig::default()
             },
             ..Config::default()
         }

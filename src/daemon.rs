@@ -62,15 +62,25 @@ async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
     let store = Arc::new(
-        Store::open(&cfg.store.path)
-            .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
+        Store::open_with_key(
+            &cfg.store.path,
+            &cfg.store
+                .key_file
+                .clone()
+                .unwrap_or_else(|| Store::default_key_file(&cfg.store.path)),
+        )
+        .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
     );
-    let hub = Hub::start(
-        store,
-        Arc::new(SystemClock),
-        cfg.hub_settings(),
-        shutdown.clone(),
-    )?;
+    let mut settings = cfg.hub_settings();
+    if cfg.auth.mode == crate::auth::AuthMode::Signed {
+        let file = cfg
+            .auth
+            .trusted_keys_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        settings.trust = Some(Arc::new(crate::auth::Trust::open(&cfg.hub_id, file)?));
+    }
+    let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone())?;
 
     let mut sim = None;
     if !cfg.sim.locks.is_empty() {
@@ -132,16 +142,18 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let page = crate::web::PageInfo::of(cfg);
     if cfg.socket.enabled {
-        let listener = status::bind(&cfg.socket.path, cfg.socket_mode()).await?;
+        let mut access = status::peer::Access::new(&cfg.socket.group);
+        let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &mut access).await?;
         // Z-Wave inclusion / exclusion routes when there is a controller.
         let extra = zwave_admin
             .clone()
             .map(status::zwave::routes)
             .unwrap_or_default();
-        tasks.spawn(status::serve_with(
+        tasks.spawn(status::serve(
             listener,
             hub.clone(),
             link.clone(),
+            access,
             page.clone(),
             extra,
             shutdown.clone(),

@@ -46,12 +46,26 @@ enum Command {
     /// Z-Wave network management through the running daemon.
     #[command(subcommand)]
     Zwave(ZwaveCommand),
+    /// The audit chain of applied commands and lock writes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The access codes, as a table (PINs masked unless --reveal-codes).
     Codes {
         #[command(flatten)]
         socket: SocketArgs,
         #[arg(long)]
         reveal_codes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the chain: names every row edited or deleted (exit 1 if any).
+    Verify {
+        #[arg(long, short, default_value = "/etc/lockhub/lockhub.toml")]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
 }
 
@@ -320,6 +334,42 @@ fn main() -> ExitCode {
                 }
             }
             Command::Zwave(cmd) => zwave(cmd).await,
+            Command::Audit(AuditCommand::Verify {
+                config,
+                overrides: raw,
+            }) => {
+                let cfg = match load(&config, &raw) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let db = &cfg.store.path;
+                let key = cfg
+                    .store
+                    .key_file
+                    .clone()
+                    .unwrap_or_else(|| lockhub::store::Store::default_key_file(db));
+                match lockhub::store::audit::verify(db, &key) {
+                    Ok((rows, problems)) if problems.is_empty() => {
+                        println!("{}: audit chain intact ({rows} rows)", db.display());
+                        ExitCode::SUCCESS
+                    }
+                    Ok((rows, problems)) => {
+                        for p in &problems {
+                            println!("{p}");
+                        }
+                        println!(
+                            "{}: audit chain BROKEN: {} problem(s) in {rows} rows",
+                            db.display(),
+                            problems.len()
+                        );
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("lockhub audit verify: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
             Command::Demo => {
                 lockhub::logging::init("warn", lockhub::logging::LogFormat::Text);
                 match lockhub::demo::run().await {
@@ -351,6 +401,24 @@ fn main() -> ExitCode {
                             "off".into()
                         }
                     );
+                    // Signed commands: a keys file that is there must parse; a
+                    // missing one is said (the daemon will not start without it).
+                    if let (lockhub::auth::AuthMode::Signed, Some(keys)) =
+                        (c.auth.mode, &c.auth.trusted_keys_file)
+                    {
+                        if keys.exists() {
+                            if let Err(e) = lockhub::auth::Trust::open(&c.hub_id, keys) {
+                                eprintln!("{}: {e}", file.display());
+                                return ExitCode::from(EXIT_CONFIG as u8);
+                            }
+                        } else {
+                            eprintln!(
+                                "{}: warning: auth.trusted_keys_file {} does not exist yet: lockhub run refuses to start without it (docs/signing.md)",
+                                file.display(),
+                                keys.display()
+                            );
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

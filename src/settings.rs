@@ -34,6 +34,9 @@ pub struct HubSettings {
     pub retention: chrono::Duration,
     /// A PIN a lock held within this long is never chosen again for that lock.
     pub pin_reuse: chrono::Duration,
+    /// Signed commands (`[auth] mode = "signed"`): the trusted keys. `None`:
+    /// commands from the broker are not signed.
+    pub trust: Option<std::sync::Arc<crate::auth::Trust>>,
 }
 
 impl Default for HubSettings {
@@ -53,6 +56,7 @@ impl Default for HubSettings {
             native_schedule_horizon: chrono::Duration::hours(24),
             retention: chrono::Duration::days(30),
             pin_reuse: chrono::Duration::days(365),
+            trust: None,
         }
     }
 }

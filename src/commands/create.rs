@@ -25,7 +25,8 @@ pub enum Behavior {
 struct Body {
     device_ids: Vec<String>,
     name: Option<String>,
-    code: Option<String>,
+    /// A `Pin`: a wrong type is refused without echoing the value.
+    code: Option<Pin>,
     preferred_code_length: Option<Value>,
     behavior_when_code_cannot_be_shared: Option<Behavior>,
     starts_at: Option<String>,
@@ -225,7 +226,7 @@ fn plan(
     check_unsupported(&body)?;
     let name = parse::opt_name("name", body.name.as_deref())?;
     if let Some(code) = &body.code {
-        pin::validate_syntax(code).map_err(|m| CommandError::invalid("code", m))?;
+        pin::validate_syntax(code.expose()).map_err(|m| CommandError::invalid("code", m))?;
     }
     let preferred = preferred_length(body.preferred_code_length.as_ref())?;
     let window = plan::window(body.starts_at.as_deref(), body.ends_at.as_deref(), ctx.now)?;
@@ -321,12 +322,12 @@ fn plan(
     let mut own_code: Vec<bool> = vec![false; members.len()];
     let refusals: Vec<(usize, Refusal)> = match &given {
         Some(code) => {
-            let shared = Pin::new(code.clone());
+            let shared = code.clone();
             members
                 .iter()
                 .map(Member::given_view)
                 .enumerate()
-                .filter_map(|(i, v)| match pin::check(code, &v) {
+                .filter_map(|(i, v)| match pin::check(code.expose(), &v) {
                     Ok(()) => {
                         pins[i] = Some(shared.clone());
                         None

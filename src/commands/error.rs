@@ -18,6 +18,8 @@ pub enum ErrorKind {
     NoSpaceForAccessCodeOnDevice,
     BackupAccessCodePoolEmpty,
     Unauthorized,
+    /// The `request_id` was first used with another body (lockhub's addition).
+    RequestIdConflict,
     Internal,
 }
 
@@ -37,6 +39,7 @@ impl ErrorKind {
             ErrorKind::NoSpaceForAccessCodeOnDevice => "no_space_for_access_code_on_device",
             ErrorKind::BackupAccessCodePoolEmpty => "backup_access_code_pool_empty",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::RequestIdConflict => "request_id_conflict",
             ErrorKind::Internal => "internal",
         }
     }

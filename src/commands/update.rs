@@ -20,7 +20,8 @@ enum CodeType {
 #[serde(deny_unknown_fields)]
 struct Body {
     access_code_id: String,
-    code: Option<String>,
+    /// A `Pin`: a wrong type is refused without echoing the value.
+    code: Option<Pin>,
     name: Option<String>,
     starts_at: Option<String>,
     ends_at: Option<String>,
@@ -95,12 +96,12 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
     };
 
     let new_pin = match &body.code {
-        Some(c) if c != code.code.expose() => {
-            pin::validate_syntax(c).map_err(|m| CommandError::invalid("code", m))?;
+        Some(c) if c != &code.code => {
+            pin::validate_syntax(c.expose()).map_err(|m| CommandError::invalid("code", m))?;
             let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
             let existing = plan::codes_on_lock(tx, &code.device_id, Some(&code.access_code_id))?;
             let view = LockView::new(&device.info.capabilities, &existing);
-            if let Err(r) = pin::check(c, &view) {
+            if let Err(r) = pin::check(c.expose(), &view) {
                 let kind = if r == Refusal::DuplicateCode {
                     ErrorKind::DuplicateCodeOnDevice
                 } else {
@@ -110,7 +111,7 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
                     CommandError::new(kind, format!("device {}: {r}", code.device_id)).into(),
                 );
             }
-            Some(Pin::new(c.clone()))
+            Some(c.clone())
         }
         _ => None,
     };

@@ -490,6 +490,18 @@ impl Engine {
                 .chain(std::iter::repeat(&Err(DriverError::Timeout))),
         ) {
             let slot = p.op.slot();
+            // The audit chain: every write to a lock, with its outcome (no PIN).
+            tx.audit(
+                "lock_write",
+                &serde_json::json!({
+                    "device_id": id,
+                    "slot": slot,
+                    "op": if matches!(p.op, SlotOp::Set(_)) { "set" } else { "clear" },
+                    "access_code_id": p.access_code_id,
+                    "ok": r.is_ok(),
+                    "error": r.as_ref().err().map(|e| e.to_string()),
+                }),
+            )?;
             // What the lock answered is a fact about the slot, whichever code
             // (if any, still) wants it.
             if r.is_ok() {

@@ -97,6 +97,25 @@ const STEPS: &[&str] = &[
         device_id TEXT PRIMARY KEY,
         body      TEXT NOT NULL
     );",
+    // 6: a request_id is bound to its body; answers to an MQTT 5
+    // Response Topic carry it and the Correlation Data.
+    "ALTER TABLE requests ADD COLUMN fingerprint BLOB;
+    ALTER TABLE outbox ADD COLUMN reply_topic TEXT;
+    ALTER TABLE outbox ADD COLUMN correlation BLOB;
+    -- signed commands: each jti is accepted once, remembered until it expires
+    CREATE TABLE auth_jti (
+        jti TEXT PRIMARY KEY,
+        exp INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX auth_jti_exp ON auth_jti(exp);
+    -- what was applied, hash-chained (store::audit); never a PIN
+    CREATE TABLE audit (
+        seq    INTEGER PRIMARY KEY,
+        at     TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        hash   BLOB NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
