@@ -98,7 +98,7 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
             "created_at": offline_since.unwrap_or_else(|| created_at.clone()),
         }])
     };
-    Ok(json!({
+    let mut v = json!({
         "device_id": id,
         "device_type": device_type(d),
         "display_name": d.info.name,
@@ -131,7 +131,12 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
             "supports_backup_access_code_pool": caps.supports_backup_access_code_pool,
             "can_program_online_access_codes": caps.can_program_online_access_codes,
         },
-    }))
+    });
+    if let Some(class) = &d.info.security_class {
+        // lockhub's addition (Z-Wave locks only).
+        v["security_class"] = json!(class);
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Deserialize)]
