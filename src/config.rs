@@ -62,6 +62,22 @@ pub struct WebSection {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Where the periodic online backup goes (`store restore` reads it);
+    /// empty: `<path>.backup`.
+    pub backup_path: PathBuf,
+    /// How often the backup is written, in seconds (0: never).
+    pub backup_every: u64,
+}
+
+impl StoreConfig {
+    /// `backup_path`, or its default next to the store.
+    pub fn backup_file(&self) -> PathBuf {
+        if self.backup_path.as_os_str().is_empty() {
+            PathBuf::from(format!("{}.backup", self.path.display()))
+        } else {
+            self.backup_path.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,6 +303,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: "/var/lib/lockhub/lockhub.db".into(),
+            backup_path: PathBuf::new(),
+            backup_every: 3600,
         }
     }
 }

@@ -61,10 +61,8 @@ async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
 /// Start everything; the caller waits for `shutdown` and then calls [`Running::stop`].
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
-    let store = Arc::new(
-        Store::open(&cfg.store.path)
-            .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
-    );
+    // A damaged or read-only store is named and refused (its own exit status).
+    let store = Arc::new(Store::open_checked(&cfg.store.path)?);
     let hub = Hub::start(
         store,
         Arc::new(SystemClock),
@@ -153,6 +151,14 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     tasks.spawn(watchdog(hub.clone(), shutdown.clone()));
+    if cfg.store.backup_every > 0 {
+        tasks.spawn(backups(
+            hub.store.clone(),
+            cfg.store.backup_file(),
+            Duration::from_secs(cfg.store.backup_every),
+            shutdown.clone(),
+        ));
+    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(ready_ms = t0.elapsed().as_millis() as u64, hub_id = %cfg.hub_id, "lockhub ready");
     Ok(Running {
@@ -275,6 +281,42 @@ async fn watchdog_check(hub: &Hub, limit: Duration) -> (Option<String>, Option<S
         ),
         Ok(Ok(Err(e))) => (None, Some(format!("the store: {e}"))),
         Ok(_) => (None, None),
+    }
+}
+
+/// The periodic online backup (`store.backup_path`, every `store.backup_every`):
+/// one at start, then on the period. A failed backup is logged and the previous
+/// one stays in place.
+async fn backups(
+    store: Arc<Store>,
+    dest: std::path::PathBuf,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (s, d) = (store.clone(), dest.clone());
+        match tokio::task::spawn_blocking(move || s.backup_to(&d)).await {
+            Ok(Ok(())) => tracing::info!(backup = %dest.display(), "store backed up"),
+            Ok(Err(e)) => {
+                tracing::warn!(backup = %dest.display(), error = %e, "store backup failed; the previous backup stays")
+            }
+            Err(e) => tracing::warn!(error = %e, "store backup task failed"),
+        }
+    }
+}
+
+/// The exit status for an error that ended the daemon: a damaged or read-only
+/// store gets its own (listed in the unit's `RestartPreventExitStatus=`).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<crate::store::backup::OpenError>() {
+        Some(o) => o.exit_code() as u8,
+        None => 1,
     }
 }
 

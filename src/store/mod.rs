@@ -4,6 +4,7 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+pub mod backup;
 mod check;
 mod clock;
 pub mod issued;

@@ -197,6 +197,14 @@ impl Daemon {
         (status, t.elapsed())
     }
 
+    /// The exit status of a daemon that already ended by itself.
+    pub fn terminate_exited(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut c = self.child.take().expect("started");
+        let t = std::time::Instant::now();
+        let status = c.wait().unwrap();
+        (status, t.elapsed())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("lockhub.log")).unwrap_or_default()
     }
