@@ -53,6 +53,9 @@ struct LockHandle {
     generation: std::sync::atomic::AtomicU64,
     /// In engine code (a pass, not waiting for the radio): for the watchdog.
     busy: crate::progress::Busy,
+    /// A batch's results could not be recorded (the store failed): what the
+    /// lock holds is read again before anything else is sent.
+    reread: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -83,6 +86,8 @@ pub struct Engine {
     handling_event: crate::progress::Busy,
     /// Why the daemon's watchdog is not being fed (`None`: it is).
     pub watchdog_problem: Mutex<Option<String>>,
+    /// The engine's last store failure, until a commit succeeds again.
+    pub store_trouble: Mutex<Option<String>>,
     /// Batches' results, committed together by one task (engine group commit).
     record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
     record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
@@ -138,6 +143,7 @@ impl Engine {
             committing: Default::default(),
             handling_event: Default::default(),
             watchdog_problem: Mutex::new(None),
+            store_trouble: Mutex::new(None),
         });
         engine.beat();
         engine
@@ -369,6 +375,7 @@ impl Engine {
                 backoff: Mutex::new(LockBackoff::default()),
                 generation: std::sync::atomic::AtomicU64::new(0),
                 busy: Default::default(),
+                reread: Default::default(),
             });
             locks.insert(info.device_id.clone(), handle.clone());
             let me = self.clone();
