@@ -126,28 +126,29 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
+    let page = crate::web::PageInfo::of(cfg);
     if cfg.socket.enabled {
         let listener = status::bind(&cfg.socket.path, cfg.socket_mode()).await?;
         tasks.spawn(status::serve(
             listener,
             hub.clone(),
             link.clone(),
-            crate::web::PageInfo::of(cfg),
+            page.clone(),
             shutdown.clone(),
         ));
     }
     if !cfg.web.listen.is_empty() {
-        let page = crate::web::serve_tcp(
+        let server = crate::web::serve_tcp(
             &cfg.web.listen,
             &cfg.web.password_hash,
             hub.clone(),
             link.clone(),
-            crate::web::PageInfo::of(cfg),
+            page,
             shutdown.clone(),
         )
         .await?;
         tasks.spawn(async move {
-            let _ = page.await;
+            let _ = server.await;
         });
     }
     tasks.spawn(watchdog(hub.clone(), shutdown.clone()));

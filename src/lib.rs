@@ -1,13 +1,29 @@
 //! lockhub: an edge gateway that puts access codes from the cloud onto the door
 //! locks of one property, and keeps them right over time.
 //!
-//! # Layout
+//! # Map
 //!
-//! - [`model`]: access codes, devices, capabilities and the masked [`model::Pin`].
+//! Dependencies point down this list's layers: the daemon wires everything;
+//! `hub` joins `commands` and `engine`; both sit on `store`, `model` and `pin`;
+//! the engine drives `drivers`, which know nothing of MQTT or SQL.
+//!
+//! - [`daemon`]: what runs, started and stopped in order; systemd notify and watchdog.
+//! - [`config`]: the configuration file and its layers; [`settings`]: the core's settings.
+//! - [`logging`]: stderr for a terminal, a file, journald (no timestamps) or JSON.
+//! - [`mqtt`]: the broker link, the ingest (ack after commit) and the outbox publisher.
+//! - [`status`]: the local socket (HTTP over a Unix socket) and the CLI's tables.
+//! - [`web`]: the installer page (socket, or TCP behind a password); [`jobs`]: long
+//!   actions whose progress the page follows.
+//! - [`hub`]: store + engine + commands, and the views the socket and publisher use.
+//! - [`commands`]: one module per public command (parse, validate, plan, answer).
+//! - [`engine`]: one reconciler per lock (desired vs observed), time-driven checks.
+//! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events).
+//! - [`model`]: access codes, devices, capabilities, events and the masked [`model::Pin`].
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
-//! - [`drivers`]: the [`drivers::LockDriver`] boundary and its implementations:
-//!   [`drivers::sim`] (simulated locks), [`drivers::zwave`], [`drivers::ble`].
+//! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated
+//!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2), [`drivers::ble`] (Nuki).
 //! - [`progress`]: sections of work the systemd watchdog follows (engine, store writer).
+//! - [`demo`]: `lockhub demo` on embedded defaults.
 
 pub mod commands;
 pub mod config;
@@ -16,6 +32,7 @@ pub mod demo;
 pub mod drivers;
 pub mod engine;
 pub mod hub;
+pub mod jobs;
 pub mod logging;
 pub mod model;
 pub mod mqtt;

@@ -154,7 +154,7 @@ async fn ble_pair(
     name: String,
     timeout: std::time::Duration,
 ) -> Result<u32, String> {
-    use lockhub::drivers::ble::pair::{pair, PairOptions};
+    use lockhub::drivers::ble::pair::{pair_with_progress, PairOptions};
     use lockhub::drivers::ble::{btle::BtleRadio, keys::FileKeyStore, nuki::keypad::SecurityPin};
     if !lockhub::config::is_ble_address(address) {
         return Err(format!("{address}: not a BLE address (54:D2:72:AA:BB:CC)"));
@@ -169,7 +169,7 @@ async fn ble_pair(
         security_pin: SecurityPin(pin),
         timeout,
     };
-    pair(&radio, address, &keys, &opts)
+    pair_with_progress(&radio, address, &keys, &opts, &|line| eprintln!("{line}"))
         .await
         .map_err(|e| e.to_string())
 }
@@ -303,6 +303,7 @@ fn main() -> ExitCode {
                             ("SLOTS USED", "slots.used"),
                             ("FREE", "slots.free"),
                             ("LENGTHS", "capabilities.supported_code_lengths"),
+                            ("SECURITY", "security_class"),
                         ],
                     )
                 })

@@ -20,7 +20,7 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
         .count();
     used.extend(observed.iter().map(|s| s.slot));
     let total = caps.max_active_codes_supported as usize;
-    Ok(json!({
+    let mut v = json!({
         "device_id": d.info.device_id,
         "name": d.info.name,
         "driver": d.info.driver.as_str(),
@@ -42,7 +42,12 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
             None => json!([]),
         },
         "errors": if d.online || !d.presence_known { json!([]) } else { json!([{"error_code": "device_offline", "message": "the lock is offline", "is_device_error": true}]) },
-    }))
+    });
+    if let Some(class) = &d.info.security_class {
+        // lockhub's addition (Z-Wave locks only).
+        v["security_class"] = json!(class);
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Deserialize)]

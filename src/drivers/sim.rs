@@ -106,6 +106,7 @@ impl SimDriver {
                     driver: DriverKind::Sim,
                     address: format!("sim:{}", s.device_id),
                     capabilities: s.capabilities,
+                    security_class: None,
                 };
                 (
                     s.device_id,

@@ -106,4 +106,9 @@ pub struct DeviceInfo {
     /// The driver's own address of the lock (Z-Wave node id, BLE address, sim name).
     pub address: String,
     pub capabilities: Capabilities,
+    /// Z-Wave: the security class the lock is spoken to in (`S2_AccessControl`,
+    /// `S2_Authenticated`, `S2_Unauthenticated`, `S0_Legacy`, `None`). A lockhub
+    /// addition; absent for other drivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_class: Option<String>,
 }

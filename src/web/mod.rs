@@ -7,6 +7,7 @@
 //! `reveal_codes` stay on the socket, whose file permissions decide who may use them.
 
 pub mod auth;
+pub mod pairing;
 
 use crate::hub::Hub;
 use crate::mqtt::LinkState;
@@ -25,12 +26,16 @@ use tokio_util::sync::CancellationToken;
 /// The page itself: HTML, CSS and plain JavaScript in one file.
 const PAGE: &str = include_str!("page.html");
 
-/// What the page says about the daemon itself.
-#[derive(Debug, Clone, Default)]
+/// What the page knows of the daemon, and the actions it can start. One per
+/// daemon, shared by the socket and TCP (a job started on one is seen on both).
+#[derive(Clone, Default)]
 pub struct PageInfo {
     pub hub_id: String,
     /// The config file the daemon was started with (for check-config).
     pub config_file: Option<PathBuf>,
+    /// `None` without `[ble] enabled`.
+    pub ble: Option<pairing::BlePairer>,
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl PageInfo {
@@ -38,6 +43,8 @@ impl PageInfo {
         PageInfo {
             hub_id: cfg.hub_id.clone(),
             config_file: cfg.source_file.clone(),
+            ble: pairing::BlePairer::of(cfg),
+            jobs: Arc::default(),
         }
     }
 }
@@ -123,6 +130,141 @@ async fn check_config(State(c): State<WebCtx>) -> Response {
     }
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairBody {
+    address: String,
+    /// Read straight into the masked type: never echoed, never logged.
+    security_pin: u16,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn refuse(status: StatusCode, error: &str, message: String) -> Response {
+    (status, Json(json!({"error": error, "message": message}))).into_response()
+}
+
+/// Start pairing a Nuki in pairing mode; answers with the job to follow.
+async fn ble_pair(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
+    let Some(pairer) = c.info.ble.clone() else {
+        return refuse(
+            StatusCode::CONFLICT,
+            "ble_disabled",
+            "Bluetooth is off: set [ble] enabled = true and restart lockhub".into(),
+        );
+    };
+    let b: PairBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        // serde's message could quote the PIN's text: say only what is expected.
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "send {\"address\": \"54:D2:72:AA:BB:CC\", \"security_pin\": <0-65535>, \"name\": optional}".into(),
+            )
+        }
+    };
+    if !crate::config::is_ble_address(&b.address) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!(
+                "address: {} is not a BLE address (54:D2:72:AA:BB:CC)",
+                b.address
+            ),
+        );
+    }
+    let name = b.name.unwrap_or_else(|| "lockhub".into());
+    if name.is_empty() || name.len() > 32 {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "name: 1 to 32 bytes".into(),
+        );
+    }
+    let pin = crate::drivers::ble::nuki::keypad::SecurityPin(b.security_pin);
+    let job = c.info.jobs.start("ble.pair");
+    let job_id = job.id().to_owned();
+    job.progress(&format!("pairing with {}", b.address.to_uppercase()));
+    tokio::spawn(pairer.run(job, b.address, name, pin));
+    (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response()
+}
+
+async fn job(
+    State(c): State<WebCtx>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match c.info.jobs.view(&id) {
+        Some(v) => Json(v).into_response(),
+        None => refuse(
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+            format!("no job {id}"),
+        ),
+    }
+}
+
+/// A job's lines so far, then each new one as it comes, then its end (the stream closes).
+async fn job_events(
+    State(c): State<WebCtx>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    use crate::jobs::{JobState, JobUpdate};
+    let Some((seen, rx)) = c.info.jobs.follow(&id) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+            format!("no job {id}"),
+        );
+    };
+    let mut first: Vec<JobUpdate> = seen
+        .lines
+        .iter()
+        .map(|l| JobUpdate {
+            job_id: id.clone(),
+            state: JobState::Running,
+            line: Some(l.clone()),
+            message: None,
+        })
+        .collect();
+    if seen.state != JobState::Running {
+        first.push(JobUpdate {
+            job_id: id.clone(),
+            state: seen.state,
+            line: None,
+            message: seen.message.clone(),
+        });
+    }
+    let done = seen.state != JobState::Running;
+    let to_sse = |u: &JobUpdate| {
+        Ok::<_, std::convert::Infallible>(
+            SseEvent::default()
+                .event("progress")
+                .data(serde_json::to_string(u).unwrap_or_default()),
+        )
+    };
+    let backlog = futures::stream::iter(first.iter().map(to_sse).collect::<Vec<_>>());
+    let live = futures::stream::unfold((rx, done), move |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match rx.recv().await {
+                Ok(u) => {
+                    let end = u.state != JobState::Running;
+                    return Some((to_sse(&u), (rx, end)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures::StreamExt;
+    Sse::new(backlog.chain(live))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
 /// Who is asking: on TCP, the session (if any); on the socket, always the admin.
 async fn session(State(c): State<WebCtx>, headers: HeaderMap) -> Response {
     let login_required = c.auth.is_some();
@@ -134,6 +276,7 @@ async fn session(State(c): State<WebCtx>, headers: HeaderMap) -> Response {
         "login_required": login_required,
         "logged_in": logged_in,
         "hub_id": c.info.hub_id,
+        "ble": c.info.ble.is_some(),
     }))
     .into_response()
 }
@@ -255,6 +398,9 @@ fn routes(ctx: WebCtx) -> Router {
         .route("/v1/events", get(recent_events))
         .route("/v1/events/stream", get(event_stream))
         .route("/v1/web/check_config", post(check_config))
+        .route("/v1/ble/pair", post(ble_pair))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/web/session", get(session))
         .route("/v1/web/login", post(login))
         .route("/v1/web/logout", post(logout))

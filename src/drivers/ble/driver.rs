@@ -723,6 +723,7 @@ impl LockDriver for BleDriver {
                 driver: DriverKind::Ble,
                 address: l.address.clone(),
                 capabilities: keypad::capabilities(self.config.keypad_capacity),
+                security_class: None,
             })
             .collect()
     }

@@ -42,10 +42,24 @@ pub async fn pair(
     keys: &dyn KeyStore,
     opts: &PairOptions,
 ) -> Result<u32, PairError> {
+    pair_with_progress(radio, address, keys, opts, &|_| {}).await
+}
+
+/// [`pair`], saying each step as it begins (for a person watching: the CLI,
+/// the installer page). The lines never hold a key or the PIN.
+pub async fn pair_with_progress(
+    radio: &dyn Radio,
+    address: &str,
+    keys: &dyn KeyStore,
+    opts: &PairOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<u32, PairError> {
     let address = address.to_uppercase();
+    progress(&format!("connecting to {address}"));
     let link = tokio::time::timeout(opts.timeout, radio.connect(&address))
         .await
         .unwrap_or(Err(LinkError::Timeout))?;
+    progress("connected; exchanging keys (the lock must be in pairing mode)");
     let mut session = Session::new(link, opts.timeout, None);
     let app_id = rand::random::<u32>();
     let nonce: [u8; 32] = rand::random();
@@ -59,6 +73,9 @@ pub async fn pair(
     };
     session.close().await;
     tracing::info!(%address, auth_id, "paired with the nuki");
+    progress(&format!(
+        "paired: the lock gave authorization {auth_id}; checking the security PIN"
+    ));
 
     // A keypad listing proves the security PIN before it is kept.
     let creds = Credentials {
@@ -79,6 +96,7 @@ pub async fn pair(
         }
         Err(e) => return Err(e.into()),
     }
+    progress("the security PIN is right; storing the keys");
     keys.put(
         &address,
         &NukiCredentials {

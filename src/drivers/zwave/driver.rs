@@ -157,6 +157,16 @@ impl ZwaveDriver {
     pub fn node_of(&self, device_id: &str) -> Option<u8> {
         self.inner.node_of(device_id)
     }
+
+    /// The security class a node is spoken to in, once its interview found out.
+    pub fn security_class(&self, node: u8) -> Option<SecurityClass> {
+        self.inner.security.node_class(node)
+    }
+
+    /// What the security layer counted (resends, SOS, discarded reports).
+    pub fn security_stats(&self) -> super::security::SecurityStats {
+        self.inner.security.stats()
+    }
 }
 
 impl Inner {

@@ -8,6 +8,7 @@
 
 use super::cc::{self, id, user_code};
 use super::node::{Filter, Inner, NodeFacts};
+use super::security::{s0, s2, SecurityClass};
 use super::serialapi::{self, func, update, Listening};
 use crate::drivers::DriverError;
 use std::sync::Arc;
@@ -88,12 +89,21 @@ impl Inner {
             return Err(InterviewError::NoNodeInfo);
         }
         self.mark_alive(node);
-        let (_, classes) = serialapi::parse_node_info(&nif)?;
+        let (_, mut classes) = serialapi::parse_node_info(&nif)?;
+        // The security class first: every secure-only command after it goes
+        // in that class (and its reports are believed only in it).
+        let (security, secure_ccs) = self.probe_security(node, &classes).await;
+        for cc in &secure_ccs {
+            if !classes.contains(cc) {
+                classes.push(*cc);
+            }
+        }
         if !classes.contains(&id::USER_CODE) {
             return Ok(None);
         }
         let mut f = NodeFacts {
             classes,
+            security,
             ..Default::default()
         };
         if f.supports(id::MANUFACTURER_SPECIFIC) {
@@ -172,6 +182,86 @@ impl Inner {
             }
         }
         Ok(Some(f))
+    }
+
+    /// Finds the node's highest granted security class and the command
+    /// classes it supports only there: Commands Supported Get in each S2
+    /// class we hold a key for, highest first (a node answers with its list
+    /// only in its highest class), then S0. The answer is handed to the
+    /// security layer at once.
+    async fn probe_security(
+        self: &Arc<Self>,
+        node: u8,
+        classes: &[u8],
+    ) -> (SecurityClass, Vec<u8>) {
+        let s2_cc = classes.contains(&id::SECURITY_S2);
+        let s0_cc = classes.contains(&id::SECURITY_S0);
+        if !s2_cc && !s0_cc {
+            self.security
+                .set_node(node, SecurityClass::None, Vec::new());
+            return (SecurityClass::None, Vec::new());
+        }
+        if !self.security.has_keys() {
+            tracing::warn!(
+                node,
+                "the lock speaks Security S0/S2 but lockhub has no network keys"
+            );
+            self.security
+                .set_node(node, SecurityClass::None, Vec::new());
+            return (SecurityClass::None, Vec::new());
+        }
+        let mut found: Option<(SecurityClass, Vec<u8>)> = None;
+        if s2_cc {
+            for class in SecurityClass::S2 {
+                let r = self
+                    .request_in(
+                        node,
+                        s2::commands_supported_get(),
+                        (id::SECURITY_S2, s2::cmd::COMMANDS_SUPPORTED_REPORT),
+                        Filter::Any,
+                        Some(class),
+                    )
+                    .await;
+                match r {
+                    Ok(r) => {
+                        let ccs = s2::parse_commands_supported(&r);
+                        let answered_with_list = !ccs.is_empty();
+                        if found.is_none() || answered_with_list {
+                            found = Some((class, ccs));
+                        }
+                        if answered_with_list {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::debug!(node, class = %class, error = %e, "no S2 answer"),
+                }
+            }
+        }
+        if found.is_none() && s0_cc {
+            match self
+                .request_in(
+                    node,
+                    s0::commands_supported_get(),
+                    (id::SECURITY_S0, s0::cmd::COMMANDS_SUPPORTED_REPORT),
+                    Filter::Any,
+                    Some(SecurityClass::S0Legacy),
+                )
+                .await
+            {
+                Ok(r) => found = Some((SecurityClass::S0Legacy, s0::parse_commands_supported(&r))),
+                Err(e) => tracing::debug!(node, error = %e, "no S0 answer"),
+            }
+        }
+        let (class, ccs) = found.unwrap_or_else(|| {
+            tracing::warn!(
+                node,
+                "the lock speaks Security S0/S2 but answered under none of lockhub's keys (another network's keys file?)"
+            );
+            (SecurityClass::None, Vec::new())
+        });
+        tracing::info!(node, security_class = %class, "z-wave security class");
+        self.security.set_node(node, class, ccs.clone());
+        (class, ccs)
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`frame`]: SOF/ACK/NAK/CAN framing and checksums;
 //! - [`session`]: the controller session (ACKs, retransmission, callbacks,
 //!   one transmission in flight);
+//! - [`security`]: Security S0 and S2 between the session and the command
+//!   classes (keys file, nonces, encryption, the trust rule for reports);
 //! - [`serialapi`]: function ids and the controller's answers;
 //! - [`cc`]: command classes, built and parsed;
 //! - [`driver`]: the [`crate::drivers::LockDriver`]; [`interview`] finds what
@@ -30,8 +32,8 @@
 //! # let _ = driver; Ok(()) }
 //! ```
 //!
-//! Not yet: Security S0/S2 (the seam is [`cc::Encapsulation`]), inclusion
-//! and exclusion, names on the lock (the User Code CC has none).
+//! Not yet: inclusion and exclusion, names on the lock (the User Code CC has
+//! none).
 
 pub mod cc;
 pub mod config;

@@ -43,6 +43,9 @@ pub(super) struct NodeFacts {
     pub uc_caps: Option<user_code::Capabilities>,
     pub year_day_slots: u8,
     pub manufacturer: Option<cc::manufacturer_specific::Report>,
+    /// The highest security class the node was granted (the command
+    /// classes it supports only there are the security layer's business).
+    pub security: SecurityClass,
 }
 
 impl NodeFacts {
@@ -474,6 +477,7 @@ impl Inner {
                 driver: DriverKind::Zwave,
                 address: format!("zwave:{:08x}:{}", self.home_id, node),
                 capabilities: facts.capabilities(),
+                security_class: Some(facts.security.name().to_owned()),
             };
             n.info = Some(info.clone());
             Some(info)

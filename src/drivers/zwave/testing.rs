@@ -26,6 +26,8 @@ pub enum MockError {
 /// A running mock controller; killed when dropped.
 pub struct MockController {
     child: Child,
+    /// Every line the mock printed (its behaviours log what they do).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// The Serial API port (host side).
     pub port: u16,
     /// The control channel (line JSON).
@@ -61,9 +63,12 @@ impl MockController {
             .map_err(MockError::Spawn)?;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = log.clone();
         std::thread::spawn(move || {
             // Keep reading so the mock never blocks on a full pipe.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -88,9 +93,21 @@ impl MockController {
         }
         Ok(MockController {
             child,
+            log,
             port: port.expect("port"),
             ctrl_port: ctrl_port.expect("control port"),
         })
+    }
+
+    /// The lines the mock printed so far that contain `pattern`.
+    pub fn log_lines(&self, pattern: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(pattern))
+            .cloned()
+            .collect()
     }
 
     /// `tcp://127.0.0.1:PORT`, for [`super::ZwaveConfig::port`].

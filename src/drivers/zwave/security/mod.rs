@@ -555,6 +555,8 @@ impl Security {
                     }
                 }
             }
+            // Only meaningful encrypted (it says what is secure).
+            cmd::COMMANDS_SUPPORTED_REPORT => None,
             // KEX and the other plaintext S2 commands (inclusion).
             _ => Some((frame, SecurityClass::None)),
         }
@@ -627,6 +629,7 @@ impl Security {
                     }
                 }
             }
+            cmd::COMMANDS_SUPPORTED_REPORT => None,
             _ => Some((frame, SecurityClass::None)),
         }
     }
