@@ -58,6 +58,56 @@ async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
     }
 }
 
+/// Opens the Z-Wave controller and adds its driver; while the controller is
+/// missing or does not answer, retries with backoff (1 s doubling to 60 s, so
+/// a stick plugged back in is found within a minute) and keeps the Z-Wave
+/// locks lockhub knows offline. A configuration error is reported once.
+async fn start_zwave(z: ZwaveConfig, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut attempt: u32 = 0;
+    loop {
+        let connect = ZwaveDriver::connect(z.clone(), hub.event_sink());
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = connect => r,
+        };
+        match result {
+            Ok(d) => {
+                if attempt > 0 {
+                    tracing::info!(port = %z.port, attempts = attempt + 1, "Z-Wave controller found");
+                }
+                if let Err(e) = hub.add_driver(Arc::new(d)).await {
+                    tracing::error!(error = %e, "adding the Z-Wave locks failed");
+                }
+                return;
+            }
+            Err(crate::drivers::zwave::ZwaveError::Config(e)) => {
+                tracing::error!(error = %e, "the Z-Wave configuration is wrong; its locks stay unserved");
+                return;
+            }
+            Err(e) => {
+                attempt += 1;
+                let wait = crate::engine::backoff::delay(
+                    attempt,
+                    Duration::from_secs(1),
+                    Duration::from_secs(60),
+                );
+                if attempt == 1 {
+                    tracing::error!(port = %z.port, error = %e, "no Z-Wave controller: serving everything else, retrying with backoff; its locks are offline meanwhile");
+                    if let Err(e) = hub.engine.mark_offline(crate::model::DriverKind::Zwave) {
+                        tracing::warn!(error = %e, "could not mark the Z-Wave locks offline");
+                    }
+                } else {
+                    tracing::info!(port = %z.port, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "still no Z-Wave controller");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Start everything; the caller waits for `shutdown` and then calls [`Running::stop`].
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
@@ -91,6 +141,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         hub.add_driver(d.clone()).await?;
         sim = Some(d);
     }
+    let mut zwave_task = None;
     if !cfg.zwave.port.is_empty() {
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
         if let Some(ms) = cfg.zwave.report_timeout_ms {
@@ -109,11 +160,10 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
                 device_id: l.device_id.clone(),
             })
             .collect();
-        let d = ZwaveDriver::connect(z, hub.event_sink())
-            .await
-            .with_context(|| format!("opening the Z-Wave controller at {}", cfg.zwave.port))?;
-        // Locks join as their interviews end (LockEvent::Discovered).
-        hub.add_driver(Arc::new(d)).await?;
+        // A controller missing or silent at start is not fatal: the rest is
+        // served, the driver is retried with backoff (locks join as their
+        // interviews end, LockEvent::Discovered).
+        zwave_task = Some(z);
     }
 
     if cfg.ble.enabled && !cfg.ble.locks.is_empty() {
@@ -121,6 +171,9 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let tasks = TaskTracker::new();
+    if let Some(z) = zwave_task {
+        tasks.spawn(start_zwave(z, hub.clone(), shutdown.clone()));
+    }
     let link = if cfg.mqtt.enabled {
         Some(mqtt::start(cfg, hub.clone(), shutdown.clone(), &tasks)?)
     } else {

@@ -111,6 +111,7 @@ async fn boot_untrusted_then_corrected(wrong_clock: &str) {
     daemon.start_env(&faked(&clock));
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
+    cloud.wait_serving().await;
     let now = chrono::Utc::now();
     let open = create(
         &cloud,
@@ -241,6 +242,7 @@ async fn step_back_an_hour() {
     daemon.start_env(&faked(&clock));
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
+    cloud.wait_serving().await;
     let now = chrono::Utc::now();
     let ending = create(
         &cloud,

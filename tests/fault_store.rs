@@ -62,6 +62,7 @@ async fn a_damaged_store_is_named_and_the_backup_brings_it_back() {
     daemon.start();
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
+    cloud.wait_serving().await;
     let mut ids = Vec::new();
     for i in 0..20 {
         cloud

@@ -169,6 +169,25 @@ impl Engine {
         }
     }
 
+    /// Every lock of a driver that cannot be reached at all (its radio is
+    /// missing) is offline, with its event and device state.
+    pub fn mark_offline(&self, kind: DriverKind) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store.write(|tx| {
+            for d in tx.devices()? {
+                if d.info.driver == kind && tx.set_device_online(&d.info.device_id, false)? {
+                    tx.event(&Event::device(
+                        "device.disconnected",
+                        &d.info.device_id,
+                        now,
+                    ))?;
+                    self.publish_device(tx, &d.info.device_id)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// The clock commands should use (never earlier than the latest trusted time).
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()

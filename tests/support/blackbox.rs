@@ -288,6 +288,24 @@ impl Cloud {
         .await;
     }
 
+    /// Waits until the daemon answers a command: its retained `online` can
+    /// come before its command subscription is in place on a first connect
+    /// (the broker drops what arrives before).
+    pub async fn wait_serving(&self) {
+        for i in 0..30 {
+            let rid = format!("ready-{i}");
+            self.send_json("devices/list", &serde_json::json!({"request_id": rid}))
+                .await;
+            for _ in 0..50 {
+                if !self.on(&format!("responses/{rid}")).is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("the daemon never answered a command");
+    }
+
     pub async fn send(&self, command: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(
