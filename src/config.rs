@@ -41,6 +41,7 @@ pub struct Config {
     pub sim: SimConfig,
     pub zwave: ZwaveSection,
     pub ble: BleSection,
+    pub auth: AuthConfig,
     pub web: WebSection,
     /// The file this was loaded from (for the installer page's check-config).
     #[serde(skip)]
@@ -58,6 +59,17 @@ pub struct WebSection {
     pub password_hash: String,
 }
 
+/// Who may command the hub over MQTT.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `off`: anyone who may publish on the command topics; `signed`: only
+    /// commands signed (JWS, EdDSA) by a key in `trusted_keys_file`.
+    pub mode: crate::auth::AuthMode,
+    /// A JWK Set of Ed25519 public keys, each with its `kid`.
+    pub trusted_keys_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -67,6 +79,10 @@ pub struct StoreConfig {
     pub backup_path: PathBuf,
     /// How often the backup is written, in seconds (0: never).
     pub backup_every: u64,
+    /// The key PINs at rest are sealed with (32 bytes, mode 0600, created on
+    /// first start). Default: `{path}.key`. Keep a copy apart from backups of
+    /// the database: without it the PINs in them cannot be read.
+    pub key_file: Option<PathBuf>,
 }
 
 impl StoreConfig {
@@ -104,6 +120,24 @@ pub struct MqttConfig {
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
     pub tls: TlsConfig,
+    /// `v5` (default: Maximum Packet Size, Response Topic, session expiry) or `v3.1.1`.
+    pub protocol: MqttProtocol,
+    /// MQTT 5: how long the broker keeps the session (and the commands queued
+    /// for it) while the hub is away.
+    pub session_expiry_secs: u32,
+    /// The largest packet accepted from the broker (MQTT 5 sends it in CONNECT,
+    /// so the broker never delivers a bigger one).
+    pub max_packet_bytes: u32,
+}
+
+/// The MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum MqttProtocol {
+    #[default]
+    #[serde(rename = "v5")]
+    V5,
+    #[serde(rename = "v3.1.1")]
+    V311,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -124,6 +158,9 @@ pub struct SocketConfig {
     pub path: PathBuf,
     /// File mode of the socket, octal.
     pub mode: String,
+    /// Members of this group may read (GET, PINs masked); only root and the
+    /// service user may send commands or reveal PINs. Empty: no readers.
+    pub group: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +173,12 @@ pub struct EngineConfig {
     pub backup_pool_size: u32,
     pub max_devices_per_request: usize,
     pub request_retention_days: i64,
+    /// Natively scheduled codes are programmed at most this long before starts_at.
+    pub native_schedule_horizon_secs: i64,
+    /// Ended and deleted codes are kept this long, then purged.
+    pub retention_days: i64,
+    /// A PIN a lock held within this many days is never chosen again for it.
+    pub pin_reuse_days: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -293,6 +336,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             zwave: ZwaveSection::default(),
             ble: BleSection::default(),
+            auth: AuthConfig::default(),
             web: WebSection::default(),
             source_file: None,
         }
@@ -305,6 +349,7 @@ impl Default for StoreConfig {
             path: "/var/lib/lockhub/lockhub.db".into(),
             backup_path: PathBuf::new(),
             backup_every: 3600,
+            key_file: None,
         }
     }
 }
@@ -326,6 +371,9 @@ impl Default for MqttConfig {
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
             tls: TlsConfig::default(),
+            protocol: MqttProtocol::V5,
+            session_expiry_secs: 7 * 24 * 3600,
+            max_packet_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -336,6 +384,7 @@ impl Default for SocketConfig {
             enabled: true,
             path: "/run/lockhub/lockhub.sock".into(),
             mode: "0660".into(),
+            group: "lockhub".into(),
         }
     }
 }
@@ -351,6 +400,9 @@ impl Default for EngineConfig {
             backup_pool_size: d.backup_pool_size,
             max_devices_per_request: d.max_devices_per_request,
             request_retention_days: d.request_retention.num_days(),
+            native_schedule_horizon_secs: d.native_schedule_horizon.num_seconds(),
+            retention_days: d.retention.num_days(),
+            pin_reuse_days: d.pin_reuse.num_days(),
         }
     }
 }
@@ -435,6 +487,12 @@ impl Config {
         if self.mqtt.max_payload_bytes < 1024 {
             return bad("mqtt.max_payload_bytes", "must be at least 1024");
         }
+        if (self.mqtt.max_packet_bytes as usize) < self.mqtt.max_payload_bytes + 1024 {
+            return bad(
+                "mqtt.max_packet_bytes",
+                "must exceed max_payload_bytes by at least 1024 (topic and headers)",
+            );
+        }
         if u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8).is_err() {
             return bad("socket.mode", "must be an octal file mode such as \"0660\"");
         }
@@ -446,6 +504,25 @@ impl Config {
         }
         if self.engine.retry_base_ms == 0 || self.engine.retry_max_secs == 0 {
             return bad("engine.retry_base_ms", "retry delays must be positive");
+        }
+        if self.engine.native_schedule_horizon_secs < self.engine.set_before_start_secs.max(0) {
+            return bad(
+                "engine.native_schedule_horizon_secs",
+                "must be at least set_before_start_secs",
+            );
+        }
+        if self.engine.retention_days < 1 {
+            return bad("engine.retention_days", "must be at least 1");
+        }
+        if self.engine.pin_reuse_days < 0 {
+            return bad("engine.pin_reuse_days", "must not be negative");
+        }
+        if self.auth.mode == crate::auth::AuthMode::Signed && self.auth.trusted_keys_file.is_none()
+        {
+            return bad(
+                "auth.trusted_keys_file",
+                "is required with mode = \"signed\" (a JWK Set of Ed25519 public keys)",
+            );
         }
         if self.ble.max_connections == 0 {
             return bad("ble.max_connections", "must be at least 1");
@@ -519,6 +596,9 @@ impl Config {
             retry_max: Duration::from_secs(e.retry_max_secs),
             publish_codes: self.mqtt.publish_codes,
             request_retention: chrono::Duration::days(e.request_retention_days),
+            native_schedule_horizon: chrono::Duration::seconds(e.native_schedule_horizon_secs),
+            retention: chrono::Duration::days(e.retention_days),
+            pin_reuse: chrono::Duration::days(e.pin_reuse_days),
             ..HubSettings::default()
         }
     }
@@ -556,6 +636,16 @@ impl Config {
                     lock("8e94044d-a4d1-4691-9f7e-e97d3e8a0b73", "Front door", 400),
                     lock("d87eea5d-71c6-4633-a966-396c5ac51177", "Back door", 700),
                 ],
+            },
+            // The embedded broker (rumqttd) is set up for MQTT 3.1.1.
+            mqtt: MqttConfig {
+                protocol: MqttProtocol::V311,
+                ..MqttConfig::default()
+            },
+            // Only the user running the demo uses its socket.
+            socket: SocketConfig {
+                group: String::new(),
+                ..SocketConfig::default()
             },
             ..Config::default()
         }

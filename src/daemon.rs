@@ -112,13 +112,22 @@ async fn start_zwave(z: ZwaveConfig, hub: Arc<Hub>, shutdown: CancellationToken)
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
     // A damaged or read-only store is named and refused (its own exit status).
-    let store = Arc::new(Store::open_checked(&cfg.store.path)?);
-    let hub = Hub::start(
-        store,
-        Arc::new(SystemClock),
-        cfg.hub_settings(),
-        shutdown.clone(),
-    )?;
+    let key_file = cfg
+        .store
+        .key_file
+        .clone()
+        .unwrap_or_else(|| Store::default_key_file(&cfg.store.path));
+    let store = Arc::new(Store::open_checked(&cfg.store.path, &key_file)?);
+    let mut settings = cfg.hub_settings();
+    if cfg.auth.mode == crate::auth::AuthMode::Signed {
+        let file = cfg
+            .auth
+            .trusted_keys_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        settings.trust = Some(Arc::new(crate::auth::Trust::open(&cfg.hub_id, file)?));
+    }
+    let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone())?;
 
     let mut sim = None;
     if !cfg.sim.locks.is_empty() {
@@ -142,6 +151,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         sim = Some(d);
     }
     let mut zwave_task = None;
+    let mut zwave_admin = None;
     if !cfg.zwave.port.is_empty() {
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
         if let Some(ms) = cfg.zwave.report_timeout_ms {
@@ -161,9 +171,26 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
             })
             .collect();
         // A controller missing or silent at start is not fatal: the rest is
-        // served, the driver is retried with backoff (locks join as their
-        // interviews end, LockEvent::Discovered).
-        zwave_task = Some(z);
+        // served and the driver is retried with backoff (`start_zwave`; the
+        // socket's Z-Wave admin routes then wait for a restart). Locks join as
+        // their interviews end (LockEvent::Discovered).
+        match ZwaveDriver::connect(z.clone(), hub.event_sink()).await {
+            Ok(d) => {
+                zwave_admin = Some(status::zwave::ZwaveAdmin::new(d.clone()));
+                hub.add_driver(Arc::new(d)).await?;
+            }
+            Err(e @ crate::drivers::zwave::ZwaveError::Config(_)) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("the Z-Wave configuration ({})", cfg.zwave.port)));
+            }
+            Err(e) => {
+                tracing::error!(port = %cfg.zwave.port, error = %e, "no Z-Wave controller: serving everything else, retrying with backoff; its locks are offline meanwhile");
+                if let Err(e) = hub.engine.mark_offline(crate::model::DriverKind::Zwave) {
+                    tracing::warn!(error = %e, "could not mark the Z-Wave locks offline");
+                }
+                zwave_task = Some(z);
+            }
+        }
     }
 
     if cfg.ble.enabled && !cfg.ble.locks.is_empty() {
@@ -181,12 +208,20 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let page = crate::web::PageInfo::of(cfg);
     if cfg.socket.enabled {
-        let listener = status::bind(&cfg.socket.path, cfg.socket_mode()).await?;
+        let mut access = status::peer::Access::new(&cfg.socket.group);
+        let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &mut access).await?;
+        // Z-Wave inclusion / exclusion routes when there is a controller.
+        let extra = zwave_admin
+            .clone()
+            .map(status::zwave::routes)
+            .unwrap_or_default();
         tasks.spawn(status::serve(
             listener,
             hub.clone(),
             link.clone(),
+            access,
             page.clone(),
+            extra,
             shutdown.clone(),
         ));
     }

@@ -2,7 +2,7 @@
 //! read-only views the local socket and the MQTT publisher need. The daemon
 //! holds one `Hub`; tests and the demo build one the same way.
 
-use crate::commands::{device_json, Commands, Reply};
+use crate::commands::{device_json, Commands, Reply, Request};
 use crate::drivers::{LockDriver, LockEvent};
 use crate::engine::clock::Clock;
 use crate::engine::Engine;
@@ -64,7 +64,13 @@ impl Hub {
 
     /// Commands (a group commit when several are given); answers in order.
     pub fn handle(&self, batch: &[(&str, &[u8])]) -> Vec<Reply> {
-        let replies = self.commands.execute_many(batch);
+        let requests: Vec<Request<'_>> = batch.iter().map(|(c, p)| Request::new(c, p)).collect();
+        self.handle_requests(&requests)
+    }
+
+    /// [`Hub::handle`] with what the transport knows of each command.
+    pub fn handle_requests(&self, batch: &[Request<'_>]) -> Vec<Reply> {
+        let replies = self.commands.execute_requests(batch);
         for r in &replies {
             let c = if r.body["ok"] == true {
                 &self.commands_ok

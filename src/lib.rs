@@ -10,14 +10,18 @@
 //! - [`daemon`]: what runs, started and stopped in order; systemd notify and watchdog.
 //! - [`config`]: the configuration file and its layers; [`settings`]: the core's settings.
 //! - [`logging`]: stderr for a terminal, a file, journald (no timestamps) or JSON.
-//! - [`mqtt`]: the broker link, the ingest (ack after commit) and the outbox publisher.
-//! - [`status`]: the local socket (HTTP over a Unix socket) and the CLI's tables.
+//! - [`mqtt`]: the broker link (MQTT 5 or 3.1.1), the ingest (ack after commit) and the
+//!   outbox publisher (no row the broker refuses blocks it).
+//! - [`auth`]: signed commands (JWS with EdDSA, the trusted JWK Set).
+//! - [`status`]: the local socket (HTTP over a Unix socket; who may do what from the
+//!   peer's credentials) and the CLI's tables.
 //! - [`web`]: the installer page (socket, or TCP behind a password); [`jobs`]: long
 //!   actions whose progress the page follows.
 //! - [`hub`]: store + engine + commands, and the views the socket and publisher use.
 //! - [`commands`]: one module per public command (parse, validate, plan, answer).
 //! - [`engine`]: one reconciler per lock (desired vs observed), time-driven checks.
-//! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events).
+//! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events;
+//!   PINs sealed at rest, the audit chain, used jtis).
 //! - [`model`]: access codes, devices, capabilities, events and the masked [`model::Pin`].
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated
@@ -25,6 +29,7 @@
 //! - [`progress`]: sections of work the systemd watchdog follows (engine, store writer).
 //! - [`demo`]: `lockhub demo` on embedded defaults.
 
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod daemon;

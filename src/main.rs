@@ -46,6 +46,12 @@ enum Command {
     /// The store: put the last backup back.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Z-Wave network management through the running daemon.
+    #[command(subcommand)]
+    Zwave(ZwaveCommand),
+    /// The audit chain of applied commands and lock writes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The access codes, as a table (PINs masked unless --reveal-codes).
     Codes {
         #[command(flatten)]
@@ -60,6 +66,17 @@ enum StoreCommand {
     /// Replace the store with its last backup (store.backup_path), checked
     /// first; the replaced file is kept aside. Stop lockhub before.
     Restore {
+        #[arg(long, short, default_value = "/etc/lockhub/lockhub.toml")]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the chain: names every row edited or deleted (exit 1 if any).
+    Verify {
         #[arg(long, short, default_value = "/etc/lockhub/lockhub.toml")]
         config: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -93,6 +110,103 @@ enum WebCommand {
     /// Print an Argon2 hash for `[web] password_hash`. The password is read
     /// from $LOCKHUB_WEB_PASSWORD, or else from the first line of standard input.
     HashPassword,
+}
+
+#[derive(Subcommand)]
+enum ZwaveCommand {
+    /// Include a lock: put it in inclusion mode after starting this. An S2
+    /// lock is asked for its DSK PIN (the first 5 digits of the DSK on its
+    /// label) on the terminal unless --pin gives it.
+    Include {
+        #[arg(long, default_value = "/run/lockhub/lockhub.sock")]
+        socket: PathBuf,
+        /// The DSK PIN (5 digits).
+        #[arg(long)]
+        pin: Option<String>,
+        /// Seconds to wait for the lock.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Exclude a lock: put it in exclusion mode after starting this.
+    Exclude {
+        #[arg(long, default_value = "/run/lockhub/lockhub.sock")]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+}
+
+/// Prints an include/exclude answer; the exit code.
+fn zwave_answer(status: u16, v: &serde_json::Value) -> ExitCode {
+    if v["ok"] == true {
+        if let Some(inc) = v.get("included") {
+            println!(
+                "included node {} as {} (security class {})",
+                inc["node_id"],
+                inc["device_id"].as_str().unwrap_or("?"),
+                inc["security_class"].as_str().unwrap_or("?")
+            );
+            if let Some(note) = inc["note"].as_str() {
+                println!("note: {note}");
+            }
+        } else {
+            println!("excluded node {}", v["node_id"]);
+        }
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "lockhub zwave: {} ({status})",
+            v["error"]["message"].as_str().unwrap_or("failed")
+        );
+        ExitCode::FAILURE
+    }
+}
+
+async fn zwave(cmd: ZwaveCommand) -> ExitCode {
+    let run = async {
+        match cmd {
+            ZwaveCommand::Include {
+                socket,
+                pin,
+                timeout_secs,
+            } => {
+                let mut body = serde_json::json!({ "timeout_secs": timeout_secs });
+                if let Some(p) = pin {
+                    body["pin"] = serde_json::json!(p);
+                }
+                eprintln!("put the lock in inclusion mode now (waiting {timeout_secs} s)");
+                let (status, v) = client::post(&socket, "/v1/zwave/include", &body).await?;
+                if v["state"] == "pin_needed" {
+                    eprintln!("the lock's DSK: {}", v["dsk"].as_str().unwrap_or("?"));
+                    eprint!(
+                        "enter the 5-digit PIN (the first group of the DSK on the lock's label): "
+                    );
+                    let mut line = String::new();
+                    let _ = std::io::stdin().read_line(&mut line);
+                    let body = serde_json::json!({ "pin": line.trim() });
+                    let (status, v) = client::post(&socket, "/v1/zwave/include/pin", &body).await?;
+                    return Ok::<_, client::ClientError>(zwave_answer(status, &v));
+                }
+                Ok(zwave_answer(status, &v))
+            }
+            ZwaveCommand::Exclude {
+                socket,
+                timeout_secs,
+            } => {
+                eprintln!("put the lock in exclusion mode now (waiting {timeout_secs} s)");
+                let body = serde_json::json!({ "timeout_secs": timeout_secs });
+                let (status, v) = client::post(&socket, "/v1/zwave/exclude", &body).await?;
+                Ok(zwave_answer(status, &v))
+            }
+        }
+    };
+    match run.await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lockhub: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -235,6 +349,43 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Command::Zwave(cmd) => zwave(cmd).await,
+            Command::Audit(AuditCommand::Verify {
+                config,
+                overrides: raw,
+            }) => {
+                let cfg = match load(&config, &raw) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let db = &cfg.store.path;
+                let key = cfg
+                    .store
+                    .key_file
+                    .clone()
+                    .unwrap_or_else(|| lockhub::store::Store::default_key_file(db));
+                match lockhub::store::audit::verify(db, &key) {
+                    Ok((rows, problems)) if problems.is_empty() => {
+                        println!("{}: audit chain intact ({rows} rows)", db.display());
+                        ExitCode::SUCCESS
+                    }
+                    Ok((rows, problems)) => {
+                        for p in &problems {
+                            println!("{p}");
+                        }
+                        println!(
+                            "{}: audit chain BROKEN: {} problem(s) in {rows} rows",
+                            db.display(),
+                            problems.len()
+                        );
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("lockhub audit verify: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
             Command::Demo => {
                 lockhub::logging::init("warn", lockhub::logging::LogFormat::Text);
                 match lockhub::demo::run().await {
@@ -266,6 +417,24 @@ fn main() -> ExitCode {
                             "off".into()
                         }
                     );
+                    // Signed commands: a keys file that is there must parse; a
+                    // missing one is said (the daemon will not start without it).
+                    if let (lockhub::auth::AuthMode::Signed, Some(keys)) =
+                        (c.auth.mode, &c.auth.trusted_keys_file)
+                    {
+                        if keys.exists() {
+                            if let Err(e) = lockhub::auth::Trust::open(&c.hub_id, keys) {
+                                eprintln!("{}: {e}", file.display());
+                                return ExitCode::from(EXIT_CONFIG as u8);
+                            }
+                        } else {
+                            eprintln!(
+                                "{}: warning: auth.trusted_keys_file {} does not exist yet: lockhub run refuses to start without it (docs/signing.md)",
+                                file.display(),
+                                keys.display()
+                            );
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -26,6 +26,57 @@ pub struct LockView<'a> {
     pub capabilities: &'a Capabilities,
     /// Every code on the lock now or reserved for it (managed or unmanaged).
     pub existing: &'a [Pin],
+    /// PINs the lock held recently (as keyed hashes): never *chosen* again, so
+    /// a past guest's PIN cannot open the door during a new guest's stay.
+    /// `None` where it does not apply (a PIN the cloud gives, a lock's own rules).
+    pub recent: Option<&'a RecentPins>,
+}
+
+impl<'a> LockView<'a> {
+    pub fn new(capabilities: &'a Capabilities, existing: &'a [Pin]) -> Self {
+        LockView {
+            capabilities,
+            existing,
+            recent: None,
+        }
+    }
+}
+
+/// The keyed hashes (HMAC-SHA256) of the PINs one lock held recently: the
+/// history survives the purge of old codes without keeping any PIN.
+#[derive(Debug, Clone, Default)]
+pub struct RecentPins {
+    key: [u8; 32],
+    digests: std::collections::HashSet<[u8; 32]>,
+}
+
+impl RecentPins {
+    pub fn new(key: [u8; 32], digests: impl IntoIterator<Item = [u8; 32]>) -> Self {
+        RecentPins {
+            key,
+            digests: digests.into_iter().collect(),
+        }
+    }
+
+    pub fn held(&self, code: &str) -> bool {
+        !self.digests.is_empty() && self.digests.contains(&digest(&self.key, code))
+    }
+
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+}
+
+/// HMAC-SHA256 of a PIN under the hub's history key.
+pub fn digest(key: &[u8; 32], code: &str) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(code.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 /// Why one lock cannot take a given code.
@@ -222,7 +273,10 @@ fn alphabet(locks: &[LockView<'_>]) -> Vec<u8> {
 }
 
 fn acceptable(code: &str, locks: &[LockView<'_>]) -> bool {
-    !is_weak(code) && locks.iter().all(|v| check(code, v).is_ok())
+    !is_weak(code)
+        && locks
+            .iter()
+            .all(|v| check(code, v).is_ok() && !v.recent.is_some_and(|r| r.held(code)))
 }
 
 /// One PIN of `length` digits that every lock accepts, drawn at random from
@@ -405,10 +459,7 @@ mod tests {
             vec![CodeConstraint::UniqueFirstFourDigits],
         );
         let existing = [Pin::new("59741")];
-        let lock = LockView {
-            capabilities: &c,
-            existing: &existing,
-        };
+        let lock = LockView::new(&c, &existing);
         assert_eq!(
             check("5974", &lock),
             Err(Refusal::Constraint(CodeConstraint::UniqueFirstFourDigits))
@@ -420,16 +471,7 @@ mod tests {
     fn four_digit_lock_and_nuki_cannot_share() {
         let four = caps(&[4], vec![]);
         let n = nuki();
-        let locks = [
-            LockView {
-                capabilities: &four,
-                existing: &[],
-            },
-            LockView {
-                capabilities: &n,
-                existing: &[],
-            },
-        ];
+        let locks = [LockView::new(&four, &[]), LockView::new(&n, &[])];
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let err = choose_for_group(&mut rng, Some(4), &locks).unwrap_err();
         assert!(!err.is_empty());
@@ -444,16 +486,7 @@ mod tests {
     fn preferred_length_falls_back_to_shortest_common() {
         let a = caps(&[4, 5, 6], vec![]);
         let b = caps(&[5, 6, 8], vec![]);
-        let locks = [
-            LockView {
-                capabilities: &a,
-                existing: &[],
-            },
-            LockView {
-                capabilities: &b,
-                existing: &[],
-            },
-        ];
+        let locks = [LockView::new(&a, &[]), LockView::new(&b, &[])];
         assert_eq!(choose_length(Some(4), &locks), Some(5));
         assert_eq!(choose_length(Some(6), &locks), Some(6));
         assert_eq!(choose_length(None, &locks), Some(5));
@@ -477,21 +510,48 @@ mod tests {
                 all.push(Pin::new(s));
             }
         }
-        let lock = LockView {
-            capabilities: &c,
-            existing: &all,
-        };
+        let lock = LockView::new(&c, &all);
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         assert_eq!(
             choose_shared(&mut rng, 4, &[lock]).unwrap().expose(),
             "2516"
         );
         all.push(Pin::new("2516"));
-        let lock = LockView {
-            capabilities: &c,
-            existing: &all,
-        };
+        let lock = LockView::new(&c, &all);
         assert!(choose_shared(&mut rng, 4, &[lock]).is_none());
+    }
+
+    #[test]
+    fn a_recently_held_pin_is_never_chosen() {
+        // Digits 1-6, four long: mark every acceptable code as held but one.
+        let c = caps(&[4], vec![CodeConstraint::CannotContain0789]);
+        let key = [7u8; 32];
+        let mut held = Vec::new();
+        for n in 0..1296u32 {
+            let mut m = n;
+            let s: String = (0..4)
+                .map(|_| {
+                    let d = (m % 6) as u8 + 1;
+                    m /= 6;
+                    (b'0' + d) as char
+                })
+                .collect();
+            if s != "3625" {
+                held.push(digest(&key, &s));
+            }
+        }
+        let recent = RecentPins::new(key, held);
+        let mut lock = LockView::new(&c, &[]);
+        lock.recent = Some(&recent);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        assert_eq!(
+            choose_for_lock(&mut rng, None, &lock).unwrap().expose(),
+            "3625"
+        );
+        // Another key does not match: the hashes are keyed.
+        let other = RecentPins::new([8u8; 32], [digest(&key, "3625")]);
+        assert!(!other.held("3625"));
+        assert!(RecentPins::new(key, [digest(&key, "3625")]).held("3625"));
     }
 
     fn any_constraint() -> impl Strategy<Value = CodeConstraint> {
@@ -533,7 +593,7 @@ mod tests {
             let existing: Vec<Vec<Pin>> = group.iter()
                 .map(|(_, e)| e.iter().cloned().map(Pin::new).collect()).collect();
             let views: Vec<LockView> = group.iter().zip(&existing)
-                .map(|((c, _), e)| LockView { capabilities: c, existing: e }).collect();
+                .map(|((c, _), e)| LockView::new(c, e)).collect();
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             match choose_for_group(&mut rng, preferred, &views) {
                 Ok(pin) => {

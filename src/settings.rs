@@ -28,6 +28,15 @@ pub struct HubSettings {
     pub request_retention: chrono::Duration,
     /// The engine's longest sleep: bounds how late a wall-clock step is noticed.
     pub max_idle_sleep: Duration,
+    /// Natively scheduled codes are programmed at most this long before `starts_at`.
+    pub native_schedule_horizon: chrono::Duration,
+    /// Ended and deleted codes are kept this long (late checkouts, audits), then purged.
+    pub retention: chrono::Duration,
+    /// A PIN a lock held within this long is never chosen again for that lock.
+    pub pin_reuse: chrono::Duration,
+    /// Signed commands (`[auth] mode = "signed"`): the trusted keys. `None`:
+    /// commands from the broker are not signed.
+    pub trust: Option<std::sync::Arc<crate::auth::Trust>>,
 }
 
 impl Default for HubSettings {
@@ -44,6 +53,10 @@ impl Default for HubSettings {
             publish_codes: false,
             request_retention: chrono::Duration::days(7),
             max_idle_sleep: Duration::from_secs(60),
+            native_schedule_horizon: chrono::Duration::hours(24),
+            retention: chrono::Duration::days(30),
+            pin_reuse: chrono::Duration::days(365),
+            trust: None,
         }
     }
 }
@@ -52,6 +65,7 @@ impl HubSettings {
     pub fn timing(&self) -> Timing {
         Timing {
             set_before_start: self.set_before_start,
+            native_schedule_horizon: self.native_schedule_horizon,
         }
     }
 }

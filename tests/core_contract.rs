@@ -44,6 +44,20 @@ fn schema() -> jsonschema::JSONSchema {
         .expect("schema compiles")
 }
 
+/// The device schema (tests/data/seam-device.schema.json, written from the
+/// public device type).
+fn device_schema() -> jsonschema::JSONSchema {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/seam-device.schema.json"
+    );
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::JSONSchema::options()
+        .should_validate_formats(true)
+        .compile(&s)
+        .expect("device schema compiles")
+}
+
 fn assert_valid(schema: &jsonschema::JSONSchema, code: &Value) {
     if let Err(errors) = schema.validate(code) {
         let msgs: Vec<String> = errors
@@ -82,18 +96,30 @@ async fn every_emitted_access_code_validates() {
         .as_str()
         .unwrap()
         .to_owned();
-    keep(&hub.cmd(
+    let custom = hub.cmd(
         "access_codes/create",
         json!({"device_id": FRONT, "code": "4826", "allow_external_modification": true}),
-    ));
+    );
+    keep(&custom);
+    let custom_id = custom["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     hub.sim.set_online(NUKI, false);
     keep(&hub.cmd(
         "access_codes/create",
         json!({"device_id": NUKI, "ends_at": t(2)}),
     ));
     hub.run_for(Duration::from_secs(3600 * 3)).await;
+    // Slots are chosen when a code goes on the lock: ask the store which.
+    let slot = hub
+        .store
+        .read(|tx| tx.code(&custom_id))
+        .unwrap()
+        .unwrap()
+        .slot;
     hub.sim
-        .keypad_change(FRONT, 4, Some(lockhub::model::Pin::new("9753")));
+        .keypad_change(FRONT, slot, Some(lockhub::model::Pin::new("9753")));
     keep(&hub.cmd(
         "access_codes/pull_backup_access_code",
         json!({"access_code_id": front_id}),
@@ -150,6 +176,122 @@ async fn every_emitted_access_code_validates() {
     assert!(schema.validate(&broken).is_err());
     for c in &emitted {
         assert_valid(&schema, c);
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_emitted_device_validates_and_events_carry_the_workspace() {
+    let schema = device_schema();
+    const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
+    let settings = lockhub::settings::HubSettings {
+        workspace_id: "750fc0bc-4450-4356-8d9f-18c6a3a6b2c7".into(),
+        ..Default::default()
+    };
+    let mut caps = keypad(&[4, 6], 3);
+    caps.code_constraints = vec![
+        lockhub::model::CodeConstraint::CannotContain089,
+        lockhub::model::CodeConstraint::NoAllSameDigits,
+    ];
+    let hub = Hub::start_with(
+        std::sync::Arc::new(lockhub::store::Store::open_in_memory().unwrap()),
+        vec![spec(FRONT, "Front", caps), spec(NUKI, "Nuki", nuki_like())],
+        settings,
+    )
+    .await;
+    let mut devices = Vec::new();
+    let mut take = |r: Value| {
+        assert_eq!(r["ok"], true, "{r}");
+        devices.extend(r["devices"].as_array().cloned().unwrap_or_default());
+        devices.extend(r.get("device").cloned());
+    };
+    take(hub.cmd("devices/list", json!({})));
+    let r = hub.cmd("access_codes/create", json!({"device_id": FRONT}));
+    assert_eq!(r["ok"], true);
+    for level in [100, 50, 15, 5] {
+        hub.sim.report_battery(NUKI, level);
+        hub.run_for(Duration::from_millis(10)).await;
+        take(hub.cmd("devices/get", json!({"device_id": NUKI})));
+    }
+    hub.sim.set_online(FRONT, false);
+    hub.run_for(Duration::from_millis(10)).await;
+    take(hub.cmd("devices/list", json!({})));
+    for row in hub.store.outbox_peek(0, 1_000_000).unwrap() {
+        if row.topic.starts_with("devices/") && !row.payload.is_empty() {
+            devices.push(serde_json::from_slice(&row.payload).unwrap());
+        }
+    }
+    let statuses: std::collections::BTreeSet<String> = devices
+        .iter()
+        .filter_map(|d| {
+            d["properties"]["battery"]["status"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        statuses.len(),
+        4,
+        "every battery status shown: {statuses:?}"
+    );
+    assert!(devices
+        .iter()
+        .any(|d| d["errors"][0]["error_code"] == "device_offline"));
+    for d in &devices {
+        if let Err(errors) = schema.validate(d) {
+            let msgs: Vec<String> = errors
+                .map(|e| format!("{e} at {}", e.instance_path))
+                .collect();
+            panic!("device does not validate: {msgs:?}\n{d:#}");
+        }
+        assert_eq!(d["workspace_id"], "750fc0bc-4450-4356-8d9f-18c6a3a6b2c7");
+    }
+    // Constraint types byte for byte as the public API writes them.
+    let nuki = hub.cmd("devices/get", json!({"device_id": NUKI}))["device"].clone();
+    let types: Vec<&str> = nuki["properties"]["code_constraints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["constraint_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["no_zeros", "cannot_start_with_12", "name_length"]);
+    // created_at is when the hub (on its clock) first met the lock.
+    assert_eq!(
+        nuki["created_at"],
+        lockhub::model::access_code::ts(base_time())
+    );
+    let front = hub.cmd("devices/get", json!({"device_id": FRONT}))["device"].clone();
+    assert_eq!(
+        front["properties"]["code_constraints"][0]["constraint_type"],
+        "cannot_contain_089"
+    );
+    assert_eq!(front["properties"]["battery_level"], Value::Null);
+    // The validator does catch a broken device.
+    let mut broken = nuki.clone();
+    broken["properties"]["battery_level"] = json!(50);
+    assert!(schema.validate(&broken).is_err());
+    let mut broken = nuki.clone();
+    broken["properties"]["code_constraints"][1]["constraint_type"] = json!("cannot_start_with12");
+    assert!(schema.validate(&broken).is_err());
+    // Every event carries the workspace, when it was created and when it occurred.
+    let events = hub.events();
+    assert!(events.len() > 3);
+    for e in &events {
+        assert_eq!(
+            e["workspace_id"], "750fc0bc-4450-4356-8d9f-18c6a3a6b2c7",
+            "{e}"
+        );
+        assert!(
+            e["created_at"].is_string() && e["occurred_at"].is_string(),
+            "{e}"
+        );
+        if e["event_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("access_code.")
+        {
+            assert!(e["access_code_id"].is_string(), "{e}");
+        }
     }
     hub.stop().await;
 }
@@ -326,6 +468,43 @@ async fn every_error_type_is_typed_and_answered() {
             Some("extra"),
         ),
         ("access_codes/explode", json!({}), "unknown_command", None),
+        // Documented fields lockhub's locks cannot honour: refused, naming the field.
+        (
+            "access_codes/create",
+            json!({"device_id": BACK, "is_one_time_use": true}),
+            "invalid_input",
+            Some("is_one_time_use"),
+        ),
+        (
+            "access_codes/create",
+            json!({"device_id": BACK, "use_offline_access_code": true}),
+            "invalid_input",
+            Some("use_offline_access_code"),
+        ),
+        (
+            "access_codes/create_multiple",
+            json!({"device_ids": [BACK], "is_offline_access_code": true}),
+            "invalid_input",
+            Some("is_offline_access_code"),
+        ),
+        (
+            "access_codes/create",
+            json!({"device_id": BACK, "max_time_rounding": "1week"}),
+            "invalid_input",
+            Some("max_time_rounding"),
+        ),
+        (
+            "access_codes/create",
+            json!({"device_id": BACK, "sync": true}),
+            "invalid_input",
+            Some("sync"),
+        ),
+        (
+            "access_codes/create",
+            json!({"device_id": BACK, "common_code_key": ""}),
+            "invalid_input",
+            Some("common_code_key"),
+        ),
     ];
     for (cmd, body, kind, field) in cases {
         let r = hub.cmd(cmd, body.clone());
@@ -361,6 +540,50 @@ async fn every_error_type_is_typed_and_answered() {
         1,
         "no refused command left anything behind"
     );
+    hub.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn documented_create_fields_are_honoured() {
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front", keypad(&[4], 30)),
+        spec(BACK, "Back", keypad(&[4, 6], 30)),
+    ])
+    .await;
+    // The flags that ask for nothing lockhub lacks are accepted.
+    let r = hub.cmd("access_codes/create", json!({"device_id": FRONT, "is_one_time_use": false, "use_offline_access_code": false, "is_offline_access_code": false, "sync": false, "max_time_rounding": "1d", "common_code_key": "stay-17"}));
+    assert_eq!(r["ok"], true, "{r}");
+    let first = r["access_code"].clone();
+    assert_eq!(first["common_code_key"], "stay-17");
+    assert_eq!(first["is_one_time_use"], false);
+    // A second code with the same common_code_key gets the same PIN, on another lock.
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": BACK, "common_code_key": "stay-17"}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["access_code"]["code"], first["code"]);
+    // update_multiple moves both.
+    let r = hub.cmd(
+        "access_codes/update_multiple",
+        json!({"common_code_key": "stay-17", "name": "Both"}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        hub.get(first["access_code_id"].as_str().unwrap())["name"],
+        "Both"
+    );
+    // The same key with another code is refused; on the same lock, a duplicate.
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": BACK, "common_code_key": "stay-17", "code": "2580"}),
+    );
+    assert_eq!(r["error"]["field"], "code", "{r}");
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "common_code_key": "stay-17"}),
+    );
+    assert_eq!(r["error"]["type"], "duplicate_code_on_device", "{r}");
     hub.stop().await;
 }
 

@@ -439,7 +439,7 @@ async fn backup_pool() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn native_scheduling_programs_the_window_at_once() {
+async fn native_scheduling_programs_the_window_within_the_horizon() {
     const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
     let hub = Hub::start(vec![spec(NUKI, "Nuki", nuki_like())]).await;
     let start = base_time() + chrono::Duration::days(3);
@@ -453,9 +453,21 @@ async fn native_scheduling_programs_the_window_at_once() {
         .unwrap()
         .to_owned();
     assert_eq!(r["access_code"]["is_scheduled_on_device"], true);
+    // Three days ahead: not on the lock yet (the horizon is 24 h).
     hub.run_for(Duration::from_secs(1)).await;
+    assert!(hub.sim.state(NUKI).unwrap().slots.is_empty());
+    assert_eq!(
+        r["access_code"]["pending_mutations"][0]["scheduled_at"],
+        lockhub::model::access_code::ts(start - chrono::Duration::hours(24))
+    );
+    let horizon = start - chrono::Duration::hours(24) - hub.clock.now();
+    hub.run_for(horizon.to_std().unwrap() + Duration::from_secs(1))
+        .await;
     let st = hub.sim.state(NUKI).unwrap();
-    let slot = st.slots.get(&1).expect("set at once, with its window");
+    let slot = st
+        .slots
+        .get(&1)
+        .expect("programmed within the horizon, with its window");
     assert_eq!(slot.window.unwrap().starts_at, start);
     assert!(hub
         .event_types_for(&id)

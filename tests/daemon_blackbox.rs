@@ -25,12 +25,11 @@ async fn seed_examples_over_mqtt() {
     let (_dir, _broker, mut daemon, cloud) = setup(0, 50).await;
     let starts = chrono::Utc::now() + chrono::Duration::seconds(1);
     let ends = starts + chrono::Duration::days(2);
-    cloud
-        .send_json("access_codes/create_multiple", &json!({
-            "request_id": "r-1", "device_ids": [FRONT, BACK], "name": "Jane's reservation",
-            "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(), "preferred_code_length": 4,
-        }))
-        .await;
+    let r1 = json!({
+        "request_id": "r-1", "device_ids": [FRONT, BACK], "name": "Jane's reservation",
+        "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(), "preferred_code_length": 4,
+    });
+    cloud.send_json("access_codes/create_multiple", &r1).await;
     let r = cloud.response("r-1", 10).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["request_id"], "r-1");
@@ -79,13 +78,9 @@ async fn seed_examples_over_mqtt() {
     let r = cloud.response("r-2", 10).await;
     assert_eq!(r, json!({"request_id": "r-2", "ok": true}));
 
-    // A replay of r-1 answers the same and creates nothing.
-    cloud
-        .send_json(
-            "access_codes/create_multiple",
-            &json!({"request_id": "r-1", "device_ids": [FRONT, BACK]}),
-        )
-        .await;
+    // A replay of r-1 (the same body: another one is a request_id_conflict)
+    // answers the same and creates nothing.
+    cloud.send_json("access_codes/create_multiple", &r1).await;
     wait_for("second answer to r-1", 10, || {
         (cloud.on("responses/r-1").len() == 2).then_some(())
     })

@@ -86,17 +86,26 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
             })
             .unwrap()
     };
-    let (front_slot, back_slot) = (slot(&r["access_codes"][0]), slot(&r["access_codes"][1]));
-
-    // Not before its window; then in the right slot of each lock.
+    // Not before its window; then on each lock.
     assert!(mock.codes(2).await.unwrap().values().all(|c| *c != pin));
     until("the PIN on both mock locks", 20, async || {
-        mock.codes(2).await.unwrap().get(&front_slot) == Some(&pin)
-            && mock.codes(3).await.unwrap().get(&back_slot) == Some(&pin)
+        mock.codes(2).await.unwrap().values().any(|c| *c == pin)
+            && mock.codes(3).await.unwrap().values().any(|c| *c == pin)
     })
     .await;
     let id = r["access_codes"][0]["access_code_id"].as_str().unwrap();
     until_status(&hub, id, "set").await;
+    until_status(
+        &hub,
+        r["access_codes"][1]["access_code_id"].as_str().unwrap(),
+        "set",
+    )
+    .await;
+    // Slots are chosen when a code goes on the lock: each lock holds the PIN in
+    // the slot lockhub recorded.
+    let (front_slot, back_slot) = (slot(&r["access_codes"][0]), slot(&r["access_codes"][1]));
+    assert_eq!(mock.codes(2).await.unwrap().get(&front_slot), Some(&pin));
+    assert_eq!(mock.codes(3).await.unwrap().get(&back_slot), Some(&pin));
 
     // Late checkout: 6 s more. Past the old end the code stays.
     let late = ends + chrono::Duration::seconds(6);

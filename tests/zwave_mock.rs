@@ -624,6 +624,9 @@ async fn no_pin_in_any_log_line() {
     let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("slot written"), "the log was captured: {log}");
     for pin in ["918273", "64521"] {
+        for l in log.lines().filter(|l| l.contains(pin)) {
+            eprintln!("LEAK {l}");
+        }
         assert!(!log.contains(pin), "PIN in the log");
     }
 }

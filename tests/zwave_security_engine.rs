@@ -79,6 +79,17 @@ async fn seed_group_and_late_checkout_on_s2_and_s0_locks() {
     for (id, class) in [(FRONT, "S2_AccessControl"), (BACK, "S0_Legacy")] {
         let d = cmd(&hub, "devices/get", json!({ "device_id": id }));
         assert_eq!(d["device"]["security_class"], class, "{d}");
+        // device.added says it too.
+        let added = hub
+            .store
+            .outbox_peek(0, 100_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.topic == "events")
+            .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap())
+            .find(|e| e["event_type"] == "device.added" && e["device_id"] == id)
+            .expect("device.added");
+        assert_eq!(added["security_class"], class, "{added}");
     }
 
     // The seed's request, with a window that opens in 2 s and closes in 8 s.
@@ -109,17 +120,26 @@ async fn seed_group_and_late_checkout_on_s2_and_s0_locks() {
             })
             .unwrap()
     };
-    let (front_slot, back_slot) = (slot(&r["access_codes"][0]), slot(&r["access_codes"][1]));
-
-    // Not before its window; then in the right slot of each lock.
+    // Not before its window; then on each lock.
     assert!(mock.codes(2).await.unwrap().values().all(|c| *c != pin));
     until("the PIN on both mock locks", 20, async || {
-        mock.codes(2).await.unwrap().get(&front_slot) == Some(&pin)
-            && mock.codes(3).await.unwrap().get(&back_slot) == Some(&pin)
+        mock.codes(2).await.unwrap().values().any(|c| *c == pin)
+            && mock.codes(3).await.unwrap().values().any(|c| *c == pin)
     })
     .await;
     let id = r["access_codes"][0]["access_code_id"].as_str().unwrap();
     until_status(&hub, id, "set").await;
+    until_status(
+        &hub,
+        r["access_codes"][1]["access_code_id"].as_str().unwrap(),
+        "set",
+    )
+    .await;
+    // Slots are chosen when a code goes on the lock: each lock holds the PIN in
+    // the slot lockhub recorded.
+    let (front_slot, back_slot) = (slot(&r["access_codes"][0]), slot(&r["access_codes"][1]));
+    assert_eq!(mock.codes(2).await.unwrap().get(&front_slot), Some(&pin));
+    assert_eq!(mock.codes(3).await.unwrap().get(&back_slot), Some(&pin));
 
     // Late checkout: 6 s more. Past the old end the code stays.
     let late = ends + chrono::Duration::seconds(6);

@@ -1,6 +1,7 @@
 //! `access_codes/create_multiple` and `access_codes/create`: one code per lock,
 //! sharing one PIN where the locks allow it.
 
+use super::capacity::{self, LockDemand};
 use super::error::{CommandError, ErrorKind};
 use super::plan::{self, Defaults};
 use super::{code_json, data, parse, CmdResult, CommandFailed, Ctx};
@@ -24,7 +25,8 @@ pub enum Behavior {
 struct Body {
     device_ids: Vec<String>,
     name: Option<String>,
-    code: Option<String>,
+    /// A `Pin`: a wrong type is refused without echoing the value.
+    code: Option<Pin>,
     preferred_code_length: Option<Value>,
     behavior_when_code_cannot_be_shared: Option<Behavior>,
     starts_at: Option<String>,
@@ -34,6 +36,58 @@ struct Body {
     is_external_modification_allowed: Option<bool>,
     prefer_native_scheduling: Option<bool>,
     use_backup_access_code_pool: Option<bool>,
+    /// The public API's `/access_codes/create` fields beyond the seed's:
+    /// honoured where the locks can, else refused naming the field.
+    common_code_key: Option<String>,
+    is_one_time_use: Option<bool>,
+    is_offline_access_code: Option<bool>,
+    use_offline_access_code: Option<bool>,
+    max_time_rounding: Option<String>,
+    sync: Option<bool>,
+}
+
+/// Fields of the public API that lockhub's locks cannot honour (offline
+/// codes, synchronous answers) are refused when asked for, never ignored.
+fn check_unsupported(body: &Body) -> Result<(), CommandError> {
+    const OFFLINE: &str = "lockhub's locks take online access codes only (offline codes need a lock with an offline code algorithm); send false or leave it out";
+    if body.is_one_time_use == Some(true) {
+        return Err(CommandError::invalid(
+            "is_one_time_use",
+            format!("is_one_time_use: one-time codes are offline access codes; {OFFLINE}"),
+        ));
+    }
+    for (field, v) in [
+        ("is_offline_access_code", body.is_offline_access_code),
+        ("use_offline_access_code", body.use_offline_access_code),
+    ] {
+        if v == Some(true) {
+            return Err(CommandError::invalid(field, format!("{field}: {OFFLINE}")));
+        }
+    }
+    if let Some(r) = &body.max_time_rounding {
+        // Online codes keep their exact times: no rounding is within any maximum.
+        if !matches!(r.as_str(), "1hour" | "1day" | "1h" | "1d") {
+            return Err(CommandError::invalid(
+                "max_time_rounding",
+                "max_time_rounding must be one of 1hour, 1day, 1h, 1d",
+            ));
+        }
+    }
+    if body.sync == Some(true) {
+        return Err(CommandError::invalid(
+            "sync",
+            "sync: lockhub answers once the code is stored, before it reaches the lock; follow access_code.set_on_device (send false or leave it out)",
+        ));
+    }
+    if let Some(k) = &body.common_code_key {
+        if k.is_empty() || k.chars().count() > 255 || k.chars().any(char::is_control) {
+            return Err(CommandError::invalid(
+                "common_code_key",
+                "common_code_key must be 1 to 255 characters, without control characters",
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub fn create_multiple(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdResult {
@@ -97,15 +151,28 @@ fn preferred_length(v: Option<&Value>) -> Result<Option<u8>, CommandError> {
 /// One lock's part in the plan.
 struct Member {
     device: DeviceRow,
+    /// Every PIN on the lock or promised to it: a chosen PIN avoids them all.
     existing: Vec<Pin>,
+    /// PINs of codes on the lock or still to go on it: a PIN the cloud gives
+    /// must not be one of them (`plan::pins_in_use`).
+    in_use: Vec<Pin>,
+    /// PINs the lock held recently (hashes): never chosen again.
+    recent: pin::RecentPins,
+    /// The new code, without its PIN yet.
+    draft: AccessCode,
 }
 
 impl Member {
+    /// The lock as PIN choice sees it.
     fn view(&self) -> LockView<'_> {
-        LockView {
-            capabilities: &self.device.info.capabilities,
-            existing: &self.existing,
-        }
+        let mut v = LockView::new(&self.device.info.capabilities, &self.existing);
+        v.recent = Some(&self.recent);
+        v
+    }
+
+    /// The lock as a given PIN is checked against.
+    fn given_view(&self) -> LockView<'_> {
+        LockView::new(&self.device.info.capabilities, &self.in_use)
     }
 }
 
@@ -156,9 +223,10 @@ fn plan(
             .into());
         }
     }
+    check_unsupported(&body)?;
     let name = parse::opt_name("name", body.name.as_deref())?;
     if let Some(code) = &body.code {
-        pin::validate_syntax(code).map_err(|m| CommandError::invalid("code", m))?;
+        pin::validate_syntax(code.expose()).map_err(|m| CommandError::invalid("code", m))?;
     }
     let preferred = preferred_length(body.preferred_code_length.as_ref())?;
     let window = plan::window(body.starts_at.as_deref(), body.ends_at.as_deref(), ctx.now)?;
@@ -196,28 +264,70 @@ fn plan(
             .into());
         }
     }
+    let timing = ctx.settings.timing();
     let members: Vec<Member> = devices
         .into_iter()
         .map(|d| {
+            let id = d.info.device_id.clone();
+            let draft = plan::new_code(
+                ctx.now,
+                &id,
+                crate::model::access_code::NO_SLOT,
+                Pin::new(""),
+                None,
+                name.as_deref(),
+                &d.info.capabilities,
+                window,
+                flags,
+                &timing,
+            );
             Ok(Member {
-                existing: plan::codes_on_lock(tx, &d.info.device_id, None)?,
+                existing: plan::codes_on_lock(tx, &id, None)?,
+                in_use: plan::pins_in_use(tx, &id, ctx.now, &timing, None)?,
+                recent: plan::recent_pins(tx, &id, ctx.now, ctx.settings)?,
                 device: d,
+                draft,
             })
         })
         .collect::<Result<_, CommandFailed>>()?;
+
+    // ---- a group named by the caller: its codes share one PIN ----
+    let group_pin = match &body.common_code_key {
+        Some(k) => {
+            let live: Vec<AccessCode> = tx
+                .codes_by_key(k)?
+                .into_iter()
+                .filter(|c| !c.deleted)
+                .collect();
+            match (live.first(), &body.code) {
+                (Some(c), Some(given)) if c.code.expose() != given.expose() => {
+                    return Err(CommandError::invalid(
+                        "code",
+                        "the codes of this common_code_key have another code; leave code out to join the group",
+                    )
+                    .into())
+                }
+                (Some(c), _) => Some(c.code.clone()),
+                (None, _) => None,
+            }
+        }
+        None => None,
+    };
+    let given = body.code.clone().or(group_pin);
 
     // ---- the PIN for each lock ----
     let views: Vec<LockView<'_>> = members.iter().map(Member::view).collect();
     let mut rng = rand::rngs::OsRng;
     let mut pins: Vec<Option<Pin>> = vec![None; members.len()];
     let mut own_code: Vec<bool> = vec![false; members.len()];
-    let refusals: Vec<(usize, Refusal)> = match &body.code {
+    let refusals: Vec<(usize, Refusal)> = match &given {
         Some(code) => {
-            let shared = Pin::new(code.clone());
-            views
+            let shared = code.clone();
+            members
                 .iter()
+                .map(Member::given_view)
                 .enumerate()
-                .filter_map(|(i, v)| match pin::check(code, v) {
+                .filter_map(|(i, v)| match pin::check(code.expose(), &v) {
                     Ok(()) => {
                         pins[i] = Some(shared.clone());
                         None
@@ -250,7 +360,7 @@ fn plan(
     if !refusals.is_empty() {
         match behavior {
             Behavior::Throw => {
-                let kind = match &body.code {
+                let kind = match &given {
                     Some(_) if refusals.iter().all(|(_, r)| *r == Refusal::DuplicateCode) => {
                         ErrorKind::DuplicateCodeOnDevice
                     }
@@ -279,10 +389,8 @@ fn plan(
         }
         let mut existing = members[i].existing.clone();
         existing.extend(pins.iter().flatten().cloned());
-        let view = LockView {
-            capabilities: &members[i].device.info.capabilities,
-            existing: &existing,
-        };
+        let mut view = LockView::new(&members[i].device.info.capabilities, &existing);
+        view.recent = Some(&members[i].recent);
         match pin::choose_for_lock(&mut rng, preferred, &view) {
             Ok(p) => {
                 pins[i] = Some(p);
@@ -300,40 +408,28 @@ fn plan(
         .into());
     }
 
-    // ---- slots ----
-    let mut slots = Vec::with_capacity(members.len());
+    // ---- slots over time: refused only where a moment would overflow ----
+    let mut overflows = Vec::new();
     for m in &members {
-        match plan::free_slot(tx, &m.device, &[])? {
-            Some(s) => slots.push(s),
-            None => {
-                return Err(CommandError::new(
-                    ErrorKind::NoSpaceForAccessCodeOnDevice,
-                    format!("no free slot on device {}", m.device.info.device_id),
-                )
-                .with_details("device_ids", json!([m.device.info.device_id]))
-                .into())
-            }
+        if let Some(need) = m.draft.slot_need(ctx.now, &timing) {
+            let demand = LockDemand::load(tx, &m.device, ctx.now, &timing, &[])?;
+            overflows.extend(demand.overflow(&[need]));
         }
+    }
+    if !overflows.is_empty() {
+        return Err(capacity::refusal(&overflows).into());
     }
 
     // ---- write ----
-    let key = (linked && body.code.is_none())
-        .then(|| format!("auto_set_by_create_multiple_{}", uuid::Uuid::new_v4()));
+    let key = body.common_code_key.clone().or_else(|| {
+        (linked && body.code.is_none())
+            .then(|| format!("auto_set_by_create_multiple_{}", uuid::Uuid::new_v4()))
+    });
     let mut created = Vec::with_capacity(members.len());
-    for (i, m) in members.iter().enumerate() {
-        let caps = &m.device.info.capabilities;
-        let mut code = plan::new_code(
-            ctx.now,
-            &m.device.info.device_id,
-            slots[i],
-            pins[i].clone().expect("every lock has a PIN by now"),
-            key.clone(),
-            name.as_deref(),
-            caps,
-            window,
-            flags,
-            &ctx.settings.timing(),
-        );
+    for (i, m) in members.into_iter().enumerate() {
+        let mut code = m.draft;
+        code.code = pins[i].clone().expect("every lock has a PIN by now");
+        code.common_code_key = key.clone();
         if own_code[i] {
             code.raise_warning(Issue::new(
                 "unknown_issue_with_access_code",

@@ -3,6 +3,7 @@
 
 use super::update::live_code;
 use super::{parse, CmdResult, Ctx};
+use crate::model::access_code::NO_SLOT;
 use crate::model::{Event, Issue};
 use crate::store::Tx;
 use serde::Deserialize;
@@ -32,9 +33,18 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
             "the code is being removed from the lock",
             ctx.now,
         ));
-        tx.save_code(&c)?;
         tx.event(&Event::code("access_code.deleted", &c, ctx.now))?;
-        ctx.publish_code(tx, &c)?;
+        if c.slot == NO_SLOT {
+            // Never on the lock (or already off it): done at once; the row
+            // stays for the retention period only.
+            c.finished_at = Some(ctx.now);
+            tx.save_code(&c)?;
+            tx.publish(&format!("access_codes/{}", c.access_code_id), b"", true)?;
+            ctx.touched.insert(c.device_id.clone());
+        } else {
+            tx.save_code(&c)?;
+            ctx.publish_code(tx, &c)?;
+        }
     }
     Ok(Map::new())
 }

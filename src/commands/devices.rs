@@ -3,28 +3,132 @@
 
 use super::error::{CommandError, ErrorKind};
 use super::{data, parse, CmdResult, Ctx};
+use crate::model::access_code::ts;
+use crate::model::DriverKind;
 use crate::store::{DeviceRow, StoreError, Tx};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-/// The device as the cloud sees it.
+/// The public device object's `device_type` for a lock lockhub serves.
+/// The public list has `nuki_lock`; it has no type for a Z-Wave lock reached
+/// directly or for a simulated one, so lockhub adds `zwave_lock` and
+/// `simulated_lock` (documented in docs/mqtt-api.md).
+fn device_type(d: &DeviceRow) -> &'static str {
+    match d.info.driver {
+        DriverKind::Ble => "nuki_lock",
+        DriverKind::Zwave => "zwave_lock",
+        DriverKind::Sim => "simulated_lock",
+    }
+}
+
+fn model(d: &DeviceRow) -> Value {
+    let (display, maker) = match d.info.driver {
+        DriverKind::Ble => ("Nuki Smart Lock", "Nuki"),
+        DriverKind::Zwave => ("Z-Wave lock", "Z-Wave"),
+        DriverKind::Sim => ("Simulated lock", "lockhub"),
+    };
+    json!({ "display_name": display, "manufacturer_display_name": maker })
+}
+
+/// The public `battery.status` for a level in percent: under 10 critical,
+/// under 20 (where `device.low_battery` fires) low, 95 and above full.
+pub fn battery_status(percent: u8) -> &'static str {
+    match percent {
+        0..=9 => "critical",
+        10..=19 => "low",
+        20..=94 => "good",
+        _ => "full",
+    }
+}
+
+/// The device as the cloud sees it: the public device object (`device_id`,
+/// `device_type`, `display_name`, `workspace_id`, `created_at`, `errors`,
+/// `warnings`, `is_managed`, `capabilities_supported`,
+/// `can_program_online_access_codes`, `properties`, `location`,
+/// `custom_metadata`), plus lockhub's own keys (`driver`, `address`, `slots`)
+/// and, for one release, the keys of the first form (`name`, `online`,
+/// `battery_level` in percent, `capabilities`), deprecated.
 pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
     let caps = &d.info.capabilities;
-    let mut used: std::collections::BTreeSet<u32> =
-        tx.reserved_slots(&d.info.device_id)?.into_iter().collect();
-    let observed = tx.observed(&d.info.device_id)?;
-    let managed = used.clone();
+    let id = &d.info.device_id;
+    let codes = tx.codes_for_device(id)?;
+    let managed: std::collections::BTreeSet<u32> = codes
+        .iter()
+        .map(|c| c.slot)
+        .filter(|s| *s != crate::model::access_code::NO_SLOT)
+        .collect();
+    let observed = tx.observed(id)?;
     let unmanaged = observed
         .iter()
         .filter(|s| !managed.contains(&s.slot))
         .count();
+    let mut used = managed.clone();
     used.extend(observed.iter().map(|s| s.slot));
     let total = caps.max_active_codes_supported as usize;
-    let mut v = json!({
-        "device_id": d.info.device_id,
+    let (created_at, offline_since) = tx.device_times(id)?;
+    let created_at = created_at.unwrap_or_else(|| ts(chrono::DateTime::<Utc>::UNIX_EPOCH));
+    // A lock no driver has spoken for since the start is not known to be online.
+    let online = d.online && d.presence_known;
+    let mut properties = json!({
+        "online": online,
         "name": d.info.name,
+        "appearance": { "name": d.info.name },
+        "model": model(d),
+        "code_constraints": caps.code_constraints,
+        "supported_code_lengths": caps.supported_code_lengths,
+        "max_active_codes_supported": caps.max_active_codes_supported,
+        "supports_backup_access_code_pool": caps.supports_backup_access_code_pool,
+        "online_access_codes_enabled": online && caps.can_program_online_access_codes,
+        "offline_access_codes_enabled": false,
+        "has_native_entry_events": false,
+    });
+    let mut supported = vec!["access_code", "lock"];
+    if let Some(b) = d.battery_level {
+        let level = f64::from(b.min(100)) / 100.0;
+        properties["battery_level"] = json!(level);
+        properties["battery"] = json!({ "level": level, "status": battery_status(b) });
+        supported.push("battery");
+    }
+    let errors = if d.online || !d.presence_known {
+        json!([])
+    } else {
+        json!([{
+            "error_code": "device_offline",
+            "message": "the lock is offline",
+            "is_device_error": true,
+            "created_at": offline_since.unwrap_or_else(|| created_at.clone()),
+        }])
+    };
+    let warnings = match tx.clock_untrusted_since()? {
+        Some(t) => {
+            json!([{"warning_code": "clock_untrusted", "message": "the hub's clock is not trusted: no time-driven change until it is right", "created_at": ts(t)}])
+        }
+        None => json!([]),
+    };
+    let mut v = json!({
+        "device_id": id,
+        "device_type": device_type(d),
+        "display_name": d.info.name,
+        "workspace_id": tx.workspace_id(),
+        "created_at": created_at,
+        "errors": errors,
+        "warnings": warnings,
+        "is_managed": true,
+        "capabilities_supported": supported,
+        "can_program_online_access_codes": caps.can_program_online_access_codes,
+        "can_program_offline_access_codes": false,
+        "can_remotely_lock": false,
+        "can_remotely_unlock": false,
+        "properties": properties,
+        "location": null,
+        "custom_metadata": {},
+        // lockhub's own
         "driver": d.info.driver.as_str(),
         "address": d.info.address,
+        "slots": { "used": used.len(), "free": total.saturating_sub(used.len()), "unmanaged": unmanaged },
+        // deprecated: the first form, kept for one release
+        "name": d.info.name,
         // `null`: no driver has said yet whether the lock is reachable.
         "online": if d.presence_known { json!(d.online) } else { Value::Null },
         "battery_level": d.battery_level,
@@ -36,12 +140,6 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
             "supports_backup_access_code_pool": caps.supports_backup_access_code_pool,
             "can_program_online_access_codes": caps.can_program_online_access_codes,
         },
-        "slots": { "used": used.len(), "free": total.saturating_sub(used.len()), "unmanaged": unmanaged },
-        "warnings": match tx.clock_untrusted_since()? {
-            Some(t) => json!([{"warning_code": "clock_untrusted", "message": "the hub's clock is not trusted: no time-driven change until it is right", "created_at": crate::model::access_code::ts(t)}]),
-            None => json!([]),
-        },
-        "errors": if d.online || !d.presence_known { json!([]) } else { json!([{"error_code": "device_offline", "message": "the lock is offline", "is_device_error": true}]) },
     });
     if let Some(class) = &d.info.security_class {
         // lockhub's addition (Z-Wave locks only).

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     NoSpaceForAccessCodeOnDevice,
     BackupAccessCodePoolEmpty,
     Unauthorized,
+    /// The `request_id` was first used with another body (lockhub's addition).
+    RequestIdConflict,
     Internal,
 }
 
@@ -37,6 +39,7 @@ impl ErrorKind {
             ErrorKind::NoSpaceForAccessCodeOnDevice => "no_space_for_access_code_on_device",
             ErrorKind::BackupAccessCodePoolEmpty => "backup_access_code_pool_empty",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::RequestIdConflict => "request_id_conflict",
             ErrorKind::Internal => "internal",
         }
     }
@@ -49,7 +52,7 @@ pub struct CommandError {
     pub kind: ErrorKind,
     pub message: String,
     pub field: Option<String>,
-    pub details: Option<(String, Value)>,
+    pub details: Vec<(String, Value)>,
 }
 
 impl CommandError {
@@ -58,7 +61,7 @@ impl CommandError {
             kind,
             message: message.into(),
             field: None,
-            details: None,
+            details: Vec::new(),
         }
     }
 
@@ -70,7 +73,7 @@ impl CommandError {
     }
 
     pub fn with_details(mut self, key: &str, value: Value) -> Self {
-        self.details = Some((key.into(), value));
+        self.details.push((key.into(), value));
         self
     }
 
@@ -79,7 +82,7 @@ impl CommandError {
         if let Some(f) = &self.field {
             err["field"] = json!(f);
         }
-        if let Some((k, v)) = &self.details {
+        for (k, v) in &self.details {
             err[k.as_str()] = v.clone();
         }
         let mut resp = json!({ "ok": false, "error": err });

@@ -8,23 +8,28 @@
 //! same `request_id` returns it again and changes nothing.
 
 mod backup;
+pub mod capacity;
+mod constraints;
 mod create;
 mod delete;
 mod devices;
 mod error;
+mod fingerprint;
 mod parse;
 mod plan;
 mod read;
+mod unmanaged;
 mod update;
 mod update_multiple;
 
 pub use devices::device_json;
 pub use error::{CommandError, ErrorKind};
+pub use parse::{check_request_id, is_noncharacter, scan_request_id};
 
 use crate::engine::clock::Clock;
 use crate::model::AccessCode;
 use crate::settings::HubSettings;
-use crate::store::{Store, StoreError, Tx};
+use crate::store::{ReplyTo, Store, StoreError, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -40,6 +45,13 @@ pub const COMMANDS: &[&str] = &[
     "access_codes/get",
     "access_codes/list",
     "access_codes/pull_backup_access_code",
+    "access_codes/generate_code",
+    "access_codes/report_device_constraints",
+    "access_codes/unmanaged/list",
+    "access_codes/unmanaged/get",
+    "access_codes/unmanaged/convert_to_managed",
+    "access_codes/unmanaged/update",
+    "access_codes/unmanaged/delete",
     "devices/list",
     "devices/get",
 ];
@@ -115,6 +127,33 @@ pub fn code_json(
     ))
 }
 
+/// A command as it arrived, with what its transport knows about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub command: &'a str,
+    pub payload: &'a [u8],
+    /// Answer there instead of `responses/{request_id}` (an MQTT 5 Response Topic).
+    pub reply_to: Option<&'a ReplyTo>,
+    /// Refused by the transport before it is read (a retained publish, a bad
+    /// Response Topic): answered with this error, nothing changed, nothing stored.
+    pub refused: Option<&'a CommandError>,
+    /// From the local socket, whose peer credentials were checked: not signed
+    /// even in signed mode.
+    pub local: bool,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(command: &'a str, payload: &'a [u8]) -> Self {
+        Request {
+            command,
+            payload,
+            reply_to: None,
+            refused: None,
+            local: false,
+        }
+    }
+}
+
 /// A response, ready to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -130,6 +169,7 @@ impl Commands {
         settings: HubSettings,
         waker: Waker,
     ) -> Self {
+        store.set_workspace_id(&settings.workspace_id);
         Commands {
             store,
             clock,
@@ -150,6 +190,12 @@ impl Commands {
     /// its own savepoint, so a refused one leaves nothing behind while the others
     /// commit together, with one fsync for all. Replies come in order.
     pub fn execute_many(&self, batch: &[(&str, &[u8])]) -> Vec<Reply> {
+        let requests: Vec<Request<'_>> = batch.iter().map(|(c, p)| Request::new(c, p)).collect();
+        self.execute_requests(&requests)
+    }
+
+    /// [`Commands::execute_many`] with what the transport knows of each command.
+    pub fn execute_requests(&self, batch: &[Request<'_>]) -> Vec<Reply> {
         let now = self.clock.now();
         let mut ctx = Ctx {
             now,
@@ -159,7 +205,7 @@ impl Commands {
         let result = self.store.write_urgent(|tx| {
             batch
                 .iter()
-                .map(|(command, payload)| self.one(&mut ctx, tx, command, payload))
+                .map(|req| self.one(&mut ctx, tx, req))
                 .collect::<Result<Vec<Reply>, StoreError>>()
         });
         match result {
@@ -187,29 +233,82 @@ impl Commands {
     }
 
     /// One command inside the batch's transaction.
-    fn one(
-        &self,
-        ctx: &mut Ctx<'_>,
-        tx: &Tx<'_>,
-        command: &str,
-        payload: &[u8],
-    ) -> Result<Reply, StoreError> {
+    fn one(&self, ctx: &mut Ctx<'_>, tx: &Tx<'_>, req: &Request<'_>) -> Result<Reply, StoreError> {
         let now = ctx.now;
+        let command = req.command;
+        // An answer that is not stored: nothing happened, so a corrected retry runs.
+        let answer = |request_id: Option<&str>, err: &CommandError| -> Result<Reply, StoreError> {
+            let resp = err.to_response(request_id);
+            let topic = match request_id {
+                Some(id) => format!("responses/{id}"),
+                None => "responses/_invalid".to_string(),
+            };
+            tx.publish_reply(&topic, &serde_json::to_vec(&resp)?, req.reply_to)?;
+            Ok(Reply { topic, body: resp })
+        };
+        // Signed mode: the signature, the claims and the jti first; the body
+        // inside is then handled as in off mode.
+        let verified;
+        let mut payload = req.payload;
+        if let (Some(trust), false) = (&self.settings.trust, req.local) {
+            let unauthorized =
+                |request_id: Option<&str>, message: &str| -> Result<Reply, StoreError> {
+                    tracing::info!(command, reason = message, "unauthorized command");
+                    let err = CommandError::new(ErrorKind::Unauthorized, message);
+                    let resp = err.to_response(request_id);
+                    let topic = "responses/_invalid".to_string();
+                    tx.publish_reply(&topic, &serde_json::to_vec(&resp)?, req.reply_to)?;
+                    Ok(Reply { topic, body: resp })
+                };
+            if payload.len() > self.settings.max_payload_bytes.saturating_mul(2) {
+                return unauthorized(None, "payload too large");
+            }
+            verified = match trust.verify(command, payload, now.timestamp()) {
+                Ok(v) => v,
+                Err(r) => return unauthorized(r.request_id.as_deref(), &r.message),
+            };
+            if tx.jti_used(&verified.jti, now.timestamp())? {
+                let id = serde_json::from_slice::<Value>(&verified.body)
+                    .ok()
+                    .and_then(|b| b["request_id"].as_str().map(str::to_owned))
+                    .filter(|id| parse::check_request_id(id).is_ok());
+                return unauthorized(
+                    id.as_deref(),
+                    "jti was already used: a signed command is accepted once",
+                );
+            }
+            tx.remember_jti(&verified.jti, verified.exp, now.timestamp())?;
+            payload = &verified.body;
+        }
         let body = match parse::envelope(payload, self.settings.max_payload_bytes) {
             Ok(b) => b,
             Err((request_id, err)) => {
                 tracing::info!(error = %err.message, "unusable command payload");
-                let resp = err.to_response(request_id.as_deref());
-                let topic = "responses/_invalid".to_string();
-                tx.publish(&topic, &serde_json::to_vec(&resp)?, false)?;
-                return Ok(Reply { topic, body: resp });
+                return answer(request_id.as_deref(), &err);
             }
         };
+        if let Some(err) = req.refused {
+            tracing::info!(request_id = body.request_id, command, error = %err.message, "command refused by its transport");
+            return answer(Some(&body.request_id), err);
+        }
         let request_id = body.request_id;
         let topic = format!("responses/{request_id}");
+        let print = fingerprint::of(command, &body.fields);
         if let Some(stored) = tx.response(&request_id)? {
+            if tx
+                .request_fingerprint(&request_id)?
+                .is_some_and(|first| first != print)
+            {
+                let err = CommandError::new(
+                    ErrorKind::RequestIdConflict,
+                    "this request_id was first used with another command or body; use a new request_id",
+                )
+                .with_details("request_id", json!(request_id));
+                tracing::info!(request_id, command, "request_id reused with another body");
+                return answer(Some(&request_id), &err);
+            }
             // A replay: send the first answer again, change nothing.
-            tx.publish(&topic, stored.as_bytes(), false)?;
+            tx.publish_reply(&topic, stored.as_bytes(), req.reply_to)?;
             tracing::debug!(
                 request_id,
                 command,
@@ -225,6 +324,13 @@ impl Commands {
         tx.savepoint()?;
         let resp = match self.route(command, body.fields, ctx, tx) {
             Ok(data) => {
+                if !ctx.touched.is_empty() {
+                    // The audit chain: a command that changed something (no PIN).
+                    tx.audit(
+                        "command",
+                        &json!({"request_id": request_id, "command": command, "device_ids": ctx.touched}),
+                    )?;
+                }
                 tx.release()?;
                 touched.append(&mut ctx.touched);
                 let mut resp = Map::new();
@@ -244,7 +350,8 @@ impl Commands {
         ctx.touched = touched;
         let text = serde_json::to_string(&resp)?;
         tx.save_response(&request_id, command, &text, now)?;
-        tx.publish(&topic, text.as_bytes(), false)?;
+        tx.set_request_fingerprint(&request_id, &print)?;
+        tx.publish_reply(&topic, text.as_bytes(), req.reply_to)?;
         Ok(Reply { topic, body: resp })
     }
 
@@ -264,6 +371,15 @@ impl Commands {
             "access_codes/get" => read::get(ctx, tx, body),
             "access_codes/list" => read::list(ctx, tx, body),
             "access_codes/pull_backup_access_code" => backup::pull(ctx, tx, body),
+            "access_codes/generate_code" => constraints::generate(ctx, tx, body),
+            "access_codes/report_device_constraints" => constraints::report(ctx, tx, body),
+            "access_codes/unmanaged/list" => unmanaged::list(ctx, tx, body),
+            "access_codes/unmanaged/get" => unmanaged::get(ctx, tx, body),
+            "access_codes/unmanaged/convert_to_managed" => {
+                unmanaged::convert_to_managed(ctx, tx, body)
+            }
+            "access_codes/unmanaged/update" => unmanaged::update(ctx, tx, body),
+            "access_codes/unmanaged/delete" => unmanaged::delete(ctx, tx, body),
             "devices/list" => devices::list(ctx, tx, body),
             "devices/get" => devices::get(ctx, tx, body),
             other => Err(CommandError::new(

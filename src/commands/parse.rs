@@ -32,15 +32,21 @@ pub fn envelope(
             ),
         ));
     }
-    let value: Value = serde_json::from_slice(payload).map_err(|e| {
-        (
-            None,
-            CommandError::new(
-                ErrorKind::InvalidInput,
-                format!("payload is not valid JSON: {e}"),
-            ),
-        )
-    })?;
+    let value: Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            // Too deep, a number out of range, a lone surrogate: the parser
+            // refuses it, but the sender still deserves its answer by id.
+            let id = scan_request_id(payload).filter(|id| check_request_id(id).is_ok());
+            return Err((
+                id,
+                CommandError::new(
+                    ErrorKind::InvalidInput,
+                    format!("payload is not valid JSON: {e}"),
+                ),
+            ));
+        }
+    };
     let Value::Object(mut fields) = value else {
         return Err((
             None,
@@ -62,28 +68,99 @@ pub fn envelope(
             ))
         }
     };
+    check_request_id(&request_id).map_err(|e| (None, e))?;
+    Ok(Envelope { request_id, fields })
+}
+
+/// A `request_id` becomes part of a topic: 1 to 128 characters, none of
+/// `+ # /`, no control characters and no Unicode noncharacters (Mosquitto
+/// closes the connection of a client that publishes a topic holding one).
+pub fn check_request_id(request_id: &str) -> Result<(), CommandError> {
     if request_id.is_empty() || request_id.chars().count() > MAX_REQUEST_ID_LEN {
-        return Err((
-            None,
-            CommandError::invalid(
-                "request_id",
-                format!("request_id must be 1 to {MAX_REQUEST_ID_LEN} characters"),
-            ),
+        return Err(CommandError::invalid(
+            "request_id",
+            format!("request_id must be 1 to {MAX_REQUEST_ID_LEN} characters"),
         ));
     }
     if request_id
         .chars()
-        .any(|c| matches!(c, '+' | '#' | '/') || c.is_control())
+        .any(|c| matches!(c, '+' | '#' | '/') || c.is_control() || is_noncharacter(c))
     {
-        return Err((
-            None,
-            CommandError::invalid(
-                "request_id",
-                "request_id must not contain '+', '#', '/' or control characters",
-            ),
+        return Err(CommandError::invalid(
+            "request_id",
+            "request_id must not contain '+', '#', '/', control characters or Unicode noncharacters",
         ));
     }
-    Ok(Envelope { request_id, fields })
+    Ok(())
+}
+
+/// U+FDD0..U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF,
+/// U+1FFFE, ...): the Unicode noncharacters MQTT brokers refuse in topics.
+pub fn is_noncharacter(c: char) -> bool {
+    let u = c as u32;
+    (0xFDD0..=0xFDEF).contains(&u) || (u & 0xFFFE) == 0xFFFE
+}
+
+/// The top-level `"request_id"` string of a payload the JSON parser refused,
+/// when it can be read: a lexical scan that follows strings and nesting only,
+/// so nesting depth, out-of-range numbers or a bad escape elsewhere do not
+/// hide it. The last one wins, as in `serde_json`'s maps.
+pub fn scan_request_id(payload: &[u8]) -> Option<String> {
+    let skip_ws = |mut i: usize| {
+        while payload.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    // The end (exclusive) of the string starting with the quote at `i`.
+    let string_end = |mut i: usize| -> Option<usize> {
+        i += 1;
+        loop {
+            match payload.get(i)? {
+                b'"' => return Some(i + 1),
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+    };
+    let mut i = skip_ws(0);
+    if payload.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut depth = 1usize;
+    let mut key_position = true;
+    let mut found = None;
+    while depth > 0 {
+        let Some(&b) = payload.get(i) else { break };
+        match b {
+            b'"' => {
+                let end = string_end(i)?;
+                if depth == 1 && key_position {
+                    key_position = false;
+                    let key: Option<String> = serde_json::from_slice(&payload[i..end]).ok();
+                    let colon = skip_ws(end);
+                    if key.as_deref() == Some("request_id") && payload.get(colon) == Some(&b':') {
+                        let v = skip_ws(colon + 1);
+                        if payload.get(v) == Some(&b'"') {
+                            let vend = string_end(v)?;
+                            found = serde_json::from_slice::<String>(&payload[v..vend]).ok();
+                            i = vend;
+                            continue;
+                        }
+                    }
+                }
+                i = end;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            b',' if depth == 1 => key_position = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    found
 }
 
 /// Deserialize a command body; unknown fields and wrong types name the field.
@@ -221,6 +298,95 @@ mod tests {
         let ok = envelope(br#"{"request_id":"r-1","x":1}"#, 1000).unwrap();
         assert_eq!(ok.request_id, "r-1");
         assert!(ok.fields.contains_key("x"));
+    }
+
+    #[test]
+    fn request_ids_with_noncharacters_are_refused() {
+        for bad in [
+            "r\u{FFFF}",
+            "r\u{FFFE}",
+            "\u{FDD0}",
+            "a\u{FDEF}b",
+            "x\u{1FFFF}",
+            "x\u{10FFFE}",
+            "a\u{0}b",
+            "a\u{85}",
+        ] {
+            assert!(check_request_id(bad).is_err(), "{bad:?}");
+            let payload = serde_json::to_vec(&serde_json::json!({ "request_id": bad })).unwrap();
+            assert!(envelope(&payload, 1000).is_err(), "{bad:?}");
+        }
+        for good in [
+            "r-1",
+            "\u{FDCF}",
+            "\u{FDF0}",
+            "\u{FFFD}",
+            "\u{10000}",
+            "é日本",
+        ] {
+            assert!(check_request_id(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_id_of_a_payload_the_parser_refuses_is_still_read() {
+        let deep = format!(
+            r#"{{"request_id":"deep","x":{}{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        let after = format!(
+            r#"{{"x":{}{},"request_id":"after"}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        for (payload, id) in [
+            (deep.as_str(), "deep"),
+            (after.as_str(), "after"),
+            (r#"{"request_id":"sur","name":"\ud800"}"#, "sur"),
+            (r#"{"n":1e999,"request_id":"big"}"#, "big"),
+            (
+                r#"{"request_id":"esc\"aped\u0041","n":1e999}"#,
+                "esc\"apedA",
+            ),
+            (r#"{"request_\u0069d":"k","n":1e999}"#, "k"),
+            (r#"{"request_id":"trunc","a":"#, "trunc"),
+        ] {
+            let (got, err) = envelope(payload.as_bytes(), usize::MAX).unwrap_err();
+            assert_eq!(got.as_deref(), Some(id), "{payload}: {err}");
+        }
+        for (payload, why) in [
+            (
+                r#"{"a":{"request_id":"nested"},"n":1e999}"#,
+                "not top level",
+            ),
+            (
+                r#"{"a":"request_id","b":"x","n":1e999}"#,
+                "a value, not a key",
+            ),
+            (
+                r#"{"request_id":"\ud800","n":1e999}"#,
+                "the id itself is broken",
+            ),
+            (r#"{"request_id":"a/b","n":1e999}"#, "not a usable id"),
+            (r#"{"request_id":5,"n":1e999}"#, "not a string"),
+        ] {
+            let (got, _) = envelope(payload.as_bytes(), usize::MAX).unwrap_err();
+            assert_eq!(got, None, "{why}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_scan_agrees_with_the_parser(id in "\\PC{1,20}", other in "\\PC{0,20}", before in proptest::bool::ANY) {
+            let v = if before {
+                serde_json::json!({ "request_id": id, "x": [{ "request_id": other }], "y": other })
+            } else {
+                serde_json::json!({ "x": { "y": [other, { "request_id": other }] }, "request_id": id })
+            };
+            let text = serde_json::to_vec(&v).unwrap();
+            proptest::prop_assert_eq!(scan_request_id(&text), Some(id));
+        }
     }
 
     #[test]

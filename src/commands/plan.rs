@@ -7,7 +7,6 @@ use crate::model::{AccessCode, Capabilities, Event, Pin, Retry, TimeWindow};
 use crate::pin;
 use crate::store::{DeviceRow, Tx};
 use chrono::{DateTime, Utc};
-use std::collections::BTreeSet;
 
 /// The window of a new code from the request's `starts_at`/`ends_at`.
 ///
@@ -93,24 +92,47 @@ pub fn codes_on_lock(
     Ok(tx.pins_on_lock(device_id, except)?)
 }
 
-/// The lowest slot free on the lock: not reserved by lockhub, not holding an
-/// unmanaged code, not in `also_taken`.
-pub fn free_slot(
+/// The PINs a lock held within `settings.pin_reuse` (keyed hashes), which
+/// lockhub never chooses again for it.
+pub fn recent_pins(
     tx: &Tx<'_>,
-    device: &DeviceRow,
-    also_taken: &[u32],
-) -> Result<Option<u32>, CommandFailed> {
-    let mut taken: BTreeSet<u32> = tx
-        .reserved_slots(&device.info.device_id)?
-        .into_iter()
+    device_id: &str,
+    now: DateTime<Utc>,
+    settings: &crate::settings::HubSettings,
+) -> Result<pin::RecentPins, CommandFailed> {
+    Ok(tx.recent_pins(device_id, now - settings.pin_reuse)?)
+}
+
+/// PINs a code the cloud gives must not be: those of every code on the lock
+/// now or still to go on it (whatever its time: a removal that runs late must
+/// never meet the same PIN going on), and every code the lock holds (managed
+/// or not). Codes that ended and are off the lock no longer count. `except`
+/// leaves one code out.
+pub fn pins_in_use(
+    tx: &Tx<'_>,
+    device_id: &str,
+    now: DateTime<Utc>,
+    timing: &crate::model::Timing,
+    except: Option<&str>,
+) -> Result<Vec<Pin>, CommandFailed> {
+    let codes = tx.codes_for_device(device_id)?;
+    let mut pins: Vec<Pin> = codes
+        .iter()
+        .filter(|c| Some(c.access_code_id.as_str()) != except)
+        .filter(|c| c.slot_need(now, timing).is_some())
+        .map(|c| c.code.clone())
         .collect();
-    taken.extend(
-        tx.observed(&device.info.device_id)?
+    let own_slot = except
+        .and_then(|e| codes.iter().find(|c| c.access_code_id == e))
+        .map(|c| c.slot)
+        .filter(|s| *s != crate::model::access_code::NO_SLOT);
+    pins.extend(
+        tx.observed(device_id)?
             .into_iter()
-            .map(|s| s.slot),
+            .filter(|s| Some(s.slot) != own_slot)
+            .map(|s| s.code),
     );
-    taken.extend(also_taken);
-    Ok((1..=device.info.capabilities.max_active_codes_supported).find(|s| !taken.contains(s)))
+    Ok(pins)
 }
 
 /// The name as the lock can show it: cut to its length limit.
@@ -137,22 +159,24 @@ pub fn fill_backup_pool(
         .iter()
         .filter(|c| c.is_backup && c.backup_for.is_none() && !c.deleted)
         .count() as u32;
+    let timing = ctx.settings.timing();
+    let recent = recent_pins(tx, id, ctx.now, ctx.settings)?;
     for _ in spare..ctx.settings.backup_pool_size {
-        let existing = codes_on_lock(tx, id, None)?;
-        let view = pin::LockView {
-            capabilities: &device.info.capabilities,
-            existing: &existing,
-        };
-        let Ok(code) = pin::choose_for_lock(&mut rand::rngs::OsRng, None, &view) else {
+        // A spare is on the lock for ever: only where that never overflows it.
+        let demand = super::capacity::LockDemand::load(tx, device, ctx.now, &timing, &[])?;
+        if demand.overflow(&[(ctx.now, None)]).is_some() {
             break;
-        };
-        let Some(slot) = free_slot(tx, device, &[])? else {
+        }
+        let existing = codes_on_lock(tx, id, None)?;
+        let mut view = pin::LockView::new(&device.info.capabilities, &existing);
+        view.recent = Some(&recent);
+        let Ok(code) = pin::choose_for_lock(&mut rand::rngs::OsRng, None, &view) else {
             break;
         };
         let backup = new_code(
             ctx.now,
             id,
-            slot,
+            crate::model::access_code::NO_SLOT,
             code,
             None,
             Some("backup"),
@@ -230,6 +254,7 @@ pub fn new_code(
         reported_status: None,
         retry: Retry::default(),
         ever_set: false,
+        finished_at: None,
     };
     // Nothing is on the lock yet: this is the status the cloud is told first.
     code.reported_status = Some(code.status(None, now, timing));

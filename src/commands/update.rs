@@ -2,7 +2,7 @@
 //! the PIN of a linked code takes it out of its group.
 
 use super::error::{CommandError, ErrorKind};
-use super::{parse, plan, CmdResult, CommandFailed, Ctx};
+use super::{capacity, parse, plan, CmdResult, CommandFailed, Ctx};
 use crate::model::{AccessCode, Event, Pin, TimeWindow};
 use crate::pin::{self, LockView, Refusal};
 use crate::store::Tx;
@@ -20,7 +20,8 @@ enum CodeType {
 #[serde(deny_unknown_fields)]
 struct Body {
     access_code_id: String,
-    code: Option<String>,
+    /// A `Pin`: a wrong type is refused without echoing the value.
+    code: Option<Pin>,
     name: Option<String>,
     starts_at: Option<String>,
     ends_at: Option<String>,
@@ -95,15 +96,12 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
     };
 
     let new_pin = match &body.code {
-        Some(c) if c != code.code.expose() => {
-            pin::validate_syntax(c).map_err(|m| CommandError::invalid("code", m))?;
+        Some(c) if c != &code.code => {
+            pin::validate_syntax(c.expose()).map_err(|m| CommandError::invalid("code", m))?;
             let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
             let existing = plan::codes_on_lock(tx, &code.device_id, Some(&code.access_code_id))?;
-            let view = LockView {
-                capabilities: &device.info.capabilities,
-                existing: &existing,
-            };
-            if let Err(r) = pin::check(c, &view) {
+            let view = LockView::new(&device.info.capabilities, &existing);
+            if let Err(r) = pin::check(c.expose(), &view) {
                 let kind = if r == Refusal::DuplicateCode {
                     ErrorKind::DuplicateCodeOnDevice
                 } else {
@@ -113,7 +111,7 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
                     CommandError::new(kind, format!("device {}: {r}", code.device_id)).into(),
                 );
             }
-            Some(Pin::new(c.clone()))
+            Some(c.clone())
         }
         _ => None,
     };
@@ -149,6 +147,22 @@ pub fn apply_changes(
 ) -> Result<(), CommandFailed> {
     let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
     let caps = &device.info.capabilities;
+    let timing = ctx.settings.timing();
+    // Slots over time: a change to when the code needs a slot (its window, its
+    // scheduling, a code due again) must fit its lock at every moment; other
+    // changes are never refused for space.
+    let stored_need = tx
+        .code(&code.access_code_id)?
+        .and_then(|c| c.slot_need(ctx.now, &timing));
+    let fits = |code: &AccessCode| -> Result<(), CommandFailed> {
+        if code.slot_need(ctx.now, &timing) != stored_need {
+            if let Some(o) = capacity::check_code(tx, &device, code, stored_need, ctx.now, &timing)?
+            {
+                return Err(capacity::refusal(&[o]).into());
+            }
+        }
+        Ok(())
+    };
     let mut changed = Vec::new();
     if let Some(n) = name.filter(|n| *n != code.name) {
         code.appearance_name = plan::appearance(n.as_deref(), caps);
@@ -160,6 +174,10 @@ pub fn apply_changes(
         changed.push("access_code.time_frame_changed");
     }
     if let Some(p) = new_pin {
+        if code.ever_set {
+            // The old PIN was on the lock: never chosen for it again for a while.
+            tx.record_pin_held(&code.device_id, &code.code, ctx.now)?;
+        }
         code.code = p;
         code.common_code_key = None;
         changed.push("access_code.code_changed");
@@ -167,6 +185,7 @@ pub fn apply_changes(
     code.is_scheduled_on_device =
         code.window.is_some() && code.prefer_native_scheduling && caps.supports_native_scheduling;
     if changed.is_empty() {
+        fits(&code)?;
         tx.save_code(&code)?;
         return Ok(());
     }
@@ -181,6 +200,11 @@ pub fn apply_changes(
         code.clear_error(e);
     }
     code.removed_at_lock = false;
+    // A code due again (an ended stay extended) takes a slot again later.
+    fits(&code)?;
+    if code.slot_need(ctx.now, &timing).is_some() {
+        code.finished_at = None;
+    }
     let observed = tx.observed_slot(&code.device_id, code.slot)?;
     code.reported_status = Some(code.status(observed.as_ref(), ctx.now, &ctx.settings.timing()));
     tx.save_code(&code)?;

@@ -268,6 +268,14 @@ impl SimDriver {
         }
     }
 
+    /// The lock reports its battery level (percent).
+    pub fn report_battery(&self, id: &str, level: u8) {
+        self.emit(LockEvent::Battery {
+            device_id: id.to_owned(),
+            level,
+        });
+    }
+
     /// Someone opens the lock with the code in `slot`.
     pub fn keypad_unlock(&self, id: &str, slot: u32) {
         self.emit(LockEvent::KeypadUnlock {
@@ -303,10 +311,7 @@ impl SimDriver {
                     .filter(|c| c.slot != code.slot)
                     .map(|c| c.code.clone())
                     .collect();
-                let view = pin::LockView {
-                    capabilities: caps,
-                    existing: &others,
-                };
+                let view = pin::LockView::new(caps, &others);
                 match pin::check(code.code.expose(), &view) {
                     Ok(()) => {}
                     Err(pin::Refusal::DuplicateCode) => return Err(DriverError::DuplicateCode),

@@ -12,6 +12,7 @@ mod issued;
 mod observe;
 pub mod plan;
 mod reconciler;
+pub mod slots;
 mod timed;
 pub mod trust;
 
@@ -125,6 +126,7 @@ impl Engine {
             inner: wall.clone(),
             trust: trust.clone(),
         });
+        store.set_workspace_id(&settings.workspace_id);
         let engine = Arc::new(Engine {
             record_jobs,
             record_rx: Mutex::new(Some(record_rx)),
@@ -370,10 +372,17 @@ impl Engine {
                 }
                 tx.upsert_device(info)?;
                 if before.is_none() {
-                    tx.event(&Event::device("device.added", &info.device_id, now))?;
+                    let mut e = Event::device("device.added", &info.device_id, now);
+                    if let Some(class) = &info.security_class {
+                        // lockhub's addition: a Z-Wave lock's security class.
+                        e.extra
+                            .insert("security_class".into(), serde_json::json!(class));
+                    }
+                    tx.event(&e)?;
                     if let Some(online) = driver.presence(&info.device_id) {
                         tx.set_device_online(&info.device_id, online)?;
                     }
+                    tx.set_device_created_at(&info.device_id, now)?;
                 }
                 self.publish_device(tx, &info.device_id)?;
             }
@@ -487,6 +496,7 @@ impl Engine {
                 if let Err(e) = self.store.write(|tx| tx.prune_requests(before)) {
                     tracing::warn!(error = %e, "could not prune old request ids");
                 }
+                self.retention_sweep();
             }
         }
     }

@@ -42,7 +42,8 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             Ok(false)
         }
         LockEvent::KeypadUnlock { slot, .. } => {
-            let mut e = Event::device("lock.unlocked", id, now).with("method", "keypad");
+            // `method` as the public API spells it for a code entered at the keypad.
+            let mut e = Event::device("lock.unlocked", id, now).with("method", "keycode");
             if let Some(slot) = slot {
                 match tx
                     .codes_for_device(id)?
@@ -52,8 +53,17 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
                     Some(c) => {
                         e.access_code_id = Some(c.access_code_id.clone());
                         e.common_code_key = c.common_code_key.clone();
+                        e = e.with("access_code_is_managed", true);
                     }
-                    None => e = e.with("slot", *slot).with("is_managed", false),
+                    None => {
+                        e = e
+                            .with("slot", *slot)
+                            .with("is_managed", false)
+                            .with("access_code_is_managed", false);
+                        if let Some(u) = tx.unmanaged_in_slot(id, *slot)? {
+                            e.access_code_id = Some(u.access_code_id);
+                        }
+                    }
                 }
             }
             tx.event(&e)?;
@@ -85,6 +95,35 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             Ok(false)
         }
     }
+}
+
+/// An unmanaged code appeared in, changed in, or left a slot: it gets an id
+/// when first seen, and its events carry that id (`access_code_id`).
+fn unmanaged_changed(
+    tx: &Tx<'_>,
+    id: &str,
+    slot: u32,
+    was: bool,
+    is: bool,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if was {
+        // Gone, or replaced by another code: the old one is removed.
+        if let Some(u) = tx.unmanaged_in_slot(id, slot)? {
+            tx.forget_unmanaged(id, slot)?;
+            let mut e = Event::device("access_code.unmanaged.removed", id, now).with("slot", slot);
+            e.access_code_id = Some(u.access_code_id);
+            tx.event(&e)?;
+        }
+    }
+    if is {
+        tx.forget_unmanaged(id, slot)?;
+        let u = tx.ensure_unmanaged(id, slot, now)?;
+        let mut e = Event::device("access_code.unmanaged.created", id, now).with("slot", slot);
+        e.access_code_id = Some(u.access_code_id);
+        tx.event(&e)?;
+    }
+    Ok(())
 }
 
 /// Everything a lock reported when its slots were read.
@@ -141,16 +180,11 @@ fn absorb(
             );
             return Ok(());
         }
-        // Not lockhub's: keep track of it, never touch it.
-        let ev = if content.is_some() {
-            "access_code.unmanaged.created"
-        } else {
-            "access_code.unmanaged.removed"
-        };
-        if content.is_some() != before.is_some() {
-            tx.event(&Event::device(ev, id, now).with("slot", slot))?;
+        if let Some(b) = &before {
+            // The lock held this PIN: never chosen for it again for a while.
+            tx.record_pin_held(id, &b.code, now)?;
         }
-        return Ok(());
+        return unmanaged_changed(tx, id, slot, before.is_some(), content.is_some(), now);
     };
     let timing = engine.settings.timing();
     let desired = c.desired(now, &timing);
@@ -171,33 +205,15 @@ fn absorb(
         return Ok(());
     }
     if !c.ever_set {
-        // A stranger's code sits in the slot we reserved: move our code.
+        // A stranger's code sits in the slot we reserved: our code gives the
+        // slot up and takes another when the slot step next runs.
         tx.set_observed(id, slot, content)?;
-        let device = tx.device(id)?;
-        let mut taken: BTreeSet<u32> = tx.reserved_slots(id)?.into_iter().collect();
-        taken.extend(tx.observed(id)?.iter().map(|s| s.slot));
-        let max = device
-            .map(|d| d.info.capabilities.max_active_codes_supported)
-            .unwrap_or(0);
-        match (1..=max).find(|s| !taken.contains(s)) {
-            Some(free) => {
-                tracing::info!(
-                    from = slot,
-                    to = free,
-                    "reserved slot held a code lockhub did not set; moving"
-                );
-                c.slot = free;
-            }
-            None => {
-                c.retry.gave_up = true;
-                c.raise_error(Issue::new(
-                    "no_space_for_access_code_on_device",
-                    "no free slot on the lock",
-                    now,
-                ));
-            }
-        }
-        tx.event(&Event::device("access_code.unmanaged.created", id, now).with("slot", slot))?;
+        tracing::info!(
+            slot,
+            "reserved slot held a code lockhub did not set; moving"
+        );
+        c.slot = crate::model::access_code::NO_SLOT;
+        unmanaged_changed(tx, id, slot, false, content.is_some(), now)?;
         return engine.commit_code(tx, &mut c, now);
     }
     // Changed at the lock itself.
@@ -216,7 +232,10 @@ fn absorb(
     if c.allow_external_modification {
         match content {
             None => c.removed_at_lock = true,
-            Some(x) => c.code = x.code.clone(),
+            Some(x) => {
+                tx.record_pin_held(id, &c.code, now)?;
+                c.code = x.code.clone();
+            }
         }
         let mut w = Issue::new(
             "external_modification_in_effect",

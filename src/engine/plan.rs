@@ -29,6 +29,10 @@ pub fn diff(
     let mut removals = Vec::new();
     let mut sets = Vec::new();
     for c in codes {
+        // A code waiting for a slot (see `engine::slots`) has nothing to do yet.
+        if c.slot == crate::model::access_code::NO_SLOT {
+            continue;
+        }
         let obs = by_slot.get(&c.slot).copied();
         match (c.desired(now, timing), obs) {
             (Some(d), o) if o.is_some_and(|o| same_content(&d, o)) => {}
@@ -80,14 +84,8 @@ pub fn next_boundary(
     let windows = codes
         .iter()
         .filter(|c| !c.deleted)
-        .filter_map(|c| c.window)
-        .flat_map(|w| {
-            [
-                w.starts_at - timing.set_before_start,
-                w.starts_at,
-                w.ends_at,
-            ]
-        });
+        .filter_map(|c| Some((c.window?, c.on_lock_from(timing)?)))
+        .flat_map(|(w, from)| [from, w.starts_at, w.ends_at]);
     let retries = codes.iter().filter_map(|c| c.retry.next_attempt_at);
     windows.chain(retries).filter(|t| *t > now).min()
 }
@@ -124,6 +122,7 @@ mod tests {
             reported_status: None,
             retry: Retry::default(),
             ever_set: false,
+            finished_at: None,
         }
     }
 
@@ -133,9 +132,7 @@ mod tests {
 
     #[test]
     fn removal_of_expired_code_comes_before_sets() {
-        let timing = Timing {
-            set_before_start: chrono::Duration::minutes(5),
-        };
+        let timing = Timing::new(chrono::Duration::minutes(5));
         let expired = code(
             1,
             "5974",
@@ -159,9 +156,7 @@ mod tests {
 
     #[test]
     fn code_goes_on_shortly_before_its_window() {
-        let timing = Timing {
-            set_before_start: chrono::Duration::minutes(5),
-        };
+        let timing = Timing::new(chrono::Duration::minutes(5));
         let c = code(
             1,
             "5974",
@@ -183,9 +178,7 @@ mod tests {
 
     #[test]
     fn foreign_code_in_slot_is_never_overwritten() {
-        let timing = Timing {
-            set_before_start: chrono::Duration::minutes(5),
-        };
+        let timing = Timing::new(chrono::Duration::minutes(5));
         let c = code(1, "5974", None);
         let observed = vec![SlotCode {
             slot: 1,

@@ -239,6 +239,25 @@ impl Engine {
         }
         debug_assert!(known, "an unread lock is read before anything else");
 
+        // Slots over time: codes now due take a slot, codes off the lock give theirs back.
+        let capacity = cached.device.info.capabilities.max_active_codes_supported;
+        let (slot_check, due) = super::slots::check(
+            self,
+            None,
+            capacity,
+            &mut cached.codes,
+            &cached.observed,
+            now,
+        )?;
+        if due {
+            (cached.codes, cached.observed) = self.store.write(|tx| {
+                let mut codes = tx.codes_for_device(id)?;
+                let observed = tx.observed(id)?;
+                super::slots::check(self, Some(tx), capacity, &mut codes, &observed, now)?;
+                Ok::<_, StoreError>((codes, observed))
+            })?;
+        }
+        let next_check = [next_check, slot_check].into_iter().flatten().min();
         let mut ops = plan::diff(&cached.codes, &cached.observed, now, &timing);
         let settle = cached
             .issued
@@ -488,6 +507,18 @@ impl Engine {
                 .chain(std::iter::repeat(&Err(DriverError::Timeout))),
         ) {
             let slot = p.op.slot();
+            // The audit chain: every write to a lock, with its outcome (no PIN).
+            tx.audit(
+                "lock_write",
+                &serde_json::json!({
+                    "device_id": id,
+                    "slot": slot,
+                    "op": if matches!(p.op, SlotOp::Set(_)) { "set" } else { "clear" },
+                    "access_code_id": p.access_code_id,
+                    "ok": r.is_ok(),
+                    "error": r.as_ref().err().map(|e| e.to_string()),
+                }),
+            )?;
             // What the lock answered is a fact about the slot, whichever code
             // (if any, still) wants it.
             if r.is_ok() {
@@ -553,6 +584,10 @@ impl Engine {
                         self.purge(tx, &c)?;
                         out.purged.push(c.access_code_id.clone());
                         continue;
+                    }
+                    if c.desired(now, &self.settings.timing()).is_none() {
+                        // Ended and off the lock: its slot goes back now.
+                        super::slots::release(tx, &mut c, now)?;
                     }
                 }
                 (_, Err(e)) if e.is_transient() => {
@@ -636,9 +671,13 @@ impl Engine {
         crate::commands::publish_code_state(tx, c, now, &self.settings)
     }
 
-    /// Forget a deleted code that is off its lock; clear its retained state.
+    /// Finish a deleted code that is off its lock: its slot goes back, its
+    /// retained state is cleared, and its row stays only for the retention
+    /// period (`store::lifetime`).
     pub(super) fn purge(&self, tx: &Tx<'_>, c: &AccessCode) -> Result<(), StoreError> {
-        tx.delete_code(&c.access_code_id)?;
+        let mut done = c.clone();
+        super::slots::release(tx, &mut done, self.clock.now())?;
+        tx.save_code(&done)?;
         tx.publish(&format!("access_codes/{}", c.access_code_id), b"", true)
     }
 }

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 
 /// Since when a code has been waiting to go on its lock.
 fn pending_since(c: &AccessCode, timing: &Timing) -> DateTime<Utc> {
-    match (c.window, c.is_scheduled_on_device) {
-        (Some(w), false) => c.created_at.max(w.starts_at - timing.set_before_start),
-        _ => c.created_at,
+    match c.on_lock_from(timing) {
+        Some(from) => c.created_at.max(from),
+        None => c.created_at,
     }
 }
 

@@ -127,7 +127,16 @@ pub struct AccessCode {
     /// lockhub has put this code on the lock at least once.
     #[serde(default)]
     pub ever_set: bool,
+    /// When the code was last done with its lock for good (ended or deleted,
+    /// and off the lock): the retention clock starts here. Cleared when an
+    /// update makes the code due again.
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
 }
+
+/// No slot: a code holds slot `NO_SLOT` until it is due on its lock, and again
+/// once it has left it (slots are numbered from 1).
+pub const NO_SLOT: u32 = 0;
 
 /// Where the pending operation on a code stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,22 +149,91 @@ pub struct Retry {
     pub gave_up: bool,
 }
 
-/// How far ahead of `starts_at` a code without native scheduling is put on the lock.
+/// When codes go on their locks ahead of `starts_at`.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
+    /// A code lockhub times itself goes on the lock this long before `starts_at`.
     pub set_before_start: chrono::Duration,
+    /// A natively scheduled code (the lock holds its window) is programmed
+    /// this long before `starts_at` at the earliest, so that stays months
+    /// ahead do not sit on the lock.
+    pub native_schedule_horizon: chrono::Duration,
+}
+
+impl Timing {
+    /// The defaults: 5 minutes ahead for lockhub-timed codes, 24 hours for
+    /// natively scheduled ones.
+    pub fn new(set_before_start: chrono::Duration) -> Self {
+        Timing {
+            set_before_start,
+            native_schedule_horizon: chrono::Duration::hours(24),
+        }
+    }
 }
 
 impl AccessCode {
+    /// From when a time-bound code must be on its lock: `starts_at` minus the
+    /// lead (`set_before_start`, or `native_schedule_horizon` when the lock
+    /// holds the window). `None` for an ongoing code (always).
+    pub fn on_lock_from(&self, timing: &Timing) -> Option<DateTime<Utc>> {
+        let w = self.window?;
+        Some(if self.is_scheduled_on_device {
+            w.starts_at - timing.native_schedule_horizon
+        } else {
+            w.starts_at - timing.set_before_start
+        })
+    }
+
+    /// The code is done with its lock for good: deleted and off the lock (its
+    /// row is kept only for retention).
+    pub fn is_finished_deleted(&self) -> bool {
+        self.deleted && self.slot == NO_SLOT && self.finished_at.is_some()
+    }
+
+    /// The span during which this code needs a slot on its lock, from `now` on:
+    /// `[from, until)`, `until` `None` meaning for ever. A code holding a slot
+    /// needs it from now until its window ends, or (when it is past its end or
+    /// deleted, but still in the slot) for a moment longer. `None`: no slot
+    /// needed from now on.
+    pub fn slot_need(
+        &self,
+        now: DateTime<Utc>,
+        timing: &Timing,
+    ) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+        let moment = chrono::Duration::milliseconds(1);
+        let base = if self.deleted || self.removed_at_lock {
+            None
+        } else {
+            match self.window {
+                None => Some((now, None)),
+                Some(w) => Some((
+                    self.on_lock_from(timing).unwrap_or(w.starts_at).max(now),
+                    Some(w.ends_at),
+                )),
+            }
+        };
+        let need = if self.slot != NO_SLOT {
+            match base {
+                Some((_, until)) => (now, until.map(|u| u.max(now + moment))),
+                None => (now, Some(now + moment)),
+            }
+        } else {
+            base?
+        };
+        match need.1 {
+            Some(u) if u <= need.0 => None,
+            _ => Some(need),
+        }
+    }
+
     /// Should this code be on the lock at `now`, and with which window?
     pub fn desired(&self, now: DateTime<Utc>, timing: &Timing) -> Option<SlotCode> {
         if self.deleted || self.removed_at_lock {
             return None;
         }
-        let on = match &self.window {
-            None => true,
-            Some(w) if self.is_scheduled_on_device => now < w.ends_at,
-            Some(w) => now >= w.starts_at - timing.set_before_start && now < w.ends_at,
+        let on = match (&self.window, self.on_lock_from(timing)) {
+            (Some(w), Some(from)) => now >= from && now < w.ends_at,
+            _ => true,
         };
         on.then(|| SlotCode {
             slot: self.slot,
@@ -258,7 +336,7 @@ impl AccessCode {
                             "mutation_code": "deferring_creation",
                             "message": "the code goes on the lock shortly before its window opens",
                             "created_at": ts(self.created_at),
-                            "scheduled_at": ts(w.starts_at - timing.set_before_start),
+                            "scheduled_at": ts(self.on_lock_from(timing).unwrap_or(w.starts_at)),
                         }));
                     }
                 }

@@ -8,12 +8,17 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "constraint_type", rename_all = "snake_case")]
 pub enum CodeConstraint {
     NoZeros,
+    // serde's snake_case would write `cannot_start_with12`; the public API
+    // writes `cannot_start_with_12`. The old spelling is still read (stored devices).
+    #[serde(rename = "cannot_start_with_12", alias = "cannot_start_with12")]
     CannotStartWith12,
     NoTripleConsecutiveInts,
     NoAscendingOrDescendingSequence,
     AtLeastThreeUniqueDigits,
     NoAllSameDigits,
+    #[serde(rename = "cannot_contain_089", alias = "cannot_contain089")]
     CannotContain089,
+    #[serde(rename = "cannot_contain_0789", alias = "cannot_contain0789")]
     CannotContain0789,
     UniqueFirstFourDigits,
     CannotSpecifyPinCode,

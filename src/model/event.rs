@@ -44,10 +44,15 @@ impl Event {
         self
     }
 
-    pub fn to_json(&self, event_id: &str) -> Value {
+    /// The public event: `event_id`, `event_type`, `workspace_id` (the hub's
+    /// configured workspace), `created_at` and `occurred_at` (the same moment:
+    /// the hub records an event when it happens), then the event's own fields.
+    pub fn to_json(&self, event_id: &str, workspace_id: &str) -> Value {
         let mut v = json!({
             "event_id": event_id,
             "event_type": self.event_type,
+            "workspace_id": workspace_id,
+            "created_at": ts(self.occurred_at),
             "occurred_at": ts(self.occurred_at),
         });
         let o = v.as_object_mut().unwrap();

@@ -6,25 +6,24 @@
 //!   one transaction through the hub, and only then acks them to the broker.
 //! - [`publisher`]: drains the store's outbox in order (QoS 1), deletes a row
 //!   only on its PUBACK, and republishes `online` and device state on every connect.
+//! - [`proto`]: MQTT 5 (default) and 3.1.1 behind one face.
+//! - [`topic`]: what a broker accepts as a topic, checked before anything is sent.
 
 mod ingest;
 mod link;
+mod proto;
 mod publisher;
+pub mod topic;
 
-use crate::config::Config;
+use crate::config::{Config, MqttProtocol};
 use crate::hub::Hub;
-use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
-use std::sync::atomic::{AtomicBool, Ordering};
+use proto::{Client, Loop};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Largest MQTT packet accepted from the broker. Bigger than any command we
-/// accept (`mqtt.max_payload_bytes`), so an oversized command still reaches
-/// the ingest and gets its answer instead of breaking the connection.
-const MAX_PACKET: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -73,11 +72,23 @@ impl Topics {
 pub struct LinkState {
     pub connected: AtomicBool,
     pub last_error: Mutex<Option<String>>,
+    /// The largest packet we may send: the broker's Maximum Packet Size (MQTT
+    /// 5) or rumqttc's own limit; a row over it is answered small or dropped,
+    /// never sent (the client would drop the connection).
+    pub send_limit: AtomicU32,
+    /// Set while the broker keeps sending a packet over our limit (MQTT 3.1.1
+    /// cannot tell it the limit): the link backs off and says so here.
+    pub oversized: Mutex<Option<String>>,
 }
 
 impl LinkState {
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Why the link is unhealthy though configured, if it is (for health).
+    pub fn problem(&self) -> Option<String> {
+        self.oversized.lock().unwrap().clone()
     }
 }
 
@@ -93,17 +104,38 @@ fn online_payload(hub: &Hub) -> Vec<u8> {
 
 const OFFLINE: &[u8] = br#"{"state":"offline"}"#;
 
-fn options(cfg: &Config, topics: &Topics) -> Result<MqttOptions, MqttError> {
-    let m = &cfg.mqtt;
-    let client_id = m
+fn client_id(cfg: &Config) -> String {
+    cfg.mqtt
         .client_id
         .clone()
-        .unwrap_or_else(|| format!("lockhub-{}", cfg.hub_id));
-    let mut o = MqttOptions::new(client_id, m.host.clone(), m.port);
+        .unwrap_or_else(|| format!("lockhub-{}", cfg.hub_id))
+}
+
+fn transport(cfg: &Config) -> Result<Option<rumqttc::Transport>, MqttError> {
+    Ok(if cfg.mqtt.tls.enabled {
+        Some(rumqttc::Transport::tls_with_config(tls_config(cfg)?))
+    } else {
+        None
+    })
+}
+
+fn network() -> rumqttc::NetworkOptions {
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(10);
+    net
+}
+
+/// MQTT 3.1.1: the broker cannot be told our packet limit.
+fn connect_v4(cfg: &Config, topics: &Topics) -> Result<(Client, Loop, u32), MqttError> {
+    use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
+    let m = &cfg.mqtt;
+    let mut o = MqttOptions::new(client_id(cfg), m.host.clone(), m.port);
     o.set_keep_alive(Duration::from_secs(m.keep_alive_secs.max(5)));
     o.set_clean_session(false);
     o.set_manual_acks(true);
-    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    let max = m.max_packet_bytes as usize;
+    o.set_max_packet_size(max, max);
     o.set_inflight(64);
     o.set_last_will(LastWill::new(
         topics.status(),
@@ -114,10 +146,55 @@ fn options(cfg: &Config, topics: &Topics) -> Result<MqttOptions, MqttError> {
     if let Some(user) = &m.username {
         o.set_credentials(user.clone(), cfg.mqtt_password()?.unwrap_or_default());
     }
-    if m.tls.enabled {
-        o.set_transport(rumqttc::Transport::tls_with_config(tls_config(cfg)?));
+    if let Some(t) = transport(cfg)? {
+        o.set_transport(t);
     }
-    Ok(o)
+    let (client, mut el) = AsyncClient::new(o, 256);
+    el.set_network_options(network());
+    Ok((
+        Client::V4(client),
+        Loop::V4(Box::new(el)),
+        m.max_packet_bytes,
+    ))
+}
+
+/// MQTT 5: Maximum Packet Size in CONNECT (the broker never delivers more),
+/// a session that outlives a disconnect by `session_expiry_secs`.
+fn connect_v5(cfg: &Config, topics: &Topics) -> Result<(Client, Loop, u32), MqttError> {
+    use rumqttc::v5::mqttbytes::v5::LastWill;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, MqttOptions};
+    let m = &cfg.mqtt;
+    let mut o = MqttOptions::new(client_id(cfg), m.host.clone(), m.port);
+    o.set_keep_alive(Duration::from_secs(m.keep_alive_secs.max(5)));
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(m.session_expiry_secs));
+    o.set_manual_acks(true);
+    o.set_max_packet_size(Some(m.max_packet_bytes));
+    o.set_receive_maximum(Some(1024));
+    o.set_outgoing_inflight_upper_limit(64);
+    o.set_connection_timeout(10);
+    o.set_last_will(LastWill::new(
+        topics.status(),
+        OFFLINE.to_vec(),
+        QoS::AtLeastOnce,
+        true,
+        None,
+    ));
+    if let Some(user) = &m.username {
+        o.set_credentials(user.clone(), cfg.mqtt_password()?.unwrap_or_default());
+    }
+    if let Some(t) = transport(cfg)? {
+        o.set_transport(t);
+    }
+    o.set_network_options(network());
+    let (client, el) = AsyncClient::new(o, 256);
+    // Until the CONNACK says otherwise, what we would accept ourselves.
+    Ok((
+        Client::V5(client),
+        Loop::V5(Box::new(el)),
+        m.max_packet_bytes,
+    ))
 }
 
 fn tls_config(cfg: &Config) -> Result<rumqttc::TlsConfiguration, MqttError> {
@@ -154,13 +231,12 @@ pub fn start(
     tasks: &TaskTracker,
 ) -> Result<Arc<LinkState>, MqttError> {
     let topics = Topics::new(&cfg.mqtt.prefix, &cfg.hub_id);
-    let opts = options(cfg, &topics)?;
-    let (client, mut eventloop) = AsyncClient::new(opts, 256);
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    net.set_connection_timeout(10);
-    eventloop.set_network_options(net);
+    let (client, eventloop, own_limit) = match cfg.mqtt.protocol {
+        MqttProtocol::V5 => connect_v5(cfg, &topics)?,
+        MqttProtocol::V311 => connect_v4(cfg, &topics)?,
+    };
     let state = Arc::new(LinkState::default());
+    state.send_limit.store(own_limit, Ordering::Relaxed);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
     let backoff = (
@@ -176,7 +252,7 @@ pub fn start(
         state.clone(),
         cmd_tx,
         pub_tx,
-        backoff,
+        (backoff, own_limit),
         link_stop.clone(),
     ));
     tasks.spawn(ingest::run(
@@ -188,7 +264,13 @@ pub fn start(
         shutdown.clone(),
     ));
     tasks.spawn(publisher::run(
-        client, hub, topics, pub_rx, shutdown, link_stop,
+        client,
+        hub,
+        topics,
+        state.clone(),
+        pub_rx,
+        shutdown,
+        link_stop,
     ));
     Ok(state)
 }

@@ -3,12 +3,23 @@
 //! order). A row is deleted only after its PUBACK, in batches (one commit per
 //! burst, not one per message); while the broker is away rows stay, and on
 //! every connect the hub says `online` and republishes its device state first.
+//!
+//! No row may block the outbox. Before a row is handed to the client its
+//! topic is checked (a topic the broker refuses makes Mosquitto close the
+//! connection) and its size is checked against the broker's limit; a row that
+//! fails is dropped (an answer too large is replaced by a small error answer).
+//! A PUBACK with a refusal (MQTT 5) counts as delivered. Against what no check
+//! foresees: rows in flight when the link drops become suspects, sent one at
+//! a time on the next connections; a suspect alone in flight when the link
+//! drops again, [`STRIKES`] times, is dropped.
 
 use super::link::LinkEvent;
-use super::{online_payload, Topics, OFFLINE};
+use super::proto::Client;
+use super::{online_payload, topic, LinkState, Topics, OFFLINE};
 use crate::hub::Hub;
-use rumqttc::{AsyncClient, QoS};
-use std::collections::{HashMap, VecDeque};
+use crate::store::OutboxRow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -18,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 const WINDOW: usize = 64;
 /// Acknowledged rows deleted together.
 const DELETE_BATCH: usize = 128;
+/// Times a row may be alone in flight when the link drops before it is dropped.
+const STRIKES: u32 = 3;
 
 /// Bookkeeping of one connection's in-flight rows.
 #[derive(Default)]
@@ -36,17 +49,35 @@ impl InFlight {
         self.unsent.len() + self.by_pkid.len()
     }
 
-    fn on_link(&mut self, ev: LinkEvent) {
+    /// The outbox rows in flight.
+    fn rows(&self) -> Vec<i64> {
+        self.unsent
+            .iter()
+            .chain(self.by_pkid.values())
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    fn on_link(&mut self, ev: LinkEvent) -> Option<i64> {
         match ev {
             LinkEvent::Sent(pkid) => {
                 if let Some(id) = self.unsent.pop_front() {
                     self.by_pkid.insert(pkid, id);
                 }
+                None
             }
-            LinkEvent::Acked(pkid) => {
-                if let Some(Some(id)) = self.by_pkid.remove(&pkid) {
+            LinkEvent::Acked(pkid, refused) => {
+                let id = self.by_pkid.remove(&pkid).flatten();
+                if let Some(why) = refused {
+                    // Delivered as far as it ever will be: sending it again
+                    // would be refused again.
+                    tracing::error!(outbox_id = ?id, reason = %why, "the broker refused a message; dropped");
+                }
+                if let Some(id) = id {
                     self.acked.push(id);
                 }
+                id
             }
             LinkEvent::Connected | LinkEvent::Disconnected(_) => {
                 unreachable!("handled by the caller")
@@ -66,18 +97,59 @@ impl InFlight {
     }
 }
 
+/// Rows suspected of taking the link down, across connections.
+#[derive(Default)]
+struct Suspects {
+    ids: HashSet<i64>,
+    strikes: HashMap<i64, u32>,
+}
+
+impl Suspects {
+    /// The link dropped with `in_flight` rows unacknowledged. Returns a row to drop.
+    fn link_lost(&mut self, in_flight: &[i64]) -> Option<i64> {
+        self.ids.extend(in_flight);
+        if let [only] = in_flight {
+            let n = self.strikes.entry(*only).or_default();
+            *n += 1;
+            if *n >= STRIKES {
+                self.forget(*only);
+                return Some(*only);
+            }
+        }
+        None
+    }
+
+    fn forget(&mut self, id: i64) {
+        self.ids.remove(&id);
+        self.strikes.remove(&id);
+    }
+
+    fn max(&self) -> Option<i64> {
+        self.ids.iter().max().copied()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
-    client: AsyncClient,
+    client: Client,
     hub: Arc<Hub>,
     topics: Topics,
+    state: Arc<LinkState>,
     mut link: mpsc::UnboundedReceiver<LinkEvent>,
     shutdown: CancellationToken,
     link_stop: CancellationToken,
 ) {
     let mut connected = false;
     let mut fl = InFlight::default();
+    let mut suspects = Suspects::default();
+    let out = Out {
+        client: &client,
+        hub: &hub,
+        topics: &topics,
+        state: &state,
+    };
     loop {
-        if connected && fl.len() < WINDOW && fill(&client, &hub, &topics, &mut fl).await {
+        if connected && out.fill(&mut fl, &mut suspects).await {
             continue;
         }
         fl.flush(&hub);
@@ -93,16 +165,26 @@ pub(super) async fn run(
                         LinkEvent::Connected => {
                             connected = true;
                             fl = InFlight::default();
-                            announce(&client, &hub, &topics, &mut fl).await;
+                            out.announce(&mut fl).await;
                         }
                         LinkEvent::Disconnected(done) => {
                             fl.flush(&hub);
                             connected = false;
+                            if let Some(id) = suspects.link_lost(&fl.rows()) {
+                                tracing::error!(outbox_id = id, strikes = STRIKES, "a message took the broker link down every time it was sent alone; dropped");
+                                if let Err(e) = hub.outbox_remove(&[id]) {
+                                    tracing::error!(error = %e, "could not drop the message");
+                                }
+                            }
                             // Unacknowledged rows are still in the outbox: sent again on reconnect.
                             fl = InFlight::default();
                             let _ = done.send(());
                         }
-                        other => fl.on_link(other),
+                        other => {
+                            if let Some(id) = fl.on_link(other) {
+                                suspects.forget(id);
+                            }
+                        }
                     }
                     if fl.acked.len() >= DELETE_BATCH {
                         fl.flush(&hub);
@@ -117,14 +199,16 @@ pub(super) async fn run(
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while fl.len() > 0 {
             match tokio::time::timeout_at(deadline, link.recv()).await {
-                Ok(Some(ev @ (LinkEvent::Sent(_) | LinkEvent::Acked(_)))) => fl.on_link(ev),
+                Ok(Some(ev @ (LinkEvent::Sent(_) | LinkEvent::Acked(..)))) => {
+                    fl.on_link(ev);
+                }
                 Ok(Some(_)) => {}
                 _ => break,
             }
         }
         fl.flush(&hub);
         let _ = client
-            .publish(topics.status(), QoS::AtLeastOnce, true, OFFLINE.to_vec())
+            .publish(topics.status(), true, OFFLINE.to_vec(), None)
             .await;
         let _ = client.disconnect().await;
         // Let the link carry the last packets out.
@@ -141,58 +225,178 @@ pub(super) async fn run(
     link_stop.cancel();
 }
 
-/// Hand rows to the client: responses first. Returns whether any went out.
-async fn fill(client: &AsyncClient, hub: &Hub, topics: &Topics, fl: &mut InFlight) -> bool {
-    for lane in [0u8, 1] {
-        let room = WINDOW - fl.len();
-        if room == 0 {
-            return true;
+/// What a row becomes on the wire, once checked.
+enum Outgoing {
+    Send {
+        topic: String,
+        payload: Vec<u8>,
+        correlation: Option<Vec<u8>>,
+    },
+    /// Can never be delivered: dropped, with the reason logged.
+    Drop(String),
+}
+
+struct Out<'a> {
+    client: &'a Client,
+    hub: &'a Hub,
+    topics: &'a Topics,
+    state: &'a LinkState,
+}
+
+impl Out<'_> {
+    fn limit(&self) -> usize {
+        self.state.send_limit.load(Ordering::Relaxed) as usize
+    }
+
+    /// Check a row against what the broker accepts.
+    fn check(&self, r: OutboxRow) -> Outgoing {
+        let (topic, correlation) = match r.reply_to {
+            Some(rt) => (rt.topic, rt.correlation),
+            None => (self.topics.under(&r.topic), None),
+        };
+        if let Err(e) = topic::publishable(&topic) {
+            return Outgoing::Drop(format!("{e}: {}", topic.escape_debug()));
         }
-        match hub.outbox_peek_lane(lane, fl.after[lane as usize], room) {
-            Ok(rows) if !rows.is_empty() => {
-                for r in rows {
-                    fl.after[lane as usize] = r.id;
-                    fl.unsent.push_back(Some(r.id));
-                    if client
-                        .publish(
-                            topics.under(&r.topic),
-                            QoS::AtLeastOnce,
-                            r.retain,
-                            r.payload,
-                        )
+        let corr = correlation.as_ref().map_or(0, Vec::len);
+        let limit = self.limit();
+        if topic::packet_size(&topic, r.payload.len(), corr) <= limit {
+            return Outgoing::Send {
+                topic,
+                payload: r.payload,
+                correlation,
+            };
+        }
+        // An answer too large for the broker: the caller still gets one.
+        if let Some(request_id) = r.topic.strip_prefix("responses/") {
+            let small = serde_json::json!({
+                "request_id": request_id,
+                "ok": false,
+                "error": {
+                    "type": "payload_too_large",
+                    "message": format!("the answer is {} bytes; the broker accepts packets up to {limit}", r.payload.len()),
+                },
+            });
+            let payload = serde_json::to_vec(&small).unwrap_or_default();
+            if topic::packet_size(&topic, payload.len(), corr) <= limit {
+                tracing::warn!(
+                    request_id,
+                    bytes = r.payload.len(),
+                    limit,
+                    "answer too large for the broker; a payload_too_large answer goes instead"
+                );
+                return Outgoing::Send {
+                    topic,
+                    payload,
+                    correlation,
+                };
+            }
+        }
+        Outgoing::Drop(format!(
+            "{} bytes on {} exceed the broker's limit of {limit}",
+            r.payload.len(),
+            topic.escape_debug()
+        ))
+    }
+
+    /// Hand rows to the client: responses first. Returns whether any went out.
+    /// While there are suspects, one row at a time, each after the last is acked.
+    async fn fill(&self, fl: &mut InFlight, suspects: &mut Suspects) -> bool {
+        let probing = suspects.max().is_some();
+        if probing && fl.len() > 0 {
+            return false;
+        }
+        let mut room = WINDOW.saturating_sub(fl.len());
+        if probing {
+            room = 1;
+        }
+        if room == 0 {
+            return false;
+        }
+        let mut rows = Vec::new();
+        for lane in [0u8, 1] {
+            match self
+                .hub
+                .outbox_peek_lane(lane, fl.after[lane as usize], room)
+            {
+                Ok(got) if !got.is_empty() => {
+                    rows = got.into_iter().map(|r| (lane, r)).collect();
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the outbox");
+                    return false;
+                }
+            }
+        }
+        if probing {
+            // Past every suspect (they were delivered or superseded): back to the window.
+            if rows.iter().all(|(_, r)| Some(r.id) > suspects.max()) {
+                suspects.ids.clear();
+            }
+        }
+        if rows.is_empty() {
+            return false;
+        }
+        let mut dropped = Vec::new();
+        let mut closed = false;
+        for (lane, r) in rows {
+            fl.after[lane as usize] = r.id;
+            let id = r.id;
+            match self.check(r) {
+                Outgoing::Drop(why) => {
+                    tracing::error!(outbox_id = id, reason = %why, "a message the broker cannot accept; dropped");
+                    dropped.push(id);
+                }
+                Outgoing::Send {
+                    topic,
+                    payload,
+                    correlation,
+                } => {
+                    fl.unsent.push_back(Some(id));
+                    if self
+                        .client
+                        .publish(topic, false, payload, correlation)
                         .await
                         .is_err()
                     {
-                        return false;
+                        fl.unsent.pop_back();
+                        closed = true;
+                        break;
                     }
                 }
-                return true;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not read the outbox");
-                return false;
             }
         }
+        if !dropped.is_empty() {
+            if let Err(e) = self.hub.outbox_remove(&dropped) {
+                tracing::error!(error = %e, "could not drop undeliverable outbox rows");
+            }
+        }
+        !closed
     }
-    false
-}
 
-/// `online` and the retained device state, first thing on every connect.
-async fn announce(client: &AsyncClient, hub: &Hub, topics: &Topics, fl: &mut InFlight) {
-    fl.unsent.push_back(None);
-    let _ = client
-        .publish(topics.status(), QoS::AtLeastOnce, true, online_payload(hub))
-        .await;
-    match hub.retained_state() {
-        Ok(state) => {
-            for (topic, payload) in state {
-                fl.unsent.push_back(None);
-                let _ = client
-                    .publish(topics.under(&topic), QoS::AtLeastOnce, true, payload)
-                    .await;
+    /// `online` and the retained device state, first thing on every connect.
+    async fn announce(&self, fl: &mut InFlight) {
+        fl.unsent.push_back(None);
+        let _ = self
+            .client
+            .publish(self.topics.status(), true, online_payload(self.hub), None)
+            .await;
+        match self.hub.retained_state() {
+            Ok(state) => {
+                for (rel, payload) in state {
+                    let topic = self.topics.under(&rel);
+                    if topic::publishable(&topic).is_err()
+                        || topic::packet_size(&topic, payload.len(), 0) > self.limit()
+                    {
+                        tracing::error!(topic = %topic.escape_debug(), "device state the broker cannot accept; not published");
+                        continue;
+                    }
+                    fl.unsent.push_back(None);
+                    let _ = self.client.publish(topic, true, payload, None).await;
+                }
             }
+            Err(e) => tracing::error!(error = %e, "could not read the retained state"),
         }
-        Err(e) => tracing::error!(error = %e, "could not read the retained state"),
     }
 }

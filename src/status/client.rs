@@ -47,6 +47,35 @@ pub async fn get(socket: &Path, path_and_query: &str) -> Result<Value, ClientErr
     Ok(serde_json::from_slice(&body)?)
 }
 
+/// POST `body` (JSON) to `path` on the daemon's socket; the status and the
+/// JSON answer (errors are JSON too).
+pub async fn post(socket: &Path, path: &str, body: &Value) -> Result<(u16, Value), ClientError> {
+    use http_body_util::Full;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header("host", "lockhub")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid request");
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Ok((status, v)),
+        Err(_) => Err(ClientError::Status {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }),
+    }
+}
+
 /// Columns from rows of JSON: each cell the value at a key (nested with '.').
 pub fn table(rows: &[Value], columns: &[(&str, &str)]) -> String {
     let cell = |row: &Value, key: &str| -> String {

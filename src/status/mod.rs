@@ -5,8 +5,14 @@
 //! `?reveal_codes=true`), `/v1/queue`, `/metrics`; `POST /v1/commands/{command}`
 //! takes the same bodies as MQTT and answers with the same response. `GET /`
 //! is the installer page ([`crate::web`]).
+//!
+//! Who may do what is decided by the peer's credentials ([`peer`]): members of
+//! `socket.group` may GET (PINs masked); only root or the service user may POST
+//! or reveal PINs.
 
 pub mod client;
+pub mod peer;
+pub mod zwave;
 
 use crate::hub::Hub;
 use crate::mqtt::LinkState;
@@ -25,6 +31,40 @@ use tokio_util::sync::CancellationToken;
 struct Ctx {
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
+}
+
+/// The peer's role against what the request asks; refused with 403 before any handler runs.
+async fn authorize(
+    State(access): State<Arc<peer::Access>>,
+    axum::extract::ConnectInfo(who): axum::extract::ConnectInfo<peer::Peer>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let role = access.role(&who);
+    let reveal = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.starts_with("reveal_codes=") && kv != "reveal_codes=false")
+    });
+    let needs_admin = req.method() != axum::http::Method::GET || reveal;
+    let allowed = match role {
+        peer::Role::Admin => true,
+        peer::Role::Reader => !needs_admin,
+        peer::Role::None => false,
+    };
+    if !allowed {
+        tracing::info!(uid = who.uid, method = %req.method(), path = req.uri().path(), "socket request refused by peer credentials");
+        let message = if role == peer::Role::Reader {
+            "only root or the service user may send commands or reveal PINs"
+        } else {
+            "only members of socket.group, root or the service user may use this socket"
+        };
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": "forbidden", "message": message})),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +91,10 @@ async fn health(State(c): State<Ctx>) -> Response {
     if let Some(l) = &c.link {
         if let Some(e) = l.last_error.lock().unwrap().clone() {
             h["broker_last_error"] = serde_json::json!(e);
+        }
+        if let Some(p) = l.problem() {
+            h["broker_problem"] = serde_json::json!(p);
+            h["status"] = serde_json::json!("degraded");
         }
     }
     Json(h).into_response()
@@ -94,7 +138,12 @@ async fn metrics(State(c): State<Ctx>) -> Response {
 async fn command(State(c): State<Ctx>, Path(command): Path<String>, body: Bytes) -> Response {
     let hub = c.hub.clone();
     let reply = tokio::task::spawn_blocking(move || {
-        hub.handle(&[(command.as_str(), body.as_ref())]).remove(0)
+        // Local commands are trusted by the socket's peer credentials, not signed.
+        let req = crate::commands::Request {
+            local: true,
+            ..crate::commands::Request::new(&command, &body)
+        };
+        hub.handle_requests(&[req]).remove(0)
     })
     .await;
     match reply {
@@ -112,9 +161,22 @@ async fn command(State(c): State<Ctx>, Path(command): Path<String>, body: Bytes)
     }
 }
 
-/// The socket's routes plus the installer page ([`crate::web`]).
-pub fn router(hub: Arc<Hub>, link: Option<Arc<LinkState>>, page: crate::web::PageInfo) -> Router {
-    views_router(hub.clone(), link).merge(crate::web::socket_routes(hub, page))
+/// The socket's routes plus the installer page ([`crate::web`]), every one
+/// behind the peer-credential check.
+pub fn router(
+    hub: Arc<Hub>,
+    link: Option<Arc<LinkState>>,
+    access: peer::Access,
+    page: crate::web::PageInfo,
+    extra: Router,
+) -> Router {
+    views_router(hub.clone(), link)
+        .merge(crate::web::socket_routes(hub, page))
+        .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            authorize,
+        ))
 }
 
 /// The JSON views and the command route (the TCP page reuses these behind its login).
@@ -131,10 +193,12 @@ pub fn views_router(hub: Arc<Hub>, link: Option<Arc<LinkState>>) -> Router {
         .with_state(Ctx { hub, link })
 }
 
-/// Bind the socket (replacing a stale one), set its mode, and serve until `shutdown`.
+/// Bind the socket (replacing a stale one), set its mode and its group (so
+/// the group's members can connect), and serve until `shutdown`.
 pub async fn bind(
     path: &std::path::Path,
     mode: u32,
+    access: &mut peer::Access,
 ) -> Result<tokio::net::UnixListener, SocketError> {
     let err = |source| SocketError::Io {
         path: path.display().to_string(),
@@ -149,18 +213,31 @@ pub async fn bind(
         Err(e) => return Err(err(e)),
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    if let Some((name, gid)) = &access.group {
+        match std::os::unix::fs::chown(path, None, Some(*gid)) {
+            Ok(()) => access.file_gated = mode & 0o007 == 0,
+            Err(e) => {
+                tracing::warn!(group = %name, error = %e, "cannot give the socket to socket.group; its members cannot connect")
+            }
+        }
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
     Ok(listener)
 }
 
+/// Serve until `shutdown`; `extra` routes (the Z-Wave network management of
+/// [`zwave`]) pass the same peer check as the rest.
 pub async fn serve(
     listener: tokio::net::UnixListener,
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
+    access: peer::Access,
     page: crate::web::PageInfo,
+    extra: Router,
     shutdown: CancellationToken,
 ) {
-    let app = router(hub, link, page);
+    let app =
+        router(hub, link, access, page, extra).into_make_service_with_connect_info::<peer::Peer>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -78,7 +78,7 @@ pub fn check_file(path: &Path) -> Result<(), String> {
 impl Store {
     /// Open the store for the daemon: a damaged file or one that cannot be
     /// written is refused with an error that names it.
-    pub fn open_checked(path: &Path) -> Result<Store, OpenError> {
+    pub fn open_checked(path: &Path, key_file: &Path) -> Result<Store, OpenError> {
         let classify = |e: StoreError| {
             let detail = e.to_string();
             match sqlite_code(&e) {
@@ -104,7 +104,7 @@ impl Store {
                 },
             }
         };
-        let store = Store::open(path).map_err(classify)?;
+        let store = Store::open_with_key(path, key_file).map_err(classify)?;
         {
             let conn = store.conn();
             if conn

@@ -68,6 +68,54 @@ const STEPS: &[&str] = &[
     INSERT INTO clock_state (id) VALUES (1);",
     // 4: a lock's reachability is unknown until a driver says (`online` was assumed).
     "ALTER TABLE devices ADD COLUMN presence_known INTEGER NOT NULL DEFAULT 0;",
+    // 5: codes over time (slots taken only while a code is due, PIN history,
+    // unmanaged codes' ids, device times, reported constraints).
+    "DROP INDEX access_codes_slot;
+    CREATE UNIQUE INDEX access_codes_slot ON access_codes(device_id, slot) WHERE slot > 0;
+    CREATE INDEX access_codes_device ON access_codes(device_id);
+    ALTER TABLE devices ADD COLUMN created_at TEXT;
+    ALTER TABLE devices ADD COLUMN offline_since TEXT;
+    UPDATE devices SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now');
+    CREATE TABLE pin_history (
+        device_id TEXT NOT NULL,
+        digest    BLOB NOT NULL,
+        last_held INTEGER NOT NULL,
+        PRIMARY KEY (device_id, digest)
+    ) WITHOUT ROWID;
+    CREATE TABLE unmanaged_codes (
+        device_id      TEXT NOT NULL,
+        slot           INTEGER NOT NULL,
+        access_code_id TEXT NOT NULL UNIQUE,
+        created_at     TEXT NOT NULL,
+        PRIMARY KEY (device_id, slot)
+    );
+    CREATE TABLE hub_secrets (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE reported_constraints (
+        device_id TEXT PRIMARY KEY,
+        body      TEXT NOT NULL
+    );",
+    // 6: a request_id is bound to its body; answers to an MQTT 5
+    // Response Topic carry it and the Correlation Data.
+    "ALTER TABLE requests ADD COLUMN fingerprint BLOB;
+    ALTER TABLE outbox ADD COLUMN reply_topic TEXT;
+    ALTER TABLE outbox ADD COLUMN correlation BLOB;
+    -- signed commands: each jti is accepted once, remembered until it expires
+    CREATE TABLE auth_jti (
+        jti TEXT PRIMARY KEY,
+        exp INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX auth_jti_exp ON auth_jti(exp);
+    -- what was applied, hash-chained (store::audit); never a PIN
+    CREATE TABLE audit (
+        seq    INTEGER PRIMARY KEY,
+        at     TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        hash   BLOB NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

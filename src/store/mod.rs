@@ -4,12 +4,22 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+pub mod audit;
 pub mod backup;
 mod check;
 mod clock;
 pub mod issued;
+mod jti;
+mod lifetime;
 mod migrations;
 pub mod recent;
+mod reply;
+mod secret;
+
+pub use reply::ReplyTo;
+pub use secret::Sealer;
+
+pub use lifetime::{ReportedConstraints, UnmanagedRow};
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -59,6 +69,9 @@ pub struct OutboxRow {
     pub topic: String,
     pub payload: Vec<u8>,
     pub retain: bool,
+    /// An MQTT 5 Response Topic (absolute) and Correlation Data to answer on
+    /// instead of `topic`.
+    pub reply_to: Option<ReplyTo>,
 }
 
 pub struct Store {
@@ -73,17 +86,48 @@ pub struct Store {
     outbox_changed: Notify,
     /// The writer's current transaction (for the watchdog).
     pub writing: crate::progress::Busy,
+    /// Seals the columns that can hold a PIN (see [`secret`]).
+    sealer: Sealer,
     /// The last events committed (for the installer page).
     pub recent_events: recent::RecentEvents,
+    /// The workspace every event is stamped with (the hub has none of its own:
+    /// it comes from the config; see [`Store::set_workspace_id`]).
+    workspace_id: Mutex<std::sync::Arc<str>>,
 }
 
 impl Store {
-    /// Open (creating if needed) and migrate the database at `path`.
+    /// Open (creating if needed) and migrate the database at `path`, its PINs
+    /// sealed with the key in `{path}.key` (created on first start).
     pub fn open(path: &Path) -> Result<Store> {
+        Self::open_with_key(path, &Self::default_key_file(path))
+    }
+
+    /// Where the key lives unless configured: next to the database.
+    pub fn default_key_file(path: &Path) -> std::path::PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".key");
+        p.into()
+    }
+
+    /// [`Store::open`] with the key in `key_file`.
+    pub fn open_with_key(path: &Path, key_file: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut store = Self::setup(Connection::open(path)?)?;
+        let (sealer, new_key) = Sealer::open_or_create(key_file)?;
+        let mut conn = Connection::open(path)?;
+        Self::prepare(&mut conn)?;
+        if new_key && secret::has_sealed(&conn)? {
+            // Not this database's key: leave no wrong key behind.
+            let _ = std::fs::remove_file(key_file);
+            return Err(StoreError::Other(format!(
+                "{}: its PINs are sealed with a key that is not at {} (a new key was made there; restore the old one)",
+                path.display(),
+                key_file.display()
+            )));
+        }
+        secret::seal_existing(&mut conn, &sealer)?;
+        let mut store = Self::finish(conn, sealer);
         let reader = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -95,10 +139,25 @@ impl Store {
     }
 
     pub fn open_in_memory() -> Result<Store> {
-        Self::setup(Connection::open_in_memory()?)
+        let mut conn = Connection::open_in_memory()?;
+        Self::prepare(&mut conn)?;
+        Ok(Self::finish(conn, Sealer::ephemeral()))
     }
 
-    fn setup(mut conn: Connection) -> Result<Store> {
+    fn finish(conn: Connection, sealer: Sealer) -> Store {
+        Store {
+            conn: Mutex::new(conn),
+            reader: None,
+            urgent: std::sync::atomic::AtomicUsize::new(0),
+            outbox_changed: Notify::new(),
+            sealer,
+            writing: Default::default(),
+            recent_events: Default::default(),
+            workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
+        }
+    }
+
+    fn prepare(conn: &mut Connection) -> Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -107,15 +166,21 @@ impl Store {
         // Enough page cache that a busy hub re-reads little from the OS (grows only as used).
         conn.pragma_update(None, "cache_size", -4096)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrations::migrate(&mut conn)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            reader: None,
-            urgent: std::sync::atomic::AtomicUsize::new(0),
-            outbox_changed: Notify::new(),
-            writing: Default::default(),
-            recent_events: Default::default(),
-        })
+        migrations::migrate(conn)?;
+        Ok(())
+    }
+
+    /// Stamp events with this workspace from now on (commands and the engine
+    /// set it from their settings when they are built).
+    pub fn set_workspace_id(&self, workspace_id: &str) {
+        *self.workspace_id.lock().unwrap_or_else(|e| e.into_inner()) = workspace_id.into();
+    }
+
+    fn workspace(&self) -> std::sync::Arc<str> {
+        self.workspace_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn read_conn(&self) -> MutexGuard<'_, Connection> {
@@ -184,8 +249,10 @@ impl Store {
             let wrapped = Tx {
                 tx,
                 wrote_outbox: std::cell::Cell::new(false),
+                sealer: &self.sealer,
                 new_events: Default::default(),
                 events_at_savepoint: Default::default(),
+                workspace_id: self.workspace(),
             };
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
@@ -209,8 +276,10 @@ impl Store {
         let wrapped = Tx {
             tx,
             wrote_outbox: std::cell::Cell::new(false),
+            sealer: &self.sealer,
             new_events: Default::default(),
             events_at_savepoint: Default::default(),
+            workspace_id: self.workspace(),
         };
         let out = f(&wrapped)?;
         wrapped.tx.commit()?;
@@ -225,7 +294,7 @@ impl Store {
     /// Rows after `after_id`, in id order: every lane.
     pub fn outbox_peek(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
         self.outbox_query(
-            "SELECT id, topic, payload, retain FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
             after_id,
             limit,
         )
@@ -241,9 +310,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OutboxRow>> {
         let sql = if lane == 0 {
-            "SELECT id, topic, payload, retain FROM outbox WHERE lane = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE lane = 0 AND id > ?1 ORDER BY id LIMIT ?2"
         } else {
-            "SELECT id, topic, payload, retain FROM outbox WHERE lane = 1 AND id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE lane = 1 AND id > ?1 ORDER BY id LIMIT ?2"
         };
         self.outbox_query(sql, after_id, limit)
     }
@@ -258,10 +327,18 @@ impl Store {
                     topic: r.get(1)?,
                     payload: r.get(2)?,
                     retain: r.get(3)?,
+                    reply_to: reply::from_row(r.get(4)?, r.get(5)?),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        rows.into_iter()
+            .map(|mut r| {
+                r.payload = self
+                    .sealer
+                    .open_blob("outbox.payload", std::mem::take(&mut r.payload))?;
+                Ok(r)
+            })
+            .collect()
     }
 
     pub fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
@@ -289,9 +366,11 @@ impl Store {
 pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
     wrote_outbox: std::cell::Cell<bool>,
+    sealer: &'c Sealer,
     /// Events of this transaction, for [`Store::recent_events`] once it commits.
     new_events: std::cell::RefCell<Vec<serde_json::Value>>,
     events_at_savepoint: std::cell::Cell<usize>,
+    workspace_id: std::sync::Arc<str>,
 }
 
 /// A devices row as read: body, online, battery, slots_known, last_error, presence_known.
@@ -331,7 +410,7 @@ impl Tx<'_> {
     /// Record a lock a driver announced; keeps its online state and battery.
     pub fn upsert_device(&self, info: &DeviceInfo) -> Result<()> {
         self.tx.execute(
-            "INSERT INTO devices (device_id, body) VALUES (?1, ?2)
+            "INSERT INTO devices (device_id, body, created_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
              ON CONFLICT(device_id) DO UPDATE SET body = excluded.body",
             params![info.device_id, serde_json::to_string(info)?],
         )?;
@@ -368,7 +447,8 @@ impl Tx<'_> {
             )?
             .query_row([device_id], Self::device_from_row)
             .optional()?;
-        raw.map(Self::device_row).transpose()
+        raw.map(|r| self.with_reported(Self::device_row(r)?))
+            .transpose()
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRow>> {
@@ -378,14 +458,17 @@ impl Tx<'_> {
         let raws = st
             .query_map([], Self::device_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raws.into_iter().map(Self::device_row).collect()
+        raws.into_iter()
+            .map(|r| self.with_reported(Self::device_row(r)?))
+            .collect()
     }
 
     /// What a driver says about a lock's reachability. Returns whether that
     /// changed what was known (an unknown lock becoming known counts).
     pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
         let changed = self.tx.execute(
-            "UPDATE devices SET online = ?2, presence_known = 1
+            "UPDATE devices SET online = ?2, presence_known = 1,
+               offline_since = CASE WHEN ?2 THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END
              WHERE device_id = ?1 AND (online != ?2 OR presence_known = 0)",
             params![device_id, online],
         )?;
@@ -436,10 +519,11 @@ impl Tx<'_> {
                 c.device_id,
                 c.common_code_key,
                 c.slot,
-                c.code.expose(),
+                self.sealer.seal_text("access_codes.code", c.code.expose()),
                 c.deleted,
                 c.window.map(|w| w.ends_at.timestamp()),
-                serde_json::to_string(c)?
+                self.sealer
+                    .seal_text("access_codes.body", &serde_json::to_string(c)?)
             ])?;
         Ok(())
     }
@@ -454,10 +538,11 @@ impl Tx<'_> {
                 c.access_code_id,
                 c.common_code_key,
                 c.slot,
-                c.code.expose(),
+                self.sealer.seal_text("access_codes.code", c.code.expose()),
                 c.deleted,
                 c.window.map(|w| w.ends_at.timestamp()),
-                serde_json::to_string(c)?
+                self.sealer
+                    .seal_text("access_codes.body", &serde_json::to_string(c)?)
             ])?;
         Ok(())
     }
@@ -477,8 +562,11 @@ impl Tx<'_> {
             .query_map([arg], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         bodies
-            .iter()
-            .map(|b| Ok(serde_json::from_str(b)?))
+            .into_iter()
+            .map(|b| {
+                let b = self.sealer.open_text("access_codes.body", b)?;
+                Ok(serde_json::from_str(&b)?)
+            })
             .collect()
     }
 
@@ -492,12 +580,18 @@ impl Tx<'_> {
         self.codes_where("common_code_key = ?1", &common_code_key)
     }
 
+    /// A lock's codes, leaving out deleted ones already off the lock (kept
+    /// only for retention: see `lifetime`).
     pub fn codes_for_device(&self, device_id: &str) -> Result<Vec<AccessCode>> {
-        self.codes_where("device_id = ?1", &device_id)
+        self.codes_where(
+            "device_id = ?1 AND NOT (deleted = 1 AND slot = 0)",
+            &device_id,
+        )
     }
 
+    /// Every code but deleted ones already off their lock (kept only for retention).
     pub fn all_codes(&self) -> Result<Vec<AccessCode>> {
-        self.codes_where("1 = ?1", &1)
+        self.codes_where("NOT (deleted = 1 AND slot = ?1)", &0)
     }
 
     /// Slots taken on a lock by lockhub's codes (live or being removed).
@@ -520,12 +614,20 @@ impl Tx<'_> {
              SELECT code FROM slots WHERE device_id = ?1
                AND slot IS NOT (SELECT slot FROM access_codes WHERE access_code_id IS ?2)",
         )?;
-        let v = st
-            .query_map(params![device_id, except_code], |r| {
-                Ok(Pin::new(r.get::<_, String>(0)?))
-            })?
+        let sealed = st
+            .query_map(params![device_id, except_code], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
+        // Both columns are sealed the same way but under their own labels;
+        // UNION cannot tell which one a value came from, so try both.
+        sealed
+            .into_iter()
+            .map(|v| {
+                self.sealer
+                    .open_text("access_codes.code", v.clone())
+                    .or_else(|_| self.sealer.open_text("slots.code", v))
+                    .map(Pin::new)
+            })
+            .collect()
     }
 
     pub fn count_codes(&self) -> Result<u64> {
@@ -538,11 +640,21 @@ impl Tx<'_> {
 
     // ---- what is on each lock, as far as lockhub knows ----
 
-    fn slot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SlotCode> {
+    fn slot_from_row(&self, r: &rusqlite::Row<'_>) -> rusqlite::Result<SlotCode> {
         let (s, e): (Option<String>, Option<String>) = (r.get(3)?, r.get(4)?);
+        let code = self
+            .sealer
+            .open_text("slots.code", r.get::<_, String>(1)?)
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    1,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?;
         Ok(SlotCode {
             slot: r.get(0)?,
-            code: Pin::new(r.get::<_, String>(1)?),
+            code: Pin::new(code),
             name: r.get(2)?,
             window: match (parse_ts(s), parse_ts(e)) {
                 (Some(starts_at), Some(ends_at)) => Some(TimeWindow { starts_at, ends_at }),
@@ -557,7 +669,7 @@ impl Tx<'_> {
             "SELECT slot, code, name, starts_at, ends_at FROM slots WHERE device_id = ?1 ORDER BY slot",
         )?;
         let v = st
-            .query_map([device_id], Self::slot_from_row)?
+            .query_map([device_id], |r| self.slot_from_row(r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(v)
     }
@@ -567,7 +679,7 @@ impl Tx<'_> {
         Ok(self
             .tx
             .prepare_cached("SELECT slot, code, name, starts_at, ends_at FROM slots WHERE device_id = ?1 AND slot = ?2")?
-            .query_row(params![device_id, slot], Self::slot_from_row)
+            .query_row(params![device_id, slot], |r| self.slot_from_row(r))
             .optional()?)
     }
 
@@ -593,7 +705,7 @@ impl Tx<'_> {
                     .execute(params![
                         device_id,
                         slot,
-                        c.code.expose(),
+                        self.sealer.seal_text("slots.code", c.code.expose()),
                         c.name,
                         c.window.map(|w| w.starts_at.to_rfc3339()),
                         c.window.map(|w| w.ends_at.to_rfc3339()),
@@ -606,11 +718,12 @@ impl Tx<'_> {
     // ---- idempotency ----
 
     pub fn response(&self, request_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .tx
+        self.tx
             .prepare_cached("SELECT response FROM requests WHERE request_id = ?1")?
             .query_row([request_id], |r| r.get(0))
-            .optional()?)
+            .optional()?
+            .map(|v| self.sealer.open_text("requests.response", v))
+            .transpose()
     }
 
     pub fn save_response(
@@ -624,7 +737,12 @@ impl Tx<'_> {
             .prepare_cached(
                 "INSERT OR REPLACE INTO requests (request_id, command, response, created_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![request_id, command, response, at.to_rfc3339()])?;
+            .execute(params![
+                request_id,
+                command,
+                self.sealer.seal_text("requests.response", response),
+                at.to_rfc3339()
+            ])?;
         Ok(())
     }
 
@@ -655,14 +773,19 @@ impl Tx<'_> {
             .prepare_cached(
                 "INSERT INTO outbox (topic, payload, retain, lane) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![topic, payload, retain, lane])?;
+            .execute(params![
+                topic,
+                self.sealer.seal_blob("outbox.payload", payload),
+                retain,
+                lane
+            ])?;
         self.wrote_outbox.set(true);
         Ok(())
     }
 
     pub fn event(&self, e: &Event) -> Result<()> {
         let id = uuid::Uuid::new_v4().to_string();
-        let json = e.to_json(&id);
+        let json = e.to_json(&id, &self.workspace_id);
         let body = serde_json::to_vec(&json)?;
         self.publish("events", &body, false)?;
         self.new_events.borrow_mut().push(json);

@@ -4,4 +4,5 @@ pub mod core;
 pub mod fake_bluez;
 pub mod http;
 pub mod realtime;
+pub mod trust;
 pub mod webdriver;

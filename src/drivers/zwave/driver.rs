@@ -104,6 +104,8 @@ impl ZwaveDriver {
             interviews: tokio_util::task::TaskTracker::new(),
             interview: |i, node| Box::pin(i.interview(node)),
             shutdown: CancellationToken::new(),
+            netmgmt: tokio::sync::Mutex::new(()),
+            netmgmt_events: Mutex::new(None),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), inbound));
         tokio::spawn(watch_port(Arc::downgrade(&inner), port_state));
@@ -161,6 +163,21 @@ impl ZwaveDriver {
     /// The security class a node is spoken to in, once its interview found out.
     pub fn security_class(&self, node: u8) -> Option<SecurityClass> {
         self.inner.security.node_class(node)
+    }
+
+    /// Includes one lock (put it in inclusion mode): the protocol part, the
+    /// S2 or S0 bootstrap, the interview. See [`super::inclusion`].
+    pub async fn include(
+        &self,
+        opts: super::inclusion::IncludeOptions,
+    ) -> Result<super::inclusion::Included, super::inclusion::InclusionError> {
+        self.inner.include(opts).await
+    }
+
+    /// Excludes one lock (put it in exclusion mode); its node id (0: it was
+    /// in no network).
+    pub async fn exclude(&self, timeout: Duration) -> Result<u8, super::inclusion::InclusionError> {
+        self.inner.exclude(timeout).await
     }
 
     /// What the security layer counted (resends, SOS, discarded reports).
@@ -221,7 +238,7 @@ impl Inner {
             Box::pin(self.on_command(node, g.inner, class)).await;
             return;
         }
-        let taken = self.waiters.deliver(node, &command);
+        let taken = self.waiters.deliver(node, &command, class);
         let Some(device_id) = self.device_id(node) else {
             return;
         };
@@ -360,6 +377,18 @@ async fn dispatch(
                 match serialapi::parse_application_command(frame.func, &frame.payload) {
                     Ok((node, command)) => inner.on_frame(node, command).await,
                     Err(e) => tracing::debug!(error = %e, "bad application command"),
+                }
+            }
+            func::ADD_NODE_TO_NETWORK | func::REMOVE_NODE_FROM_NETWORK => {
+                let tx = inner.netmgmt_events.lock().unwrap().clone();
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send((frame.func, frame.payload));
+                    }
+                    None => tracing::debug!(
+                        func = frame.func,
+                        "network management callback nobody waits for"
+                    ),
                 }
             }
             func::APPLICATION_UPDATE => {

@@ -32,13 +32,16 @@
 //! # let _ = driver; Ok(()) }
 //! ```
 //!
-//! Not yet: inclusion and exclusion, names on the lock (the User Code CC has
-//! none).
+//! - [`inclusion`]: adding (with S2/S0 bootstrapping) and removing locks
+//!   while the driver runs.
+//!
+//! Not yet: names on the lock (the User Code CC has none).
 
 pub mod cc;
 pub mod config;
 pub mod driver;
 pub mod frame;
+pub mod inclusion;
 pub mod interview;
 mod node;
 pub mod security;

@@ -135,6 +135,8 @@ struct Waiter {
     cc: u8,
     cmd: u8,
     filter: Filter,
+    /// Only a report that arrived in this security class (bootstrapping).
+    class: Option<SecurityClass>,
     tx: oneshot::Sender<Vec<u8>>,
 }
 
@@ -152,6 +154,18 @@ impl Waiters {
         cmd: u8,
         filter: Filter,
     ) -> (u64, oneshot::Receiver<Vec<u8>>) {
+        self.add_in(node, cc, cmd, filter, None)
+    }
+
+    /// [`Waiters::add`] for a report that must arrive in `class`.
+    pub(super) fn add_in(
+        &self,
+        node: u8,
+        cc: u8,
+        cmd: u8,
+        filter: Filter,
+        class: Option<SecurityClass>,
+    ) -> (u64, oneshot::Receiver<Vec<u8>>) {
         let (tx, rx) = oneshot::channel();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.list.lock().unwrap().push(Waiter {
@@ -160,6 +174,7 @@ impl Waiters {
             cc,
             cmd,
             filter,
+            class,
             tx,
         });
         (id, rx)
@@ -170,7 +185,7 @@ impl Waiters {
     }
 
     /// Hands `cmd` to the first waiter that wants it; false when none does.
-    pub(super) fn deliver(&self, node: u8, command: &[u8]) -> bool {
+    pub(super) fn deliver(&self, node: u8, command: &[u8], arrived: SecurityClass) -> bool {
         let Some((cc, cmd)) = Incoming::key(command) else {
             return false;
         };
@@ -179,6 +194,7 @@ impl Waiters {
             w.node == node
                 && w.cc == cc
                 && w.cmd == cmd
+                && w.class.is_none_or(|c| c == arrived)
                 && match w.filter {
                     Filter::Any => true,
                     Filter::Byte2(b) => command.get(2) == Some(&b),
@@ -195,6 +211,9 @@ impl Waiters {
         }
     }
 }
+
+/// AddNode / RemoveNode callbacks: (function, payload).
+pub(super) type NetMgmtSender = tokio::sync::mpsc::UnboundedSender<(u8, Vec<u8>)>;
 
 pub(super) struct Inner {
     pub session: Arc<Session>,
@@ -213,6 +232,10 @@ pub(super) struct Inner {
     /// module needs no import of it).
     pub interview: fn(Arc<Inner>, u8) -> futures::future::BoxFuture<'static, ()>,
     pub shutdown: CancellationToken,
+    /// One inclusion or exclusion at a time.
+    pub netmgmt: tokio::sync::Mutex<()>,
+    /// Where AddNode / RemoveNode callbacks go while one runs: (function, payload).
+    pub netmgmt_events: Mutex<Option<NetMgmtSender>>,
 }
 
 impl Drop for Inner {
@@ -393,12 +416,40 @@ impl Inner {
         filter: Filter,
         class: Option<SecurityClass>,
     ) -> Result<Vec<u8>, DriverError> {
-        let (wid, rx) = self.waiters.add(node, expect.0, expect.1, filter);
+        self.request_secure(
+            node,
+            command,
+            class,
+            expect,
+            filter,
+            None,
+            self.config.report_timeout,
+        )
+        .await
+    }
+
+    /// The general request: sent in `class` (`None`: the layer's choice),
+    /// answered by a report that arrived in `answer_class` (`None`: any the
+    /// trust rule accepts), within `timeout`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn request_secure(
+        self: &Arc<Self>,
+        node: u8,
+        command: Vec<u8>,
+        class: Option<SecurityClass>,
+        expect: (u8, u8),
+        filter: Filter,
+        answer_class: Option<SecurityClass>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, DriverError> {
+        let (wid, rx) = self
+            .waiters
+            .add_in(node, expect.0, expect.1, filter, answer_class);
         if let Err(e) = self.send_in(node, command, class).await {
             self.waiters.remove(wid);
             return Err(e);
         }
-        match tokio::time::timeout(self.config.report_timeout, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(report)) => Ok(report),
             _ => {
                 self.waiters.remove(wid);
@@ -515,12 +566,19 @@ mod tests {
         let w = Waiters::default();
         let (_a, mut rx_a) = w.add(2, 0x63, 0x03, Filter::Byte2(5));
         let (b, _rx_b) = w.add(3, 0x80, 0x03, Filter::Any);
-        assert!(!w.deliver(2, &[0x63, 0x03, 6, 1]), "other user id");
-        assert!(!w.deliver(4, &[0x80, 0x03, 50]), "other node");
-        assert!(w.deliver(2, &[0x63, 0x03, 5, 1, b'1', b'2', b'3', b'4']));
+        let none = SecurityClass::None;
+        assert!(!w.deliver(2, &[0x63, 0x03, 6, 1], none), "other user id");
+        assert!(!w.deliver(4, &[0x80, 0x03, 50], none), "other node");
+        assert!(w.deliver(2, &[0x63, 0x03, 5, 1, b'1', b'2', b'3', b'4'], none));
         assert_eq!(rx_a.try_recv().unwrap()[2], 5);
         w.remove(b);
-        assert!(!w.deliver(3, &[0x80, 0x03, 50]));
+        assert!(!w.deliver(3, &[0x80, 0x03, 50], none));
+        let (_c, _rx_c) = w.add_in(3, 0x9F, 0x06, Filter::Any, Some(SecurityClass::Temporary));
+        assert!(
+            !w.deliver(3, &[0x9F, 0x06, 1], none),
+            "plaintext is not the temp-key answer"
+        );
+        assert!(w.deliver(3, &[0x9F, 0x06, 1], SecurityClass::Temporary));
     }
 
     #[test]

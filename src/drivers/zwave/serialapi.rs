@@ -13,6 +13,8 @@ pub mod func {
     pub const MEMORY_GET_ID: u8 = 0x20;
     pub const GET_NODE_PROTOCOL_INFO: u8 = 0x41;
     pub const APPLICATION_UPDATE: u8 = 0x49;
+    pub const ADD_NODE_TO_NETWORK: u8 = 0x4A;
+    pub const REMOVE_NODE_FROM_NETWORK: u8 = 0x4B;
     pub const REQUEST_NODE_INFO: u8 = 0x60;
     pub const BRIDGE_APPLICATION_COMMAND_HANDLER: u8 = 0xA8;
 }

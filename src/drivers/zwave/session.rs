@@ -67,6 +67,9 @@ pub enum SessionError {
 /// What completes a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
+    /// Done once ACKed (AddNode / RemoveNode: their answers are callbacks
+    /// that arrive as unsolicited requests).
+    Ack,
     Response,
     /// SendData: response (accepted?) then the callback with this id.
     Callback(u8),
@@ -168,6 +171,20 @@ impl Session {
             .submit(DataFrame::request(func, payload), Expect::Response)
             .await?;
         Ok(done.response.payload)
+    }
+
+    /// A request the controller only ACKs; what follows comes as unsolicited
+    /// requests on the inbound channel (network management callbacks).
+    pub async fn request_ack_only(&self, func: u8, payload: Vec<u8>) -> Result<(), SessionError> {
+        self.submit(DataFrame::request(func, payload), Expect::Ack)
+            .await
+            .map(|_| ())
+    }
+
+    /// A fresh callback id (never 0), for requests whose callbacks the
+    /// caller matches itself.
+    pub fn next_callback_id(&self) -> u8 {
+        self.callback_id()
     }
 
     /// How many SendData requests went out so far.
@@ -413,6 +430,12 @@ impl Io {
             tracing::debug!(func = frame.func, attempt, "retransmitting frame");
             tokio::time::sleep(Duration::from_millis(100 + 1000 * (attempt as u64 - 1))).await;
         }
+        if expect == Expect::Ack {
+            return Ok(Done {
+                response: DataFrame::request(frame.func, vec![]),
+                follow_up: None,
+            });
+        }
         // 2. The response.
         let deadline = Instant::now() + self.config.response_timeout;
         let response = loop {
@@ -459,7 +482,7 @@ impl Io {
 fn matches_follow_up(expect: Expect, d: &DataFrame) -> bool {
     use super::serialapi::update;
     match expect {
-        Expect::Response => false,
+        Expect::Response | Expect::Ack => false,
         Expect::Callback(id) => d.func == func::SEND_DATA && d.payload.first() == Some(&id),
         Expect::NodeUpdate(node) => {
             d.func == func::APPLICATION_UPDATE

@@ -19,7 +19,10 @@
 //   {"cmd":"dropNonceGet","node":N,"count":k}   the node ignores the controller's next k Nonce Gets (S0 or S2)
 //   {"cmd":"sets","node":N}                      how often each user id was set (User Code Set / Extended Set)
 //                                               that the node carried out: {"<userId>": count}
-exports.default = ({ require }) => {
+// build(ctx, { pending }) is shared with secure-incl-s2.cjs / secure-incl-s0.cjs: no nodes at start, and `pending`
+// (a nodePendingInclusion with an `ownClass`) joins on Add Node with the same strict behaviours.
+exports.default = (ctx) => exports.build(ctx, {});
+exports.build = ({ require }, { pending }) => {
   const net = require("node:net");
   const { CommandClasses, SecurityClass, SPANState } = require("@zwave-js/core");
   const { CommandClass, Security2CC, Security2CCNonceGet, Security2CCNonceReport, SecurityCC, SecurityCCNonceGet,
@@ -42,12 +45,16 @@ exports.default = ({ require }) => {
     CommandClasses.Supervision,
   ];
   const ownClass = { 2: SecurityClass.S2_AccessControl, 3: SecurityClass.S0_Legacy };
+  if (pending) ownClass[pending.id] = pending.ownClass(SecurityClass);
 
   const dead = new Set(), mute = new Set();
   const dropNonceGets = new Map();   // node -> how many Nonce Gets to ignore
   const sets = new Map();            // node -> Map(userId -> count)
   const desyncArmed = new Set();     // nodes that lose their SPAN before the next encrypted frame
-  let mockNodes = [];
+  let exclusionReady = undefined;    // node id that leaves on the next Remove Node
+  let afterOurExclusion = false;
+  let mockController;
+  const nodeById = (id) => mockController?.nodes.get(id);
   // Controller side: sees the host's SendData before the node parses (decrypts) it.
   const desyncBehavior = {
     async onHostMessage(controller, msg) {
@@ -55,10 +62,38 @@ exports.default = ({ require }) => {
       const id = msg.getNodeId(); const cc = msg.serializedCC;
       if (desyncArmed.has(id) && cc?.[0] === 0x9f && cc?.[1] === 0x03) {
         desyncArmed.delete(id);
-        mockNodes.find((n) => n.id === id)?.securityManagers.securityManager2.deleteNonce(controller.ownNodeId);
+        nodeById(id)?.securityManagers.securityManager2.deleteNonce(controller.ownNodeId);
         console.log(`DESYNC node=${id}: SPAN forgotten before an encrypted frame`);
       }
       return false;
+    },
+  };
+  // Exclusion: the stock mock only says Ready. With {"cmd":"exclusionReady","node":N} the next Remove Node (not
+  // Stop) reports N found, removing, done, and N leaves the network.
+  const { RemoveNodeFromNetworkRequest, RemoveNodeFromNetworkRequestStatusReport, RemoveNodeStatus, RemoveNodeType } =
+    require("@zwave-js/serial/serialapi");
+  const exclusionBehavior = {
+    async onHostMessage(controller, msg) {
+      if (!(msg instanceof RemoveNodeFromNetworkRequest)) return false;
+      if (msg.removeNodeType === RemoveNodeType.Stop && afterOurExclusion) {
+        // The stock mock would take a Stop while idle as a start: answer it here.
+        afterOurExclusion = false;
+        if (msg.callbackId) await controller.sendMessageToHost(new RemoveNodeFromNetworkRequestStatusReport({
+          callbackId: msg.callbackId, status: RemoveNodeStatus.Failed }));
+        return true;
+      }
+      if (exclusionReady === undefined || msg.removeNodeType === RemoveNodeType.Stop) return false;
+      afterOurExclusion = true;
+      const id = exclusionReady; exclusionReady = undefined;
+      const report = (status, nodeId) => controller.sendMessageToHost(new RemoveNodeFromNetworkRequestStatusReport({
+        callbackId: msg.callbackId, status, ...(nodeId !== undefined ? { nodeId } : {}) }));
+      await report(RemoveNodeStatus.Ready);
+      await report(RemoveNodeStatus.NodeFound);
+      await report(RemoveNodeStatus.RemovingSlave, id);
+      const n = nodeById(id); if (n) controller.removeNode(n);
+      await report(RemoveNodeStatus.Done, id);
+      console.log(`EXCLUDED node=${id}`);
+      return true;
     },
   };
   const deadBehavior = { handleCC(_c, self) { return dead.has(self.id) || mute.has(self.id) ? { action: "stop" } : undefined; } };
@@ -94,7 +129,7 @@ exports.default = ({ require }) => {
       return undefined;
     },
   };
-  const lock = (id, secClass, secCC) => ({
+  const lock = (id, secClass, secCC) => ({ // (only id is used for a pending node: its behaviours)
     id,
     // In this order: a dead node answers nothing; a dropped nonce get is never answered; strict before the sets count.
     behaviors: [deadBehavior, nonceLossBehavior, strictBehavior, countSets],
@@ -131,16 +166,23 @@ exports.default = ({ require }) => {
         S2_Authenticated: hex("22222222222222222222222222222222"),
         S2_AccessControl: hex("33333333333333333333333333333333"),
       },
-      behaviors: [desyncBehavior],
+      behaviors: [desyncBehavior, exclusionBehavior],
     },
-    nodes: [
+    nodes: pending ? [] : [
       lock(2, SecurityClass.S2_AccessControl, CommandClasses["Security 2"]),
       lock(3, SecurityClass.S0_Legacy, CommandClasses.Security),
     ],
     onInit(controller, nodes) {
-      mockNodes = nodes;
-      const byId = (id) => nodes.find((n) => n.id === id);
-      console.log(`STRICT on: node 2 S2_AccessControl, node 3 S0_Legacy`);
+      mockController = controller;
+      if (pending) {
+        const { ownClass: _o, ...inclusion } = pending;
+        controller.nodePendingInclusion = { ...inclusion, setup(node) {
+          node.defineBehavior(...lock(node.id).behaviors);
+          pending.setup?.(node);
+        } };
+      }
+      const byId = nodeById;
+      console.log(`STRICT on: ${Object.entries(ownClass).map(([id, c]) => `node ${id} ${SecurityClass[c]}`).join(", ")}`);
       const srv = net.createServer((sock) => {
         let buf = "";
         sock.on("data", async (d) => {
@@ -168,6 +210,7 @@ exports.default = ({ require }) => {
                   break;
                 case "desync": desyncArmed.add(n.id); break;
                 case "dropNonceGet": dropNonceGets.set(n.id, m.count ?? 1); break;
+                case "exclusionReady": exclusionReady = m.node; break;
                 case "sets": reply = JSON.stringify(Object.fromEntries(sets.get(n.id) ?? new Map())); break;
                 case "state": { const pre = m.prefix ?? "UserCode_";
                   reply = JSON.stringify([...n.state].filter(([k]) => k.startsWith(pre))); break; }

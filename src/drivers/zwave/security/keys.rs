@@ -117,7 +117,7 @@ impl NetworkKeys {
             SecurityClass::S2Unauthenticated => Some(&self.s2_unauthenticated),
             SecurityClass::S2Authenticated => Some(&self.s2_authenticated),
             SecurityClass::S2AccessControl => Some(&self.s2_access_control),
-            SecurityClass::None => None,
+            SecurityClass::None | SecurityClass::Temporary => None,
         }
     }
 

@@ -20,6 +20,7 @@
 //! the frame is sent again, once; a node that never decrypted the first
 //! copy carries the command out once.
 
+pub mod bootstrap;
 pub mod crypto;
 pub mod keys;
 pub mod s0;
@@ -28,6 +29,7 @@ pub mod s2;
 use super::serialapi::TxStatus;
 use super::session::{Session, SessionError};
 use crypto::S2Keys;
+use s2::KeyRing;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ pub enum SecurityClass {
     S2Unauthenticated,
     S2Authenticated,
     S2AccessControl,
+    /// The temporary key of a node being bootstrapped (never granted).
+    Temporary,
 }
 
 impl SecurityClass {
@@ -63,6 +67,7 @@ impl SecurityClass {
             SecurityClass::S2Unauthenticated => "S2_Unauthenticated",
             SecurityClass::S2Authenticated => "S2_Authenticated",
             SecurityClass::S2AccessControl => "S2_AccessControl",
+            SecurityClass::Temporary => "Temporary",
         }
     }
 
@@ -77,7 +82,7 @@ impl SecurityClass {
             SecurityClass::S2Authenticated => 0x02,
             SecurityClass::S2AccessControl => 0x04,
             SecurityClass::S0Legacy => 0x80,
-            SecurityClass::None => 0,
+            SecurityClass::None | SecurityClass::Temporary => 0,
         }
     }
 }
@@ -131,6 +136,21 @@ impl s2::KeyRing for Ring {
     }
 }
 
+/// The network's keys plus one node's temporary key while it is bootstrapped.
+struct NodeRing<'a> {
+    ring: &'a Ring,
+    temp: Option<&'a S2Keys>,
+}
+
+impl s2::KeyRing for NodeRing<'_> {
+    fn keys(&self, class: SecurityClass) -> Option<&S2Keys> {
+        match class {
+            SecurityClass::Temporary => self.temp,
+            c => s2::KeyRing::keys(self.ring, c),
+        }
+    }
+}
+
 struct LastSent {
     command: Vec<u8>,
     class: SecurityClass,
@@ -148,6 +168,12 @@ struct NodeSec {
     s2: s2::Peer,
     s0_ours: s0::Nonces,
     last_sent: Option<LastSent>,
+    /// S2 bootstrapping: the temporary key.
+    temp: Option<S2Keys>,
+    /// S0 bootstrapping: send under the all-zero temporary key.
+    s0_zero_key: bool,
+    /// Frames from the node that did not decrypt.
+    decode_failures: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +205,7 @@ pub struct Security {
     home_id: u32,
     own_node: u8,
     ring: Ring,
+    keys: Option<NetworkKeys>,
     s0: Option<s0::S0Keys>,
     timing: SecurityTiming,
     nodes: Mutex<HashMap<u8, NodeSec>>,
@@ -210,6 +237,7 @@ impl Security {
             home_id,
             own_node,
             ring,
+            keys: keys.cloned(),
             s0: keys.map(|k| s0::S0Keys::new(k.s0_legacy.expose())),
             timing,
             nodes: Mutex::new(HashMap::new()),
@@ -249,6 +277,36 @@ impl Security {
     /// Forgets a node (excluded or gone).
     pub fn forget(&self, node: u8) {
         self.nodes.lock().unwrap().remove(&node);
+    }
+
+    /// S2 bootstrapping: frames to and from `node` may use `temp` (class
+    /// [`SecurityClass::Temporary`]); `None` ends it. The SPAN starts over.
+    pub fn set_temp_key(&self, node: u8, temp: Option<S2Keys>) {
+        self.with(node, |n| {
+            n.temp = temp;
+            n.s2.reset_span();
+        });
+    }
+
+    /// S0 bootstrapping: our S0 frames to `node` use the all-zero key.
+    pub fn set_s0_zero_key(&self, node: u8, on: bool) {
+        self.with(node, |n| n.s0_zero_key = on);
+    }
+
+    /// Starts the SPAN with `node` over (the next frame asks for a nonce).
+    pub fn reset_span(&self, node: u8) {
+        self.with(node, |n| n.s2.reset_span());
+    }
+
+    /// How many frames from `node` did not decrypt so far.
+    pub fn decode_failures(&self, node: u8) -> u64 {
+        self.with(node, |n| n.decode_failures)
+    }
+
+    /// The key of `class`, for the Network Key Report of a bootstrap.
+    pub fn network_key(&self, class: SecurityClass) -> Option<[u8; 16]> {
+        let keys = self.keys.as_ref()?;
+        keys.get(class).map(|k| *k.expose())
     }
 
     /// The class `command` goes to `node` in: its highest granted class for
@@ -374,10 +432,13 @@ impl Security {
         node: u8,
         command: Vec<u8>,
     ) -> Result<TxStatus, SecurityError> {
-        let keys = self
-            .s0
-            .clone()
-            .ok_or(SecurityError::NoKey(SecurityClass::S0Legacy))?;
+        let keys = if self.with(node, |n| n.s0_zero_key) {
+            s0::S0Keys::new(&[0; 16])
+        } else {
+            self.s0
+                .clone()
+                .ok_or(SecurityError::NoKey(SecurityClass::S0Legacy))?
+        };
         let lock = self.tx_lock(node);
         let _guard = lock.lock().await;
         let rn = match self.fetch_nonce(node, NonceKind::S0).await? {
@@ -397,7 +458,15 @@ impl Security {
         class: SecurityClass,
         resend: bool,
     ) -> Result<TxStatus, SecurityError> {
-        if s2::KeyRing::keys(&self.ring, class).is_none() {
+        let have = self.with(node, |n| {
+            NodeRing {
+                ring: &self.ring,
+                temp: n.temp.as_ref(),
+            }
+            .keys(class)
+            .is_some()
+        });
+        if !have {
             return Err(SecurityError::NoKey(class));
         }
         let lock = self.tx_lock(node);
@@ -419,8 +488,12 @@ impl Security {
             b
         };
         let frame = self.with(node, |n| {
+            let ring = NodeRing {
+                ring: &self.ring,
+                temp: n.temp.as_ref(),
+            };
             let f = n.s2.encapsulate(
-                &self.ring,
+                &ring,
                 class,
                 self.own_node,
                 node,
@@ -523,18 +596,29 @@ impl Security {
             }
             cmd::MESSAGE_ENCAPSULATION => {
                 let opened = self.with(node, |n| {
-                    let classes: Vec<SecurityClass> = match n.granted {
-                        Some(g) if g.is_s2() => vec![g],
+                    let mut classes: Vec<SecurityClass> = match n.granted {
+                        Some(g) if g.is_s2() && n.temp.is_none() => vec![g],
                         _ => SecurityClass::S2.to_vec(),
                     };
-                    n.s2.decapsulate(
-                        &self.ring,
+                    if n.temp.is_some() {
+                        classes.insert(0, SecurityClass::Temporary);
+                    }
+                    let ring = NodeRing {
+                        ring: &self.ring,
+                        temp: n.temp.as_ref(),
+                    };
+                    let r = n.s2.decapsulate(
+                        &ring,
                         &classes,
                         node,
                         self.own_node,
                         self.home_id,
                         &frame,
-                    )
+                    );
+                    if matches!(r, Err(s2::S2Error::CannotDecode | s2::S2Error::NoSpan)) {
+                        n.decode_failures += 1;
+                    }
+                    r
                 });
                 match opened {
                     Ok(o) => (!o.command.is_empty()).then_some((o.command, o.class)),

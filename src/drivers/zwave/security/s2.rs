@@ -38,6 +38,9 @@ const CC: u8 = 0x9F;
 /// How many nonces ahead a receiver tries before it asks for a new SPAN.
 pub const MAX_DECRYPT_ATTEMPTS: usize = 5;
 
+/// How long the nonce of our last frame may open a frame that crossed it.
+pub const CURRENT_SPAN_LIFETIME: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why an S2 frame could not be built or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum S2Error {
@@ -161,6 +164,9 @@ pub struct Peer {
     pub span: Span,
     own_seq: u8,
     last_peer_seq: Option<u8>,
+    /// The nonce of our last frame, for a peer frame that crossed it on the
+    /// air (both used the same nonce); good for [`CURRENT_SPAN_LIFETIME`].
+    current_nonce: Option<([u8; 13], std::time::Instant)>,
     /// Multicast groups the peer told us about (inner MPAN state).
     pub peer_mpans: HashMap<u8, Block>,
 }
@@ -171,6 +177,7 @@ impl Default for Peer {
             span: Span::None,
             own_seq: rand::random(),
             last_peer_seq: None,
+            current_nonce: None,
             peer_mpans: HashMap::new(),
         }
     }
@@ -270,6 +277,7 @@ impl Peer {
             unreachable!("established above")
         };
         let nonce = drbg.next_nonce();
+        self.current_nonce = Some((nonce, std::time::Instant::now()));
         let seq = self.next_seq();
         let mut header = vec![
             seq,
@@ -355,7 +363,19 @@ impl Peer {
             (Span::Established { class, drbg }, None) => {
                 let k = keys.keys(*class).ok_or(S2Error::NoKey(*class))?;
                 let mut opened = None;
+                // Both sides sent at once with the same nonce: the peer's
+                // frame, if it is exactly its next one, opens with ours.
+                let crossing = self.current_nonce.take().filter(|(_, at)| {
+                    at.elapsed() < CURRENT_SPAN_LIFETIME
+                        && self.last_peer_seq.map(|p| p.wrapping_add(1)) == Some(seq)
+                });
+                if let Some((nonce, _)) = crossing {
+                    opened = crypto::ccm_open(&k.key_ccm, &nonce, &aad, sealed);
+                }
                 for _ in 0..MAX_DECRYPT_ATTEMPTS {
+                    if opened.is_some() {
+                        break;
+                    }
                     let nonce = drbg.next_nonce();
                     if let Some(p) = crypto::ccm_open(&k.key_ccm, &nonce, &aad, sealed) {
                         opened = Some(p);
@@ -569,6 +589,36 @@ mod tests {
         assert_eq!(
             lock2.decapsulate(&keys, &ac, 1, 2, 8, &f),
             Err(S2Error::CannotDecode)
+        );
+    }
+
+    #[test]
+    fn frames_that_cross_on_the_air_still_open() {
+        let keys = ring();
+        let ac = [SecurityClass::S2AccessControl];
+        let mut lock = Peer::default();
+        let mut host = host_after_nonce_report(&mut lock, [5; 16]);
+        let f1 = host
+            .encapsulate(&keys, ac[0], 1, 2, 7, &[0x62, 0x02], &[], [6; 16])
+            .unwrap();
+        lock.decapsulate(&keys, &ac, 1, 2, 7, &f1).unwrap();
+        let first = lock
+            .encapsulate(&keys, ac[0], 2, 1, 7, &[0x80, 0x03, 9], &[], [0; 16])
+            .unwrap();
+        host.decapsulate(&keys, &ac, 2, 1, 7, &first).unwrap();
+        // The host sends its next frame while the lock sends its report:
+        // both took the same nonce.
+        let _f2 = host
+            .encapsulate(&keys, ac[0], 1, 2, 7, &[0x63, 0x01], &[], [6; 16])
+            .unwrap();
+        let report = lock
+            .encapsulate(&keys, ac[0], 2, 1, 7, &[0x62, 0x03, 0xFF], &[], [0; 16])
+            .unwrap();
+        assert_eq!(
+            host.decapsulate(&keys, &ac, 2, 1, 7, &report)
+                .unwrap()
+                .command,
+            vec![0x62, 0x03, 0xFF]
         );
     }
 
