@@ -74,10 +74,26 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Where the periodic online backup goes (`store restore` reads it);
+    /// empty: `<path>.backup`.
+    pub backup_path: PathBuf,
+    /// How often the backup is written, in seconds (0: never).
+    pub backup_every: u64,
     /// The key PINs at rest are sealed with (32 bytes, mode 0600, created on
     /// first start). Default: `{path}.key`. Keep a copy apart from backups of
     /// the database: without it the PINs in them cannot be read.
     pub key_file: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// `backup_path`, or its default next to the store.
+    pub fn backup_file(&self) -> PathBuf {
+        if self.backup_path.as_os_str().is_empty() {
+            PathBuf::from(format!("{}.backup", self.path.display()))
+        } else {
+            self.backup_path.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -331,6 +347,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: "/var/lib/lockhub/lockhub.db".into(),
+            backup_path: PathBuf::new(),
+            backup_every: 3600,
             key_file: None,
         }
     }

@@ -58,19 +58,66 @@ async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
     }
 }
 
+/// Opens the Z-Wave controller and adds its driver; while the controller is
+/// missing or does not answer, retries with backoff (1 s doubling to 60 s, so
+/// a stick plugged back in is found within a minute) and keeps the Z-Wave
+/// locks lockhub knows offline. A configuration error is reported once.
+async fn start_zwave(z: ZwaveConfig, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut attempt: u32 = 0;
+    loop {
+        let connect = ZwaveDriver::connect(z.clone(), hub.event_sink());
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = connect => r,
+        };
+        match result {
+            Ok(d) => {
+                if attempt > 0 {
+                    tracing::info!(port = %z.port, attempts = attempt + 1, "Z-Wave controller found");
+                }
+                if let Err(e) = hub.add_driver(Arc::new(d)).await {
+                    tracing::error!(error = %e, "adding the Z-Wave locks failed");
+                }
+                return;
+            }
+            Err(crate::drivers::zwave::ZwaveError::Config(e)) => {
+                tracing::error!(error = %e, "the Z-Wave configuration is wrong; its locks stay unserved");
+                return;
+            }
+            Err(e) => {
+                attempt += 1;
+                let wait = crate::engine::backoff::delay(
+                    attempt,
+                    Duration::from_secs(1),
+                    Duration::from_secs(60),
+                );
+                if attempt == 1 {
+                    tracing::error!(port = %z.port, error = %e, "no Z-Wave controller: serving everything else, retrying with backoff; its locks are offline meanwhile");
+                    if let Err(e) = hub.engine.mark_offline(crate::model::DriverKind::Zwave) {
+                        tracing::warn!(error = %e, "could not mark the Z-Wave locks offline");
+                    }
+                } else {
+                    tracing::info!(port = %z.port, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "still no Z-Wave controller");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Start everything; the caller waits for `shutdown` and then calls [`Running::stop`].
 pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let t0 = Instant::now();
-    let store = Arc::new(
-        Store::open_with_key(
-            &cfg.store.path,
-            &cfg.store
-                .key_file
-                .clone()
-                .unwrap_or_else(|| Store::default_key_file(&cfg.store.path)),
-        )
-        .with_context(|| format!("opening the store {}", cfg.store.path.display()))?,
-    );
+    // A damaged or read-only store is named and refused (its own exit status).
+    let key_file = cfg
+        .store
+        .key_file
+        .clone()
+        .unwrap_or_else(|| Store::default_key_file(&cfg.store.path));
+    let store = Arc::new(Store::open_checked(&cfg.store.path, &key_file)?);
     let mut settings = cfg.hub_settings();
     if cfg.auth.mode == crate::auth::AuthMode::Signed {
         let file = cfg
@@ -103,6 +150,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         hub.add_driver(d.clone()).await?;
         sim = Some(d);
     }
+    let mut zwave_task = None;
     let mut zwave_admin = None;
     if !cfg.zwave.port.is_empty() {
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
@@ -122,12 +170,27 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
                 device_id: l.device_id.clone(),
             })
             .collect();
-        let d = ZwaveDriver::connect(z, hub.event_sink())
-            .await
-            .with_context(|| format!("opening the Z-Wave controller at {}", cfg.zwave.port))?;
-        zwave_admin = Some(status::zwave::ZwaveAdmin::new(d.clone()));
-        // Locks join as their interviews end (LockEvent::Discovered).
-        hub.add_driver(Arc::new(d)).await?;
+        // A controller missing or silent at start is not fatal: the rest is
+        // served and the driver is retried with backoff (`start_zwave`; the
+        // socket's Z-Wave admin routes then wait for a restart). Locks join as
+        // their interviews end (LockEvent::Discovered).
+        match ZwaveDriver::connect(z.clone(), hub.event_sink()).await {
+            Ok(d) => {
+                zwave_admin = Some(status::zwave::ZwaveAdmin::new(d.clone()));
+                hub.add_driver(Arc::new(d)).await?;
+            }
+            Err(e @ crate::drivers::zwave::ZwaveError::Config(_)) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("the Z-Wave configuration ({})", cfg.zwave.port)));
+            }
+            Err(e) => {
+                tracing::error!(port = %cfg.zwave.port, error = %e, "no Z-Wave controller: serving everything else, retrying with backoff; its locks are offline meanwhile");
+                if let Err(e) = hub.engine.mark_offline(crate::model::DriverKind::Zwave) {
+                    tracing::warn!(error = %e, "could not mark the Z-Wave locks offline");
+                }
+                zwave_task = Some(z);
+            }
+        }
     }
 
     if cfg.ble.enabled && !cfg.ble.locks.is_empty() {
@@ -135,6 +198,9 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let tasks = TaskTracker::new();
+    if let Some(z) = zwave_task {
+        tasks.spawn(start_zwave(z, hub.clone(), shutdown.clone()));
+    }
     let link = if cfg.mqtt.enabled {
         Some(mqtt::start(cfg, hub.clone(), shutdown.clone(), &tasks)?)
     } else {
@@ -174,6 +240,14 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     tasks.spawn(watchdog(hub.clone(), shutdown.clone()));
+    if cfg.store.backup_every > 0 {
+        tasks.spawn(backups(
+            hub.store.clone(),
+            cfg.store.backup_file(),
+            Duration::from_secs(cfg.store.backup_every),
+            shutdown.clone(),
+        ));
+    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(ready_ms = t0.elapsed().as_millis() as u64, hub_id = %cfg.hub_id, "lockhub ready");
     Ok(Running {
@@ -296,6 +370,42 @@ async fn watchdog_check(hub: &Hub, limit: Duration) -> (Option<String>, Option<S
         ),
         Ok(Ok(Err(e))) => (None, Some(format!("the store: {e}"))),
         Ok(_) => (None, None),
+    }
+}
+
+/// The periodic online backup (`store.backup_path`, every `store.backup_every`):
+/// one at start, then on the period. A failed backup is logged and the previous
+/// one stays in place.
+async fn backups(
+    store: Arc<Store>,
+    dest: std::path::PathBuf,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (s, d) = (store.clone(), dest.clone());
+        match tokio::task::spawn_blocking(move || s.backup_to(&d)).await {
+            Ok(Ok(())) => tracing::info!(backup = %dest.display(), "store backed up"),
+            Ok(Err(e)) => {
+                tracing::warn!(backup = %dest.display(), error = %e, "store backup failed; the previous backup stays")
+            }
+            Err(e) => tracing::warn!(error = %e, "store backup task failed"),
+        }
+    }
+}
+
+/// The exit status for an error that ended the daemon: a damaged or read-only
+/// store gets its own (listed in the unit's `RestartPreventExitStatus=`).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<crate::store::backup::OpenError>() {
+        Some(o) => o.exit_code() as u8,
+        None => 1,
     }
 }
 

@@ -163,14 +163,15 @@ impl Hub {
         let unknown = devices.iter().filter(|d| !d.presence_known).count();
         let heartbeat = self.engine.heartbeat_age();
         let watchdog = self.engine.watchdog_problem.lock().unwrap().clone();
+        let store_trouble = self.engine.store_trouble.lock().unwrap().clone();
         json!({
-            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() && watchdog.is_none() { "ok" } else { "degraded" },
+            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() && watchdog.is_none() && store_trouble.is_none() { "ok" } else { "degraded" },
             "watchdog": watchdog.unwrap_or_else(|| "ok".into()),
             "clock": if self.engine.trust.is_trusted() { "trusted" } else { "clock_untrusted" },
             "version": env!("CARGO_PKG_VERSION"),
             "started_at": ts(self.started_at),
             "broker": match broker_connected { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
-            "store": if store_ok { "ok" } else { "error" },
+            "store": match (store_ok, &store_trouble) { (true, None) => "ok".to_owned(), (true, Some(e)) => format!("error: {e}"), (false, _) => "error".to_owned() },
             "engine_heartbeat_age_ms": heartbeat.as_millis() as u64,
             "locks": { "online": online, "offline": devices.len() - online - unknown, "unknown": unknown },
             "access_codes": codes,

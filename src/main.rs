@@ -43,6 +43,9 @@ enum Command {
     /// The installer page.
     #[command(subcommand)]
     Web(WebCommand),
+    /// The store: put the last backup back.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Z-Wave network management through the running daemon.
     #[command(subcommand)]
     Zwave(ZwaveCommand),
@@ -55,6 +58,18 @@ enum Command {
         socket: SocketArgs,
         #[arg(long)]
         reveal_codes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Replace the store with its last backup (store.backup_path), checked
+    /// first; the replaced file is kept aside. Stop lockhub before.
+    Restore {
+        #[arg(long, short, default_value = "/etc/lockhub/lockhub.toml")]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
 }
 
@@ -301,7 +316,8 @@ fn main() -> ExitCode {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!(error = format!("{e:#}"), "lockhub failed");
-                        ExitCode::FAILURE
+                        eprintln!("lockhub: {e:#}");
+                        ExitCode::from(lockhub::daemon::exit_code(&e))
                     }
                 }
             }
@@ -461,6 +477,42 @@ fn main() -> ExitCode {
                     )
                 })
                 .await
+            }
+            Command::Store(StoreCommand::Restore {
+                config,
+                overrides: raw,
+            }) => {
+                let cfg = match load(&config, &raw) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                if cfg.socket.enabled
+                    && lockhub::status::client::get(&cfg.socket.path, "/v1/health")
+                        .await
+                        .is_ok()
+                {
+                    eprintln!("lockhub store restore: lockhub is running; stop it first (systemctl stop lockhub)");
+                    return ExitCode::FAILURE;
+                }
+                let backup = cfg.store.backup_file();
+                match lockhub::store::backup::restore(&backup, &cfg.store.path) {
+                    Ok(r) => {
+                        println!(
+                            "restored {} from {}",
+                            cfg.store.path.display(),
+                            backup.display()
+                        );
+                        if let Some(a) = r.kept_aside {
+                            println!("the replaced store is kept as {}", a.display());
+                        }
+                        println!("lockhub re-reads every lock when it starts");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("lockhub store restore: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Command::Web(WebCommand::HashPassword) => {
                 let password = match std::env::var("LOCKHUB_WEB_PASSWORD") {

@@ -66,7 +66,6 @@ async fn reported_lengths_apply_at_once_and_outlive_the_drivers_report() {
                 address: format!("sim:{FRONT}"),
                 security_class: None,
                 capabilities: keypad(&[4, 5, 6, 7, 8], 30),
-                security_class: None,
             })?;
             Ok::<_, StoreError>(())
         })

@@ -26,13 +26,15 @@ fn libfaketime() -> PathBuf {
     .expect("libfaketime (run scripts/test-deps.sh)")
 }
 
-/// libfaketime reading its offset from `file` on every call, so the test can
+/// libfaketime reading its offset from `file` (each second), so the test can
 /// step the daemon's clock while it runs. Monotonic time stays real.
 fn faked(file: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("LD_PRELOAD", libfaketime().display().to_string()),
         ("FAKETIME_TIMESTAMP_FILE", file.display().to_string()),
-        ("FAKETIME_NO_CACHE", "1".into()),
+        // Re-read at most once a second: a clock step is seen within 1 s, and
+        // the daemon does not read the file on every clock call.
+        ("FAKETIME_CACHE_DURATION", "1".into()),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
     ]
 }
@@ -82,7 +84,7 @@ async fn create(cloud: &Cloud, rid: &str, body: Value) -> Value {
     let mut body = body;
     body["request_id"] = json!(rid);
     cloud.send_json("access_codes/create", &body).await;
-    let r = cloud.response(rid, 15).await;
+    let r = cloud.response(rid, 30).await;
     assert_eq!(r["ok"], true, "{r}");
     r["access_code"].clone()
 }
@@ -109,6 +111,7 @@ async fn boot_untrusted_then_corrected(wrong_clock: &str) {
     daemon.start_env(&faked(&clock));
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
+    cloud.wait_serving().await;
     let now = chrono::Utc::now();
     let open = create(
         &cloud,
@@ -239,6 +242,7 @@ async fn step_back_an_hour() {
     daemon.start_env(&faked(&clock));
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
+    cloud.wait_serving().await;
     let now = chrono::Utc::now();
     let ending = create(
         &cloud,

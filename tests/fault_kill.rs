@@ -146,6 +146,7 @@ async fn sigkill_campaign() {
             // The broker keeps lockhub's session (and queues its commands
             // while it is down) from its first subscription on.
             cloud.wait_online().await;
+            cloud.wait_serving().await;
         }
         // Answers that came in (redelivered commands are answered first).
         let collect = |pending: &mut Vec<Sent>,

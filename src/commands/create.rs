@@ -300,14 +300,14 @@ fn plan(
                 .filter(|c| !c.deleted)
                 .collect();
             match (live.first(), &body.code) {
-                (Some(c), Some(given)) if c.code.expose() != given => {
+                (Some(c), Some(given)) if c.code.expose() != given.expose() => {
                     return Err(CommandError::invalid(
                         "code",
                         "the codes of this common_code_key have another code; leave code out to join the group",
                     )
                     .into())
                 }
-                (Some(c), _) => Some(c.code.expose().to_owned()),
+                (Some(c), _) => Some(c.code.clone()),
                 (None, _) => None,
             }
         }

@@ -101,7 +101,9 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
         }])
     };
     let warnings = match tx.clock_untrusted_since()? {
-        Some(t) => json!([{"warning_code": "clock_untrusted", "message": "the hub's clock is not trusted: no time-driven change until it is right", "created_at": ts(t)}]),
+        Some(t) => {
+            json!([{"warning_code": "clock_untrusted", "message": "the hub's clock is not trusted: no time-driven change until it is right", "created_at": ts(t)}])
+        }
         None => json!([]),
     };
     let mut v = json!({

@@ -54,6 +54,9 @@ struct LockHandle {
     generation: std::sync::atomic::AtomicU64,
     /// In engine code (a pass, not waiting for the radio): for the watchdog.
     busy: crate::progress::Busy,
+    /// A batch's results could not be recorded (the store failed): what the
+    /// lock holds is read again before anything else is sent.
+    reread: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,6 +87,8 @@ pub struct Engine {
     handling_event: crate::progress::Busy,
     /// Why the daemon's watchdog is not being fed (`None`: it is).
     pub watchdog_problem: Mutex<Option<String>>,
+    /// The engine's last store failure, until a commit succeeds again.
+    pub store_trouble: Mutex<Option<String>>,
     /// Batches' results, committed together by one task (engine group commit).
     record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
     record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
@@ -140,6 +145,7 @@ impl Engine {
             committing: Default::default(),
             handling_event: Default::default(),
             watchdog_problem: Mutex::new(None),
+            store_trouble: Mutex::new(None),
         });
         engine.beat();
         engine
@@ -163,6 +169,25 @@ impl Engine {
                 h.wake.notify_one();
             }
         }
+    }
+
+    /// Every lock of a driver that cannot be reached at all (its radio is
+    /// missing) is offline, with its event and device state.
+    pub fn mark_offline(&self, kind: DriverKind) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store.write(|tx| {
+            for d in tx.devices()? {
+                if d.info.driver == kind && tx.set_device_online(&d.info.device_id, false)? {
+                    tx.event(&Event::device(
+                        "device.disconnected",
+                        &d.info.device_id,
+                        now,
+                    ))?;
+                    self.publish_device(tx, &d.info.device_id)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The clock commands should use (never earlier than the latest trusted time).
@@ -378,6 +403,7 @@ impl Engine {
                 backoff: Mutex::new(LockBackoff::default()),
                 generation: std::sync::atomic::AtomicU64::new(0),
                 busy: Default::default(),
+                reread: Default::default(),
             });
             locks.insert(info.device_id.clone(), handle.clone());
             let me = self.clone();

@@ -45,6 +45,10 @@ pub(super) struct RecordJob {
     reply: tokio::sync::oneshot::Sender<Result<Recorded, StoreError>>,
 }
 
+/// Backoff of a lock's reconciler while the store fails.
+const STORE_RETRY_BASE: Duration = Duration::from_secs(1);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(300);
+
 /// Most batches committed in one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 64;
 
@@ -63,6 +67,7 @@ impl Engine {
         handle: Arc<LockHandle>,
     ) {
         let mut cache: Option<Cached> = None;
+        let mut store_failures: u32 = 0;
         loop {
             if self.shutdown.is_cancelled() {
                 return;
@@ -71,11 +76,21 @@ impl Engine {
             let passed = self.pass(&device_id, &handle, &mut cache).await;
             handle.busy.leave();
             let next = match passed {
-                Ok(n) => n,
+                Ok(n) => {
+                    store_failures = 0;
+                    n
+                }
                 Err(e) => {
+                    // The store cannot record (a full disk, an I/O error):
+                    // no more radio work for this lock until it can, and
+                    // slower each time (1 s doubling to 5 min).
                     cache = None;
-                    tracing::error!(error = %e, "reconcile pass failed; trying again shortly");
-                    Next::After(Duration::from_secs(5))
+                    store_failures += 1;
+                    handle.reread.store(true, Ordering::SeqCst);
+                    let wait = backoff::delay(store_failures, STORE_RETRY_BASE, STORE_RETRY_MAX);
+                    *self.store_trouble.lock().unwrap() = Some(e.to_string());
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "reconcile pass failed (the store); backing off");
+                    Next::After(wait)
                 }
             };
             self.stats.passes.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +184,7 @@ impl Engine {
         // Nothing is decided from what the lock holds until that has been read
         // (after a start, or when the lock said its slots may have changed):
         // a stale "not on the lock" must never purge a code or raise an error.
-        let known = cached.device.slots_known;
+        let known = cached.device.slots_known && !handle.reread.load(Ordering::SeqCst);
         if !known && Self::backoff_wait(handle).is_none() {
             return match Self::outside(handle, driver.read_slots(id)).await {
                 Ok(slots) => {
@@ -181,6 +196,7 @@ impl Engine {
                         }
                         observe::absorb_read(self, tx, id, &slots, now)
                     })?;
+                    handle.reread.store(false, Ordering::SeqCst);
                     *cache = None;
                     Self::succeeded(handle);
                     Ok(Next::Now)
@@ -444,6 +460,7 @@ impl Engine {
             });
             match result {
                 Ok(outs) => {
+                    self.store_trouble.lock().unwrap().take();
                     for (j, out) in jobs.into_iter().zip(outs) {
                         let _ = j.reply.send(Ok(out));
                     }

@@ -11,8 +11,8 @@
 //! or reveal PINs.
 
 pub mod client;
-pub mod zwave;
 pub mod peer;
+pub mod zwave;
 
 use crate::hub::Hub;
 use crate::mqtt::LinkState;
@@ -236,8 +236,8 @@ pub async fn serve(
     extra: Router,
     shutdown: CancellationToken,
 ) {
-    let app = router(hub, link, access, page, extra)
-        .into_make_service_with_connect_info::<peer::Peer>();
+    let app =
+        router(hub, link, access, page, extra).into_make_service_with_connect_info::<peer::Peer>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

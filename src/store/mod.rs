@@ -4,12 +4,13 @@
 //! command's and every lock operation's whole effect is one transaction, made
 //! durable (WAL, synchronous=FULL) before anyone is told it happened.
 
+pub mod audit;
+pub mod backup;
 mod check;
 mod clock;
-mod lifetime;
-pub mod audit;
 pub mod issued;
 mod jti;
+mod lifetime;
 mod migrations;
 pub mod recent;
 mod reply;

@@ -197,6 +197,14 @@ impl Daemon {
         (status, t.elapsed())
     }
 
+    /// The exit status of a daemon that already ended by itself.
+    pub fn terminate_exited(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut c = self.child.take().expect("started");
+        let t = std::time::Instant::now();
+        let status = c.wait().unwrap();
+        (status, t.elapsed())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("lockhub.log")).unwrap_or_default()
     }
@@ -278,6 +286,24 @@ impl Cloud {
                 .find(|s| s["state"] == "online")
         })
         .await;
+    }
+
+    /// Waits until the daemon answers a command: its retained `online` can
+    /// come before its command subscription is in place on a first connect
+    /// (the broker drops what arrives before).
+    pub async fn wait_serving(&self) {
+        for i in 0..30 {
+            let rid = format!("ready-{i}");
+            self.send_json("devices/list", &serde_json::json!({"request_id": rid}))
+                .await;
+            for _ in 0..50 {
+                if !self.on(&format!("responses/{rid}")).is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("the daemon never answered a command");
     }
 
     pub async fn send(&self, command: &str, payload: impl Into<Vec<u8>>) {
