@@ -173,6 +173,7 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut gone = 0;
         for b in bodies {
+            let b = self.sealer.open_text("access_codes.body", b)?;
             let c: AccessCode = serde_json::from_str(&b)?;
             let done = c
                 .finished_at
