@@ -1,6 +1,6 @@
 //! The CLI's side of the socket: `lockhub status|devices|codes` as tables.
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -21,19 +21,27 @@ pub enum ClientError {
     Json(#[from] serde_json::Error),
 }
 
-/// GET `path_and_query` from the daemon's socket, as JSON.
-pub async fn get(socket: &Path, path_and_query: &str) -> Result<Value, ClientError> {
+/// One HTTP/1.1 connection to the daemon's socket.
+async fn connect(
+    socket: &Path,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|source| ClientError::Connect {
             path: socket.display().to_string(),
             source,
         })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// GET `path_and_query` from the daemon's socket, as JSON.
+pub async fn get(socket: &Path, path_and_query: &str) -> Result<Value, ClientError> {
+    let mut sender = connect(socket).await?;
     let req = hyper::Request::get(path_and_query)
         .header("host", "lockhub")
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::new()))
         .expect("a valid request");
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
@@ -50,15 +58,7 @@ pub async fn get(socket: &Path, path_and_query: &str) -> Result<Value, ClientErr
 /// POST `body` (JSON) to `path` on the daemon's socket; the status and the
 /// JSON answer (errors are JSON too).
 pub async fn post(socket: &Path, path: &str, body: &Value) -> Result<(u16, Value), ClientError> {
-    use http_body_util::Full;
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: socket.display().to_string(),
-            source,
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut sender = connect(socket).await?;
     let req = hyper::Request::post(path)
         .header("host", "lockhub")
         .header("content-type", "application/json")
