@@ -49,6 +49,19 @@ impl Tx<'_> {
     }
 }
 
+impl Tx<'_> {
+    /// Rows in the chain and the bytes their columns hold. The chain is never
+    /// pruned yet: it is the one part of the store that grows with history.
+    pub fn audit_size(&self) -> Result<(u64, u64)> {
+        let (n, bytes): (i64, i64) = self.tx.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(length(at) + length(kind) + length(detail) + length(hash) + 8), 0) FROM audit",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((n as u64, bytes as u64))
+    }
+}
+
 /// What `audit verify` found wrong, by row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
