@@ -17,7 +17,7 @@ pub struct Browser {
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
-    /// `None` (with the reason printed) when chromium or chromedriver is missing.
+    /// Panics, naming the installer script, when chromium or chromedriver is missing.
     pub async fn start() -> Browser {
         for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
@@ -183,6 +183,18 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // End the session first: ChromeDriver then quits the browser (killing
+        // the driver alone would leave Chromium running).
+        use std::io::{Read, Write};
+        if let Ok(mut c) = std::net::TcpStream::connect(&self.addr) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                c,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session, self.addr
+            );
+            let _ = c.read_to_end(&mut Vec::new());
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
