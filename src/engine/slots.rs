@@ -184,40 +184,18 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Pin, Retry, TimeWindow};
+    use crate::model::{Pin, TimeWindow};
     use chrono::TimeZone;
 
     fn code(id: &str, slot: u32, pin: &str, w: Option<(i64, i64)>) -> AccessCode {
-        AccessCode {
-            access_code_id: id.into(),
-            device_id: "d".into(),
-            name: None,
-            appearance_name: None,
-            code: Pin::new(pin),
-            common_code_key: None,
-            window: w.map(|(a, b)| TimeWindow {
-                starts_at: at(a),
-                ends_at: at(b),
-            }),
-            created_at: at(0),
-            slot,
-            is_backup: false,
-            backup_for: None,
-            pulled_backup_access_code_id: None,
-            allow_external_modification: false,
-            prefer_native_scheduling: false,
-            attempt_for_offline_device: true,
-            use_backup_access_code_pool: false,
-            is_scheduled_on_device: false,
-            errors: vec![],
-            warnings: vec![],
-            deleted: false,
-            removed_at_lock: false,
-            reported_status: None,
-            retry: Retry::default(),
-            ever_set: true,
-            finished_at: None,
-        }
+        let window = w.map(|(a, b)| TimeWindow {
+            starts_at: at(a),
+            ends_at: at(b),
+        });
+        let mut c = super::super::plan::tests::code(slot, pin, window);
+        c.access_code_id = id.into();
+        c.ever_set = true;
+        c
     }
 
     fn at(h: i64) -> DateTime<Utc> {
