@@ -73,6 +73,7 @@ pub async fn seed_group_on_nuki_and_zwave_like(
         supports_native_scheduling: false,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        supports_remote_lock: false,
     };
     let sim = Arc::new(SimDriver::new(
         vec![SimLockSpec::new(FRONT, "Front door", zwave_like)],

@@ -29,6 +29,7 @@ pub fn keypad(lengths: &[u8], slots: u32) -> Capabilities {
         supports_native_scheduling: false,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        supports_remote_lock: false,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn nuki_like() -> Capabilities {
         supports_native_scheduling: true,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        supports_remote_lock: false,
     }
 }
 
