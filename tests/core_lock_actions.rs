@@ -207,3 +207,52 @@ async fn keypad_manual_and_refused_entries_name_the_code() {
     assert_eq!(dev["properties"]["door_open"], true);
     hub.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_one_time_code_goes_after_its_first_use() {
+    let hub = Hub::start(vec![spec(FRONT, "Front door", keypad(&[4], 30))]).await;
+    hub.run_for(Duration::from_secs(1)).await;
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Plumber", "code": "5974", "is_one_time_use": true}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["access_code"]["is_one_time_use"], true);
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An ordinary code beside it stays.
+    let other = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Owner", "code": "8642"}),
+    );
+    assert_eq!(other["access_code"]["is_one_time_use"], false);
+    hub.run_for(Duration::from_secs(2)).await;
+    let slot_of = |id: &str| hub.store.read(|tx| Ok(tx.code(id)?.unwrap().slot)).unwrap();
+    let (slot, owner_slot) = (
+        slot_of(&id),
+        slot_of(other["access_code"]["access_code_id"].as_str().unwrap()),
+    );
+    assert_eq!(hub.code_on(FRONT, slot).as_deref(), Some("5974"));
+    // The owner's use changes nothing; the plumber's removes the plumber's code.
+    hub.sim.keypad_unlock(FRONT, owner_slot);
+    hub.run_for(Duration::from_secs(1)).await;
+    assert_eq!(hub.code_on(FRONT, slot).as_deref(), Some("5974"));
+    hub.sim.keypad_unlock(FRONT, slot);
+    hub.run_for(Duration::from_secs(2)).await;
+    assert_eq!(hub.code_on(FRONT, slot), None, "off the lock after its use");
+    assert_eq!(hub.code_on(FRONT, owner_slot).as_deref(), Some("8642"));
+    let types = hub.event_types_for(&id);
+    assert!(
+        types.contains(&"access_code.deleted".to_string()),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"access_code.removed_from_device".to_string()),
+        "{types:?}"
+    );
+    let r = hub.cmd("access_codes/get", json!({"access_code_id": id}));
+    assert_eq!(r["error"]["type"], "access_code_not_found", "{r}");
+    hub.stop().await;
+}

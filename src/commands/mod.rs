@@ -137,9 +137,10 @@ pub fn code_json(
 }
 
 /// `last_used_at` (lockhub's addition): when the lock last reported an
-/// unlock with this code; `null` until it has.
+/// unlock with this code; `null` until it has. And `is_one_time_use`.
 fn with_last_use(tx: &Tx<'_>, code: &AccessCode, body: &mut Value) -> Result<(), StoreError> {
     body["last_used_at"] = json!(tx.code_last_used(&code.access_code_id)?);
+    body["is_one_time_use"] = json!(tx.is_one_time_use(&code.access_code_id)?);
     Ok(())
 }
 

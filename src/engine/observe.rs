@@ -60,11 +60,13 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             }
             engine.note_move(id, *locked);
             let mut e = Event::device(bolt_event(*locked), id, now).with("method", method.as_str());
+            let mut used = None;
             if let Some(slot) = slot {
                 if let Some(c) = name_code(tx, &mut e, id, *slot)? {
                     if !*locked {
                         tx.set_code_used(&c.access_code_id, now)?;
                         crate::commands::publish_code_state(tx, &c, now, &engine.settings)?;
+                        used = Some(c);
                     }
                 }
             }
@@ -72,7 +74,13 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             if changed {
                 engine.publish_device(tx, id)?;
             }
-            Ok(false)
+            match used {
+                Some(c) if !c.deleted && tx.is_one_time_use(&c.access_code_id)? => {
+                    used_up(engine, tx, c, now)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
         }
         LockEvent::AccessDenied { reason, slot, .. } => {
             let mut e =
@@ -155,6 +163,26 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             Ok(false)
         }
     }
+}
+
+/// A one-time code opened its lock: it goes, as `access_codes/delete` would
+/// take it (the reconciler clears its slot).
+fn used_up(
+    engine: &Engine,
+    tx: &Tx<'_>,
+    mut c: crate::model::AccessCode,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    c.deleted = true;
+    c.retry = Default::default();
+    c.raise_warning(Issue::new(
+        "being_deleted",
+        "a one-time code was used: it is being removed from the lock",
+        now,
+    ));
+    tracing::info!(access_code_id = %c.access_code_id, "one-time code used; removing it");
+    tx.event(&Event::code("access_code.deleted", &c, now).with("reason", "one_time_use"))?;
+    engine.commit_code(tx, &mut c, now)
 }
 
 fn bolt_event(locked: bool) -> &'static str {

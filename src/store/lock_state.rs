@@ -156,6 +156,23 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// A code that goes once the lock reports it used (`is_one_time_use`).
+    pub fn set_one_time_use(&self, access_code_id: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO one_time_codes (access_code_id) VALUES (?1)")?
+            .execute([access_code_id])?;
+        Ok(())
+    }
+
+    pub fn is_one_time_use(&self, access_code_id: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM one_time_codes WHERE access_code_id = ?1")?
+            .query_row([access_code_id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     // ---- action attempts ----
 
     pub fn insert_action_attempt(&self, a: &ActionAttempt) -> Result<()> {

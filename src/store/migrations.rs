@@ -142,7 +142,11 @@ const STEPS: &[&str] = &[
         correlation  BLOB,
         fingerprint  BLOB
     );
-    CREATE INDEX action_attempts_pending ON action_attempts(status, created_at);",
+    CREATE INDEX action_attempts_pending ON action_attempts(status, created_at);
+    -- codes removed after their first use (is_one_time_use)
+    CREATE TABLE one_time_codes (
+        access_code_id TEXT PRIMARY KEY
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
