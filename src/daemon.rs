@@ -154,6 +154,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut zwave_admin = None;
     if !cfg.zwave.port.is_empty() {
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
+        z.timezone = cfg.time_zone()?;
         if let Some(ms) = cfg.zwave.report_timeout_ms {
             z.report_timeout = Duration::from_millis(ms);
         }

@@ -102,6 +102,7 @@ impl Inner {
             return Ok(None);
         }
         let mut f = NodeFacts {
+            clock: super::lock_clock::ClockKind::among(&classes),
             classes,
             security,
             ..Default::default()
@@ -167,6 +168,12 @@ impl Inner {
                 )
                 .await?;
             f.year_day_slots = cc::schedule_entry_lock::parse_supported(&r)?.year_day_slots;
+        }
+        // The lock's clock and time zone before any window goes on it; a lock
+        // that does not take them now is tried again before its first window
+        // (and by the clock keeper).
+        if let Err(e) = self.set_lock_clock(node, &f).await {
+            tracing::warn!(node, error = %e, "lock clock not set");
         }
         // State worth reporting, not needed to serve the lock: ask without
         // waiting (a lock that never answers costs no timeout); the
@@ -272,12 +279,19 @@ mod tests {
 
     fn facts(keys: &str) -> NodeFacts {
         let mut f = NodeFacts {
-            classes: vec![id::USER_CODE, id::SCHEDULE_ENTRY_LOCK, id::VERSION],
+            classes: vec![
+                id::USER_CODE,
+                id::SCHEDULE_ENTRY_LOCK,
+                id::VERSION,
+                id::TIME_PARAMETERS,
+            ],
             users: 30,
             year_day_slots: 2,
+            clock: super::super::lock_clock::ClockKind::TimeParameters,
             ..Default::default()
         };
         f.versions.insert(id::USER_CODE, 2);
+        f.versions.insert(id::SCHEDULE_ENTRY_LOCK, 3);
         f.uc_caps = Some(user_code::Capabilities {
             keys: keys.into(),
             ..Default::default()
@@ -307,5 +321,15 @@ mod tests {
         let mut no_sched = facts("0123456789");
         no_sched.year_day_slots = 0;
         assert!(!no_sched.capabilities().supports_native_scheduling);
+        // Windows need a clock lockhub sets, with a date, and the time zone.
+        use super::super::lock_clock::ClockKind;
+        for clock in [ClockKind::None, ClockKind::Clock] {
+            let mut f = facts("0123456789");
+            f.clock = clock;
+            assert!(!f.capabilities().supports_native_scheduling, "{clock:?}");
+        }
+        let mut v1 = facts("0123456789");
+        v1.versions.insert(id::SCHEDULE_ENTRY_LOCK, 1);
+        assert!(!v1.capabilities().supports_native_scheduling, "no time offset");
     }
 }

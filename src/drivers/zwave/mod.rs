@@ -14,6 +14,8 @@
 //!   a lock can do, `slots` reads and writes codes; all three work through
 //!   `node`, the shared node state (imports point one way: driver ->
 //!   interview/slots -> node);
+//! - [`lock_clock`]: the lock's own clock and time zone (set at the
+//!   interview, kept when it drifts, after DST changes and restarts);
 //! - [`config`]: what the driver is told at start;
 //! - [`testing`]: starts the pinned zwave-js mock controller for tests.
 //!
@@ -43,6 +45,7 @@ pub mod driver;
 pub mod frame;
 pub mod inclusion;
 pub mod interview;
+pub mod lock_clock;
 mod node;
 pub mod security;
 pub mod serialapi;

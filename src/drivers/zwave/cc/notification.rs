@@ -8,6 +8,9 @@ pub const REPORT: u8 = 0x05;
 
 /// Notification type Access Control.
 pub const ACCESS_CONTROL: u8 = 0x06;
+pub const POWER_MANAGEMENT: u8 = 0x08;
+/// Power Management: "power has been applied" (the node restarted).
+pub const POWER_APPLIED: u8 = 0x01;
 
 /// Access Control events the driver acts on.
 pub mod event {
