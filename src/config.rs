@@ -756,7 +756,9 @@ mod tests {
     fn timezone_is_checked_and_lock_utc_offset_is_gone() {
         let c = load("timezone = \"Europe/Vienna\"\n").unwrap();
         assert_eq!(c.time_zone().unwrap().iana_name(), Some("Europe/Vienna"));
-        let e = load("timezone = \"Europe/Viena\"\n").unwrap_err().to_string();
+        let e = load("timezone = \"Europe/Viena\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("timezone: \"Europe/Viena\""), "{e}");
         assert!(load("").unwrap().time_zone().is_ok(), "the hub's own");
         let e = load("[zwave]\nlock_utc_offset = 3600\n")

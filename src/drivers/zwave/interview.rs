@@ -330,6 +330,9 @@ mod tests {
         }
         let mut v1 = facts("0123456789");
         v1.versions.insert(id::SCHEDULE_ENTRY_LOCK, 1);
-        assert!(!v1.capabilities().supports_native_scheduling, "no time offset");
+        assert!(
+            !v1.capabilities().supports_native_scheduling,
+            "no time offset"
+        );
     }
 }

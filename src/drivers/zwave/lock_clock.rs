@@ -161,7 +161,11 @@ impl Inner {
                         let off = t - now;
                         let right = off.abs() <= DRIFT_TOLERANCE;
                         if !right {
-                            tracing::info!(node, off_secs = off.num_seconds(), "lock clock drifted");
+                            tracing::info!(
+                                node,
+                                off_secs = off.num_seconds(),
+                                "lock clock drifted"
+                            );
                         }
                         right
                     }
