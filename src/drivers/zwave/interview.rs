@@ -54,6 +54,11 @@ impl Inner {
                 self.with_node(node, |n| n.facts = Some(facts));
                 tracing::info!(node, "z-wave lock interviewed");
                 self.announce(node);
+                // Its clock right after (the announcement does not wait; a
+                // window sent meanwhile sets the clock first).
+                let i = self.clone();
+                self.interviews
+                    .spawn(async move { i.ensure_clock(node).await });
             }
             Ok(None) => {
                 tracing::info!(node, "z-wave node is not a lock; ignored");
@@ -168,12 +173,6 @@ impl Inner {
                 )
                 .await?;
             f.year_day_slots = cc::schedule_entry_lock::parse_supported(&r)?.year_day_slots;
-        }
-        // The lock's clock and time zone before any window goes on it; a lock
-        // that does not take them now is tried again before its first window
-        // (and by the clock keeper).
-        if let Err(e) = self.set_lock_clock(node, &f).await {
-            tracing::warn!(node, error = %e, "lock clock not set");
         }
         // State worth reporting, not needed to serve the lock: ask without
         // waiting (a lock that never answers costs no timeout); the

@@ -193,6 +193,23 @@ impl Inner {
         self.set_lock_clock(node, &facts).await
     }
 
+    /// Sets the lock's clock and time zone unless that was done since start
+    /// (after the interview; a lock that does not take them now is tried
+    /// again before its first window, and by the clock keeper).
+    pub(super) async fn ensure_clock(self: &Arc<Self>, node: u8) {
+        let Some(lock) = self.with_node(node, |n| n.op_lock.clone()) else {
+            return;
+        };
+        let _guard = lock.lock().await;
+        let Some((Some(facts), false)) = self.with_node(node, |n| (n.facts.clone(), n.clock_set))
+        else {
+            return;
+        };
+        if let Err(e) = self.set_lock_clock(node, &facts).await {
+            tracing::warn!(node, error = %e, "lock clock not set");
+        }
+    }
+
     /// Checks the lock's clock in the background (a restart was seen).
     pub(super) fn recheck_clock(self: &Arc<Self>, node: u8) {
         let due = self
