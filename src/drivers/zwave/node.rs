@@ -104,6 +104,7 @@ impl NodeFacts {
             supports_native_scheduling: self.native_windows(),
             supports_backup_access_code_pool: false,
             can_program_online_access_codes: true,
+            supports_remote_lock: self.supports(id::DOOR_LOCK),
         }
     }
 }
