@@ -34,6 +34,10 @@ pub struct Config {
     pub log_level: String,
     /// `text` (plain lines; no timestamps under systemd) or `json` (one object per line).
     pub log_format: crate::logging::LogFormat,
+    /// The property's time zone, an IANA name (`Europe/Vienna`); empty: the
+    /// hub's own (`/etc/localtime`). Z-Wave locks' clocks run in it and
+    /// their native windows are written in its local time.
+    pub timezone: String,
     pub store: StoreConfig,
     pub mqtt: MqttConfig,
     pub socket: SocketConfig,
@@ -331,6 +335,7 @@ impl Default for Config {
             workspace_id: HubSettings::default().workspace_id,
             log_level: "info".into(),
             log_format: Default::default(),
+            timezone: String::new(),
             store: StoreConfig::default(),
             mqtt: MqttConfig::default(),
             socket: SocketConfig::default(),
@@ -481,6 +486,7 @@ impl Config {
         if uuid::Uuid::parse_str(&self.workspace_id).is_err() {
             return bad("workspace_id", "must be a UUID");
         }
+        self.time_zone()?;
         if self.mqtt.prefix.is_empty() || self.mqtt.prefix.contains(['+', '#']) {
             return bad("mqtt.prefix", "must be non-empty, without '+' or '#'");
         }
@@ -582,6 +588,24 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The time zone `timezone` names (from the system's tz database), or
+    /// the hub's own when empty (`/etc/localtime`, or `TZ`; UTC, with a
+    /// warning, when the hub has none).
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, ConfigError> {
+        let name = self.timezone.trim();
+        if name.is_empty() {
+            return Ok(jiff::tz::TimeZone::try_system().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the hub has no time zone (/etc/localtime): using UTC; set `timezone`");
+                jiff::tz::TimeZone::UTC
+            }));
+        }
+        jiff::tz::TimeZone::get(name).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "timezone: \"{name}\" is not a time zone in the tz database (an IANA name such as \"Europe/Vienna\"; see /usr/share/zoneinfo)"
+            ))
+        })
     }
 
     /// The octal socket mode.
@@ -700,10 +724,17 @@ fn describe(e: config::ConfigError) -> String {
         let key = s
             .rsplit_once(" for key `")
             .map(|(_, k)| k.trim_end_matches(['`', '.']).to_owned());
-        return match key {
-            Some(k) if !k.is_empty() => format!("{k}.{name}: unknown key"),
-            _ => format!("{name}: unknown key"),
+        let full = match key {
+            Some(k) if !k.is_empty() => format!("{k}.{name}"),
+            _ => name.to_owned(),
         };
+        if name == "lock_utc_offset" {
+            // A fixed offset is wrong half the year where there is DST.
+            return format!(
+                "{full}: removed; set the top-level `timezone` (an IANA name such as \"Europe/Vienna\") instead: the locks' clocks follow its daylight saving time"
+            );
+        }
+        return format!("{full}: unknown key");
     }
     s
 }
@@ -728,6 +759,24 @@ mod tests {
         assert!(e.contains("prot"), "{e}");
         let e = load("colour = 1\n").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn timezone_is_checked_and_lock_utc_offset_is_gone() {
+        let c = load("timezone = \"Europe/Vienna\"\n").unwrap();
+        assert_eq!(c.time_zone().unwrap().iana_name(), Some("Europe/Vienna"));
+        let e = load("timezone = \"Europe/Viena\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("timezone: \"Europe/Viena\""), "{e}");
+        assert!(load("").unwrap().time_zone().is_ok(), "the hub's own");
+        let e = load("[zwave]\nlock_utc_offset = 3600\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("zwave.lock_utc_offset: removed") && e.contains("timezone"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -160,6 +160,11 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut zwave_admin = None;
     if !cfg.zwave.port.is_empty() {
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
+        z.timezone = cfg.time_zone()?;
+        tracing::info!(
+            timezone = z.timezone.iana_name().unwrap_or("(unnamed)"),
+            "the locks' clocks run in this time zone"
+        );
         if let Some(ms) = cfg.zwave.report_timeout_ms {
             z.report_timeout = Duration::from_millis(ms);
         }

@@ -26,7 +26,8 @@
 //! - [`model`]: access codes, devices, capabilities, events and the masked [`model::Pin`].
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated
-//!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2), [`drivers::ble`] (Nuki).
+//!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2, the locks'
+//!   clocks), [`drivers::ble`] (Nuki).
 //! - [`progress`]: sections of work the systemd watchdog follows (engine, store writer).
 //! - [`demo`]: `lockhub demo` on embedded defaults.
 

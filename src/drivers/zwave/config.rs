@@ -3,7 +3,6 @@
 
 use super::security::{NetworkKeys, SecurityTiming};
 use super::session::SessionConfig;
-use chrono::FixedOffset;
 use std::time::Duration;
 
 /// How config names a lock and pins its id.
@@ -31,8 +30,12 @@ pub struct ZwaveConfig {
     pub offline_ping_interval: Option<Duration>,
     /// How long `apply`/`read_slots` wait for a sleeping lock to wake up.
     pub wake_up_wait: Duration,
-    /// The locks' clock offset from UTC (year-day schedules are local time).
-    pub lock_utc_offset: FixedOffset,
+    /// The property's time zone: the locks' clocks run in it and their
+    /// year-day windows are written in its local time.
+    pub timezone: jiff::tz::TimeZone,
+    /// How often each lock's clock is read back and set again if it drifted
+    /// (also just after each DST change); `None`: only at the interview.
+    pub clock_check_interval: Option<Duration>,
     /// Wrap Sets in Supervision where the lock supports it.
     pub use_supervision: bool,
     /// The network keys (S0 and S2); `None`: plaintext locks only.
@@ -50,7 +53,8 @@ impl ZwaveConfig {
             report_timeout: Duration::from_secs(5),
             offline_ping_interval: Some(Duration::from_secs(60)),
             wake_up_wait: Duration::from_secs(15 * 60),
-            lock_utc_offset: FixedOffset::east_opt(0).expect("zero offset"),
+            timezone: jiff::tz::TimeZone::UTC,
+            clock_check_interval: Some(Duration::from_secs(24 * 3600)),
             use_supervision: true,
             keys: None,
             security: SecurityTiming::default(),

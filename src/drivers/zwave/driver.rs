@@ -109,6 +109,13 @@ impl ZwaveDriver {
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), inbound));
         tokio::spawn(watch_port(Arc::downgrade(&inner), port_state));
+        if let Some(every) = inner.config.clock_check_interval {
+            tokio::spawn(super::lock_clock::clock_keeper(
+                Arc::downgrade(&inner),
+                every,
+                inner.shutdown.clone(),
+            ));
+        }
         if let Some(every) = inner.config.offline_ping_interval {
             tokio::spawn(pinger(
                 Arc::downgrade(&inner),
@@ -279,6 +286,12 @@ impl Inner {
     fn on_notification(self: &Arc<Self>, node: u8, device_id: String, r: cc::notification::Report) {
         use cc::notification::event;
         let r = super::reports::normalize(&r);
+        if r.notification_type == Some(cc::notification::POWER_MANAGEMENT)
+            && r.event == Some(cc::notification::POWER_APPLIED)
+        {
+            // The lock restarted: its clock may be gone.
+            return self.recheck_clock(node);
+        }
         if let Some(e) = super::reports::lock_event(&device_id, &r) {
             return self.emit(e);
         }
@@ -399,6 +412,8 @@ async fn dispatch(
                 if frame.payload.first() == Some(&serialapi::update::NODE_INFO_RECEIVED) {
                     if let Some(&node) = frame.payload.get(1) {
                         inner.mark_alive(node);
+                        // Unasked node information: the lock (re)started.
+                        inner.recheck_clock(node);
                     }
                 }
             }

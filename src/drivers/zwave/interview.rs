@@ -54,6 +54,11 @@ impl Inner {
                 self.with_node(node, |n| n.facts = Some(facts));
                 tracing::info!(node, "z-wave lock interviewed");
                 self.announce(node);
+                // Its clock right after (the announcement does not wait; a
+                // window sent meanwhile sets the clock first).
+                let i = self.clone();
+                self.interviews
+                    .spawn(async move { i.ensure_clock(node).await });
             }
             Ok(None) => {
                 tracing::info!(node, "z-wave node is not a lock; ignored");
@@ -102,6 +107,7 @@ impl Inner {
             return Ok(None);
         }
         let mut f = NodeFacts {
+            clock: super::lock_clock::ClockKind::among(&classes),
             classes,
             security,
             ..Default::default()
@@ -272,12 +278,19 @@ mod tests {
 
     fn facts(keys: &str) -> NodeFacts {
         let mut f = NodeFacts {
-            classes: vec![id::USER_CODE, id::SCHEDULE_ENTRY_LOCK, id::VERSION],
+            classes: vec![
+                id::USER_CODE,
+                id::SCHEDULE_ENTRY_LOCK,
+                id::VERSION,
+                id::TIME_PARAMETERS,
+            ],
             users: 30,
             year_day_slots: 2,
+            clock: super::super::lock_clock::ClockKind::TimeParameters,
             ..Default::default()
         };
         f.versions.insert(id::USER_CODE, 2);
+        f.versions.insert(id::SCHEDULE_ENTRY_LOCK, 3);
         f.uc_caps = Some(user_code::Capabilities {
             keys: keys.into(),
             ..Default::default()
@@ -307,5 +320,18 @@ mod tests {
         let mut no_sched = facts("0123456789");
         no_sched.year_day_slots = 0;
         assert!(!no_sched.capabilities().supports_native_scheduling);
+        // Windows need a clock lockhub sets, with a date, and the time zone.
+        use super::super::lock_clock::ClockKind;
+        for clock in [ClockKind::None, ClockKind::Clock] {
+            let mut f = facts("0123456789");
+            f.clock = clock;
+            assert!(!f.capabilities().supports_native_scheduling, "{clock:?}");
+        }
+        let mut v1 = facts("0123456789");
+        v1.versions.insert(id::SCHEDULE_ENTRY_LOCK, 1);
+        assert!(
+            !v1.capabilities().supports_native_scheduling,
+            "no time offset"
+        );
     }
 }

@@ -15,6 +15,8 @@
 //!   `reports` sorts what Notification / v1 Alarm reports mean; all work
 //!   through `node`, the shared node state (imports point one way: driver ->
 //!   interview/slots/bolt -> node);
+//! - [`lock_clock`]: the lock's own clock and time zone (set at the
+//!   interview, kept when it drifts, after DST changes and restarts);
 //! - [`config`]: what the driver is told at start;
 //! - [`testing`]: starts the pinned zwave-js mock controller for tests.
 //!
@@ -45,6 +47,7 @@ pub mod driver;
 pub mod frame;
 pub mod inclusion;
 pub mod interview;
+pub mod lock_clock;
 mod node;
 mod reports;
 pub mod security;

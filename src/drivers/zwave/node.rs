@@ -9,6 +9,7 @@
 
 use super::cc::{self, id, user_code, Incoming};
 use super::config::ZwaveConfig;
+use super::lock_clock::ClockKind;
 use super::security::{Security, SecurityClass, SecurityError};
 use super::serialapi::{Listening, TxStatus};
 use super::session::{Session, SessionError};
@@ -46,6 +47,8 @@ pub(super) struct NodeFacts {
     /// The highest security class the node was granted (the command
     /// classes it supports only there are the security layer's business).
     pub security: SecurityClass,
+    /// How lockhub sets the lock's clock (see [`super::lock_clock`]).
+    pub clock: ClockKind,
 }
 
 impl NodeFacts {
@@ -71,6 +74,15 @@ impl NodeFacts {
     pub fn checksum(&self) -> bool {
         self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.checksum)
     }
+    /// The lock takes its time zone (Schedule Entry Lock Time Offset, v2+).
+    pub fn time_offset(&self) -> bool {
+        self.supports(id::SCHEDULE_ENTRY_LOCK) && self.version(id::SCHEDULE_ENTRY_LOCK) >= 2
+    }
+    /// The lock can hold a year-day window at the right local hour: year-day
+    /// slots, a clock with a date that lockhub sets, and its time zone.
+    pub fn native_windows(&self) -> bool {
+        self.year_day_slots > 0 && self.clock == ClockKind::TimeParameters && self.time_offset()
+    }
 
     /// The capabilities lockhub sees, from the interview's facts.
     pub fn capabilities(&self) -> Capabilities {
@@ -89,8 +101,7 @@ impl NodeFacts {
                 .collect(),
             code_constraints,
             max_active_codes_supported: self.users as u32,
-            supports_native_scheduling: self.supports(id::SCHEDULE_ENTRY_LOCK)
-                && self.year_day_slots > 0,
+            supports_native_scheduling: self.native_windows(),
             supports_backup_access_code_pool: false,
             can_program_online_access_codes: true,
             supports_remote_lock: self.supports(id::DOOR_LOCK),
@@ -116,6 +127,8 @@ pub(super) struct NodeState {
     pub slots_checksum: Option<u16>,
     /// Slots we gave a native time window (schedules enabled) since start.
     pub scheduled: std::collections::HashSet<u32>,
+    /// lockhub set the lock's clock and time zone since start.
+    pub clock_set: bool,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
 }
@@ -283,6 +296,7 @@ impl Inner {
             slots: None,
             slots_checksum: None,
             scheduled: Default::default(),
+            clock_set: false,
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });

@@ -343,8 +343,13 @@ async fn apply_one(
     match op {
         SlotOp::Set(c) => {
             if let Some(w) = &c.window {
+                // The lock's clock before its first window (the interview's
+                // attempt may not have reached it).
+                if !inner.with_node(node, |n| n.clock_set).unwrap_or(false) {
+                    inner.set_lock_clock(node, facts).await?;
+                }
                 // Window first: the code must never be valid outside it.
-                let set = sel::year_day_set(user, 1, w, inner.config.lock_utc_offset)
+                let set = sel::year_day_set(user, 1, w, &inner.config.timezone)
                     .map_err(|e| DriverError::CodeRejected(e.to_string()))?;
                 inner.send_set(node, set, supervise).await?;
                 inner

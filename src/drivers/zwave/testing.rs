@@ -10,6 +10,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+/// The network keys of the secure mock configs (`mocks/secure-locks.cjs`
+/// and the configs built on it), in the keys file's format.
+pub const SECURE_MOCK_KEYS: &str = r#"{
+  "S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
+  "S2_Unauthenticated": "11111111111111111111111111111111",
+  "S2_Authenticated": "22222222222222222222222222222222",
+  "S2_AccessControl": "33333333333333333333333333333333"
+}"#;
+
 /// Why the mock could not be started or driven.
 #[derive(Debug, thiserror::Error)]
 pub enum MockError {

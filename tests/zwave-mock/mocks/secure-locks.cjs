@@ -4,9 +4,10 @@
 //   Keys (zwave-js names, the test network's): S0_Legacy 0102..10, S2_Unauthenticated 11.., S2_Authenticated 22..,
 //   S2_AccessControl 33.. (the tests write the same keys into lockhub's keys file).
 //   Secure-only (secure: true, in the Commands Supported Reports): User Code, Door Lock, Schedule Entry Lock,
-//   Notification. Non-secure: Version, Manufacturer Specific, Z-Wave Plus Info, Battery, Supervision.
+//   Notification, Time Parameters (the lock's clock: lock-clock.cjs). Non-secure: Version, Manufacturer Specific, Z-Wave Plus Info, Battery, Supervision.
 //
-// STRICT, which the stock mock is not: a User Code, Door Lock, Schedule Entry Lock or Notification command that does
+// STRICT, which the stock mock is not: a User Code, Door Lock, Schedule Entry Lock, Notification or Time Parameters
+// command that does
 // not arrive in the node's OWN security class (node 2: S2_AccessControl, node 3: S0_Legacy) is ignored (no reply,
 // no state change) and logged "STRICT drop ...". So a test whose codes land on these locks sent them encrypted.
 //
@@ -30,9 +31,10 @@ exports.build = ({ require }, { pending }) => {
   const { createMockZWaveRequestFrame, MockZWaveFrameType } = require("@zwave-js/testing");
   const { SendDataRequest } = require("@zwave-js/serial/serialapi");
   const hex = (s) => Uint8Array.from(Buffer.from(s, "hex"));
+  const clock = module.require("./lock-clock.cjs").build({ require });  // Time Parameters (the lock's clock)
 
   const SECURE = new Set([CommandClasses["User Code"], CommandClasses["Door Lock"], CommandClasses["Schedule Entry Lock"],
-    CommandClasses.Notification]);
+    CommandClasses.Notification, CommandClasses["Time Parameters"]]);
   const lockCCs = (secCC) => [
     CommandClasses.Version, CommandClasses["Manufacturer Specific"], CommandClasses["Z-Wave Plus Info"], secCC,
     { ccId: CommandClasses["User Code"], version: 2, numUsers: 30, supportedKeypadModes: [0, 1], secure: true },
@@ -43,6 +45,7 @@ exports.build = ({ require }, { pending }) => {
       secure: true },
     { ccId: CommandClasses.Battery, version: 1 },
     CommandClasses.Supervision,
+    { ...clock.cc, secure: true },
   ];
   const ownClass = { 2: SecurityClass.S2_AccessControl, 3: SecurityClass.S0_Legacy };
   if (pending) ownClass[pending.id] = pending.ownClass(SecurityClass);
@@ -132,7 +135,7 @@ exports.build = ({ require }, { pending }) => {
   const lock = (id, secClass, secCC) => ({ // (only id is used for a pending node: its behaviours)
     id,
     // In this order: a dead node answers nothing; a dropped nonce get is never answered; strict before the sets count.
-    behaviors: [deadBehavior, nonceLossBehavior, strictBehavior, countSets],
+    behaviors: [deadBehavior, nonceLossBehavior, strictBehavior, countSets, clock.behavior],
     capabilities: {
       genericDeviceClass: 0x40, specificDeviceClass: 0x03, manufacturerId: 0x0090, productType: 1, productId: 0x0642,
       commandClasses: lockCCs(secCC), securityClasses: new Set([secClass]),
@@ -214,7 +217,7 @@ exports.build = ({ require }, { pending }) => {
                 case "sets": reply = JSON.stringify(Object.fromEntries(sets.get(n.id) ?? new Map())); break;
                 case "state": { const pre = m.prefix ?? "UserCode_";
                   reply = JSON.stringify([...n.state].filter(([k]) => k.startsWith(pre))); break; }
-                default: reply = "unknown cmd";
+                default: reply = clock.control(m, n) ?? "unknown cmd";   // clock, clockSkew, clockLost
               }
             } catch (e) { reply = "error: " + e.message; }
             sock.write(reply + "\n");

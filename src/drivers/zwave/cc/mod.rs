@@ -7,11 +7,13 @@
 //! into what the driver acts on.
 
 pub mod battery;
+pub mod clock;
 pub mod door_lock;
 pub mod manufacturer_specific;
 pub mod notification;
 pub mod schedule_entry_lock;
 pub mod supervision;
+pub mod time_parameters;
 pub mod user_code;
 pub mod version;
 pub mod wake_up;
@@ -27,8 +29,10 @@ pub mod id {
     pub const NOTIFICATION: u8 = 0x71;
     pub const MANUFACTURER_SPECIFIC: u8 = 0x72;
     pub const BATTERY: u8 = 0x80;
+    pub const CLOCK: u8 = 0x81;
     pub const WAKE_UP: u8 = 0x84;
     pub const VERSION: u8 = 0x86;
+    pub const TIME_PARAMETERS: u8 = 0x8B;
     pub const SECURITY_S0: u8 = 0x98;
     pub const SECURITY_S2: u8 = 0x9F;
 }

@@ -11,6 +11,10 @@ pub const REPORT: u8 = 0x05;
 pub const ACCESS_CONTROL: u8 = 0x06;
 /// Notification type Home Security.
 pub const HOME_SECURITY: u8 = 0x07;
+/// Notification type Power Management.
+pub const POWER_MANAGEMENT: u8 = 0x08;
+/// Power Management: "power has been applied" (the node restarted).
+pub const POWER_APPLIED: u8 = 0x01;
 
 /// Access Control events the driver acts on (Z-Wave Notification CC event
 /// list, as zwave-js's registry names them).

@@ -4,12 +4,15 @@
 
 use super::{id, need, CcError};
 use crate::model::TimeWindow;
-use chrono::{DateTime, Datelike, Duration, FixedOffset, Timelike, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 
 pub const ENABLE_SET: u8 = 0x01;
 pub const YEAR_DAY_SET: u8 = 0x06;
 pub const SUPPORTED_GET: u8 = 0x09;
 pub const SUPPORTED_REPORT: u8 = 0x0A;
+pub const TIME_OFFSET_GET: u8 = 0x0B;
+pub const TIME_OFFSET_REPORT: u8 = 0x0C;
+pub const TIME_OFFSET_SET: u8 = 0x0D;
 
 pub fn supported_get() -> Vec<u8> {
     vec![id::SCHEDULE_ENTRY_LOCK, SUPPORTED_GET]
@@ -34,7 +37,7 @@ pub fn parse_supported(b: &[u8]) -> Result<Supported, CcError> {
     })
 }
 
-fn fields(t: DateTime<FixedOffset>) -> Result<[u8; 5], CcError> {
+fn fields(t: jiff::civil::DateTime) -> Result<[u8; 5], CcError> {
     let year = t.year() - 2000;
     if !(0..=99).contains(&year) {
         return Err(CcError::Invalid(format!(
@@ -51,27 +54,82 @@ fn fields(t: DateTime<FixedOffset>) -> Result<[u8; 5], CcError> {
     ])
 }
 
+/// The wall-clock time in `tz` at instant `t`.
+fn local(t: DateTime<Utc>, tz: &jiff::tz::TimeZone) -> Result<jiff::civil::DateTime, CcError> {
+    let ts = jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+        .map_err(|e| CcError::Invalid(e.to_string()))?;
+    Ok(tz.to_datetime(ts))
+}
+
 /// Year-Day Schedule Set (action "set") for `user` in schedule slot `slot`.
-/// The lock counts in whole minutes of its local time (`offset` from UTC):
-/// the start is rounded up and the end down, so the lock's window never
-/// extends past the one asked for.
+/// The lock counts in whole minutes of its local time (the wall clock of
+/// `tz`, each end at its own UTC offset, so a window across a DST change
+/// ends at the right hour): the start is rounded up and the end down, so
+/// the lock's window never extends past the one asked for.
 pub fn year_day_set(
     user: u8,
     slot: u8,
     window: &TimeWindow,
-    offset: FixedOffset,
+    tz: &jiff::tz::TimeZone,
 ) -> Result<Vec<u8>, CcError> {
-    let start = ceil_minute(window.starts_at).with_timezone(&offset);
-    let stop = floor_minute(window.ends_at).with_timezone(&offset);
+    let start = ceil_minute(window.starts_at);
+    let stop = floor_minute(window.ends_at);
     if stop <= start {
         return Err(CcError::Invalid(
             "time window is shorter than the lock's one-minute resolution".into(),
         ));
     }
     let mut v = vec![id::SCHEDULE_ENTRY_LOCK, YEAR_DAY_SET, 0x01, user, slot];
-    v.extend_from_slice(&fields(start)?);
-    v.extend_from_slice(&fields(stop)?);
+    v.extend_from_slice(&fields(local(start, tz)?)?);
+    v.extend_from_slice(&fields(local(stop, tz)?)?);
     Ok(v)
+}
+
+/// The lock's time zone as Time Offset Set carries it (v2+): the standard
+/// offset from UTC, and the offset while daylight saving time is in effect
+/// (equal to the standard one where the zone has no DST), in minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeOffsets {
+    pub standard_minutes: i16,
+    pub dst_minutes: i16,
+}
+
+/// Time Offset Set: sign and hours of the standard offset (TZO), its
+/// minutes, then sign and minutes of the DST shift (DST offset minus
+/// standard), as zwave-js's `encodeTimezone` lays them out.
+pub fn time_offset_set(o: TimeOffsets) -> Result<Vec<u8>, CcError> {
+    let std = o.standard_minutes;
+    let delta = o.dst_minutes - std;
+    if std.unsigned_abs() >= 24 * 60 || delta.unsigned_abs() > 127 {
+        return Err(CcError::Invalid(format!(
+            "time offset {std} min (DST shift {delta} min) cannot be sent"
+        )));
+    }
+    let hour_sign = u8::from(std < 0) << 7;
+    let delta_sign = u8::from(delta < 0) << 7;
+    Ok(vec![
+        id::SCHEDULE_ENTRY_LOCK,
+        TIME_OFFSET_SET,
+        hour_sign | (std.unsigned_abs() / 60) as u8,
+        (std.unsigned_abs() % 60) as u8,
+        delta_sign | delta.unsigned_abs() as u8,
+    ])
+}
+
+pub fn time_offset_get() -> Vec<u8> {
+    vec![id::SCHEDULE_ENTRY_LOCK, TIME_OFFSET_GET]
+}
+
+/// Time Offset Report (same layout as Set).
+pub fn parse_time_offset(b: &[u8]) -> Result<TimeOffsets, CcError> {
+    need(b, 5)?;
+    let sign = |bit: u8| if bit & 0x80 != 0 { -1 } else { 1 };
+    let std = sign(b[2]) * ((b[2] & 0x7F) as i16 * 60 + b[3] as i16);
+    let delta = sign(b[4]) * (b[4] & 0x7F) as i16;
+    Ok(TimeOffsets {
+        standard_minutes: std,
+        dst_minutes: std + delta,
+    })
 }
 
 /// Year-Day Schedule Set with action "erase".
@@ -105,13 +163,13 @@ mod tests {
             starts_at: Utc.with_ymd_and_hms(2026, 11, 22, 15, 0, 30).unwrap(),
             ends_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 59, 59).unwrap(),
         };
-        let v = year_day_set(3, 1, &w, FixedOffset::east_opt(0).unwrap()).unwrap();
+        let v = year_day_set(3, 1, &w, &jiff::tz::TimeZone::UTC).unwrap();
         assert_eq!(
             v,
             vec![0x4E, 0x06, 0x01, 3, 1, 26, 11, 22, 15, 1, 26, 11, 25, 10, 59]
         );
-        let plus1 = FixedOffset::east_opt(3600).unwrap();
-        let v = year_day_set(3, 1, &w, plus1).unwrap();
+        let plus1 = jiff::tz::TimeZone::fixed(jiff::tz::offset(1));
+        let v = year_day_set(3, 1, &w, &plus1).unwrap();
         assert_eq!(&v[5..10], &[26, 11, 22, 16, 1]);
     }
 
@@ -122,13 +180,62 @@ mod tests {
             starts_at: t,
             ends_at: t + Duration::seconds(30),
         };
-        assert!(year_day_set(1, 1, &w, FixedOffset::east_opt(0).unwrap()).is_err());
+        assert!(year_day_set(1, 1, &w, &jiff::tz::TimeZone::UTC).is_err());
         let far = Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap();
         let w = TimeWindow {
             starts_at: far,
             ends_at: far + Duration::days(1),
         };
-        assert!(year_day_set(1, 1, &w, FixedOffset::east_opt(0).unwrap()).is_err());
+        assert!(year_day_set(1, 1, &w, &jiff::tz::TimeZone::UTC).is_err());
+    }
+
+    #[test]
+    fn window_across_a_dst_change_is_local_at_each_end() {
+        // Vienna: CET (+1) until 2027-03-28 01:00 UTC, CEST (+2) after.
+        let vienna = jiff::tz::TimeZone::get("Europe/Vienna").unwrap();
+        let w = TimeWindow {
+            starts_at: Utc.with_ymd_and_hms(2027, 3, 27, 23, 0, 0).unwrap(),
+            ends_at: Utc.with_ymd_and_hms(2027, 3, 28, 10, 0, 0).unwrap(),
+        };
+        let v = year_day_set(5, 1, &w, &vienna).unwrap();
+        assert_eq!(&v[5..10], &[27, 3, 28, 0, 0], "midnight CET");
+        assert_eq!(&v[10..15], &[27, 3, 28, 12, 0], "noon CEST");
+    }
+
+    #[test]
+    fn time_offset_bytes() {
+        let vienna = TimeOffsets {
+            standard_minutes: 60,
+            dst_minutes: 120,
+        };
+        let v = time_offset_set(vienna).unwrap();
+        assert_eq!(v, vec![0x4E, 0x0D, 0x01, 0x00, 60]);
+        let mut r = v.clone();
+        r[1] = TIME_OFFSET_REPORT;
+        assert_eq!(parse_time_offset(&r).unwrap(), vienna);
+        // Newfoundland: -3:30, DST -2:30.
+        let nf = TimeOffsets {
+            standard_minutes: -210,
+            dst_minutes: -150,
+        };
+        let v = time_offset_set(nf).unwrap();
+        assert_eq!(v[2..], [0x80 | 3, 30, 60]);
+        let mut r = v.clone();
+        r[1] = TIME_OFFSET_REPORT;
+        assert_eq!(parse_time_offset(&r).unwrap(), nf);
+        // A negative shift (Ireland's "winter time") carries its sign bit.
+        let v = time_offset_set(TimeOffsets {
+            standard_minutes: 60,
+            dst_minutes: 0,
+        })
+        .unwrap();
+        assert_eq!(v[4], 0x80 | 60);
+        assert!(time_offset_set(TimeOffsets {
+            standard_minutes: 24 * 60,
+            dst_minutes: 24 * 60
+        })
+        .is_err());
+        assert_eq!(time_offset_get(), vec![0x4E, 0x0B]);
     }
 
     #[test]
