@@ -251,6 +251,8 @@ enum Outgoing {
         topic: String,
         payload: Vec<u8>,
         correlation: Option<Vec<u8>>,
+        /// State rows are retained (an answer on a Response Topic never is).
+        retain: bool,
     },
     /// Can never be delivered: dropped, with the reason logged.
     Drop(String),
@@ -279,11 +281,13 @@ impl Out<'_> {
         }
         let corr = correlation.as_ref().map_or(0, Vec::len);
         let limit = self.limit();
+        let retain = r.retain && correlation.is_none();
         if topic::packet_size(&topic, r.payload.len(), corr) <= limit {
             return Outgoing::Send {
                 topic,
                 payload: r.payload,
                 correlation,
+                retain,
             };
         }
         // An answer too large for the broker: the caller still gets one.
@@ -308,6 +312,7 @@ impl Out<'_> {
                     topic,
                     payload,
                     correlation,
+                    retain: false,
                 };
             }
         }
@@ -372,11 +377,12 @@ impl Out<'_> {
                     topic,
                     payload,
                     correlation,
+                    retain,
                 } => {
                     fl.unsent.push_back(Some(id));
                     if self
                         .client
-                        .publish(topic, false, payload, correlation)
+                        .publish(topic, retain, payload, correlation)
                         .await
                         .is_err()
                     {

@@ -44,12 +44,16 @@ impl Broker {
         b
     }
 
+    /// `user root`: started as root (as in CI), Mosquitto otherwise drops to
+    /// the `mosquitto` user, cannot write its persistence file in the test's
+    /// directory and silently keeps nothing across a restart (ignored when
+    /// not root).
     fn spawn(&mut self) {
         let conf = self.dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence {}\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nmessage_size_limit 0\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence {}\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nmessage_size_limit 0\nuser root\n",
                 self.port,
                 self.persistence,
                 self.dir.display()
