@@ -28,6 +28,8 @@
 //!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2), [`drivers::ble`] (Nuki).
 //! - [`progress`]: sections of work the systemd watchdog follows (engine, store writer).
 //! - [`demo`]: `lockhub demo` on embedded defaults.
+//! - [`fuzzing`]: every parser of outside bytes behind one face (the cargo-fuzz
+//!   targets in `fuzz/` and the corpus regression test).
 
 pub mod auth;
 pub mod commands;
@@ -36,6 +38,7 @@ pub mod daemon;
 pub mod demo;
 pub mod drivers;
 pub mod engine;
+pub mod fuzzing;
 pub mod hub;
 pub mod jobs;
 pub mod logging;

@@ -80,14 +80,16 @@ async fn campaign(persistence: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let mut broker = Broker::start_with(tmp.path(), persistence);
     let gate = Gate::start(broker.port);
-    let mut daemon = Daemon::new(tmp.path(), gate.port, &sim_locks(0, 20));
+    let restarts = restarts();
+    let per_restart = 8;
+    // Room on each lock for every code the campaign makes.
+    let slots = (restarts + 1) * per_restart + 10;
+    let mut daemon = Daemon::new(tmp.path(), gate.port, &sim_locks_with_slots(0, 20, slots));
     daemon.start();
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
     cloud.wait_serving().await;
 
-    let restarts = restarts();
-    let per_restart = 8;
     let mut sent: BTreeMap<String, (&str, Value)> = BTreeMap::new();
     let mut deleted = BTreeSet::new();
     let mut n = 0;

@@ -40,13 +40,6 @@ fn fill(path: &std::path::Path) {
     let _ = f.sync_all();
 }
 
-fn locks() -> String {
-    [FRONT, BACK]
-        .iter()
-        .map(|id| format!("[[sim.locks]]\ndevice_id = \"{id}\"\nname = \"{id}\"\nsupported_code_lengths = [6]\nslots = {}\nlatency_ms = 150\n\n", MAX_COMMANDS + 50))
-        .collect()
-}
-
 /// The commands answered `storage_unavailable` at least once.
 fn refused(cloud: &Cloud) -> BTreeSet<String> {
     let prefix = format!("{BASE}/responses/");

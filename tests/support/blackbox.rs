@@ -118,9 +118,14 @@ pub const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
 /// Simulated locks for a daemon's config: the seed's two doors plus `extra`
 /// more, each with `latency_ms` per operation.
 pub fn sim_locks(extra: usize, latency_ms: u64) -> String {
+    sim_locks_with_slots(extra, latency_ms, 100)
+}
+
+/// [`sim_locks`] with `slots` slots each.
+pub fn sim_locks_with_slots(extra: usize, latency_ms: u64, slots: usize) -> String {
     let mut s = String::new();
     let mut lock = |id: &str, name: &str| {
-        s += &format!("[[sim.locks]]\ndevice_id = \"{id}\"\nname = \"{name}\"\nsupported_code_lengths = [4, 5, 6]\nslots = 100\nlatency_ms = {latency_ms}\n\n");
+        s += &format!("[[sim.locks]]\ndevice_id = \"{id}\"\nname = \"{name}\"\nsupported_code_lengths = [4, 5, 6]\nslots = {slots}\nlatency_ms = {latency_ms}\n\n");
     };
     lock(FRONT, "Front door");
     lock(BACK, "Back door");
