@@ -89,8 +89,12 @@ async fn commands_on_a_full_disk_are_answered_held_and_applied_once() {
         .success());
     let _unmount = Unmount(disk.clone());
     let broker = Broker::start(tmp.path());
-    let mut daemon =
-        Daemon::with_store(tmp.path(), broker.port, &disk.join("lockhub.db"), &locks());
+    let mut daemon = Daemon::with_store(
+        tmp.path(),
+        broker.port,
+        &disk.join("lockhub.db"),
+        &sim_locks_with_slots(0, 150, MAX_COMMANDS + 50),
+    );
     daemon.start();
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
