@@ -24,6 +24,11 @@ pub enum ErrorKind {
     /// nothing was applied; over MQTT the hub holds the command and applies it
     /// once the store recovers (lockhub's addition).
     StorageUnavailable,
+    /// The lock cannot do what was asked (e.g. lock remotely): lockhub's addition.
+    UnsupportedByDevice,
+    /// The lock did not confirm a lock/unlock (it refused, or never
+    /// answered): lockhub's addition, on an action attempt's `error`.
+    LockDidNotConfirm,
     Internal,
 }
 
@@ -45,6 +50,8 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::RequestIdConflict => "request_id_conflict",
             ErrorKind::StorageUnavailable => "storage_unavailable",
+            ErrorKind::UnsupportedByDevice => "unsupported_by_device",
+            ErrorKind::LockDidNotConfirm => "lock_did_not_confirm",
             ErrorKind::Internal => "internal",
         }
     }

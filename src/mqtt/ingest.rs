@@ -11,7 +11,10 @@
 //! its acks as soon as the store takes the commits. A command is acked only
 //! on the connection it arrived on (a packet id means nothing on another);
 //! one held across a reconnect is redelivered by the broker and answered from
-//! the store as a replay, so nothing is applied twice.
+//! the store as a replay, so nothing is applied twice. A command still waiting
+//! here when the link comes back with its session kept is skipped: the broker
+//! delivers it again on the new connection (without a session it is not
+//! redelivered, so it is committed).
 //!
 //! What only the transport knows is checked here: a retained command publish
 //! is refused (the broker would hand it to every new subscription), and an
@@ -124,6 +127,14 @@ struct Ingest {
 }
 
 impl Ingest {
+    /// Whether the broker delivers `p` again on the current connection (it
+    /// came on an older one and the session was kept): then this copy is
+    /// left alone, so a backlog from a flapping link is not worked twice.
+    fn redelivered(&self, p: &Pending) -> bool {
+        p.inbound.generation != self.link.generation.load(Ordering::SeqCst)
+            && self.link.session_present.load(Ordering::SeqCst)
+    }
+
     /// Commit `batch` in one transaction; ack each only after the commit.
     async fn commit(&self, batch: Vec<Pending>) -> Outcome {
         let hub = self.hub.clone();
@@ -254,7 +265,7 @@ pub(super) async fn run(
             _ = tokio::time::sleep_until(retry_at), if !held.is_empty() => None,
         };
         let retrying = arrived.is_none();
-        let batch: Vec<Pending> = match arrived {
+        let mut batch: Vec<Pending> = match arrived {
             Some(first) => {
                 let mut batch = vec![first];
                 while batch.len() < max_batch {
@@ -285,6 +296,21 @@ pub(super) async fn run(
                 held.drain(..n).collect()
             }
         };
+        let before = batch.len();
+        batch.retain(|p| !ingest.redelivered(p));
+        if batch.len() < before {
+            tracing::debug!(
+                skipped = before - batch.len(),
+                "commands from an older connection left to their redelivery"
+            );
+        }
+        if batch.is_empty() {
+            if held.is_empty() {
+                hub.held.clear();
+                failures = 0;
+            }
+            continue;
+        }
         match ingest.commit(batch).await {
             Outcome::StorageFault(back, why) => {
                 // Back at the front, in order.

@@ -59,6 +59,9 @@ pub(super) async fn run(
                 max_packet,
             }) => {
                 failures = 0;
+                state
+                    .session_present
+                    .store(session_present, Ordering::SeqCst);
                 state.generation.fetch_add(1, Ordering::SeqCst);
                 let limit = max_packet.map_or(own_limit, |m| m.min(own_limit));
                 state.send_limit.store(limit, Ordering::Relaxed);

@@ -84,6 +84,9 @@ pub struct LinkState {
     /// Counts the connections made (each CONNACK): what a received packet
     /// id belongs to.
     pub generation: std::sync::atomic::AtomicU64,
+    /// The current connection's CONNACK kept our session: every command
+    /// left unacked on an older connection is delivered again on this one.
+    pub session_present: AtomicBool,
 }
 
 impl LinkState {
