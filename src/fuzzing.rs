@@ -11,8 +11,11 @@ use crate::drivers::zwave::security::s2::{self, KeyRing};
 use crate::drivers::zwave::security::{crypto as zw_crypto, s0, SecurityClass};
 use crate::drivers::zwave::{cc, frame, serialapi};
 
+/// A fuzz target: any bytes, never a panic.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name (the fuzz binaries and the corpus folders are named so).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("command_payload", command_payload),
     ("zwave_serial", zwave_serial),
     ("zwave_cc", zwave_cc),
@@ -22,7 +25,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target named `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
