@@ -386,7 +386,19 @@ async fn watchdog_check(hub: &Hub, limit: Duration) -> (Option<String>, Option<S
             None,
         ),
         Ok(Ok(Err(e))) => (None, Some(format!("the store: {e}"))),
-        Ok(_) => (None, None),
+        // An empty transaction commits on a full disk: what failed to be
+        // recorded says more.
+        Ok(_) => (
+            None,
+            hub.held.problem().or_else(|| {
+                hub.engine
+                    .store_trouble
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map(|e| format!("the store: {e}"))
+            }),
+        ),
     }
 }
 

@@ -23,6 +23,35 @@ pub struct Hub {
     events: std::sync::Mutex<Option<mpsc::UnboundedSender<LockEvent>>>,
     commands_ok: AtomicU64,
     commands_refused: AtomicU64,
+    /// Commands the MQTT ingest holds uncommitted (the store cannot be written).
+    pub held: HeldCommands,
+}
+
+/// Commands received and not yet committed because the store cannot be
+/// written: how many, and the store's error (for health and the watchdog).
+#[derive(Debug, Default)]
+pub struct HeldCommands(std::sync::Mutex<Option<(usize, String)>>);
+
+impl HeldCommands {
+    pub fn set(&self, count: usize, why: &str) {
+        *self.0.lock().unwrap() = (count > 0).then(|| (count, why.to_owned()));
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().take();
+    }
+
+    /// `(count, the store's error)` while any are held.
+    pub fn get(&self) -> Option<(usize, String)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Why the hub is degraded by them, if it is.
+    pub fn problem(&self) -> Option<String> {
+        self.get().map(|(n, why)| {
+            format!("{n} commands held uncommitted (the store cannot be written: {why})")
+        })
+    }
 }
 
 impl Hub {
@@ -46,6 +75,7 @@ impl Hub {
             events: std::sync::Mutex::new(Some(tx)),
             commands_ok: AtomicU64::new(0),
             commands_refused: AtomicU64::new(0),
+            held: HeldCommands::default(),
         }))
     }
 
@@ -114,6 +144,26 @@ impl Hub {
         })
     }
 
+    /// Every live code's retained state, as the outbox last queued it (for a
+    /// broker that lost its retained messages).
+    pub fn retained_codes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let now = self.commands.clock.now();
+        let settings = &self.commands.settings;
+        self.store.read(|tx| {
+            tx.all_codes()?
+                .iter()
+                .map(|c| {
+                    let body =
+                        crate::commands::code_json(tx, c, now, settings, settings.publish_codes)?;
+                    Ok((
+                        format!("access_codes/{}", c.access_code_id),
+                        serde_json::to_vec(&body)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
     pub fn devices_json(&self) -> Result<Value, StoreError> {
         self.store.read(|tx| {
             let v = tx
@@ -163,9 +213,17 @@ impl Hub {
         let unknown = devices.iter().filter(|d| !d.presence_known).count();
         let heartbeat = self.engine.heartbeat_age();
         let watchdog = self.engine.watchdog_problem.lock().unwrap().clone();
-        let store_trouble = self.engine.store_trouble.lock().unwrap().clone();
+        let held = self.held.get();
+        let store_trouble = self
+            .engine
+            .store_trouble
+            .lock()
+            .unwrap()
+            .clone()
+            .or_else(|| held.as_ref().map(|(_, why)| why.clone()));
         json!({
             "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() && watchdog.is_none() && store_trouble.is_none() { "ok" } else { "degraded" },
+            "commands_held": held.map_or(0, |(n, _)| n),
             "watchdog": watchdog.unwrap_or_else(|| "ok".into()),
             "clock": if self.engine.trust.is_trusted() { "trusted" } else { "clock_untrusted" },
             "version": env!("CARGO_PKG_VERSION"),

@@ -30,6 +30,8 @@
 //!   clocks), [`drivers::ble`] (Nuki).
 //! - [`progress`]: sections of work the systemd watchdog follows (engine, store writer).
 //! - [`demo`]: `lockhub demo` on embedded defaults.
+//! - [`fuzzing`]: every parser of outside bytes behind one face (the cargo-fuzz
+//!   targets in `fuzz/` and the corpus regression test).
 
 pub mod auth;
 pub mod commands;
@@ -38,6 +40,7 @@ pub mod daemon;
 pub mod demo;
 pub mod drivers;
 pub mod engine;
+pub mod fuzzing;
 pub mod hub;
 pub mod jobs;
 pub mod logging;

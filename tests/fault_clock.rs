@@ -46,14 +46,7 @@ fn set_clock(file: &Path, spec: &str) {
 }
 
 async fn health(d: &Daemon) -> Value {
-    wait_for("the socket", 20, || d.socket.exists().then_some(())).await;
-    for _ in 0..100 {
-        if let Ok(v) = lockhub::status::client::get(&d.socket, "/v1/health").await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no health answer");
+    d.health().await
 }
 
 async fn wait_clock(d: &Daemon, want: &str) -> Value {

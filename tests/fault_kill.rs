@@ -10,7 +10,6 @@
 
 mod support;
 
-use lockhub::drivers::sim::SimDriver;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -78,30 +77,6 @@ fn absorb(codes: &mut BTreeMap<String, Code>, recent: &mut Vec<String>, sent: &S
         }
         other => panic!("unexpected {other}"),
     }
-}
-
-/// A lock's operation log replayed: its slots, and every operation that did
-/// nothing because the lock already was in that state (an operation applied twice).
-fn replay(dir: &std::path::Path, id: &str) -> (BTreeMap<u32, String>, Vec<String>) {
-    let (_, ops) = SimDriver::read_persisted(dir, id).unwrap();
-    let mut slots = BTreeMap::new();
-    let mut twice = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        match &op.code {
-            Some(pin) => {
-                if slots.get(&op.slot) == Some(pin) {
-                    twice.push(format!("op {i}: set slot {} again", op.slot));
-                }
-                slots.insert(op.slot, pin.clone());
-            }
-            None => {
-                if slots.remove(&op.slot).is_none() {
-                    twice.push(format!("op {i}: cleared empty slot {}", op.slot));
-                }
-            }
-        }
-    }
-    (slots, twice)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,7 +297,10 @@ async fn sigkill_campaign() {
             .map(|d| {
                 (
                     d.as_str(),
-                    replay(&daemon.locks_dir(), d).0.into_values().collect(),
+                    replay_lock_log(&daemon.locks_dir(), d)
+                        .0
+                        .into_values()
+                        .collect(),
                 )
             })
             .collect();
@@ -346,7 +324,7 @@ async fn sigkill_campaign() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for d in &devices {
-        let (_, twice) = replay(&daemon.locks_dir(), d);
+        let (_, twice) = replay_lock_log(&daemon.locks_dir(), d);
         if !twice.is_empty() {
             fail(
                 &daemon,

@@ -20,6 +20,10 @@ pub enum ErrorKind {
     Unauthorized,
     /// The `request_id` was first used with another body (lockhub's addition).
     RequestIdConflict,
+    /// The hub's store cannot be written now (disk full, I/O error, read-only):
+    /// nothing was applied; over MQTT the hub holds the command and applies it
+    /// once the store recovers (lockhub's addition).
+    StorageUnavailable,
     /// The lock cannot do what was asked (e.g. lock remotely): lockhub's addition.
     UnsupportedByDevice,
     /// The lock did not confirm a lock/unlock (it refused, or never
@@ -45,6 +49,7 @@ impl ErrorKind {
             ErrorKind::BackupAccessCodePoolEmpty => "backup_access_code_pool_empty",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::RequestIdConflict => "request_id_conflict",
+            ErrorKind::StorageUnavailable => "storage_unavailable",
             ErrorKind::UnsupportedByDevice => "unsupported_by_device",
             ErrorKind::LockDidNotConfirm => "lock_did_not_confirm",
             ErrorKind::Internal => "internal",
@@ -70,6 +75,14 @@ impl CommandError {
             field: None,
             details: Vec::new(),
         }
+    }
+
+    /// The store cannot be written: nothing was applied.
+    pub fn storage_unavailable() -> Self {
+        Self::new(
+            ErrorKind::StorageUnavailable,
+            "the hub's store cannot be written now (disk full, I/O error or read-only); nothing was applied. Over MQTT the hub holds the command and applies it once the store recovers: its answer follows on this topic",
+        )
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {

@@ -236,16 +236,9 @@ impl Commands {
             }
             Err(e) => {
                 // The store itself failed: nothing was committed, so nothing is
-                // acked and the broker delivers the commands again.
-                tracing::error!(error = %e, "store failed while handling commands");
-                let body = json!({"ok": false, "error": {"type": "internal", "message": "the hub's store failed; retry later"}});
-                batch
-                    .iter()
-                    .map(|_| Reply {
-                        topic: "responses/_invalid".into(),
-                        body: body.clone(),
-                    })
-                    .collect()
+                // acked (the MQTT ingest holds the commands and retries them).
+                tracing::error!(error = %e, commands = batch.len(), "store failed while handling commands");
+                batch.iter().map(|req| uncommitted(req, &e)).collect()
             }
         }
     }
@@ -428,6 +421,32 @@ impl Commands {
             )
             .into()),
         }
+    }
+}
+
+/// The answer to a command whose transaction could not commit: not stored
+/// (the store is what failed). A storage fault (disk full, I/O error,
+/// read-only) is `storage_unavailable`; anything else `internal`.
+fn uncommitted(req: &Request<'_>, e: &StoreError) -> Reply {
+    let err = if e.is_storage_fault() {
+        CommandError::storage_unavailable()
+    } else {
+        CommandError::new(ErrorKind::Internal, "the hub's store failed; retry later")
+    };
+    unstored_answer(req.payload, &err)
+}
+
+/// An answer that is not stored, on `responses/{request_id}` when the payload
+/// names a usable one (else `responses/_invalid`).
+pub fn unstored_answer(payload: &[u8], err: &CommandError) -> Reply {
+    let request_id =
+        parse::scan_request_id(payload).filter(|id| parse::check_request_id(id).is_ok());
+    Reply {
+        topic: match &request_id {
+            Some(id) => format!("responses/{id}"),
+            None => "responses/_invalid".into(),
+        },
+        body: err.to_response(request_id.as_deref()),
     }
 }
 

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// What the publisher needs to hear from the connection.
 #[derive(Debug)]
 pub(super) enum LinkEvent {
-    Connected,
+    /// `session_present`: the broker kept our session (and, as a rule, its
+    /// retained messages: a broker restarted without persistence has neither).
+    Connected { session_present: bool },
     /// The connection is gone; the publisher answers once it has stopped
     /// publishing, so nothing it sent can be left in rumqttc's queues.
     Disconnected(tokio::sync::oneshot::Sender<()>),
@@ -57,6 +59,10 @@ pub(super) async fn run(
                 max_packet,
             }) => {
                 failures = 0;
+                state
+                    .session_present
+                    .store(session_present, Ordering::SeqCst);
+                state.generation.fetch_add(1, Ordering::SeqCst);
                 let limit = max_packet.map_or(own_limit, |m| m.min(own_limit));
                 state.send_limit.store(limit, Ordering::Relaxed);
                 state.connected.store(true, Ordering::Relaxed);
@@ -79,9 +85,10 @@ pub(super) async fn run(
                         }
                     });
                 }
-                let _ = publisher.send(LinkEvent::Connected);
+                let _ = publisher.send(LinkEvent::Connected { session_present });
             }
-            Ok(Polled::Publish(p)) => {
+            Ok(Polled::Publish(mut p)) => {
+                p.generation = state.generation.load(Ordering::SeqCst);
                 if oversized > 0 {
                     oversized = 0;
                     *state.oversized.lock().unwrap() = None;

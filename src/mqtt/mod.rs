@@ -3,7 +3,9 @@
 //! - [`link`]: polls the event loop, reconnects with backoff, and routes what
 //!   arrives: command publishes to the ingest, packet ids and PUBACKs to the publisher.
 //! - [`ingest`]: takes the commands waiting (up to `max_batch`), commits them in
-//!   one transaction through the hub, and only then acks them to the broker.
+//!   one transaction through the hub, and only then acks them to the broker;
+//!   while the store cannot be written it answers `storage_unavailable`
+//!   directly, holds the commands and retries their commit itself.
 //! - [`publisher`]: drains the store's outbox in order (QoS 1), deletes a row
 //!   only on its PUBACK, and republishes `online` and device state on every connect.
 //! - [`proto`]: MQTT 5 (default) and 3.1.1 behind one face.
@@ -79,6 +81,12 @@ pub struct LinkState {
     /// Set while the broker keeps sending a packet over our limit (MQTT 3.1.1
     /// cannot tell it the limit): the link backs off and says so here.
     pub oversized: Mutex<Option<String>>,
+    /// Counts the connections made (each CONNACK): what a received packet
+    /// id belongs to.
+    pub generation: std::sync::atomic::AtomicU64,
+    /// The current connection's CONNACK kept our session: every command
+    /// left unacked on an older connection is delivered again on this one.
+    pub session_present: AtomicBool,
 }
 
 impl LinkState {
@@ -239,6 +247,7 @@ pub fn start(
     state.send_limit.store(own_limit, Ordering::Relaxed);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
+    let (direct_tx, direct_rx) = mpsc::unbounded_channel();
     let backoff = (
         Duration::from_millis(cfg.mqtt.reconnect_min_ms),
         Duration::from_millis(cfg.mqtt.reconnect_max_ms),
@@ -259,7 +268,9 @@ pub fn start(
         client.clone(),
         hub.clone(),
         topics.clone(),
+        state.clone(),
         cmd_rx,
+        direct_tx,
         cfg.mqtt.max_batch,
         shutdown.clone(),
     ));
@@ -268,7 +279,7 @@ pub fn start(
         hub,
         topics,
         state.clone(),
-        pub_rx,
+        (pub_rx, direct_rx),
         shutdown,
         link_stop,
     ));

@@ -17,6 +17,9 @@ pub(super) struct Inbound {
     /// MQTT 5 Response Topic, as the sender gave it (checked by the ingest).
     pub response_topic: Option<String>,
     pub correlation: Option<Bytes>,
+    /// The connection it arrived on ([`super::LinkState::generation`]): a
+    /// packet id means nothing on another connection, so it is acked only on its own.
+    pub generation: u64,
     ack: AckToken,
 }
 
@@ -238,6 +241,7 @@ fn from_v4(ev: rumqttc::Event) -> Polled {
             retain: p.retain,
             response_topic: None,
             correlation: None,
+            generation: 0,
             ack: AckToken::V4(p),
         })),
         Event::Incoming(Incoming::PubAck(a)) => Polled::PubAck {
@@ -264,6 +268,7 @@ fn from_v5(ev: rumqttc::v5::Event) -> Polled {
                 retain: p.retain,
                 response_topic: props.and_then(|p| p.response_topic.clone()),
                 correlation: props.and_then(|p| p.correlation_data.clone()),
+                generation: 0,
                 ack: AckToken::V5(p),
             }))
         }

@@ -2,7 +2,8 @@
 //! (someone is waiting) before events and state (each code's events keep their
 //! order). A row is deleted only after its PUBACK, in batches (one commit per
 //! burst, not one per message); while the broker is away rows stay, and on
-//! every connect the hub says `online` and republishes its device state first.
+//! every connect the hub says `online` and republishes its device state first
+//! (and every code's, when the broker kept no session).
 //!
 //! No row may block the outbox. Before a row is handed to the client its
 //! topic is checked (a topic the broker refuses makes Mosquitto close the
@@ -79,7 +80,7 @@ impl InFlight {
                 }
                 id
             }
-            LinkEvent::Connected | LinkEvent::Disconnected(_) => {
+            LinkEvent::Connected { .. } | LinkEvent::Disconnected(_) => {
                 unreachable!("handled by the caller")
             }
         }
@@ -129,16 +130,30 @@ impl Suspects {
     }
 }
 
+/// An answer that cannot go through the outbox (the store cannot be
+/// written): published once if the broker is there, never stored.
+#[derive(Debug)]
+pub(super) struct Direct {
+    /// Absolute.
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub correlation: Option<Vec<u8>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     client: Client,
     hub: Arc<Hub>,
     topics: Topics,
     state: Arc<LinkState>,
-    mut link: mpsc::UnboundedReceiver<LinkEvent>,
+    (mut link, mut direct): (
+        mpsc::UnboundedReceiver<LinkEvent>,
+        mpsc::UnboundedReceiver<Direct>,
+    ),
     shutdown: CancellationToken,
     link_stop: CancellationToken,
 ) {
+    let mut direct_open = true;
     let mut connected = false;
     let mut fl = InFlight::default();
     let mut suspects = Suspects::default();
@@ -156,16 +171,21 @@ pub(super) async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = hub.outbox_changed(), if connected => {}
+            d = direct.recv(), if direct_open => match d {
+                None => direct_open = false,
+                Some(d) if connected => out.direct(&mut fl, d).await,
+                Some(d) => tracing::debug!(topic = %d.topic.escape_debug(), "broker away: a direct answer not sent (the command stays held)"),
+            },
             ev = link.recv() => {
                 let Some(ev) = ev else { return };
                 let mut next = Some(ev);
                 // Take the whole burst before touching the store again.
                 while let Some(ev) = next.take() {
                     match ev {
-                        LinkEvent::Connected => {
+                        LinkEvent::Connected { session_present } => {
                             connected = true;
                             fl = InFlight::default();
-                            out.announce(&mut fl).await;
+                            out.announce(&mut fl, !session_present).await;
                         }
                         LinkEvent::Disconnected(done) => {
                             fl.flush(&hub);
@@ -231,6 +251,8 @@ enum Outgoing {
         topic: String,
         payload: Vec<u8>,
         correlation: Option<Vec<u8>>,
+        /// State rows are retained (an answer on a Response Topic never is).
+        retain: bool,
     },
     /// Can never be delivered: dropped, with the reason logged.
     Drop(String),
@@ -259,11 +281,13 @@ impl Out<'_> {
         }
         let corr = correlation.as_ref().map_or(0, Vec::len);
         let limit = self.limit();
+        let retain = r.retain && correlation.is_none();
         if topic::packet_size(&topic, r.payload.len(), corr) <= limit {
             return Outgoing::Send {
                 topic,
                 payload: r.payload,
                 correlation,
+                retain,
             };
         }
         // An answer too large for the broker: the caller still gets one.
@@ -288,6 +312,7 @@ impl Out<'_> {
                     topic,
                     payload,
                     correlation,
+                    retain: false,
                 };
             }
         }
@@ -352,11 +377,12 @@ impl Out<'_> {
                     topic,
                     payload,
                     correlation,
+                    retain,
                 } => {
                     fl.unsent.push_back(Some(id));
                     if self
                         .client
-                        .publish(topic, false, payload, correlation)
+                        .publish(topic, retain, payload, correlation)
                         .await
                         .is_err()
                     {
@@ -375,14 +401,49 @@ impl Out<'_> {
         !closed
     }
 
-    /// `online` and the retained device state, first thing on every connect.
-    async fn announce(&self, fl: &mut InFlight) {
+    /// Publish an answer the outbox could not take (its row has no id: a
+    /// lost one is not sent again; the held command's real answer follows).
+    async fn direct(&self, fl: &mut InFlight, d: Direct) {
+        let corr = d.correlation.as_ref().map_or(0, Vec::len);
+        if topic::publishable(&d.topic).is_err()
+            || topic::packet_size(&d.topic, d.payload.len(), corr) > self.limit()
+        {
+            tracing::error!(topic = %d.topic.escape_debug(), "a direct answer the broker cannot accept; not published");
+            return;
+        }
+        fl.unsent.push_back(None);
+        if self
+            .client
+            .publish(d.topic, false, d.payload, d.correlation)
+            .await
+            .is_err()
+        {
+            fl.unsent.pop_back();
+        }
+    }
+
+    /// `online` and the retained device state, first thing on every connect;
+    /// every live code's retained state too when the broker kept no session
+    /// (restarted without persistence: its retained messages are gone). Rows
+    /// still in the outbox follow, so the last state published is the newest.
+    async fn announce(&self, fl: &mut InFlight, codes_too: bool) {
         fl.unsent.push_back(None);
         let _ = self
             .client
             .publish(self.topics.status(), true, online_payload(self.hub), None)
             .await;
-        match self.hub.retained_state() {
+        let mut state = self.hub.retained_state();
+        if codes_too {
+            if let Ok(s) = &mut state {
+                match self.hub.retained_codes() {
+                    Ok(codes) => s.extend(codes),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not read the codes' retained state")
+                    }
+                }
+            }
+        }
+        match state {
             Ok(state) => {
                 for (rel, payload) in state {
                     let topic = self.topics.under(&rel);

@@ -48,6 +48,28 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+impl StoreError {
+    /// The storage itself cannot take a write now (a full disk, an I/O error,
+    /// a read-only remount, a database held locked): nothing is wrong with
+    /// what was asked, and the same write may succeed once the fault clears.
+    pub fn is_storage_fault(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::DiskFull
+                    | C::SystemIoFailure
+                    | C::ReadOnly
+                    | C::CannotOpen
+                    | C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::OutOfMemory
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A device as stored: what its driver announced plus what lockhub observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {

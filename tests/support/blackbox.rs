@@ -17,32 +17,45 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A Mosquitto of the test's own, persistent across its restarts.
+/// A Mosquitto of the test's own, persistent across its restarts unless
+/// started with [`Broker::start_with`]`(dir, false)`.
 pub struct Broker {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    persistence: bool,
 }
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
+        Self::start_with(dir, true)
+    }
+
+    /// `persistence`: whether sessions, queued and retained messages survive a restart.
+    pub fn start_with(dir: &Path, persistence: bool) -> Broker {
         let mut b = Broker {
             port: free_port(),
             dir: dir.join("broker"),
             child: None,
+            persistence,
         };
         std::fs::create_dir_all(&b.dir).unwrap();
         b.spawn();
         b
     }
 
+    /// `user root`: started as root (as in CI), Mosquitto otherwise drops to
+    /// the `mosquitto` user, cannot write its persistence file in the test's
+    /// directory and silently keeps nothing across a restart (ignored when
+    /// not root).
     fn spawn(&mut self) {
         let conf = self.dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nmessage_size_limit 0\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence {}\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nmessage_size_limit 0\nuser root\n",
                 self.port,
+                self.persistence,
                 self.dir.display()
             ),
         )
@@ -105,9 +118,14 @@ pub const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
 /// Simulated locks for a daemon's config: the seed's two doors plus `extra`
 /// more, each with `latency_ms` per operation.
 pub fn sim_locks(extra: usize, latency_ms: u64) -> String {
+    sim_locks_with_slots(extra, latency_ms, 100)
+}
+
+/// [`sim_locks`] with `slots` slots each.
+pub fn sim_locks_with_slots(extra: usize, latency_ms: u64, slots: usize) -> String {
     let mut s = String::new();
     let mut lock = |id: &str, name: &str| {
-        s += &format!("[[sim.locks]]\ndevice_id = \"{id}\"\nname = \"{name}\"\nsupported_code_lengths = [4, 5, 6]\nslots = 100\nlatency_ms = {latency_ms}\n\n");
+        s += &format!("[[sim.locks]]\ndevice_id = \"{id}\"\nname = \"{name}\"\nsupported_code_lengths = [4, 5, 6]\nslots = {slots}\nlatency_ms = {latency_ms}\n\n");
     };
     lock(FRONT, "Front door");
     lock(BACK, "Back door");
@@ -126,6 +144,12 @@ pub fn lock_id(i: usize) -> String {
 
 impl Daemon {
     pub fn new(dir: &Path, broker_port: u16, extra_toml: &str) -> Daemon {
+        let store = dir.join("daemon").join("lockhub.db");
+        Self::with_store(dir, broker_port, &store, extra_toml)
+    }
+
+    /// [`Daemon::new`] with the store at `store` (on a small tmpfs, say).
+    pub fn with_store(dir: &Path, broker_port: u16, store: &Path, extra_toml: &str) -> Daemon {
         let dir = dir.join("daemon");
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("lockhub.sock");
@@ -134,7 +158,7 @@ impl Daemon {
             &config,
             format!(
                 "hub_id = \"test-hub\"\nworkspace_id = \"6ba7b810-9dad-41d1-80b4-00c04fd430c8\"\nlog_level = \"debug\"\n\n[store]\npath = \"{}\"\n\n[mqtt]\nport = {broker_port}\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n\n[socket]\npath = \"{}\"\n\n[engine]\nretry_base_ms = 200\nretry_max_secs = 2\n\n[sim]\nstate_dir = \"{}\"\n\n{extra_toml}",
-                dir.join("lockhub.db").display(),
+                store.display(),
                 socket.display(),
                 dir.join("locks").display(),
             ),
@@ -212,6 +236,46 @@ impl Daemon {
     pub fn locks_dir(&self) -> PathBuf {
         self.dir.join("locks")
     }
+
+    /// `GET /v1/health` on the socket, once it answers.
+    pub async fn health(&self) -> Value {
+        wait_for("the socket", 20, || self.socket.exists().then_some(())).await;
+        for _ in 0..100 {
+            if let Ok(v) = lockhub::status::client::get(&self.socket, "/v1/health").await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no health answer");
+    }
+}
+
+/// A simulated lock's operation log (in `dir`) replayed: its slots, and every
+/// operation that did nothing because the lock already was in that state (an
+/// operation applied twice).
+pub fn replay_lock_log(
+    dir: &Path,
+    id: &str,
+) -> (std::collections::BTreeMap<u32, String>, Vec<String>) {
+    let (_, ops) = lockhub::drivers::sim::SimDriver::read_persisted(dir, id).unwrap();
+    let mut slots = std::collections::BTreeMap::new();
+    let mut twice = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match &op.code {
+            Some(pin) => {
+                if slots.get(&op.slot) == Some(pin) {
+                    twice.push(format!("op {i}: set slot {} again", op.slot));
+                }
+                slots.insert(op.slot, pin.clone());
+            }
+            None => {
+                if slots.remove(&op.slot).is_none() {
+                    twice.push(format!("op {i}: cleared empty slot {}", op.slot));
+                }
+            }
+        }
+    }
+    (slots, twice)
 }
 
 impl Drop for Daemon {
@@ -226,6 +290,8 @@ pub struct Cloud {
     pub client: AsyncClient,
     pub base: String,
     pub seen: Seen,
+    /// SUBACKs received: one per (re)connect once its subscription is in place.
+    pub subscribed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Every publish received: topic, payload, retained.
@@ -242,6 +308,8 @@ impl Cloud {
         net.set_tcp_nodelay(true);
         el.set_network_options(net);
         let seen: Seen = Arc::default();
+        let subscribed: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let subs = subscribed.clone();
         let s = seen.clone();
         let c = client.clone();
         let filter = format!("{base}/#");
@@ -256,6 +324,7 @@ impl Cloud {
                         tokio::spawn(async move { c.subscribe(f, QoS::AtLeastOnce).await });
                     }
                     Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        subs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         if let Some(t) = ready_tx.take() {
                             let _ = t.send(());
                         }
@@ -275,6 +344,7 @@ impl Cloud {
             client,
             base: base.to_owned(),
             seen,
+            subscribed,
         }
     }
 
@@ -374,5 +444,69 @@ pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>
             panic!("timed out waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback TCP relay in front of the broker that the test can close: a
+/// closed gate drops every connection through it and every new one at once
+/// (so, say, the cloud resubscribes after a broker restart before the hub
+/// is back).
+pub struct Gate {
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Gate {
+    /// Must be called within a tokio runtime.
+    pub fn start(to_port: u16) -> Gate {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (o, e) = (open.clone(), epoch.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !o.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let (o, e) = (o.clone(), e.clone());
+                let mine = e.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", to_port)).await
+                    else {
+                        return;
+                    };
+                    let _ = outbound.set_nodelay(true);
+                    let _ = inbound.set_nodelay(true);
+                    let closed = async {
+                        while o.load(Ordering::SeqCst) && e.load(Ordering::SeqCst) == mine {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = closed => {}
+                    }
+                });
+            }
+        });
+        Gate { port, open, epoch }
+    }
+
+    pub fn close(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -1,0 +1,4 @@
+#![no_main]
+//! `lockhub::fuzzing::zwave_cc` (see src/fuzzing.rs).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lockhub::fuzzing::zwave_cc(data));
