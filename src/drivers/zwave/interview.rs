@@ -6,8 +6,8 @@
 //! queue for the radio like any other, and its waits for reports overlap
 //! with the others' traffic.
 
-use super::cc::{self, id, user_code};
-use super::node::{Filter, Inner, NodeFacts};
+use super::cc::{self, id, user_code, user_credential};
+use super::node::{CredentialFacts, Filter, Inner, NodeFacts};
 use super::security::{s0, s2, SecurityClass};
 use super::serialapi::{self, func, update, Listening};
 use crate::drivers::DriverError;
@@ -98,17 +98,18 @@ impl Inner {
                 classes.push(*cc);
             }
         }
-        if !classes.contains(&id::USER_CODE) {
+        if !classes.contains(&id::USER_CODE) && !classes.contains(&id::USER_CREDENTIAL) {
             return Ok(None);
         }
         let mut f = NodeFacts {
             classes,
             security,
+            quirks: self.config.quirks_of(node),
             ..Default::default()
         };
         if f.supports(id::MANUFACTURER_SPECIFIC) {
             let r = self
-                .request(
+                .get(
                     node,
                     cc::manufacturer_specific::get(),
                     (id::MANUFACTURER_SPECIFIC, cc::manufacturer_specific::REPORT),
@@ -118,12 +119,17 @@ impl Inner {
             f.manufacturer = Some(cc::manufacturer_specific::parse_report(&r)?);
         }
         if f.supports(id::VERSION) {
-            for class in [id::USER_CODE, id::SCHEDULE_ENTRY_LOCK, id::SUPERVISION] {
+            for class in [
+                id::USER_CODE,
+                id::USER_CREDENTIAL,
+                id::SCHEDULE_ENTRY_LOCK,
+                id::SUPERVISION,
+            ] {
                 if !f.supports(class) {
                     continue;
                 }
                 let r = self
-                    .request(
+                    .get(
                         node,
                         cc::version::cc_get(class),
                         (id::VERSION, cc::version::CC_REPORT),
@@ -134,29 +140,24 @@ impl Inner {
                 f.versions.insert(c, v);
             }
         }
-        let r = self
-            .request(
-                node,
-                user_code::users_number_get(),
-                (id::USER_CODE, user_code::USERS_NUMBER_REPORT),
-                Filter::Any,
-            )
-            .await?;
-        f.users = user_code::parse_users_number(&r)?;
-        if f.version(id::USER_CODE) >= 2 {
-            let r = self
-                .request(
-                    node,
-                    user_code::capabilities_get(),
-                    (id::USER_CODE, user_code::CAPABILITIES_REPORT),
-                    Filter::Any,
-                )
-                .await?;
-            f.uc_caps = Some(user_code::parse_capabilities(&r)?);
+        // A lock that speaks User Credential is driven by it (its User Code,
+        // if any, is the old view of the same PINs).
+        if f.supports(id::USER_CREDENTIAL) {
+            f.credentials = self.credential_facts(node).await?;
+            if let Some(c) = &f.credentials {
+                f.users = c.users.users.min(c.pin.slots);
+            }
+        }
+        if f.credentials.is_none() {
+            if !f.supports(id::USER_CODE) {
+                tracing::info!(node, "User Credential lock without PIN codes: not served");
+                return Ok(None);
+            }
+            self.user_code_facts(node, &mut f).await?;
         }
         if f.supports(id::SCHEDULE_ENTRY_LOCK) {
             let r = self
-                .request(
+                .get(
                     node,
                     cc::schedule_entry_lock::supported_get(),
                     (
@@ -182,6 +183,69 @@ impl Inner {
             }
         }
         Ok(Some(f))
+    }
+
+    /// Users and PIN codes of a User Credential lock; `None` when it holds
+    /// no PIN codes.
+    async fn credential_facts(
+        self: &Arc<Self>,
+        node: u8,
+    ) -> Result<Option<CredentialFacts>, InterviewError> {
+        let r = self
+            .get(
+                node,
+                user_credential::user_capabilities_get(),
+                (id::USER_CREDENTIAL, user_credential::USER_CAPABILITIES_REPORT),
+                Filter::Any,
+            )
+            .await?;
+        let users = user_credential::parse_user_capabilities(&r)?;
+        let r = self
+            .get(
+                node,
+                user_credential::credential_capabilities_get(),
+                (
+                    id::USER_CREDENTIAL,
+                    user_credential::CREDENTIAL_CAPABILITIES_REPORT,
+                ),
+                Filter::Any,
+            )
+            .await?;
+        let caps = user_credential::parse_credential_capabilities(&r)?;
+        Ok(caps.pin().map(|pin| CredentialFacts {
+            users,
+            pin: pin.clone(),
+            checksum: caps.checksum,
+        }))
+    }
+
+    /// Users, keys and v2 abilities of a User Code lock.
+    async fn user_code_facts(
+        self: &Arc<Self>,
+        node: u8,
+        f: &mut NodeFacts,
+    ) -> Result<(), InterviewError> {
+        let r = self
+            .get(
+                node,
+                user_code::users_number_get(),
+                (id::USER_CODE, user_code::USERS_NUMBER_REPORT),
+                Filter::Any,
+            )
+            .await?;
+        f.users = user_code::parse_users_number(&r)?;
+        if f.version(id::USER_CODE) >= 2 {
+            let r = self
+                .get(
+                    node,
+                    user_code::capabilities_get(),
+                    (id::USER_CODE, user_code::CAPABILITIES_REPORT),
+                    Filter::Any,
+                )
+                .await?;
+            f.uc_caps = Some(user_code::parse_capabilities(&r)?);
+        }
+        Ok(())
     }
 
     /// Finds the node's highest granted security class and the command

@@ -39,11 +39,14 @@
 
 pub mod cc;
 pub mod config;
+mod credentials;
 pub mod driver;
 pub mod frame;
 pub mod inclusion;
 pub mod interview;
 mod node;
+mod quirks;
+mod retry;
 pub mod security;
 pub mod serialapi;
 pub mod session;
@@ -51,6 +54,6 @@ mod slots;
 pub mod testing;
 pub mod transport;
 
-pub use config::{LockConfig, ZwaveConfig};
+pub use config::{GetRetry, LockConfig, LockQuirks, ZwaveConfig};
 pub use driver::{ZwaveDriver, ZwaveError};
 pub use node::default_device_id;

@@ -7,8 +7,8 @@
 //! nothing here imports them: the interview is handed in as a function
 //! (see [`Inner::reinterview`]).
 
-use super::cc::{self, id, user_code, Incoming};
-use super::config::ZwaveConfig;
+use super::cc::{self, id, user_code, user_credential, Incoming};
+use super::config::{LockQuirks, ZwaveConfig};
 use super::security::{Security, SecurityClass, SecurityError};
 use super::serialapi::{Listening, TxStatus};
 use super::session::{Session, SessionError};
@@ -46,6 +46,18 @@ pub(super) struct NodeFacts {
     /// The highest security class the node was granted (the command
     /// classes it supports only there are the security layer's business).
     pub security: SecurityClass,
+    /// Set when the lock speaks User Credential: then it is driven by it.
+    pub credentials: Option<CredentialFacts>,
+    /// What config says about this lock.
+    pub quirks: LockQuirks,
+}
+
+/// What a User Credential lock said about its users and PIN codes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CredentialFacts {
+    pub users: user_credential::UserCapabilities,
+    pub pin: user_credential::CredentialType,
+    pub checksum: bool,
 }
 
 impl NodeFacts {
@@ -69,7 +81,30 @@ impl NodeFacts {
         self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.multiple_set)
     }
     pub fn checksum(&self) -> bool {
-        self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.checksum)
+        match &self.credentials {
+            Some(c) => c.checksum,
+            None => {
+                self.version(id::USER_CODE) >= 2
+                    && self.uc_caps.as_ref().is_some_and(|c| c.checksum)
+            }
+        }
+    }
+    /// The code lengths the lock takes: what it says (User Credential), else
+    /// config's, else the User Code CC's 4 to 10. Never past the public API's 20.
+    pub fn code_lengths(&self) -> std::ops::RangeInclusive<usize> {
+        let (min, max) = match (&self.credentials, self.quirks.code_lengths) {
+            (Some(c), _) if c.pin.min_len > 0 && c.pin.max_len >= c.pin.min_len => {
+                (c.pin.min_len, c.pin.max_len)
+            }
+            (_, Some((min, max))) if min > 0 && max >= min => (min, max),
+            _ => (user_code::MIN_CODE_LEN as u8, user_code::MAX_CODE_LEN as u8),
+        };
+        min.min(20) as usize..=max.min(20) as usize
+    }
+    /// Sets go out wrapped in Supervision: the lock supports it, and
+    /// neither the driver's nor this lock's config says no.
+    pub fn supervise(&self, globally: bool) -> bool {
+        globally && self.quirks.supervision != Some(false) && self.supports(id::SUPERVISION)
     }
 
     /// The capabilities lockhub sees, from the interview's facts.
@@ -85,11 +120,12 @@ impl NodeFacts {
             code_constraints.push(CodeConstraint::NoZeros);
         }
         Capabilities {
-            supported_code_lengths: (user_code::MIN_CODE_LEN as u8..=user_code::MAX_CODE_LEN as u8)
-                .collect(),
+            supported_code_lengths: self.code_lengths().map(|l| l as u8).collect(),
             code_constraints,
             max_active_codes_supported: self.users as u32,
-            supports_native_scheduling: self.supports(id::SCHEDULE_ENTRY_LOCK)
+            // Schedule Entry Lock speaks of User Code user ids.
+            supports_native_scheduling: self.credentials.is_none()
+                && self.supports(id::SCHEDULE_ENTRY_LOCK)
                 && self.year_day_slots > 0,
             supports_backup_access_code_pool: false,
             can_program_online_access_codes: true,
@@ -115,8 +151,41 @@ pub(super) struct NodeState {
     pub slots_checksum: Option<u16>,
     /// Slots we gave a native time window (schedules enabled) since start.
     pub scheduled: std::collections::HashSet<u32>,
+    /// The lock masks codes on read-back (detected, or config says so).
+    pub masked: bool,
+    /// What lockhub wrote in each slot and the lock confirmed: what a
+    /// masked slot is taken to hold (see `quirks`).
+    pub written: BTreeMap<u32, Pin>,
+    /// User Credential: the user owning each occupied PIN slot.
+    pub owners: BTreeMap<u32, u32>,
+    /// A slot walk that stopped part way (a Get met no answer): the next
+    /// one resumes here instead of starting again.
+    pub walk: Option<Walk>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
+}
+
+impl NodeState {
+    /// The checksum the lock should report for the cached slots (User Code
+    /// or User Credential's), `None` when a slot's code is unknown (masked).
+    pub fn cached_checksum(&self) -> Option<u16> {
+        let slots = self.slots.as_ref()?;
+        if slots.values().any(|p| p.expose() == super::quirks::MASKED) {
+            return None;
+        }
+        Some(match self.facts.as_ref().and_then(|f| f.credentials.as_ref()) {
+            Some(_) => user_credential::checksum(slots.iter().map(|(s, p)| (*s, p))),
+            None => checksum_of(slots),
+        })
+    }
+}
+
+/// How far a slot walk got: the slots read so far and where to go on.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Walk {
+    pub next: u32,
+    pub found: BTreeMap<u32, Pin>,
+    pub owners: BTreeMap<u32, u32>,
 }
 
 /// Which report a waiter wants.
@@ -127,6 +196,8 @@ pub(super) enum Filter {
     Byte2(u8),
     /// Supervision session id.
     Session(u8),
+    /// The big-endian u16 at this offset (a 16-bit user id or slot).
+    U16At(usize, u16),
 }
 
 struct Waiter {
@@ -199,6 +270,9 @@ impl Waiters {
                     Filter::Any => true,
                     Filter::Byte2(b) => command.get(2) == Some(&b),
                     Filter::Session(s) => command.get(2).map(|b| b & 0x3F) == Some(s),
+                    Filter::U16At(at, v) => {
+                        command.get(at..at + 2) == Some(&v.to_be_bytes()[..])
+                    }
                 }
         });
         match pos {
@@ -227,6 +301,8 @@ pub(super) struct Inner {
     pub waiters: Waiters,
     pub sink: EventSink,
     pub supervision_id: AtomicU8,
+    /// Gets asked again after meeting no answer (see `retry`).
+    pub get_retries: AtomicU64,
     pub interviews: tokio_util::task::TaskTracker,
     /// Runs a node's interview (the driver hands in `interview::run`, so this
     /// module needs no import of it).
@@ -282,6 +358,10 @@ impl Inner {
             slots: None,
             slots_checksum: None,
             scheduled: Default::default(),
+            masked: self.config.quirks_of(node).masked_pins == Some(true),
+            written: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            walk: None,
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });
