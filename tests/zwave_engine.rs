@@ -26,7 +26,7 @@ const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
 async fn hub_on(
     mock: &MockController,
     locks: &[(u8, &str)],
-) -> (Hub, Arc<ZwaveDriver>, CancellationToken, tempfile::TempDir) {
+) -> (Arc<Hub>, Arc<ZwaveDriver>, CancellationToken, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
     let shutdown = CancellationToken::new();
@@ -176,16 +176,21 @@ async fn seed_group_on_user_credential_locks() {
             "node {node}: the PIN in slot {slot}, owned by user {slot}"
         );
     }
+    // At check-out the PIN goes, and the user lockhub made for it.
+    let users = async |node: u8| {
+        mock.control(json!({"cmd": "state", "node": node, "prefix": "UserCredential_user_"}))
+            .await
+            .unwrap()
+    };
+    assert!(users(2).await.contains("Jane's reservati"), "named as the code, cut to the lock's 16");
     until("removal at ends_at", 20, async || {
-        mock.credentials(2).await.unwrap().is_empty() && mock.credentials(3).await.unwrap().is_empty()
+        mock.credentials(2).await.unwrap().is_empty()
+            && mock.credentials(3).await.unwrap().is_empty()
+            && users(2).await == "[]"
+            && users(3).await == "[]"
     })
     .await;
     assert!(Utc::now() >= ends, "not removed before its time");
-    let users = mock
-        .control(json!({"cmd": "state", "node": 2, "prefix": "UserCredential_user_"}))
-        .await
-        .unwrap();
-    assert_eq!(users, "[]", "lockhub's user went with its PIN");
     shutdown.cancel();
     hub.stopped().await;
 }
