@@ -372,4 +372,37 @@ mod tests {
         no_sched.year_day_slots = 0;
         assert!(!no_sched.capabilities().supports_native_scheduling);
     }
+
+    #[test]
+    fn lengths_and_supervision_from_the_lock_then_config() {
+        use crate::drivers::zwave::LockQuirks;
+        let mut f = facts("0123456789");
+        f.classes.push(id::SUPERVISION);
+        f.quirks = LockQuirks {
+            code_lengths: Some((4, 6)),
+            supervision: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(f.capabilities().supported_code_lengths, vec![4, 5, 6], "config's");
+        assert!(!f.supervise(true), "config says no");
+        f.quirks.supervision = None;
+        assert!(f.supervise(true) && !f.supervise(false));
+        // A User Credential lock says its lengths itself; those win.
+        f.credentials = Some(CredentialFacts {
+            pin: user_credential::CredentialType {
+                credential_type: user_credential::TYPE_PIN,
+                slots: 20,
+                min_len: 6,
+                max_len: 8,
+                max_hash_len: 0,
+            },
+            ..Default::default()
+        });
+        let c = f.capabilities();
+        assert_eq!(c.supported_code_lengths, vec![6, 7, 8]);
+        assert!(!c.supports_native_scheduling, "year-day slots are User Code's");
+        f.quirks.code_lengths = None;
+        f.credentials = None;
+        assert_eq!(f.code_lengths(), 4..=10, "User Code's own");
+    }
 }
