@@ -203,3 +203,32 @@ async fn supervision_and_code_lengths_per_lock() {
     assert!(matches!(r[0], Err(DriverError::CodeRejected(_))), "{r:?}");
     assert_eq!(mock.codes(3).await.unwrap().get(&1).map(String::as_str), Some("1234"));
 }
+
+/// The keys of mocks/secure-locks.cjs (zwave-js's names).
+const MOCK_KEYS: &str = r#"{
+  "S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
+  "S2_Unauthenticated": "11111111111111111111111111111111",
+  "S2_Authenticated": "22222222222222222222222222222222",
+  "S2_AccessControl": "33333333333333333333333333333333"
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_credential_under_s2() {
+    use lockhub::drivers::zwave::security::{NetworkKeys, SecurityClass};
+    let mock = MockController::start_with("mocks/secure-user-credential.cjs").expect("mock");
+    let (driver, _rx) = connect(&mock, |c| {
+        c.report_timeout = Duration::from_secs(3);
+        c.offline_ping_interval = None;
+        c.keys = Some(NetworkKeys::from_json(MOCK_KEYS).unwrap());
+    })
+    .await;
+    let id2 = default_device_id(HOME_ID, 2);
+    assert_eq!(driver.security_class(2), Some(SecurityClass::S2AccessControl));
+    let caps = driver.devices().await.into_iter().find(|d| d.device_id == id2).unwrap().capabilities;
+    assert_eq!(caps.supported_code_lengths, vec![6, 7, 8], "the capabilities came back encrypted");
+    assert_eq!(driver.apply(&id2, &[set(5, "135790")]).await, vec![Ok(())]);
+    // The strict lock ignores plaintext User Credential: the PIN got there under S2.
+    assert_eq!(mock.credentials(2).await.unwrap().get(&5), Some(&(5, "135790".into())));
+    assert!(mock.log_lines("STRICT drop").is_empty(), "{:?}", mock.log_lines("STRICT drop"));
+    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), vec![(5, "135790".into())]);
+}

@@ -32,7 +32,7 @@ exports.build = ({ require }, { pending }) => {
   const hex = (s) => Uint8Array.from(Buffer.from(s, "hex"));
 
   const SECURE = new Set([CommandClasses["User Code"], CommandClasses["Door Lock"], CommandClasses["Schedule Entry Lock"],
-    CommandClasses.Notification]);
+    CommandClasses.Notification, CommandClasses["User Credential"]]);   // (User Credential: secure-user-credential.cjs)
   const lockCCs = (secCC) => [
     CommandClasses.Version, CommandClasses["Manufacturer Specific"], CommandClasses["Z-Wave Plus Info"], secCC,
     { ccId: CommandClasses["User Code"], version: 2, numUsers: 30, supportedKeypadModes: [0, 1], secure: true },
