@@ -26,7 +26,12 @@ const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
 async fn hub_on(
     mock: &MockController,
     locks: &[(u8, &str)],
-) -> (Arc<Hub>, Arc<ZwaveDriver>, CancellationToken, tempfile::TempDir) {
+) -> (
+    Arc<Hub>,
+    Arc<ZwaveDriver>,
+    CancellationToken,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
     let shutdown = CancellationToken::new();
@@ -182,7 +187,10 @@ async fn seed_group_on_user_credential_locks() {
             .await
             .unwrap()
     };
-    assert!(users(2).await.contains("Jane's reservati"), "named as the code, cut to the lock's 16");
+    assert!(
+        users(2).await.contains("Jane's reservati"),
+        "named as the code, cut to the lock's 16"
+    );
     until("removal at ends_at", 20, async || {
         mock.credentials(2).await.unwrap().is_empty()
             && mock.credentials(3).await.unwrap().is_empty()

@@ -43,15 +43,28 @@ async fn user_credential_lock_holds_pins_as_slots() {
     assert_eq!(caps(&id2).max_active_codes_supported, 20);
     assert!(!caps(&id2).supports_native_scheduling);
     // Node 4 has only User Code: as before.
-    assert_eq!(caps(&id4).supported_code_lengths, vec![4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(
+        caps(&id4).supported_code_lengths,
+        vec![4, 5, 6, 7, 8, 9, 10]
+    );
     assert_eq!(caps(&id4).max_active_codes_supported, 30);
 
     let r = driver
-        .apply(&id2, &[set(1, "123456"), set(2, "7654321"), set(3, "24681357")])
+        .apply(
+            &id2,
+            &[set(1, "123456"), set(2, "7654321"), set(3, "24681357")],
+        )
         .await;
     assert_eq!(r, vec![Ok(()), Ok(()), Ok(())]);
-    assert_eq!(driver.apply(&id2, &[set(2, "765432")]).await, vec![Ok(())], "modify");
-    assert_eq!(driver.apply(&id2, &[SlotOp::Clear { slot: 3 }]).await, vec![Ok(())]);
+    assert_eq!(
+        driver.apply(&id2, &[set(2, "765432")]).await,
+        vec![Ok(())],
+        "modify"
+    );
+    assert_eq!(
+        driver.apply(&id2, &[SlotOp::Clear { slot: 3 }]).await,
+        vec![Ok(())]
+    );
     // The mock's own state: user N owns PIN slot N.
     let held = mock.credentials(2).await.unwrap();
     assert_eq!(
@@ -62,7 +75,10 @@ async fn user_credential_lock_holds_pins_as_slots() {
         .control(json!({"cmd": "state", "node": 2, "prefix": "UserCredential_user_"}))
         .await
         .unwrap();
-    assert!(users.contains("UserCredential_user_1") && !users.contains("UserCredential_user_3"), "{users}");
+    assert!(
+        users.contains("UserCredential_user_1") && !users.contains("UserCredential_user_3"),
+        "{users}"
+    );
 
     // A read walks the occupied PIN slots only (two Gets, not 20); then the
     // checksum matches what lockhub knows, and a re-read costs one frame.
@@ -72,7 +88,11 @@ async fn user_credential_lock_holds_pins_as_slots() {
     assert_eq!(driver.frames_sent() - before, 2, "occupied slots only");
     let before = driver.frames_sent();
     assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
-    assert_eq!(driver.frames_sent() - before, 1, "credential checksum get only");
+    assert_eq!(
+        driver.frames_sent() - before,
+        1,
+        "credential checksum get only"
+    );
 
     // A fresh driver finds them too.
     drop(driver);
@@ -81,7 +101,9 @@ async fn user_credential_lock_holds_pins_as_slots() {
     assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
 
     // The lock's lengths and duplicates are enforced; nothing is lost.
-    let r = driver.apply(&id2, &[set(4, "1234"), set(5, "123456")]).await;
+    let r = driver
+        .apply(&id2, &[set(4, "1234"), set(5, "123456")])
+        .await;
     assert!(matches!(r[0], Err(DriverError::CodeRejected(_))), "{r:?}");
     assert_eq!(r[1], Err(DriverError::DuplicateCode));
     assert_eq!(mock.credentials(2).await.unwrap().len(), 2);
@@ -94,21 +116,39 @@ async fn masked_lock_is_verified_by_status_and_read_as_written() {
     let (driver, _rx) = connect(&mock, |_| {}).await;
     // No Supervision on node 2: the Set is checked by reading back "****".
     assert_eq!(driver.apply(&id2, &[set(4, "4321")]).await, vec![Ok(())]);
-    assert_eq!(mock.codes(2).await.unwrap().get(&4).map(String::as_str), Some("4321"));
+    assert_eq!(
+        mock.codes(2).await.unwrap().get(&4).map(String::as_str),
+        Some("4321")
+    );
     assert_eq!(mock.log_lines("MOCK_UC_SET node=2 user=4").len(), 1);
     // Read back: what lockhub wrote, not the stars (so nothing to set again).
-    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), vec![(4, "4321".into())]);
+    assert_eq!(
+        codes(driver.read_slots(&id2).await.unwrap()),
+        vec![(4, "4321".into())]
+    );
     // A code lockhub did not write reads as occupied, code unknown.
     drop(driver);
     tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
     let (driver, _rx) = connect(&mock, |c| {
-        c.quirks.insert(2, LockQuirks { masked_pins: Some(true), ..Default::default() });
+        c.quirks.insert(
+            2,
+            LockQuirks {
+                masked_pins: Some(true),
+                ..Default::default()
+            },
+        );
     })
     .await;
-    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), vec![(4, "****".into())]);
+    assert_eq!(
+        codes(driver.read_slots(&id2).await.unwrap()),
+        vec![(4, "****".into())]
+    );
     // Setting it again is verified by status too, once.
     assert_eq!(driver.apply(&id2, &[set(4, "4321")]).await, vec![Ok(())]);
-    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), vec![(4, "4321".into())]);
+    assert_eq!(
+        codes(driver.read_slots(&id2).await.unwrap()),
+        vec![(4, "4321".into())]
+    );
     assert_eq!(mock.log_lines("MOCK_UC_SET node=2 user=4").len(), 2);
 }
 
@@ -119,29 +159,57 @@ async fn lossy_mesh_get_is_retried_and_a_walk_resumes() {
     let quick = |retries| {
         move |c: &mut lockhub::drivers::zwave::ZwaveConfig| {
             c.report_timeout = Duration::from_millis(400);
-            c.get_retry = GetRetry { retries, backoff: Duration::from_millis(50) };
+            c.get_retry = GetRetry {
+                retries,
+                backoff: Duration::from_millis(50),
+            };
         }
     };
     let (driver, _rx) = connect(&mock, quick(1)).await;
-    let seed = [set(3, "3333"), set(9, "9999"), set(17, "1717"), set(30, "3030")];
-    assert_eq!(driver.apply(&id2, &seed).await, vec![Ok(()); 4], "sets are supervised, not gets");
+    let seed = [
+        set(3, "3333"),
+        set(9, "9999"),
+        set(17, "1717"),
+        set(30, "3030"),
+    ];
+    assert_eq!(
+        driver.apply(&id2, &seed).await,
+        vec![Ok(()); 4],
+        "sets are supervised, not gets"
+    );
     drop(driver);
     tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
 
     // A fresh driver reads all 30 slots; every lost Get costs exactly one
     // retry (the mock never drops two in a row, so one is all it takes).
     let (driver, _rx) = connect(&mock, quick(1)).await;
-    let (gets0, drops0) = (mock.log_lines("MOCK_GET node=2").len(), mock.log_lines("MOCK_GET_DROPPED").len());
+    let (gets0, drops0) = (
+        mock.log_lines("MOCK_GET node=2").len(),
+        mock.log_lines("MOCK_GET_DROPPED").len(),
+    );
     let retries0 = driver.get_retries();
     let t = std::time::Instant::now();
-    let got = codes(driver.read_slots(&id2).await.expect("read through a lossy mesh"));
+    let got = codes(
+        driver
+            .read_slots(&id2)
+            .await
+            .expect("read through a lossy mesh"),
+    );
     let dropped = mock.log_lines("MOCK_GET_DROPPED").len() - drops0;
     let answered = mock.log_lines("MOCK_GET node=2").len() - gets0;
     let retried = driver.get_retries() - retries0;
-    println!("30 slots: {answered} gets answered, {dropped} dropped, {retried} retried, {:?}", t.elapsed());
+    println!(
+        "30 slots: {answered} gets answered, {dropped} dropped, {retried} retried, {:?}",
+        t.elapsed()
+    );
     assert_eq!(
         got,
-        vec![(3, "3333".into()), (9, "9999".into()), (17, "1717".into()), (30, "3030".into())]
+        vec![
+            (3, "3333".into()),
+            (9, "9999".into()),
+            (17, "1717".into()),
+            (30, "3030".into())
+        ]
     );
     assert_eq!(answered, 30, "each slot answered once");
     assert!(dropped >= 14, "one in three lost: {dropped}");
@@ -181,16 +249,30 @@ async fn supervision_and_code_lengths_per_lock() {
     let (driver, _rx) = connect(&mock, |c| {
         c.quirks.insert(
             3,
-            LockQuirks { supervision: Some(false), code_lengths: Some((4, 6)), ..Default::default() },
+            LockQuirks {
+                supervision: Some(false),
+                code_lengths: Some((4, 6)),
+                ..Default::default()
+            },
         );
     })
     .await;
     let devices = driver.devices().await;
     let lengths = |id: &str| {
-        devices.iter().find(|d| d.device_id == id).unwrap().capabilities.supported_code_lengths.clone()
+        devices
+            .iter()
+            .find(|d| d.device_id == id)
+            .unwrap()
+            .capabilities
+            .supported_code_lengths
+            .clone()
     };
     assert_eq!(lengths(&id2), vec![4, 5, 6, 7, 8, 9, 10]);
-    assert_eq!(lengths(&id3), vec![4, 5, 6], "config's lengths where User Code says none");
+    assert_eq!(
+        lengths(&id3),
+        vec![4, 5, 6],
+        "config's lengths where User Code says none"
+    );
     // Supervised: one frame (the lock confirms). Not supervised: the Set and
     // a Get to read it back.
     let before = driver.frames_sent();
@@ -201,7 +283,10 @@ async fn supervision_and_code_lengths_per_lock() {
     assert_eq!(driver.frames_sent() - before, 2);
     let r = driver.apply(&id3, &[set(2, "1234567")]).await;
     assert!(matches!(r[0], Err(DriverError::CodeRejected(_))), "{r:?}");
-    assert_eq!(mock.codes(3).await.unwrap().get(&1).map(String::as_str), Some("1234"));
+    assert_eq!(
+        mock.codes(3).await.unwrap().get(&1).map(String::as_str),
+        Some("1234")
+    );
 }
 
 /// The keys of mocks/secure-locks.cjs (zwave-js's names).
@@ -223,12 +308,35 @@ async fn user_credential_under_s2() {
     })
     .await;
     let id2 = default_device_id(HOME_ID, 2);
-    assert_eq!(driver.security_class(2), Some(SecurityClass::S2AccessControl));
-    let caps = driver.devices().await.into_iter().find(|d| d.device_id == id2).unwrap().capabilities;
-    assert_eq!(caps.supported_code_lengths, vec![6, 7, 8], "the capabilities came back encrypted");
+    assert_eq!(
+        driver.security_class(2),
+        Some(SecurityClass::S2AccessControl)
+    );
+    let caps = driver
+        .devices()
+        .await
+        .into_iter()
+        .find(|d| d.device_id == id2)
+        .unwrap()
+        .capabilities;
+    assert_eq!(
+        caps.supported_code_lengths,
+        vec![6, 7, 8],
+        "the capabilities came back encrypted"
+    );
     assert_eq!(driver.apply(&id2, &[set(5, "135790")]).await, vec![Ok(())]);
     // The strict lock ignores plaintext User Credential: the PIN got there under S2.
-    assert_eq!(mock.credentials(2).await.unwrap().get(&5), Some(&(5, "135790".into())));
-    assert!(mock.log_lines("STRICT drop").is_empty(), "{:?}", mock.log_lines("STRICT drop"));
-    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), vec![(5, "135790".into())]);
+    assert_eq!(
+        mock.credentials(2).await.unwrap().get(&5),
+        Some(&(5, "135790".into()))
+    );
+    assert!(
+        mock.log_lines("STRICT drop").is_empty(),
+        "{:?}",
+        mock.log_lines("STRICT drop")
+    );
+    assert_eq!(
+        codes(driver.read_slots(&id2).await.unwrap()),
+        vec![(5, "135790".into())]
+    );
 }

@@ -83,7 +83,12 @@ pub(super) async fn read(
         };
         let code = inner
             .with_node(node, |n| {
-                quirks::resolve(r.occupied(), r.code.clone(), !r.read_back, n.written.get(&slot))
+                quirks::resolve(
+                    r.occupied(),
+                    r.code.clone(),
+                    !r.read_back,
+                    n.written.get(&slot),
+                )
             })
             .flatten();
         match code {
@@ -142,7 +147,11 @@ pub(super) async fn apply_one(
                     slot
                 }
             };
-            let operation = if owner.is_some() { uc::op::MODIFY } else { uc::op::ADD };
+            let operation = if owner.is_some() {
+                uc::op::MODIFY
+            } else {
+                uc::op::ADD
+            };
             let r = set_credential(inner, node, operation, user, slot, &c.code).await?;
             let r = match r.report_type {
                 // The cache was stale: the other operation is the right one.
@@ -159,7 +168,7 @@ pub(super) async fn apply_one(
                 cr::ADDED | cr::MODIFIED | cr::UNCHANGED => {
                     let owner = if r.user != 0 { r.user } else { user };
                     inner.with_node(node, |n| n.owners.insert(slot, owner));
-                    super::slots::remember(inner, node, op);
+                    inner.remember(node, op);
                     Ok(())
                 }
                 other => Err(refusal(slot, other)),
@@ -191,11 +200,16 @@ pub(super) async fn apply_one(
                     .await?;
                 let r = uc::parse_user_report(&r).map_err(failed)?;
                 if r.report_type != ur::DELETED {
-                    tracing::info!(node, slot, report = r.report_type, "the lock kept the user of a deleted PIN");
+                    tracing::info!(
+                        node,
+                        slot,
+                        report = r.report_type,
+                        "the lock kept the user of a deleted PIN"
+                    );
                 }
             }
             inner.with_node(node, |n| n.owners.remove(&slot));
-            super::slots::remember(inner, node, op);
+            inner.remember(node, op);
             Ok(())
         }
     }

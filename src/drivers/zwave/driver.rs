@@ -393,6 +393,13 @@ impl Inner {
             return self.slots_unknown(node, device_id);
         }
         let news = self.with_node(node, |n| {
+            if let Some(w) = n.walk.as_mut().filter(|w| slot < w.next) {
+                // Already walked past: the resumed walk keeps the news.
+                match &code {
+                    Some(c) => w.found.insert(slot, c.clone()),
+                    None => w.found.remove(&slot),
+                };
+            }
             let Some(slots) = n.slots.as_mut() else {
                 return true;
             };

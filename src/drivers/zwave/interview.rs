@@ -195,7 +195,10 @@ impl Inner {
             .get(
                 node,
                 user_credential::user_capabilities_get(),
-                (id::USER_CREDENTIAL, user_credential::USER_CAPABILITIES_REPORT),
+                (
+                    id::USER_CREDENTIAL,
+                    user_credential::USER_CAPABILITIES_REPORT,
+                ),
                 Filter::Any,
             )
             .await?;
@@ -383,7 +386,11 @@ mod tests {
             supervision: Some(false),
             ..Default::default()
         };
-        assert_eq!(f.capabilities().supported_code_lengths, vec![4, 5, 6], "config's");
+        assert_eq!(
+            f.capabilities().supported_code_lengths,
+            vec![4, 5, 6],
+            "config's"
+        );
         assert!(!f.supervise(true), "config says no");
         f.quirks.supervision = None;
         assert!(f.supervise(true) && !f.supervise(false));
@@ -400,7 +407,10 @@ mod tests {
         });
         let c = f.capabilities();
         assert_eq!(c.supported_code_lengths, vec![6, 7, 8]);
-        assert!(!c.supports_native_scheduling, "year-day slots are User Code's");
+        assert!(
+            !c.supports_native_scheduling,
+            "year-day slots are User Code's"
+        );
         f.quirks.code_lengths = None;
         f.credentials = None;
         assert_eq!(f.code_lengths(), 4..=10, "User Code's own");

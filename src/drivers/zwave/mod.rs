@@ -1,5 +1,6 @@
-//! Z-Wave driver (issue 4): the Serial API to User Code, Schedule Entry Lock,
-//! Door Lock, Notification, Battery and Wake Up command classes.
+//! Z-Wave driver (issue 4): the Serial API to User Code, User Credential,
+//! Schedule Entry Lock, Door Lock, Notification, Battery and Wake Up command
+//! classes.
 //!
 //! Layers, bottom up:
 //! - [`transport`]: the byte pipe (serial device or `tcp://host:port`);
@@ -11,10 +12,13 @@
 //! - [`serialapi`]: function ids and the controller's answers;
 //! - [`cc`]: command classes, built and parsed;
 //! - [`driver`]: the [`crate::drivers::LockDriver`]; [`interview`] finds what
-//!   a lock can do, `slots` reads and writes codes; all three work through
-//!   `node`, the shared node state (imports point one way: driver ->
-//!   interview/slots -> node);
-//! - [`config`]: what the driver is told at start;
+//!   a lock can do, `slots` reads and writes codes (User Code, handing User
+//!   Credential locks to `credentials`), `quirks` judges masked read-backs,
+//!   `retry` asks a lost Get again; all work through `node`, the shared node
+//!   state (imports point one way: driver -> interview/slots -> credentials
+//!   -> quirks/retry -> node);
+//! - [`config`]: what the driver is told at start (per-lock [`LockQuirks`],
+//!   the [`GetRetry`] policy);
 //! - [`testing`]: starts the pinned zwave-js mock controller for tests.
 //!
 //! ```no_run
@@ -35,7 +39,8 @@
 //! - [`inclusion`]: adding (with S2/S0 bootstrapping) and removing locks
 //!   while the driver runs.
 //!
-//! Not yet: names on the lock (the User Code CC has none).
+//! Names on the lock: only User Credential has them (the user's name is the
+//! code's, cut to the lock's length); the User Code CC has none.
 
 pub mod cc;
 pub mod config;

@@ -12,7 +12,7 @@ use super::config::{LockQuirks, ZwaveConfig};
 use super::security::{Security, SecurityClass, SecurityError};
 use super::serialapi::{Listening, TxStatus};
 use super::session::{Session, SessionError};
-use crate::drivers::{DriverError, EventSink, LockEvent};
+use crate::drivers::{DriverError, EventSink, LockEvent, SlotOp};
 use crate::model::{Capabilities, CodeConstraint, DeviceInfo, DriverKind, Pin};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -173,10 +173,12 @@ impl NodeState {
         if slots.values().any(|p| p.expose() == super::quirks::MASKED) {
             return None;
         }
-        Some(match self.facts.as_ref().and_then(|f| f.credentials.as_ref()) {
-            Some(_) => user_credential::checksum(slots.iter().map(|(s, p)| (*s, p))),
-            None => checksum_of(slots),
-        })
+        Some(
+            match self.facts.as_ref().and_then(|f| f.credentials.as_ref()) {
+                Some(_) => user_credential::checksum(slots.iter().map(|(s, p)| (*s, p))),
+                None => checksum_of(slots),
+            },
+        )
     }
 }
 
@@ -270,9 +272,7 @@ impl Waiters {
                     Filter::Any => true,
                     Filter::Byte2(b) => command.get(2) == Some(&b),
                     Filter::Session(s) => command.get(2).map(|b| b & 0x3F) == Some(s),
-                    Filter::U16At(at, v) => {
-                        command.get(at..at + 2) == Some(&v.to_be_bytes()[..])
-                    }
+                    Filter::U16At(at, v) => command.get(at..at + 2) == Some(&v.to_be_bytes()[..]),
                 }
         });
         match pos {
@@ -596,6 +596,36 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Keeps the slot cache (and the checksum that goes with it) in step with
+    /// what we wrote.
+    pub(super) fn remember(&self, node: u8, op: &SlotOp) {
+        self.with_node(node, |n| {
+            match op {
+                SlotOp::Set(c) => n.written.insert(c.slot, c.code.clone()),
+                SlotOp::Clear { slot } => n.written.remove(slot),
+            };
+            if let Some(w) = n.walk.as_mut() {
+                // A walk that resumes must not bring back what was there before.
+                if op.slot() < w.next {
+                    match op {
+                        SlotOp::Set(c) => w.found.insert(c.slot, c.code.clone()),
+                        SlotOp::Clear { slot } => w.found.remove(slot),
+                    };
+                }
+            }
+            if let Some(slots) = n.slots.as_mut() {
+                match op {
+                    SlotOp::Set(c) => slots.insert(c.slot, c.code.clone()),
+                    SlotOp::Clear { slot } => slots.remove(slot),
+                };
+            }
+            // The sum of a slot we cannot see is not ours to compute.
+            if n.slots.is_some() {
+                n.slots_checksum = n.cached_checksum();
+            }
+        });
     }
 
     /// Turns the interview's facts into the lock's announcement.

@@ -18,7 +18,10 @@ pub(super) const MASKED: &str = "****";
 /// The slot is occupied but the report hides its digits: no code at all
 /// with an occupied status, or only `*`s.
 pub(super) fn hides_digits(r: &user_code::Report) -> bool {
-    occupied(r.status) && r.code.as_ref().is_none_or(|c| c.expose().chars().all(|ch| ch == '*'))
+    occupied(r.status)
+        && r.code
+            .as_ref()
+            .is_none_or(|c| c.expose().chars().all(|ch| ch == '*'))
 }
 
 /// The status says the slot holds a code (enabled or disabled).
@@ -68,15 +71,24 @@ mod tests {
         assert!(hides_digits(&report(status::ENABLED, None)), "zero bytes");
         assert!(hides_digits(&report(status::DISABLED, Some("******"))));
         assert!(!hides_digits(&report(status::ENABLED, Some("1234"))));
-        assert!(!hides_digits(&report(status::AVAILABLE, None)), "empty slot");
+        assert!(
+            !hides_digits(&report(status::AVAILABLE, None)),
+            "empty slot"
+        );
     }
 
     #[test]
     fn a_masked_slot_holds_what_lockhub_wrote() {
         let mine = Pin::new("2468");
         assert_eq!(resolve(false, None, true, Some(&mine)), None);
-        assert_eq!(resolve(true, Some(Pin::new("****")), true, Some(&mine)), Some(mine.clone()));
-        assert_eq!(resolve(true, None, true, None).map(|p| is_placeholder(&p)), Some(true));
+        assert_eq!(
+            resolve(true, Some(Pin::new("****")), true, Some(&mine)),
+            Some(mine.clone())
+        );
+        assert_eq!(
+            resolve(true, None, true, None).map(|p| is_placeholder(&p)),
+            Some(true)
+        );
         assert_eq!(
             resolve(true, Some(Pin::new("1357")), false, Some(&mine)),
             Some(Pin::new("1357")),

@@ -158,8 +158,14 @@ pub(super) fn slot_content(inner: &Arc<Inner>, node: u8, r: user_code::Report) -
     let hides = quirks::hides_digits(&r);
     inner
         .with_node(node, |n| {
-            if hides && !n.masked && n.facts.as_ref().and_then(|f| f.quirks.masked_pins) != Some(false) {
-                tracing::info!(node, "the lock masks codes on read-back: verified by checksum or status from now on");
+            if hides
+                && !n.masked
+                && n.facts.as_ref().and_then(|f| f.quirks.masked_pins) != Some(false)
+            {
+                tracing::info!(
+                    node,
+                    "the lock masks codes on read-back: verified by checksum or status from now on"
+                );
                 n.masked = true;
             }
             quirks::resolve(
@@ -361,7 +367,7 @@ pub(super) async fn apply(
             }
         } else {
             for &i in &idx {
-                remember(inner, node, &ops[i]);
+                inner.remember(node, &ops[i]);
             }
         }
         for i in idx {
@@ -381,36 +387,6 @@ pub(super) async fn apply(
         }
     }
     results
-}
-
-/// Keeps the slot cache (and the checksum that goes with it) in step with
-/// what we wrote.
-pub(super) fn remember(inner: &Arc<Inner>, node: u8, op: &SlotOp) {
-    inner.with_node(node, |n| {
-        match op {
-            SlotOp::Set(c) => n.written.insert(c.slot, c.code.clone()),
-            SlotOp::Clear { slot } => n.written.remove(slot),
-        };
-        if let Some(w) = n.walk.as_mut() {
-            // A walk that resumes must not bring back what was there before.
-            if op.slot() < w.next {
-                match op {
-                    SlotOp::Set(c) => w.found.insert(c.slot, c.code.clone()),
-                    SlotOp::Clear { slot } => w.found.remove(slot),
-                };
-            }
-        }
-        if let Some(slots) = n.slots.as_mut() {
-            match op {
-                SlotOp::Set(c) => slots.insert(c.slot, c.code.clone()),
-                SlotOp::Clear { slot } => slots.remove(slot),
-            };
-        }
-        // The sum of a slot we cannot see is not ours to compute.
-        if n.slots.is_some() {
-            n.slots_checksum = n.cached_checksum();
-        }
-    });
 }
 
 async fn apply_one(
@@ -549,7 +525,10 @@ async fn verify(
         .with_node(node, |n| {
             let config_says = n.facts.as_ref().and_then(|f| f.quirks.masked_pins);
             if hides && !n.masked && config_says != Some(false) {
-                tracing::info!(node, "the lock masks codes on read-back: verified by checksum or status from now on");
+                tracing::info!(
+                    node,
+                    "the lock masks codes on read-back: verified by checksum or status from now on"
+                );
                 n.masked = true;
             }
             (n.masked, n.facts.clone(), n.slots.clone())
@@ -579,7 +558,11 @@ async fn verify(
         if !slots.values().any(quirks::is_placeholder)
             && lock_checksum(inner, node).await? != checksum_of(&slots)
         {
-            tracing::info!(node, slot, "the lock's checksum differs after the set: its slots are read again");
+            tracing::info!(
+                node,
+                slot,
+                "the lock's checksum differs after the set: its slots are read again"
+            );
             inner.with_node(node, |n| {
                 n.slots = None;
                 n.slots_checksum = None;

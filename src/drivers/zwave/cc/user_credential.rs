@@ -149,7 +149,12 @@ fn user_id(user: u32) -> Result<[u8; 2], CcError> {
 
 /// User Set (Add or Modify): a general, active user with one credential
 /// rule ("single") and an ASCII name (cut to `max_name_len`).
-pub fn user_set(operation: u8, user: u32, name: &str, max_name_len: u8) -> Result<Vec<u8>, CcError> {
+pub fn user_set(
+    operation: u8,
+    user: u32,
+    name: &str,
+    max_name_len: u8,
+) -> Result<Vec<u8>, CcError> {
     let name: Vec<u8> = name
         .bytes()
         .filter(|b| b.is_ascii_graphic() || *b == b' ')
@@ -212,7 +217,15 @@ pub fn credential_delete(user: u32, slot: u32) -> Result<Vec<u8>, CcError> {
 /// first occupied one).
 pub fn credential_get(slot: u32) -> Vec<u8> {
     let s = (slot.min(u16::MAX as u32) as u16).to_be_bytes();
-    vec![id::USER_CREDENTIAL, CREDENTIAL_GET, 0, 0, TYPE_PIN, s[0], s[1]]
+    vec![
+        id::USER_CREDENTIAL,
+        CREDENTIAL_GET,
+        0,
+        0,
+        TYPE_PIN,
+        s[0],
+        s[1],
+    ]
 }
 
 /// A Credential Report.
@@ -306,9 +319,15 @@ mod tests {
     fn parses_capabilities() {
         // 10 users, rules {single}, name 32, flags (all-users + user checksum,
         // ASCII), 2 user-type bitmask bytes.
-        let u = parse_user_capabilities(&[0x83, 0x02, 0, 10, 0x02, 32, 0x60, 2, 0xF9, 0x02])
-            .unwrap();
-        assert_eq!(u, UserCapabilities { users: 10, max_name_len: 32 });
+        let u =
+            parse_user_capabilities(&[0x83, 0x02, 0, 10, 0x02, 32, 0x60, 2, 0xF9, 0x02]).unwrap();
+        assert_eq!(
+            u,
+            UserCapabilities {
+                users: 10,
+                max_name_len: 32
+            }
+        );
         // checksum + admin code, 2 types: PIN (10 slots, 4..10, no hash) and
         // RFID (5 slots, 8..16, hash 32).
         let b = [
@@ -325,7 +344,13 @@ mod tests {
         assert!(c.checksum);
         assert_eq!(
             c.pin(),
-            Some(&CredentialType { credential_type: 1, slots: 10, min_len: 4, max_len: 10, max_hash_len: 0 })
+            Some(&CredentialType {
+                credential_type: 1,
+                slots: 10,
+                min_len: 4,
+                max_len: 10,
+                max_hash_len: 0
+            })
         );
         assert_eq!(c.types[1].max_hash_len, 32);
         assert!(parse_credential_capabilities(&b[..10]).is_err());
@@ -342,7 +367,10 @@ mod tests {
             credential_set(op::MODIFY, 3, 3, &Pin::new("1234")).unwrap(),
             vec![0x83, 0x0A, 0, 3, 1, 0, 3, 1, 4, b'1', b'2', b'3', b'4']
         );
-        assert_eq!(credential_delete(7, 3).unwrap(), vec![0x83, 0x0A, 0, 7, 1, 0, 3, 2]);
+        assert_eq!(
+            credential_delete(7, 3).unwrap(),
+            vec![0x83, 0x0A, 0, 7, 1, 0, 3, 2]
+        );
         assert_eq!(credential_get(0), vec![0x83, 0x0B, 0, 0, 1, 0, 0]);
         assert_eq!(user_set(op::ADD, 0, "", 8), Err(CcError::UserId(0)));
     }
@@ -379,6 +407,9 @@ mod tests {
         data.extend_from_slice(b"1234");
         assert_eq!(checksum([(1, &p)]), super::super::crc16_aug_ccitt(&data));
         assert_ne!(checksum([(1, &p)]), checksum([(2, &p)]));
-        assert_eq!(parse_credential_checksum(&[0x83, 0x19, 1, 0xAB, 0xCD]).unwrap(), (1, 0xABCD));
+        assert_eq!(
+            parse_credential_checksum(&[0x83, 0x19, 1, 0xAB, 0xCD]).unwrap(),
+            (1, 0xABCD)
+        );
     }
 }
