@@ -340,3 +340,40 @@ async fn user_credential_under_s2() {
         vec![(5, "135790".into())]
     );
 }
+
+/// No PIN of a User Credential lock or a masked lock in any log line, at
+/// TRACE (the PIN credential travels in new frames: Credential Set/Report).
+#[tokio::test(flavor = "current_thread")]
+async fn no_pin_in_any_log_line() {
+    let log = support::realtime::Capture::default();
+    let w = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        // No timestamps: their digits could spell a PIN by chance.
+        .without_time()
+        .with_writer(move || w.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mock = MockController::start_with("mocks/user-credential.cjs").expect("mock");
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    let id2 = default_device_id(HOME_ID, 2);
+    let r = driver
+        .apply(&id2, &[set(1, "918273"), set(2, "918273"), set(3, "5544")])
+        .await;
+    assert_eq!(r[0], Ok(()));
+    assert!(r[1].is_err() && r[2].is_err());
+    assert_eq!(driver.read_slots(&id2).await.unwrap().len(), 1);
+    let text = log.text();
+    assert!(text.contains("slot written"), "the log was captured");
+    for l in text
+        .lines()
+        .filter(|l| l.contains("918273") || l.contains("5544"))
+    {
+        eprintln!("LEAK {l}");
+    }
+    assert!(
+        !text.contains("918273") && !text.contains("5544"),
+        "PIN in the log"
+    );
+}
