@@ -3,7 +3,7 @@
 // acknowledged, the report never comes. Each one is logged as
 // "MOCK_GET node=2 user=<id> n=<count>", each dropped one as
 // "MOCK_GET_DROPPED node=2 user=<id> n=<count>" (tests count them). The
-// interview's Gets pass, so a driver without retries still meets the lock.
+// interview's Gets pass, so a driver without retries still meets the lock. Node 2 has 12 user codes (a short walk).
 const base = require("./locks.cjs").default;
 exports.default = (ctx) => {
   const cfg = base(ctx);
@@ -21,7 +21,10 @@ exports.default = (ctx) => {
       return undefined;
     },
   };
+  const { CommandClasses } = ctx.require("@zwave-js/core");
   const n = cfg.nodes.find((x) => x.id === 2);
   n.behaviors = [...n.behaviors, lossy];
+  n.capabilities = { ...n.capabilities, commandClasses: n.capabilities.commandClasses.map((c) =>
+    c.ccId === CommandClasses["User Code"] ? { ...c, numUsers: 12 } : c) };
   return cfg;
 };
