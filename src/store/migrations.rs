@@ -116,6 +116,13 @@ const STEPS: &[&str] = &[
         detail TEXT NOT NULL,
         hash   BLOB NOT NULL
     );",
+    // 7: the audit chain is pruned; the last pruned row stays as its sealed base.
+    "CREATE TABLE audit_base (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        seal BLOB NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
