@@ -58,6 +58,7 @@ pub mod session;
 mod slots;
 pub mod testing;
 pub mod transport;
+mod waiters;
 
 pub use config::{GetRetry, LockConfig, LockQuirks, ZwaveConfig};
 pub use driver::{ZwaveDriver, ZwaveError};
