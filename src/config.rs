@@ -684,6 +684,8 @@ impl SimLockConfig {
             supports_native_scheduling: self.native_scheduling,
             supports_backup_access_code_pool: self.backup_pool,
             can_program_online_access_codes: true,
+            // A simulated bolt: the demo can lock and unlock it.
+            supports_remote_lock: true,
         }
     }
 }

@@ -11,6 +11,7 @@ mod clock;
 pub mod issued;
 mod jti;
 mod lifetime;
+mod lock_state;
 mod migrations;
 pub mod recent;
 mod reply;
@@ -20,6 +21,7 @@ pub use reply::ReplyTo;
 pub use secret::Sealer;
 
 pub use lifetime::{ReportedConstraints, UnmanagedRow};
+pub use lock_state::{ActionAttempt, LockState};
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};

@@ -14,9 +14,10 @@
 //! - [`driver`]: the [`crate::drivers::LockDriver`]; [`interview`] finds what
 //!   a lock can do, `slots` reads and writes codes (User Code, handing User
 //!   Credential locks to `credentials`), `quirks` judges masked read-backs,
-//!   `retry` asks a lost Get again; all work through `node`, the shared node
-//!   state (imports point one way: driver -> interview/slots -> credentials
-//!   -> quirks/retry -> node);
+//!   `retry` asks a lost Get again, `bolt` locks and unlocks, `reports` sorts
+//!   what Notification / v1 Alarm reports mean; all work through `node`, the
+//!   shared node state (imports point one way: driver ->
+//!   interview/slots/bolt -> credentials -> quirks/retry -> node);
 //! - [`config`]: what the driver is told at start (per-lock [`LockQuirks`],
 //!   the [`GetRetry`] policy);
 //! - [`testing`]: starts the pinned zwave-js mock controller for tests.
@@ -42,6 +43,7 @@
 //! Names on the lock: only User Credential has them (the user's name is the
 //! code's, cut to the lock's length); the User Code CC has none.
 
+mod bolt;
 pub mod cc;
 pub mod config;
 mod credentials;
@@ -51,6 +53,7 @@ pub mod inclusion;
 pub mod interview;
 mod node;
 mod quirks;
+mod reports;
 mod retry;
 pub mod security;
 pub mod serialapi;
