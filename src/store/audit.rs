@@ -177,11 +177,18 @@ impl Store {
         let Some(path) = &self.audit_anchor else {
             return Ok(());
         };
+        use std::sync::atomic::Ordering::Relaxed;
+        // Nothing committed since the last look: no read at all.
+        let commits = self.commits.load(Relaxed);
+        if self.anchored_at_commit.load(Relaxed) == commits {
+            return Ok(());
+        }
+        let last = self.anchored.load(Relaxed);
         let Some((seq, h)) = self.read(|tx| tx.audit_head())? else {
             return Ok(());
         };
-        let last = self.anchored.load(std::sync::atomic::Ordering::Relaxed);
         if seq == last {
+            self.anchored_at_commit.store(commits, Relaxed);
             return Ok(());
         }
         let anchor = Anchor {
@@ -190,8 +197,8 @@ impl Store {
         };
         write_anchor(path, &anchor)
             .map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
-        self.anchored
-            .store(seq, std::sync::atomic::Ordering::Relaxed);
+        self.anchored.store(seq, Relaxed);
+        self.anchored_at_commit.store(commits, Relaxed);
         Ok(())
     }
 }

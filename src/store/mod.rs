@@ -100,6 +100,9 @@ pub struct Store {
     audit_anchor: Option<std::path::PathBuf>,
     /// The seq last written there.
     anchored: std::sync::atomic::AtomicI64,
+    /// Write transactions committed, and their count when the anchor last looked.
+    commits: std::sync::atomic::AtomicU64,
+    anchored_at_commit: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -164,6 +167,8 @@ impl Store {
             workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
             audit_anchor: None,
             anchored: std::sync::atomic::AtomicI64::new(0),
+            commits: std::sync::atomic::AtomicU64::new(1),
+            anchored_at_commit: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -267,6 +272,8 @@ impl Store {
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
             wrapped.tx.commit().map_err(StoreError::from)?;
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.recent_events.extend(wrapped.new_events.take());
             (out, wrote)
         };
