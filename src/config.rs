@@ -246,6 +246,12 @@ pub struct ZwaveLockConfig {
     pub node_id: u8,
     pub device_id: Option<String>,
     pub name: Option<String>,
+    /// `false`: never wrap this lock's Sets in Supervision (broken on some locks).
+    pub supervision: Option<bool>,
+    /// `true`: the lock shows `****` for codes on read-back (else detected).
+    pub masked_pins: Option<bool>,
+    /// `[min, max]` code lengths, for a lock that does not say (User Code).
+    pub code_lengths: Option<[u8; 2]>,
 }
 
 /// Nuki smart locks over Bluetooth LE.
@@ -568,6 +574,16 @@ impl Config {
                 return bad(&format!("ble.locks[{i}].address"), "is used twice");
             }
         }
+        for (i, l) in self.zwave.locks.iter().enumerate() {
+            if let Some([min, max]) = l.code_lengths {
+                if min == 0 || min > max || max > 20 {
+                    return bad(
+                        &format!("zwave.locks[{i}].code_lengths"),
+                        "is [min, max] with 1 <= min <= max <= 20",
+                    );
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, l) in self.sim.locks.iter().enumerate() {
             if !seen.insert(&l.device_id) {
@@ -807,6 +823,10 @@ mod tests {
         assert!(e.contains("port"), "{e}");
         let e = load("workspace_id = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("workspace_id"), "{e}");
+        let e = load("[[zwave.locks]]\nnode_id = 3\ncode_lengths = [8, 4]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zwave.locks[0].code_lengths"), "{e}");
         let e =
             load("[[sim.locks]]\ndevice_id = \"a\"\nname = \"A\"\nsupported_code_lengths = [3]\n")
                 .unwrap_err()

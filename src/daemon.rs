@@ -181,6 +181,19 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
                 device_id: l.device_id.clone(),
             })
             .collect();
+        z.quirks = cfg
+            .zwave
+            .locks
+            .iter()
+            .map(|l| {
+                let quirks = crate::drivers::zwave::LockQuirks {
+                    supervision: l.supervision,
+                    masked_pins: l.masked_pins,
+                    code_lengths: l.code_lengths.map(|[min, max]| (min, max)),
+                };
+                (l.node_id, quirks)
+            })
+            .collect();
         // A controller missing or silent at start is not fatal: the rest is
         // served and the driver is retried with backoff (`start_zwave`; the
         // Z-Wave admin routes answer `zwave_unavailable` until it answers).

@@ -21,9 +21,17 @@ use tokio_util::sync::CancellationToken;
 const FRONT: &str = "8e94044d-a4d1-4691-9f7e-e97d3e8a0b73";
 const BACK: &str = "d87eea5d-71c6-4633-a966-396c5ac51177";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
-    let mock = MockController::start().expect("mock controller (run scripts/test-deps-zwave.sh)");
+/// A hub (sets codes 1 s before their window) driving the Z-Wave driver on
+/// `mock`, with `locks` (node, device id) pinned, once every lock is read.
+async fn hub_on(
+    mock: &MockController,
+    locks: &[(u8, &str)],
+) -> (
+    Arc<Hub>,
+    Arc<ZwaveDriver>,
+    CancellationToken,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
     let shutdown = CancellationToken::new();
@@ -34,18 +42,14 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
     let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone()).unwrap();
     let mut config = ZwaveConfig::new(mock.url());
     config.report_timeout = Duration::from_secs(2);
-    config.locks = vec![
-        LockConfig {
-            node_id: 2,
-            name: Some("Front door".into()),
-            device_id: Some(FRONT.into()),
-        },
-        LockConfig {
-            node_id: 3,
-            name: Some("Back door".into()),
-            device_id: Some(BACK.into()),
-        },
-    ];
+    config.locks = locks
+        .iter()
+        .map(|&(node_id, id)| LockConfig {
+            node_id,
+            name: Some(format!("Door {node_id}")),
+            device_id: Some(id.into()),
+        })
+        .collect();
     let driver = Arc::new(
         ZwaveDriver::connect(config, hub.event_sink())
             .await
@@ -56,6 +60,27 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
         "interviews end"
     );
     hub.add_driver(driver.clone()).await.unwrap();
+    let ids: Vec<&str> = locks.iter().map(|l| l.1).collect();
+    until_read(&hub, &ids).await;
+    (hub, driver, shutdown, dir)
+}
+
+/// The slot lockhub recorded for an access code.
+fn slot_of(hub: &Hub, access_code: &Value) -> u32 {
+    hub.store
+        .read(|tx| {
+            Ok(tx
+                .code(access_code["access_code_id"].as_str().unwrap())?
+                .unwrap()
+                .slot)
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
+    let mock = MockController::start().expect("mock controller (run scripts/test-deps-zwave.sh)");
+    let (hub, _driver, shutdown, _dir) = hub_on(&mock, &[(2, FRONT), (3, BACK)]).await;
     until_read(&hub, &[FRONT, BACK]).await;
 
     // The seed's request, with a window that opens in 2 s and closes in 8 s.
@@ -76,16 +101,7 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
         .as_str()
         .unwrap()
         .to_owned();
-    let slot = |c: &Value| {
-        hub.store
-            .read(|tx| {
-                Ok(tx
-                    .code(c["access_code_id"].as_str().unwrap())?
-                    .unwrap()
-                    .slot)
-            })
-            .unwrap()
-    };
+    let slot = |c: &Value| slot_of(&hub, c);
     // Not before its window; then on each lock.
     assert!(mock.codes(2).await.unwrap().values().all(|c| *c != pin));
     until("the PIN on both mock locks", 20, async || {
@@ -129,6 +145,96 @@ async fn seed_group_and_late_checkout_on_mock_zwave_locks() {
         "removed {} ms after ends_at (includes polling)",
         (removed_at - late).num_milliseconds()
     );
+    shutdown.cancel();
+    hub.stopped().await;
+}
+
+/// The seed's group on two User Credential locks (mocks/user-credential.cjs:
+/// PINs of 6 to 8 digits): each lock's own state holds the PIN in the slot
+/// lockhub recorded, owned by that slot's user; at check-out both go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_group_on_user_credential_locks() {
+    let mock = MockController::start_with("mocks/user-credential.cjs").expect("mock controller");
+    let (hub, _driver, shutdown, _dir) = hub_on(&mock, &[(2, FRONT), (3, BACK)]).await;
+    let starts = Utc::now() + chrono::Duration::seconds(1);
+    let ends = starts + chrono::Duration::seconds(5);
+    let r = cmd(
+        &hub,
+        "access_codes/create_multiple",
+        json!({
+            "device_ids": [FRONT, BACK], "name": "Jane's reservation",
+            "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(), "preferred_code_length": 6,
+            "prefer_native_scheduling": false
+        }),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let pin = r["access_codes"][0]["code"].as_str().unwrap().to_owned();
+    assert_eq!(pin.len(), 6);
+    for c in r["access_codes"].as_array().unwrap() {
+        until_status(&hub, c["access_code_id"].as_str().unwrap(), "set").await;
+    }
+    for (node, c) in [(2, &r["access_codes"][0]), (3, &r["access_codes"][1])] {
+        let slot = slot_of(&hub, c);
+        assert_eq!(
+            mock.credentials(node).await.unwrap().get(&slot),
+            Some(&(slot, pin.clone())),
+            "node {node}: the PIN in slot {slot}, owned by user {slot}"
+        );
+    }
+    // At check-out the PIN goes, and the user lockhub made for it.
+    let users = async |node: u8| {
+        mock.control(json!({"cmd": "state", "node": node, "prefix": "UserCredential_user_"}))
+            .await
+            .unwrap()
+    };
+    assert!(
+        users(2).await.contains("Jane's reservati"),
+        "named as the code, cut to the lock's 16"
+    );
+    until("removal at ends_at", 20, async || {
+        mock.credentials(2).await.unwrap().is_empty()
+            && mock.credentials(3).await.unwrap().is_empty()
+            && users(2).await == "[]"
+            && users(3).await == "[]"
+    })
+    .await;
+    assert!(Utc::now() >= ends, "not removed before its time");
+    shutdown.cancel();
+    hub.stopped().await;
+}
+
+/// A lock that answers every read with "****" (mocks/masked.cjs) gets the
+/// code once, and re-reads (the lock saying its codes may have changed)
+/// leave it alone: nothing compares digits it cannot see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_lock_is_set_once_and_left_alone() {
+    let mock = MockController::start_with("mocks/masked.cjs").expect("mock controller");
+    let (hub, _driver, shutdown, _dir) = hub_on(&mock, &[(2, FRONT)]).await;
+    let r = cmd(
+        &hub,
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT], "name": "Cleaner", "preferred_code_length": 4}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let c = &r["access_codes"][0];
+    let pin = c["code"].as_str().unwrap().to_owned();
+    let id = c["access_code_id"].as_str().unwrap();
+    until_status(&hub, id, "set").await;
+    let slot = slot_of(&hub, c);
+    let sets = format!("MOCK_UC_SET node=2 user={slot}");
+    assert_eq!(mock.log_lines(&sets).len(), 1);
+    for _ in 0..3 {
+        // A checksum that matches nothing: the engine reads the lock again.
+        mock.control(json!({"cmd": "send", "node": 2, "hex": "6312ffff"}))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        until_read(&hub, &[FRONT]).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(mock.log_lines(&sets).len(), 1, "set once, then left alone");
+    assert_eq!(mock.codes(2).await.unwrap().get(&slot), Some(&pin));
+    until_status(&hub, id, "set").await;
     shutdown.cancel();
     hub.stopped().await;
 }

@@ -6,3 +6,4 @@ pub mod http;
 pub mod realtime;
 pub mod trust;
 pub mod webdriver;
+pub mod zwave;

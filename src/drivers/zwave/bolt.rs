@@ -26,7 +26,7 @@ pub(super) async fn set_locked(
                 "the lock has no Door Lock command class".into(),
             ));
         }
-        let supervise = inner.config.use_supervision && facts.supports(id::SUPERVISION);
+        let supervise = facts.supervise(inner.config.use_supervision);
         let confirmed = inner
             .send_set(node, door_lock::operation_set(locked), supervise)
             .await

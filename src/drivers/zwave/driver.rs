@@ -8,7 +8,7 @@
 
 use super::cc::{self, id, user_code, Incoming};
 use super::config::ZwaveConfig;
-use super::node::{checksum_of, Filter, Inner, Waiters};
+use super::node::{Filter, Inner, Waiters};
 use super::security::{Security, SecurityClass};
 use super::serialapi::{self, func, Listening};
 use super::session::{Session, SessionError};
@@ -17,7 +17,7 @@ use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, Sl
 use crate::model::{DeviceInfo, DriverKind, Pin};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +101,7 @@ impl ZwaveDriver {
             waiters: Waiters::default(),
             sink,
             supervision_id: AtomicU8::new(1),
+            get_retries: AtomicU64::new(0),
             interviews: tokio_util::task::TaskTracker::new(),
             interview: |i, node| Box::pin(i.interview(node)),
             shutdown: CancellationToken::new(),
@@ -191,6 +192,11 @@ impl ZwaveDriver {
         self.inner.exclude(timeout, progress).await
     }
 
+    /// Gets retried after meeting no answer since connecting (a lossy mesh).
+    pub fn get_retries(&self) -> u64 {
+        self.inner.get_retries.load(Ordering::Relaxed)
+    }
+
     /// What the security layer counted (resends, SOS, discarded reports).
     pub fn security_stats(&self) -> super::security::SecurityStats {
         self.inner.security.stats()
@@ -271,7 +277,12 @@ impl Inner {
             }
             _ if taken => {}
             Incoming::Notification(r) => self.on_notification(node, device_id, r),
-            Incoming::UserCode(r) => self.slot_changed_at_lock(node, device_id, r.user, r.code),
+            Incoming::UserCode(r) => {
+                let user = r.user;
+                let code = super::slots::slot_content(self, node, r);
+                self.slot_changed_at_lock(node, device_id, user, code)
+            }
+            Incoming::Credential(r) => self.credential_changed_at_lock(node, device_id, r),
             Incoming::UserCodeChecksum(sum) => {
                 let known = self.with_node(node, |n| n.slots_checksum).flatten();
                 if known != Some(sum) {
@@ -300,7 +311,11 @@ impl Inner {
         }
         match r.event.unwrap_or(0) {
             event::NEW_USER_CODE_ADDED => match (r.user_code_report(), r.user_id()) {
-                (Some(uc), _) => self.slot_changed_at_lock(node, device_id, uc.user, uc.code),
+                (Some(uc), _) => {
+                    let user = uc.user;
+                    let code = super::slots::slot_content(self, node, uc);
+                    self.slot_changed_at_lock(node, device_id, user, code)
+                }
                 (None, Some(user)) => {
                     // Read the one slot the lock named.
                     let i = self.clone();
@@ -321,7 +336,11 @@ impl Inner {
                             Err(e) => Err(DriverError::Failed(e.to_string())),
                         };
                         match res {
-                            Ok(uc) => i.slot_changed_at_lock(node, device_id, uc.user, uc.code),
+                            Ok(uc) => {
+                                let user = uc.user;
+                                let code = super::slots::slot_content(&i, node, uc);
+                                i.slot_changed_at_lock(node, device_id, user, code)
+                            }
                             Err(_) => {
                                 i.with_node(node, |n| n.slots = None);
                                 i.emit(LockEvent::SlotsMayHaveChanged { device_id });
@@ -344,8 +363,44 @@ impl Inner {
         self.with_node(node, |n| {
             n.slots = None;
             n.slots_checksum = None;
+            n.walk = None;
         });
         self.emit(LockEvent::SlotsMayHaveChanged { device_id });
+    }
+
+    /// A User Credential lock said a PIN slot changed (added, modified or
+    /// deleted at the lock, or by another controller).
+    fn credential_changed_at_lock(
+        &self,
+        node: u8,
+        device_id: String,
+        r: cc::user_credential::CredentialReport,
+    ) {
+        use cc::user_credential::{credential_report as cr, TYPE_NONE, TYPE_PIN};
+        let pin_or_all = r.credential_type == TYPE_PIN || r.credential_type == TYPE_NONE;
+        match r.report_type {
+            cr::DELETED if pin_or_all && r.slot != 0 && r.credential_type == TYPE_PIN => {
+                self.with_node(node, |n| n.owners.remove(&r.slot));
+                self.slot_changed_at_lock(node, device_id, r.slot, None)
+            }
+            // Several at once (a user's, a type's, all): read them again.
+            cr::DELETED if pin_or_all => self.slots_unknown(node, device_id),
+            cr::ADDED | cr::MODIFIED if r.credential_type == TYPE_PIN && r.slot != 0 => {
+                let code = self
+                    .with_node(node, |n| {
+                        n.owners.insert(r.slot, r.user);
+                        super::quirks::resolve(
+                            true,
+                            r.code.clone(),
+                            !r.read_back,
+                            n.written.get(&r.slot),
+                        )
+                    })
+                    .flatten();
+                self.slot_changed_at_lock(node, device_id, r.slot, code)
+            }
+            _ => {}
+        }
     }
 
     /// Someone changed a slot at the lock (or the lock told us unasked).
@@ -355,6 +410,13 @@ impl Inner {
             return self.slots_unknown(node, device_id);
         }
         let news = self.with_node(node, |n| {
+            if let Some(w) = n.walk.as_mut().filter(|w| slot < w.next) {
+                // Already walked past: the resumed walk keeps the news.
+                match &code {
+                    Some(c) => w.found.insert(slot, c.clone()),
+                    None => w.found.remove(&slot),
+                };
+            }
             let Some(slots) = n.slots.as_mut() else {
                 return true;
             };
@@ -363,7 +425,11 @@ impl Inner {
                 Some(c) => slots.insert(slot, c.clone()),
                 None => slots.remove(&slot),
             };
-            n.slots_checksum = Some(checksum_of(slots));
+            if !same {
+                // Changed by someone else: no longer what lockhub wrote.
+                n.written.remove(&slot);
+            }
+            n.slots_checksum = n.cached_checksum();
             !same
         });
         if news == Some(true) {

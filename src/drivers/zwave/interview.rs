@@ -6,8 +6,8 @@
 //! queue for the radio like any other, and its waits for reports overlap
 //! with the others' traffic.
 
-use super::cc::{self, id, user_code};
-use super::node::{Filter, Inner, NodeFacts};
+use super::cc::{self, id, user_code, user_credential};
+use super::node::{CredentialFacts, Filter, Inner, NodeFacts};
 use super::security::{s0, s2, SecurityClass};
 use super::serialapi::{self, func, update, Listening};
 use crate::drivers::DriverError;
@@ -103,18 +103,19 @@ impl Inner {
                 classes.push(*cc);
             }
         }
-        if !classes.contains(&id::USER_CODE) {
+        if !classes.contains(&id::USER_CODE) && !classes.contains(&id::USER_CREDENTIAL) {
             return Ok(None);
         }
         let mut f = NodeFacts {
             clock: super::lock_clock::ClockKind::among(&classes),
             classes,
             security,
+            quirks: self.config.quirks_of(node),
             ..Default::default()
         };
         if f.supports(id::MANUFACTURER_SPECIFIC) {
             let r = self
-                .request(
+                .get(
                     node,
                     cc::manufacturer_specific::get(),
                     (id::MANUFACTURER_SPECIFIC, cc::manufacturer_specific::REPORT),
@@ -124,12 +125,17 @@ impl Inner {
             f.manufacturer = Some(cc::manufacturer_specific::parse_report(&r)?);
         }
         if f.supports(id::VERSION) {
-            for class in [id::USER_CODE, id::SCHEDULE_ENTRY_LOCK, id::SUPERVISION] {
+            for class in [
+                id::USER_CODE,
+                id::USER_CREDENTIAL,
+                id::SCHEDULE_ENTRY_LOCK,
+                id::SUPERVISION,
+            ] {
                 if !f.supports(class) {
                     continue;
                 }
                 let r = self
-                    .request(
+                    .get(
                         node,
                         cc::version::cc_get(class),
                         (id::VERSION, cc::version::CC_REPORT),
@@ -140,29 +146,24 @@ impl Inner {
                 f.versions.insert(c, v);
             }
         }
-        let r = self
-            .request(
-                node,
-                user_code::users_number_get(),
-                (id::USER_CODE, user_code::USERS_NUMBER_REPORT),
-                Filter::Any,
-            )
-            .await?;
-        f.users = user_code::parse_users_number(&r)?;
-        if f.version(id::USER_CODE) >= 2 {
-            let r = self
-                .request(
-                    node,
-                    user_code::capabilities_get(),
-                    (id::USER_CODE, user_code::CAPABILITIES_REPORT),
-                    Filter::Any,
-                )
-                .await?;
-            f.uc_caps = Some(user_code::parse_capabilities(&r)?);
+        // A lock that speaks User Credential is driven by it (its User Code,
+        // if any, is the old view of the same PINs).
+        if f.supports(id::USER_CREDENTIAL) {
+            f.credentials = self.credential_facts(node).await?;
+            if let Some(c) = &f.credentials {
+                f.users = c.users.users.min(c.pin.slots);
+            }
+        }
+        if f.credentials.is_none() {
+            if !f.supports(id::USER_CODE) {
+                tracing::info!(node, "User Credential lock without PIN codes: not served");
+                return Ok(None);
+            }
+            self.user_code_facts(node, &mut f).await?;
         }
         if f.supports(id::SCHEDULE_ENTRY_LOCK) {
             let r = self
-                .request(
+                .get(
                     node,
                     cc::schedule_entry_lock::supported_get(),
                     (
@@ -188,6 +189,72 @@ impl Inner {
             }
         }
         Ok(Some(f))
+    }
+
+    /// Users and PIN codes of a User Credential lock; `None` when it holds
+    /// no PIN codes.
+    async fn credential_facts(
+        self: &Arc<Self>,
+        node: u8,
+    ) -> Result<Option<CredentialFacts>, InterviewError> {
+        let r = self
+            .get(
+                node,
+                user_credential::user_capabilities_get(),
+                (
+                    id::USER_CREDENTIAL,
+                    user_credential::USER_CAPABILITIES_REPORT,
+                ),
+                Filter::Any,
+            )
+            .await?;
+        let users = user_credential::parse_user_capabilities(&r)?;
+        let r = self
+            .get(
+                node,
+                user_credential::credential_capabilities_get(),
+                (
+                    id::USER_CREDENTIAL,
+                    user_credential::CREDENTIAL_CAPABILITIES_REPORT,
+                ),
+                Filter::Any,
+            )
+            .await?;
+        let caps = user_credential::parse_credential_capabilities(&r)?;
+        Ok(caps.pin().map(|pin| CredentialFacts {
+            users,
+            pin: pin.clone(),
+            checksum: caps.checksum,
+        }))
+    }
+
+    /// Users, keys and v2 abilities of a User Code lock.
+    async fn user_code_facts(
+        self: &Arc<Self>,
+        node: u8,
+        f: &mut NodeFacts,
+    ) -> Result<(), InterviewError> {
+        let r = self
+            .get(
+                node,
+                user_code::users_number_get(),
+                (id::USER_CODE, user_code::USERS_NUMBER_REPORT),
+                Filter::Any,
+            )
+            .await?;
+        f.users = user_code::parse_users_number(&r)?;
+        if f.version(id::USER_CODE) >= 2 {
+            let r = self
+                .get(
+                    node,
+                    user_code::capabilities_get(),
+                    (id::USER_CODE, user_code::CAPABILITIES_REPORT),
+                    Filter::Any,
+                )
+                .await?;
+            f.uc_caps = Some(user_code::parse_capabilities(&r)?);
+        }
+        Ok(())
     }
 
     /// Finds the node's highest granted security class and the command
@@ -333,5 +400,45 @@ mod tests {
             !v1.capabilities().supports_native_scheduling,
             "no time offset"
         );
+    }
+
+    #[test]
+    fn lengths_and_supervision_from_the_lock_then_config() {
+        use crate::drivers::zwave::LockQuirks;
+        let mut f = facts("0123456789");
+        f.classes.push(id::SUPERVISION);
+        f.quirks = LockQuirks {
+            code_lengths: Some((4, 6)),
+            supervision: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.capabilities().supported_code_lengths,
+            vec![4, 5, 6],
+            "config's"
+        );
+        assert!(!f.supervise(true), "config says no");
+        f.quirks.supervision = None;
+        assert!(f.supervise(true) && !f.supervise(false));
+        // A User Credential lock says its lengths itself; those win.
+        f.credentials = Some(CredentialFacts {
+            pin: user_credential::CredentialType {
+                credential_type: user_credential::TYPE_PIN,
+                slots: 20,
+                min_len: 6,
+                max_len: 8,
+                max_hash_len: 0,
+            },
+            ..Default::default()
+        });
+        let c = f.capabilities();
+        assert_eq!(c.supported_code_lengths, vec![6, 7, 8]);
+        assert!(
+            !c.supports_native_scheduling,
+            "year-day slots are User Code's"
+        );
+        f.quirks.code_lengths = None;
+        f.credentials = None;
+        assert_eq!(f.code_lengths(), 4..=10, "User Code's own");
     }
 }

@@ -1,5 +1,6 @@
-//! Z-Wave driver (issue 4): the Serial API to User Code, Schedule Entry Lock,
-//! Door Lock, Notification, Battery and Wake Up command classes.
+//! Z-Wave driver (issue 4): the Serial API to User Code, User Credential,
+//! Schedule Entry Lock, Door Lock, Notification, Battery and Wake Up command
+//! classes.
 //!
 //! Layers, bottom up:
 //! - [`transport`]: the byte pipe (serial device or `tcp://host:port`);
@@ -11,13 +12,16 @@
 //! - [`serialapi`]: function ids and the controller's answers;
 //! - [`cc`]: command classes, built and parsed;
 //! - [`driver`]: the [`crate::drivers::LockDriver`]; [`interview`] finds what
-//!   a lock can do, `slots` reads and writes codes, `bolt` locks and unlocks,
-//!   `reports` sorts what Notification / v1 Alarm reports mean; all work
-//!   through `node`, the shared node state (imports point one way: driver ->
-//!   interview/slots/bolt -> node);
+//!   a lock can do, `slots` reads and writes codes (User Code, handing User
+//!   Credential locks to `credentials`), `quirks` judges masked read-backs,
+//!   `retry` asks a lost Get again, `bolt` locks and unlocks, `reports` sorts
+//!   what Notification / v1 Alarm reports mean; all work through `node`, the
+//!   shared node state (imports point one way: driver ->
+//!   interview/slots/bolt -> credentials -> quirks/retry -> node);
 //! - [`lock_clock`]: the lock's own clock and time zone (set at the
 //!   interview, kept when it drifts, after DST changes and restarts);
-//! - [`config`]: what the driver is told at start;
+//! - [`config`]: what the driver is told at start (per-lock [`LockQuirks`],
+//!   the [`GetRetry`] policy);
 //! - [`testing`]: starts the pinned zwave-js mock controller for tests.
 //!
 //! ```no_run
@@ -38,25 +42,30 @@
 //! - [`inclusion`]: adding (with S2/S0 bootstrapping) and removing locks
 //!   while the driver runs.
 //!
-//! Not yet: names on the lock (the User Code CC has none).
+//! Names on the lock: only User Credential has them (the user's name is the
+//! code's, cut to the lock's length); the User Code CC has none.
 
 mod bolt;
 pub mod cc;
 pub mod config;
+mod credentials;
 pub mod driver;
 pub mod frame;
 pub mod inclusion;
 pub mod interview;
 pub mod lock_clock;
 mod node;
+mod quirks;
 mod reports;
+mod retry;
 pub mod security;
 pub mod serialapi;
 pub mod session;
 mod slots;
 pub mod testing;
 pub mod transport;
+mod waiters;
 
-pub use config::{LockConfig, ZwaveConfig};
+pub use config::{GetRetry, LockConfig, LockQuirks, ZwaveConfig};
 pub use driver::{ZwaveDriver, ZwaveError};
 pub use node::default_device_id;

@@ -1,5 +1,5 @@
 //! The driver's shared state: the nodes it knows ([`NodeState`], with the
-//! interview's [`NodeFacts`]), the [`Waiters`] for reports, and [`Inner`],
+//! interview's [`NodeFacts`]), the [`Waiters`] for reports (`waiters`), and [`Inner`],
 //! the handle every part of the driver works through (send a command, wait
 //! for a report, mark a node online or offline).
 //!
@@ -7,18 +7,19 @@
 //! nothing here imports them: the interview is handed in as a function
 //! (see [`Inner::reinterview`]).
 
-use super::cc::{self, id, user_code, Incoming};
-use super::config::ZwaveConfig;
+use super::cc::{self, id, user_code, user_credential};
+use super::config::{LockQuirks, ZwaveConfig};
 use super::lock_clock::ClockKind;
 use super::security::{Security, SecurityClass, SecurityError};
 use super::serialapi::{Listening, TxStatus};
 use super::session::{Session, SessionError};
-use crate::drivers::{DriverError, EventSink, LockEvent};
+pub(super) use super::waiters::{Filter, Waiters};
+use crate::drivers::{DriverError, EventSink, LockEvent, SlotOp};
 use crate::model::{Capabilities, CodeConstraint, DeviceInfo, DriverKind, Pin};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// lockhub's default id for a lock: a UUID (version 8, custom) built from
@@ -49,6 +50,18 @@ pub(super) struct NodeFacts {
     pub security: SecurityClass,
     /// How lockhub sets the lock's clock (see [`super::lock_clock`]).
     pub clock: ClockKind,
+    /// Set when the lock speaks User Credential: then it is driven by it.
+    pub credentials: Option<CredentialFacts>,
+    /// What config says about this lock.
+    pub quirks: LockQuirks,
+}
+
+/// What a User Credential lock said about its users and PIN codes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CredentialFacts {
+    pub users: user_credential::UserCapabilities,
+    pub pin: user_credential::CredentialType,
+    pub checksum: bool,
 }
 
 impl NodeFacts {
@@ -72,7 +85,30 @@ impl NodeFacts {
         self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.multiple_set)
     }
     pub fn checksum(&self) -> bool {
-        self.version(id::USER_CODE) >= 2 && self.uc_caps.as_ref().is_some_and(|c| c.checksum)
+        match &self.credentials {
+            Some(c) => c.checksum,
+            None => {
+                self.version(id::USER_CODE) >= 2
+                    && self.uc_caps.as_ref().is_some_and(|c| c.checksum)
+            }
+        }
+    }
+    /// The code lengths the lock takes: what it says (User Credential), else
+    /// config's, else the User Code CC's 4 to 10. Never past the public API's 20.
+    pub fn code_lengths(&self) -> std::ops::RangeInclusive<usize> {
+        let (min, max) = match (&self.credentials, self.quirks.code_lengths) {
+            (Some(c), _) if c.pin.min_len > 0 && c.pin.max_len >= c.pin.min_len => {
+                (c.pin.min_len, c.pin.max_len)
+            }
+            (_, Some((min, max))) if min > 0 && max >= min => (min, max),
+            _ => (user_code::MIN_CODE_LEN as u8, user_code::MAX_CODE_LEN as u8),
+        };
+        min.min(20) as usize..=max.min(20) as usize
+    }
+    /// Sets go out wrapped in Supervision: the lock supports it, and
+    /// neither the driver's nor this lock's config says no.
+    pub fn supervise(&self, globally: bool) -> bool {
+        globally && self.quirks.supervision != Some(false) && self.supports(id::SUPERVISION)
     }
     /// The lock takes its time zone (Schedule Entry Lock Time Offset, v2+).
     pub fn time_offset(&self) -> bool {
@@ -97,11 +133,11 @@ impl NodeFacts {
             code_constraints.push(CodeConstraint::NoZeros);
         }
         Capabilities {
-            supported_code_lengths: (user_code::MIN_CODE_LEN as u8..=user_code::MAX_CODE_LEN as u8)
-                .collect(),
+            supported_code_lengths: self.code_lengths().map(|l| l as u8).collect(),
             code_constraints,
             max_active_codes_supported: self.users as u32,
-            supports_native_scheduling: self.native_windows(),
+            // Schedule Entry Lock speaks of User Code user ids.
+            supports_native_scheduling: self.credentials.is_none() && self.native_windows(),
             supports_backup_access_code_pool: false,
             can_program_online_access_codes: true,
             supports_remote_lock: self.supports(id::DOOR_LOCK),
@@ -129,101 +165,43 @@ pub(super) struct NodeState {
     pub scheduled: std::collections::HashSet<u32>,
     /// lockhub set the lock's clock and time zone since start.
     pub clock_set: bool,
+    /// The lock masks codes on read-back (detected, or config says so).
+    pub masked: bool,
+    /// What lockhub wrote in each slot and the lock confirmed: what a
+    /// masked slot is taken to hold (see `quirks`).
+    pub written: BTreeMap<u32, Pin>,
+    /// User Credential: the user owning each occupied PIN slot.
+    pub owners: BTreeMap<u32, u32>,
+    /// A slot walk that stopped part way (a Get met no answer): the next
+    /// one resumes here instead of starting again.
+    pub walk: Option<Walk>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
 }
 
-/// Which report a waiter wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Filter {
-    Any,
-    /// Byte 2 equals this (user id of a v1 report, class of a version report).
-    Byte2(u8),
-    /// Supervision session id.
-    Session(u8),
-}
-
-struct Waiter {
-    id: u64,
-    node: u8,
-    cc: u8,
-    cmd: u8,
-    filter: Filter,
-    /// Only a report that arrived in this security class (bootstrapping).
-    class: Option<SecurityClass>,
-    tx: oneshot::Sender<Vec<u8>>,
-}
-
-#[derive(Default)]
-pub(super) struct Waiters {
-    next: AtomicU64,
-    list: Mutex<Vec<Waiter>>,
-}
-
-impl Waiters {
-    pub(super) fn add(
-        &self,
-        node: u8,
-        cc: u8,
-        cmd: u8,
-        filter: Filter,
-    ) -> (u64, oneshot::Receiver<Vec<u8>>) {
-        self.add_in(node, cc, cmd, filter, None)
-    }
-
-    /// [`Waiters::add`] for a report that must arrive in `class`.
-    pub(super) fn add_in(
-        &self,
-        node: u8,
-        cc: u8,
-        cmd: u8,
-        filter: Filter,
-        class: Option<SecurityClass>,
-    ) -> (u64, oneshot::Receiver<Vec<u8>>) {
-        let (tx, rx) = oneshot::channel();
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.list.lock().unwrap().push(Waiter {
-            id,
-            node,
-            cc,
-            cmd,
-            filter,
-            class,
-            tx,
-        });
-        (id, rx)
-    }
-
-    pub(super) fn remove(&self, id: u64) {
-        self.list.lock().unwrap().retain(|w| w.id != id);
-    }
-
-    /// Hands `cmd` to the first waiter that wants it; false when none does.
-    pub(super) fn deliver(&self, node: u8, command: &[u8], arrived: SecurityClass) -> bool {
-        let Some((cc, cmd)) = Incoming::key(command) else {
-            return false;
-        };
-        let mut list = self.list.lock().unwrap();
-        let pos = list.iter().position(|w| {
-            w.node == node
-                && w.cc == cc
-                && w.cmd == cmd
-                && w.class.is_none_or(|c| c == arrived)
-                && match w.filter {
-                    Filter::Any => true,
-                    Filter::Byte2(b) => command.get(2) == Some(&b),
-                    Filter::Session(s) => command.get(2).map(|b| b & 0x3F) == Some(s),
-                }
-        });
-        match pos {
-            Some(i) => {
-                let w = list.swap_remove(i);
-                let _ = w.tx.send(command.to_vec());
-                true
-            }
-            None => false,
+impl NodeState {
+    /// The checksum the lock should report for the cached slots (User Code
+    /// or User Credential's), `None` when a slot's code is unknown (masked).
+    pub fn cached_checksum(&self) -> Option<u16> {
+        let slots = self.slots.as_ref()?;
+        if slots.values().any(|p| p.expose() == super::quirks::MASKED) {
+            return None;
         }
+        Some(
+            match self.facts.as_ref().and_then(|f| f.credentials.as_ref()) {
+                Some(_) => user_credential::checksum(slots.iter().map(|(s, p)| (*s, p))),
+                None => checksum_of(slots),
+            },
+        )
     }
+}
+
+/// How far a slot walk got: the slots read so far and where to go on.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Walk {
+    pub next: u32,
+    pub found: BTreeMap<u32, Pin>,
+    pub owners: BTreeMap<u32, u32>,
 }
 
 /// AddNode / RemoveNode callbacks: (function, payload).
@@ -241,6 +219,8 @@ pub(super) struct Inner {
     pub waiters: Waiters,
     pub sink: EventSink,
     pub supervision_id: AtomicU8,
+    /// Gets asked again after meeting no answer (see `retry`).
+    pub get_retries: AtomicU64,
     pub interviews: tokio_util::task::TaskTracker,
     /// Runs a node's interview (the driver hands in `interview::run`, so this
     /// module needs no import of it).
@@ -297,6 +277,10 @@ impl Inner {
             slots_checksum: None,
             scheduled: Default::default(),
             clock_set: false,
+            masked: self.config.quirks_of(node).masked_pins == Some(true),
+            written: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            walk: None,
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });
@@ -533,6 +517,36 @@ impl Inner {
         }
     }
 
+    /// Keeps the slot cache (and the checksum that goes with it) in step with
+    /// what we wrote.
+    pub(super) fn remember(&self, node: u8, op: &SlotOp) {
+        self.with_node(node, |n| {
+            match op {
+                SlotOp::Set(c) => n.written.insert(c.slot, c.code.clone()),
+                SlotOp::Clear { slot } => n.written.remove(slot),
+            };
+            if let Some(w) = n.walk.as_mut() {
+                // A walk that resumes must not bring back what was there before.
+                if op.slot() < w.next {
+                    match op {
+                        SlotOp::Set(c) => w.found.insert(c.slot, c.code.clone()),
+                        SlotOp::Clear { slot } => w.found.remove(slot),
+                    };
+                }
+            }
+            if let Some(slots) = n.slots.as_mut() {
+                match op {
+                    SlotOp::Set(c) => slots.insert(c.slot, c.code.clone()),
+                    SlotOp::Clear { slot } => slots.remove(slot),
+                };
+            }
+            // The sum of a slot we cannot see is not ours to compute.
+            if n.slots.is_some() {
+                n.slots_checksum = n.cached_checksum();
+            }
+        });
+    }
+
     /// Turns the interview's facts into the lock's announcement.
     pub(super) fn announce(&self, node: u8) {
         let info = self.with_node(node, |n| {
@@ -574,26 +588,6 @@ mod tests {
         assert_ne!(a, default_device_id(0xC0FFEE02, 2));
         let u = uuid::Uuid::parse_str(&a).unwrap();
         assert_eq!(u.get_version_num(), 8);
-    }
-
-    #[test]
-    fn waiters_match_by_node_command_and_filter() {
-        let w = Waiters::default();
-        let (_a, mut rx_a) = w.add(2, 0x63, 0x03, Filter::Byte2(5));
-        let (b, _rx_b) = w.add(3, 0x80, 0x03, Filter::Any);
-        let none = SecurityClass::None;
-        assert!(!w.deliver(2, &[0x63, 0x03, 6, 1], none), "other user id");
-        assert!(!w.deliver(4, &[0x80, 0x03, 50], none), "other node");
-        assert!(w.deliver(2, &[0x63, 0x03, 5, 1, b'1', b'2', b'3', b'4'], none));
-        assert_eq!(rx_a.try_recv().unwrap()[2], 5);
-        w.remove(b);
-        assert!(!w.deliver(3, &[0x80, 0x03, 50], none));
-        let (_c, _rx_c) = w.add_in(3, 0x9F, 0x06, Filter::Any, Some(SecurityClass::Temporary));
-        assert!(
-            !w.deliver(3, &[0x9F, 0x06, 1], none),
-            "plaintext is not the temp-key answer"
-        );
-        assert!(w.deliver(3, &[0x9F, 0x06, 1], SecurityClass::Temporary));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! User Code checksum to skip re-reading slots that did not change.
 
 use super::cc::{self, id, schedule_entry_lock as sel, user_code};
-use super::node::{checksum_of, Filter, Inner, NodeFacts};
+use super::node::{checksum_of, Filter, Inner, NodeFacts, Walk};
+use super::quirks;
 use super::serialapi::Listening;
 use crate::drivers::{DriverError, SlotCode, SlotOp};
 use crate::model::Pin;
@@ -94,30 +95,102 @@ async fn read_locked(
     node: u8,
     facts: &NodeFacts,
 ) -> Result<BTreeMap<u32, Pin>, DriverError> {
+    if facts.credentials.is_some() {
+        return super::credentials::read(inner, node, facts).await;
+    }
     let cached = inner
         .with_node(node, |n| n.slots.clone().zip(n.slots_checksum))
         .flatten();
     if facts.checksum() {
         if let Some((slots, sum)) = cached {
-            let r = inner
-                .request(
-                    node,
-                    user_code::checksum_get(),
-                    (id::USER_CODE, user_code::CHECKSUM_REPORT),
-                    Filter::Any,
-                )
-                .await?;
-            if user_code::parse_checksum(&r).map_err(failed)? == sum {
+            if lock_checksum(inner, node).await? == sum {
                 return Ok(slots);
             }
         }
     }
-    let mut slots = BTreeMap::new();
+    // Resume a walk that stopped part way; else start at user 1.
+    let mut walk = inner
+        .with_node(node, |n| n.walk.take())
+        .flatten()
+        .unwrap_or(Walk {
+            next: 1,
+            ..Default::default()
+        });
+    let r = walk_user_codes(inner, node, facts, &mut walk).await;
+    if let Err(e) = r {
+        let at = walk.next;
+        inner.with_node(node, |n| n.walk = Some(walk));
+        tracing::debug!(node, resume_at = at, error = %e, "slot walk stopped; the next read resumes");
+        return Err(e);
+    }
+    let slots = walk.found;
+    let masked = inner.with_node(node, |n| n.masked).unwrap_or(false);
+    // A masked lock's codes cannot be summed here: keep the lock's own sum.
+    let sum = if masked && facts.checksum() {
+        Some(lock_checksum(inner, node).await?)
+    } else {
+        Some(checksum_of(&slots))
+    };
+    inner.with_node(node, |n| {
+        n.written.retain(|slot, _| slots.contains_key(slot));
+        n.slots = Some(slots.clone());
+        n.slots_checksum = sum;
+    });
+    Ok(slots)
+}
+
+/// The User Code checksum the lock reports.
+async fn lock_checksum(inner: &Arc<Inner>, node: u8) -> Result<u16, DriverError> {
+    let r = inner
+        .get(
+            node,
+            user_code::checksum_get(),
+            (id::USER_CODE, user_code::CHECKSUM_REPORT),
+            Filter::Any,
+        )
+        .await?;
+    user_code::parse_checksum(&r).map_err(failed)
+}
+
+/// What a User Code report says a slot holds, masked slots resolved (and
+/// the lock marked as masking the first time one is seen).
+pub(super) fn slot_content(inner: &Arc<Inner>, node: u8, r: user_code::Report) -> Option<Pin> {
+    let hides = quirks::hides_digits(&r);
+    inner
+        .with_node(node, |n| {
+            if hides
+                && !n.masked
+                && n.facts.as_ref().and_then(|f| f.quirks.masked_pins) != Some(false)
+            {
+                tracing::info!(
+                    node,
+                    "the lock masks codes on read-back: verified by checksum or status from now on"
+                );
+                n.masked = true;
+            }
+            quirks::resolve(
+                quirks::occupied(r.status),
+                r.code.clone(),
+                n.masked,
+                n.written.get(&r.user),
+            )
+        })
+        .flatten()
+}
+
+/// Reads slots from `walk.next` on, into `walk`; on an error `walk` holds
+/// what was read and where to go on.
+async fn walk_user_codes(
+    inner: &Arc<Inner>,
+    node: u8,
+    facts: &NodeFacts,
+    walk: &mut Walk,
+) -> Result<(), DriverError> {
     if facts.version(id::USER_CODE) >= 2
         && facts.uc_caps.as_ref().is_some_and(|c| c.multiple_report)
     {
-        let mut next: u32 = 1;
-        while next != 0 && next <= facts.users as u32 {
+        while walk.next != 0 && walk.next <= facts.users as u32 {
+            let next = walk.next;
             let get = vec![
                 id::USER_CODE,
                 user_code::EXTENDED_GET,
@@ -126,7 +199,7 @@ async fn read_locked(
                 0x01,
             ];
             let r = inner
-                .request(
+                .get(
                     node,
                     get,
                     (id::USER_CODE, user_code::EXTENDED_REPORT),
@@ -136,38 +209,39 @@ async fn read_locked(
             let rep = user_code::parse_extended_report(&r).map_err(failed)?;
             let last = rep.entries.iter().map(|e| e.user).max().unwrap_or(next);
             for e in rep.entries {
-                if let Some(code) = e.code {
-                    slots.insert(e.user, code);
-                }
+                let user = e.user;
+                match slot_content(inner, node, e) {
+                    Some(code) => walk.found.insert(user, code),
+                    None => walk.found.remove(&user),
+                };
             }
             // Guard against a lock that never advances.
-            next = if rep.next_user > last {
+            walk.next = if rep.next_user > last {
                 rep.next_user
             } else {
                 0
             };
         }
     } else {
-        for user in 1..=(facts.users.min(255) as u32) {
+        while walk.next >= 1 && walk.next <= facts.users.min(255) as u32 {
+            let user = walk.next;
             let r = inner
-                .request(
+                .get(
                     node,
                     user_code::get(user).map_err(failed)?,
                     (id::USER_CODE, user_code::REPORT),
                     Filter::Byte2(user as u8),
                 )
                 .await?;
-            if let Some(code) = user_code::parse_report(&r).map_err(failed)?.code {
-                slots.insert(user, code);
-            }
+            let report = user_code::parse_report(&r).map_err(failed)?;
+            match slot_content(inner, node, report) {
+                Some(code) => walk.found.insert(user, code),
+                None => walk.found.remove(&user),
+            };
+            walk.next += 1;
         }
     }
-    let sum = checksum_of(&slots);
-    inner.with_node(node, |n| {
-        n.slots = Some(slots.clone());
-        n.slots_checksum = Some(sum);
-    });
-    Ok(slots)
+    Ok(())
 }
 
 /// One unit of radio work: a single op, or several plain ops in one
@@ -192,7 +266,7 @@ fn validate(
         )));
     }
     if let SlotOp::Set(c) = op {
-        user_code::validate_code(&c.code, facts.keys())
+        user_code::validate_code(&c.code, facts.keys(), facts.code_lengths())
             .map_err(|e| DriverError::CodeRejected(e.to_string()))?;
         if c.window.is_some() && !facts.capabilities().supports_native_scheduling {
             return Err(DriverError::Failed(
@@ -258,7 +332,7 @@ pub(super) async fn apply(
     if !batch.is_empty() {
         plan.push(Unit::Multi(batch));
     }
-    let supervise = inner.config.use_supervision && facts.supports(id::SUPERVISION);
+    let supervise = facts.supervise(inner.config.use_supervision);
     let mut stop: Option<DriverError> = None;
     for unit in plan {
         let idx: Vec<usize> = match &unit {
@@ -273,6 +347,9 @@ pub(super) async fn apply(
             continue;
         }
         let r = match unit {
+            Unit::Single(i) if facts.credentials.is_some() => {
+                super::credentials::apply_one(inner, node, &facts, &ops[i]).await
+            }
             Unit::Single(i) => apply_one(inner, node, &facts, &ops[i], supervise).await,
             Unit::Multi(v) => {
                 apply_multi(
@@ -290,7 +367,7 @@ pub(super) async fn apply(
             }
         } else {
             for &i in &idx {
-                remember(inner, node, &ops[i]);
+                inner.remember(node, &ops[i]);
             }
         }
         for i in idx {
@@ -310,20 +387,6 @@ pub(super) async fn apply(
         }
     }
     results
-}
-
-/// Keeps the slot cache (and the checksum that goes with it) in step with
-/// what we wrote.
-fn remember(inner: &Arc<Inner>, node: u8, op: &SlotOp) {
-    inner.with_node(node, |n| {
-        if let Some(slots) = n.slots.as_mut() {
-            match op {
-                SlotOp::Set(c) => slots.insert(c.slot, c.code.clone()),
-                SlotOp::Clear { slot } => slots.remove(slot),
-            };
-            n.slots_checksum = Some(checksum_of(slots));
-        }
-    });
 }
 
 async fn apply_one(
@@ -442,7 +505,11 @@ async fn apply_multi(
     Ok(())
 }
 
-/// Reads a slot back after an unsupervised Set: the lock's only way to say no.
+/// Reads a slot back after an unsupervised Set: the lock's only way to say
+/// no. A lock that masks codes is judged by the slot's status (occupied or
+/// empty as asked), never by its digits; where it has a User Code checksum
+/// and every other slot is known, a sum that differs means another slot
+/// changed too: the next read walks the slots again.
 async fn verify(
     inner: &Arc<Inner>,
     node: u8,
@@ -450,21 +517,64 @@ async fn verify(
     want: Option<&Pin>,
 ) -> Result<(), DriverError> {
     let r = inner
-        .request(
+        .get(
             node,
             user_code::get(slot).map_err(failed)?,
             (id::USER_CODE, user_code::REPORT),
             Filter::Byte2(slot as u8),
         )
         .await?;
-    let got = user_code::parse_report(&r).map_err(failed)?.code;
-    if got.as_ref() == want {
-        Ok(())
-    } else {
+    let report = user_code::parse_report(&r).map_err(failed)?;
+    let hides = quirks::hides_digits(&report);
+    let (masked, facts, known) = inner
+        .with_node(node, |n| {
+            let config_says = n.facts.as_ref().and_then(|f| f.quirks.masked_pins);
+            if hides && !n.masked && config_says != Some(false) {
+                tracing::info!(
+                    node,
+                    "the lock masks codes on read-back: verified by checksum or status from now on"
+                );
+                n.masked = true;
+            }
+            (n.masked, n.facts.clone(), n.slots.clone())
+        })
+        .ok_or(DriverError::UnknownDevice)?;
+    let rejected = || {
         Err(DriverError::CodeRejected(format!(
             "slot {slot} does not hold the code after setting it"
         )))
+    };
+    if !masked {
+        return if report.code.as_ref() == want {
+            Ok(())
+        } else {
+            rejected()
+        };
     }
+    if quirks::occupied(report.status) != want.is_some() {
+        return rejected();
+    }
+    let checksum = facts.as_ref().is_some_and(NodeFacts::checksum);
+    if let (true, Some(mut slots)) = (checksum, known) {
+        match want {
+            Some(code) => slots.insert(slot, code.clone()),
+            None => slots.remove(&slot),
+        };
+        if !slots.values().any(quirks::is_placeholder)
+            && lock_checksum(inner, node).await? != checksum_of(&slots)
+        {
+            tracing::info!(
+                node,
+                slot,
+                "the lock's checksum differs after the set: its slots are read again"
+            );
+            inner.with_node(node, |n| {
+                n.slots = None;
+                n.slots_checksum = None;
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

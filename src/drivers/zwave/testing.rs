@@ -1,6 +1,6 @@
 //! Test support: starts the project's pinned zwave-js mock controller
-//! (`tests/zwave-mock`, three locks: nodes 2 and 3 listening, node 4 FLiRS)
-//! on loopback ports and talks to its control channel. Used by the
+//! (`tests/zwave-mock`, three locks: nodes 2 and 3 listening, node 4 FLiRS;
+//! other configs in `mocks/` change what the locks do) on loopback ports and talks to its control channel. Used by the
 //! integration tests and the benchmark; needs node and `npm ci` in
 //! `tests/zwave-mock` (scripts/test-deps-zwave.sh does both).
 
@@ -164,6 +164,32 @@ impl MockController {
             let Ok(slot) = slot.parse() else { continue };
             if let Some(code) = mock_code(&v) {
                 out.insert(slot, code);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl MockController {
+    /// The PIN codes a mock User Credential lock holds: PIN slot -> (owner
+    /// user, code), from the `state` command (`mocks/user-credential.cjs`).
+    pub async fn credentials(
+        &self,
+        node: u8,
+    ) -> Result<std::collections::BTreeMap<u32, (u32, String)>, MockError> {
+        let raw = self
+            .control(serde_json::json!({"cmd": "state", "node": node, "prefix": "UserCredential_cred_1_"}))
+            .await?;
+        let pairs: Vec<(String, serde_json::Value)> =
+            serde_json::from_str(&raw).map_err(|e| MockError::Control(e.to_string()))?;
+        let mut out = std::collections::BTreeMap::new();
+        for (k, v) in pairs {
+            let Some(Ok(slot)) = k.strip_prefix("UserCredential_cred_1_").map(str::parse) else {
+                continue;
+            };
+            let user = v["userId"].as_u64().unwrap_or(0) as u32;
+            if let Some(code) = mock_code(&v["credentialData"]) {
+                out.insert(slot, (user, code));
             }
         }
         Ok(out)

@@ -34,7 +34,8 @@ exports.build = ({ require }, { pending }) => {
   const clock = module.require("./lock-clock.cjs").build({ require });  // Time Parameters (the lock's clock)
 
   const SECURE = new Set([CommandClasses["User Code"], CommandClasses["Door Lock"], CommandClasses["Schedule Entry Lock"],
-    CommandClasses.Notification, CommandClasses["Time Parameters"]]);
+    CommandClasses.Notification, CommandClasses["Time Parameters"],
+    CommandClasses["User Credential"]]);   // (User Credential: secure-user-credential.cjs)
   const lockCCs = (secCC) => [
     CommandClasses.Version, CommandClasses["Manufacturer Specific"], CommandClasses["Z-Wave Plus Info"], secCC,
     { ccId: CommandClasses["User Code"], version: 2, numUsers: 30, supportedKeypadModes: [0, 1], secure: true },

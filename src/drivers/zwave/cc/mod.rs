@@ -15,6 +15,7 @@ pub mod schedule_entry_lock;
 pub mod supervision;
 pub mod time_parameters;
 pub mod user_code;
+pub mod user_credential;
 pub mod version;
 pub mod wake_up;
 
@@ -25,6 +26,7 @@ pub mod id {
     pub const SCHEDULE_ENTRY_LOCK: u8 = 0x4E;
     pub const DOOR_LOCK: u8 = 0x62;
     pub const USER_CODE: u8 = 0x63;
+    pub const USER_CREDENTIAL: u8 = 0x83;
     pub const SUPERVISION: u8 = 0x6C;
     pub const NOTIFICATION: u8 = 0x71;
     pub const MANUFACTURER_SPECIFIC: u8 = 0x72;
@@ -44,7 +46,7 @@ pub enum CcError {
     TooShort { cc: u8, cmd: u8, len: usize },
     #[error("empty command")]
     Empty,
-    #[error("user code must be 4 to 10 characters, got {0}")]
+    #[error("the lock does not take codes of {0} characters")]
     CodeLength(usize),
     #[error("user code contains a character the lock does not accept")]
     CodeCharacters,
@@ -66,6 +68,22 @@ pub(crate) fn need(b: &[u8], n: usize) -> Result<(), CcError> {
     }
 }
 
+/// CRC-16/AUG-CCITT (poly 0x1021, start 0x1D0F): the checksum of User Code
+/// and User Credential.
+pub fn crc16_aug_ccitt(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0x1D0F;
+    for &byte in data {
+        for bit in (0..8).rev() {
+            let flag = ((byte >> bit) & 1 != 0) != (crc & 0x8000 != 0);
+            crc <<= 1;
+            if flag {
+                crc ^= 0x1021;
+            }
+        }
+    }
+    crc
+}
+
 /// A node's command, sorted by what the driver does with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -74,6 +92,8 @@ pub enum Incoming {
     UserCodeCapabilities(user_code::Capabilities),
     UserCodeChecksum(u16),
     ExtendedUserCode(user_code::ExtendedReport),
+    Credential(user_credential::CredentialReport),
+    CredentialChecksum(u8, u16),
     ScheduleSupported(schedule_entry_lock::Supported),
     DoorLock(door_lock::OperationReport),
     Notification(notification::Report),
@@ -118,6 +138,13 @@ impl Incoming {
             }
             (USER_CODE, user_code::EXTENDED_REPORT) => {
                 Incoming::ExtendedUserCode(user_code::parse_extended_report(b)?)
+            }
+            (USER_CREDENTIAL, user_credential::CREDENTIAL_REPORT) => {
+                Incoming::Credential(user_credential::parse_credential_report(b)?)
+            }
+            (USER_CREDENTIAL, user_credential::CREDENTIAL_CHECKSUM_REPORT) => {
+                let (t, sum) = user_credential::parse_credential_checksum(b)?;
+                Incoming::CredentialChecksum(t, sum)
             }
             (SCHEDULE_ENTRY_LOCK, schedule_entry_lock::SUPPORTED_REPORT) => {
                 Incoming::ScheduleSupported(schedule_entry_lock::parse_supported(b)?)

@@ -29,14 +29,20 @@ pub mod status {
     pub const NOT_AVAILABLE: u8 = 0xFE;
 }
 
-/// Keypad code lengths the User Code CC allows.
+/// Keypad code lengths the User Code CC allows (its v2 Capabilities Report
+/// carries no lengths: a lock's own limits come from config or the
+/// integrator's `report_device_constraints`).
 pub const MIN_CODE_LEN: usize = 4;
 pub const MAX_CODE_LEN: usize = 10;
 
-/// Checks a code against the CC's length rule and the lock's keys.
-pub fn validate_code(code: &Pin, keys: &str) -> Result<(), CcError> {
+/// Checks a code against the lock's lengths and keys.
+pub fn validate_code(
+    code: &Pin,
+    keys: &str,
+    lengths: std::ops::RangeInclusive<usize>,
+) -> Result<(), CcError> {
     let c = code.expose();
-    if !(MIN_CODE_LEN..=MAX_CODE_LEN).contains(&c.len()) {
+    if !lengths.contains(&c.len()) {
         return Err(CcError::CodeLength(c.len()));
     }
     if !c.chars().all(|ch| keys.contains(ch)) {
@@ -272,17 +278,7 @@ pub fn checksum<'a>(slots: impl IntoIterator<Item = (u32, u8, &'a Pin)>) -> u16 
     if data.is_empty() {
         return 0;
     }
-    let mut crc: u16 = 0x1D0F;
-    for byte in data {
-        for bit in (0..8).rev() {
-            let flag = ((byte >> bit) & 1 != 0) != (crc & 0x8000 != 0);
-            crc <<= 1;
-            if flag {
-                crc ^= 0x1021;
-            }
-        }
-    }
-    crc
+    super::crc16_aug_ccitt(&data)
 }
 
 #[cfg(test)]
@@ -303,13 +299,18 @@ mod tests {
 
     #[test]
     fn validates_codes() {
-        assert!(validate_code(&Pin::new("1234"), "0123456789").is_ok());
+        let all = MIN_CODE_LEN..=MAX_CODE_LEN;
+        assert!(validate_code(&Pin::new("1234"), "0123456789", all.clone()).is_ok());
         assert_eq!(
-            validate_code(&Pin::new("123"), "0123456789"),
+            validate_code(&Pin::new("123"), "0123456789", all.clone()),
             Err(CcError::CodeLength(3))
         );
         assert_eq!(
-            validate_code(&Pin::new("1204"), "123456789"),
+            validate_code(&Pin::new("1234"), "0123456789", 6..=8),
+            Err(CcError::CodeLength(4))
+        );
+        assert_eq!(
+            validate_code(&Pin::new("1204"), "123456789", all),
             Err(CcError::CodeCharacters)
         );
     }
