@@ -353,6 +353,7 @@ impl Commands {
                     tx.audit(
                         "command",
                         &json!({"request_id": request_id, "command": command, "device_ids": ctx.touched}),
+                        ctx.now,
                     )?;
                 }
                 tx.release()?;

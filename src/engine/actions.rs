@@ -189,6 +189,7 @@ impl Engine {
         tx.audit(
             "lock_action",
             &serde_json::json!({"device_id": a.device_id, "action_type": a.action_type, "status": done.status}),
+            now,
         )?;
         Ok(())
     }

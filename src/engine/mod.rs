@@ -503,6 +503,9 @@ impl Engine {
                 _ = tick.tick() => {}
             }
             self.beat();
+            if let Err(e) = self.store.anchor_audit() {
+                tracing::warn!(error = %e, "could not write the audit chain's anchor");
+            }
             n += 1;
             if n % 360 == 0 {
                 let before = self.clock.now() - self.settings.request_retention;

@@ -116,7 +116,14 @@ const STEPS: &[&str] = &[
         detail TEXT NOT NULL,
         hash   BLOB NOT NULL
     );",
-    // 7 (issue 13a): what the locks say: bolt and door state, each code's
+    // 7: the audit chain is pruned; the last pruned row stays as its sealed base.
+    "CREATE TABLE audit_base (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        seal BLOB NOT NULL
+    );",
+    // 8 (issue 13a): what the locks say: bolt and door state, each code's
     // last use, and remote lock/unlock attempts (answered once the lock
     // confirms).
     "CREATE TABLE lock_state (

@@ -95,6 +95,14 @@ pub struct Store {
     /// The workspace every event is stamped with (the hub has none of its own:
     /// it comes from the config; see [`Store::set_workspace_id`]).
     workspace_id: Mutex<std::sync::Arc<str>>,
+    /// `{path}.audit-head`: the audit chain's head kept outside the database
+    /// (see [`audit`]); `None` for in-memory stores.
+    audit_anchor: Option<std::path::PathBuf>,
+    /// The seq last written there.
+    anchored: std::sync::atomic::AtomicI64,
+    /// Write transactions committed, and their count when the anchor last looked.
+    commits: std::sync::atomic::AtomicU64,
+    anchored_at_commit: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -137,6 +145,7 @@ impl Store {
         reader.pragma_update(None, "cache_size", -1024)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         store.reader = Some(Mutex::new(reader));
+        store.audit_anchor = Some(audit::anchor_file(path));
         Ok(store)
     }
 
@@ -156,6 +165,10 @@ impl Store {
             writing: Default::default(),
             recent_events: Default::default(),
             workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
+            audit_anchor: None,
+            anchored: std::sync::atomic::AtomicI64::new(0),
+            commits: std::sync::atomic::AtomicU64::new(1),
+            anchored_at_commit: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -259,6 +272,8 @@ impl Store {
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
             wrapped.tx.commit().map_err(StoreError::from)?;
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.recent_events.extend(wrapped.new_events.take());
             (out, wrote)
         };

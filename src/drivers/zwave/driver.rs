@@ -176,8 +176,12 @@ impl ZwaveDriver {
 
     /// Excludes one lock (put it in exclusion mode); its node id (0: it was
     /// in no network).
-    pub async fn exclude(&self, timeout: Duration) -> Result<u8, super::inclusion::InclusionError> {
-        self.inner.exclude(timeout).await
+    pub async fn exclude(
+        &self,
+        timeout: Duration,
+        progress: &super::inclusion::Progress,
+    ) -> Result<u8, super::inclusion::InclusionError> {
+        self.inner.exclude(timeout, progress).await
     }
 
     /// What the security layer counted (resends, SOS, discarded reports).
