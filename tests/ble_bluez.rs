@@ -139,8 +139,9 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
     let sent = nuki.lock().unwrap().commands[before..].to_vec();
     assert_eq!(
         sent,
-        vec![0x0001, 0x0001, 0x0041],
-        "challenge lost with the link, asked again after reconnecting, one add"
+        vec![0x0001, 0x0001, 0x0041, 0x0001],
+        "challenge lost with the link, asked again after reconnecting, one add, then the \
+         lock's state read on the new connection (unchanged: no log read)"
     );
     let read = driver.read_slots("nuki").await.unwrap();
     let mut got: Vec<(u32, String)> = read
