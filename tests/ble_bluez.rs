@@ -194,7 +194,7 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
             .keypad
             .codes
             .iter()
-            .any(|e| format!("{:06}", e.code.code) == nuki_pin)
+            .any(|e| format!("{:06}", e.code) == nuki_pin)
             .then_some(())
     })
     .await;

@@ -62,6 +62,11 @@ pub enum DriverError {
     NoSpace,
     #[error("no such device on this driver")]
     UnknownDevice,
+    /// The lock answered, but in a form lockhub cannot read (a firmware or
+    /// layout it does not know). Retried with backoff like a busy lock, and
+    /// shown on the device as `lock_protocol_error`.
+    #[error("the lock's reply could not be read: {0}")]
+    Protocol(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -71,7 +76,10 @@ impl DriverError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            DriverError::Offline | DriverError::Busy | DriverError::Timeout
+            DriverError::Offline
+                | DriverError::Busy
+                | DriverError::Timeout
+                | DriverError::Protocol(_)
         )
     }
 }

@@ -116,6 +116,10 @@ const STEPS: &[&str] = &[
         detail TEXT NOT NULL,
         hash   BLOB NOT NULL
     );",
+    // 7 (issue 13c): a lock's standing fault for its device object's errors[]
+    "ALTER TABLE devices ADD COLUMN fault_code TEXT;
+    ALTER TABLE devices ADD COLUMN fault_message TEXT;
+    ALTER TABLE devices ADD COLUMN fault_since TEXT;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 mod check;
 mod clock;
+pub mod faults;
 pub mod issued;
 mod jti;
 mod lifetime;

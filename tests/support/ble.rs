@@ -35,7 +35,7 @@ fn nuki_codes(nuki: &Mutex<FakeNuki>) -> Vec<(String, Option<chrono::NaiveDateTi
         .keypad
         .codes
         .iter()
-        .map(|e| (format!("{:06}", e.code.code), e.code.window.map(|w| w.1)))
+        .map(|e| (format!("{:06}", e.code), e.window().map(|w| w.1)))
         .collect()
 }
 

@@ -438,6 +438,7 @@ impl BleDriver {
             name: fit_name(c.name.as_deref().unwrap_or("")),
             enabled: true,
             window: c.window.map(to_lock_window),
+            daily: None,
         };
         let mark = intent(key, code);
         let mut before = self.slots.slots(address).remove(&c.slot);

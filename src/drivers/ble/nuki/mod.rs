@@ -4,7 +4,9 @@
 //! - [`crypto`]: key agreement (X25519 + HSalsa20), the encrypted envelope
 //!   (XSalsa20-Poly1305) and HMAC-SHA256 authenticators.
 //! - [`error`]: the lock's error codes and how they map onto lockhub's errors.
+//! - [`keypad`]: keypad code commands; [`admin`]: removing an authorization.
 
+pub mod admin;
 pub mod crypto;
 pub mod error;
 pub mod frame;
