@@ -30,7 +30,10 @@ async fn an_unreadable_lock_is_backed_off_and_shown_on_the_device() {
     use std::time::Duration;
 
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
-    let sim = Arc::new(lockhub::drivers::sim::SimDriver::new(vec![], Some(events.clone())));
+    let sim = Arc::new(lockhub::drivers::sim::SimDriver::new(
+        vec![],
+        Some(events.clone()),
+    ));
     let store = Arc::new(lockhub::store::Store::open_in_memory().unwrap());
     let hub = support::core::Hub::start_on(store, sim, rx, Default::default()).await;
     let radio = MemoryRadio::new(31);
@@ -96,7 +99,10 @@ async fn an_unreadable_lock_is_backed_off_and_shown_on_the_device() {
     assert!((3..=24).contains(&tries), "{tries} listings in 600 s");
     let e = errors();
     assert_eq!(e[0]["error_code"], "lock_protocol_error", "{e}");
-    assert!(e[0]["message"].as_str().unwrap().contains("too short"), "{e}");
+    assert!(
+        e[0]["message"].as_str().unwrap().contains("too short"),
+        "{e}"
+    );
     assert_eq!(e[0]["is_device_error"], true);
 
     // The lock answers well again: read at the next retry, error gone.
