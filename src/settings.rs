@@ -37,6 +37,9 @@ pub struct HubSettings {
     /// Signed commands (`[auth] mode = "signed"`): the trusted keys. `None`:
     /// commands from the broker are not signed.
     pub trust: Option<std::sync::Arc<crate::auth::Trust>>,
+    /// The property's local time, in which weekly schedules are written: UTC
+    /// until the hub's time zone is configurable (issue 9 brings it).
+    pub local_offset: chrono::FixedOffset,
 }
 
 impl Default for HubSettings {
@@ -57,6 +60,7 @@ impl Default for HubSettings {
             retention: chrono::Duration::days(30),
             pin_reuse: chrono::Duration::days(365),
             trust: None,
+            local_offset: chrono::FixedOffset::east_opt(0).expect("UTC"),
         }
     }
 }
@@ -66,6 +70,7 @@ impl HubSettings {
         Timing {
             set_before_start: self.set_before_start,
             native_schedule_horizon: self.native_schedule_horizon,
+            local_offset: self.local_offset,
         }
     }
 }

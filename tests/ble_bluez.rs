@@ -143,6 +143,7 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
     assert_eq!(driver.devices().await.len(), 1);
     let set = |slot, pin: &str| {
         SlotOp::Set(SlotCode {
+            recurring: None,
             slot,
             code: Pin::new(pin),
             name: Some("Guest".into()),

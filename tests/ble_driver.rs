@@ -126,6 +126,7 @@ impl Rig {
 
 fn set(slot: u32, pin: &str, window: Option<TimeWindow>) -> SlotOp {
     SlotOp::Set(SlotCode {
+        recurring: None,
         slot,
         code: Pin::new(pin),
         name: Some(format!("Guest {slot}")),

@@ -10,7 +10,7 @@ pub mod ble;
 pub mod sim;
 pub mod zwave;
 
-use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow};
+use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow, WeeklySchedule};
 use async_trait::async_trait;
 
 /// One code as it sits (or should sit) in a slot of a lock.
@@ -23,6 +23,9 @@ pub struct SlotCode {
     pub name: Option<String>,
     /// The window the lock enforces itself (native scheduling), if any.
     pub window: Option<TimeWindow>,
+    /// The weekly schedule the lock enforces itself (lockhub's recurring
+    /// codes, where the lock can hold one), within `window` if that is set.
+    pub recurring: Option<WeeklySchedule>,
 }
 
 /// One change to a lock's slots.

@@ -613,7 +613,7 @@ impl Engine {
                         out.purged.push(c.access_code_id.clone());
                         continue;
                     }
-                    if c.desired(now, &self.settings.timing()).is_none() {
+                    if !c.needs_slot(now, &self.settings.timing()) {
                         // Ended and off the lock: its slot goes back now.
                         super::slots::release(tx, &mut c, now)?;
                     }

@@ -50,6 +50,7 @@ pub mod session;
 mod slots;
 pub mod testing;
 pub mod transport;
+mod weekly;
 
 pub use config::{LockConfig, ZwaveConfig};
 pub use driver::{ZwaveDriver, ZwaveError};

@@ -42,6 +42,8 @@ pub(super) struct NodeFacts {
     pub users: u16,
     pub uc_caps: Option<user_code::Capabilities>,
     pub year_day_slots: u8,
+    /// Schedule Entry Lock week-day slots per user (recurring codes).
+    pub week_day_slots: u8,
     pub manufacturer: Option<cc::manufacturer_specific::Report>,
     /// The highest security class the node was granted (the command
     /// classes it supports only there are the security layer's business).
@@ -49,6 +51,15 @@ pub(super) struct NodeFacts {
 }
 
 impl NodeFacts {
+    /// One week-day slot per weekday of a recurring code (`super::weekly`).
+    pub fn native_weekly_days(&self) -> u8 {
+        if self.supports(id::SCHEDULE_ENTRY_LOCK) {
+            self.week_day_slots.min(7)
+        } else {
+            0
+        }
+    }
+
     pub fn supports(&self, cc: u8) -> bool {
         self.classes.contains(&cc)
     }
@@ -115,6 +126,8 @@ pub(super) struct NodeState {
     pub slots_checksum: Option<u16>,
     /// Slots we gave a native time window (schedules enabled) since start.
     pub scheduled: std::collections::HashSet<u32>,
+    /// Slots we gave week-day schedules (recurring codes) since start.
+    pub weekly: std::collections::HashSet<u32>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
 }
@@ -282,6 +295,7 @@ impl Inner {
             slots: None,
             slots_checksum: None,
             scheduled: Default::default(),
+            weekly: Default::default(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });
@@ -529,6 +543,7 @@ impl Inner {
                 address: format!("zwave:{:08x}:{}", self.home_id, node),
                 capabilities: facts.capabilities(),
                 security_class: Some(facts.security.name().to_owned()),
+                native_weekly_days: facts.native_weekly_days(),
             };
             n.info = Some(info.clone());
             Some(info)
