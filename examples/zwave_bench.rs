@@ -66,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ops: Vec<SlotOp> = (1..=per_lock)
             .map(|slot| {
                 SlotOp::Set(SlotCode {
+                    recurring: None,
                     slot,
                     code: Pin::new(format!("{}{:03}", i + 1, 100 + slot * 7)),
                     name: None,

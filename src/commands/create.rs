@@ -290,7 +290,10 @@ fn plan(
                 flags,
                 &timing,
             );
-            plan::set_weekly(&mut draft, weekly, &d.info, ctx.now, &timing);
+            if weekly.is_some() {
+                plan::set_weekly(&mut draft, weekly, &d.info);
+                draft.reported_status = Some(draft.status(None, ctx.now, &timing));
+            }
             Ok(Member {
                 existing: plan::codes_on_lock(tx, &id, None)?,
                 in_use: plan::pins_in_use(tx, &id, ctx.now, &timing, None)?,

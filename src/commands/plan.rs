@@ -270,8 +270,6 @@ pub fn set_weekly(
     code: &mut AccessCode,
     weekly: Option<crate::model::WeeklySchedule>,
     device: &crate::model::DeviceInfo,
-    now: DateTime<Utc>,
-    timing: &crate::model::Timing,
 ) {
     let Some(w) = weekly else {
         return;
@@ -285,5 +283,4 @@ pub fn set_weekly(
     code.is_scheduled_on_device = code.prefer_native_scheduling
         && bounded_ok
         && device.native_weekly_days >= w.day_count() as u8;
-    code.reported_status = Some(code.status(None, now, timing));
 }

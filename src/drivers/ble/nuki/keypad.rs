@@ -344,7 +344,10 @@ mod tests {
     /// id, code, name[20], enabled, created[7], last active[7], lock count,
     /// time limited, then (only if set) from[7], until[7], weekdays, from
     /// time[2], until time[2].
-    fn spec_entry(limited: Option<([u8; 7], [u8; 7], u8, [u8; 4])>) -> Message {
+    /// from date, until date, weekdays, from and until time of day.
+    type SpecLimits = ([u8; 7], [u8; 7], u8, [u8; 4]);
+
+    fn spec_entry(limited: Option<SpecLimits>) -> Message {
         let mut p = vec![0x2A, 0x00]; // id 42
         p.extend_from_slice(&[0x4E, 0x46, 0x05, 0x00]); // 345678
         let mut name = [0u8; 20];
