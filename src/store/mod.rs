@@ -12,6 +12,7 @@ pub mod faults;
 pub mod issued;
 mod jti;
 mod lifetime;
+mod lock_state;
 mod migrations;
 pub mod recent;
 mod reply;
@@ -21,6 +22,7 @@ pub use reply::ReplyTo;
 pub use secret::Sealer;
 
 pub use lifetime::{ReportedConstraints, UnmanagedRow};
+pub use lock_state::{ActionAttempt, LockState};
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -94,6 +96,11 @@ pub struct Store {
     /// The workspace every event is stamped with (the hub has none of its own:
     /// it comes from the config; see [`Store::set_workspace_id`]).
     workspace_id: Mutex<std::sync::Arc<str>>,
+    /// `{path}.audit-head`: the audit chain's head kept outside the database
+    /// (see [`audit`]); `None` for in-memory stores.
+    audit_anchor: Option<std::path::PathBuf>,
+    /// The seq last written there.
+    anchored: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -136,6 +143,7 @@ impl Store {
         reader.pragma_update(None, "cache_size", -1024)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         store.reader = Some(Mutex::new(reader));
+        store.audit_anchor = Some(audit::anchor_file(path));
         Ok(store)
     }
 
@@ -155,6 +163,8 @@ impl Store {
             writing: Default::default(),
             recent_events: Default::default(),
             workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
+            audit_anchor: None,
+            anchored: std::sync::atomic::AtomicI64::new(0),
         }
     }
 

@@ -7,6 +7,7 @@ use super::link::Channel;
 use super::nuki::crypto::{random_nonce, EncryptedHeader, PrivateKey, PublicKey, SharedKey};
 use super::nuki::error::NukiError;
 use super::nuki::frame::{Command, Message};
+use super::nuki::keypad::SecurityPin;
 
 /// The lock's side of pairing. Each `on_message` returns the lock's replies.
 pub struct FakeLock {
@@ -41,7 +42,7 @@ impl FakeLock {
         Message::new(Command::Challenge, self.n_k)
     }
 
-    fn error(e: NukiError, cmd: u16) -> Message {
+    pub(super) fn error(e: NukiError, cmd: u16) -> Message {
         let mut p = vec![e.code()];
         p.extend_from_slice(&cmd.to_le_bytes());
         Message::new(Command::ErrorReport, p)
@@ -116,6 +117,8 @@ impl FakeLock {
 pub struct FakeNuki {
     pub pairing: FakeLock,
     pub keypad: FakeKeypad,
+    /// The lock mechanism: states, lock actions, the activity log.
+    pub keyturner: super::fake_keyturner::FakeKeyturner,
     /// Answer this many of the next keyturner commands with "busy" (0x45).
     pub busy: u32,
     /// Keyturner commands seen (decrypted), for tests that count traffic.
@@ -133,6 +136,7 @@ impl FakeNuki {
         FakeNuki {
             pairing: FakeLock::new(pairing_mode),
             keypad: FakeKeypad::new(security_pin, capacity),
+            keyturner: super::fake_keyturner::FakeKeyturner::new(),
             busy: 0,
             commands: Vec::new(),
             lose_reply: Vec::new(),
@@ -172,10 +176,10 @@ impl FakeNuki {
                             vec![FakeLock::error(NukiError::Busy, command)]
                         } else if let Some(i) = self.lose_reply.iter().position(|&c| c == command) {
                             self.lose_reply.remove(i);
-                            self.keyturner(&m.message);
+                            self.dispatch(&m.message, header.auth_id);
                             Vec::new()
                         } else {
-                            let mut r = self.keyturner(&m.message);
+                            let mut r = self.dispatch(&m.message, header.auth_id);
                             if self.garble_replies.contains(&command) {
                                 for m in
                                     r.iter_mut().filter(|m| m.command != Command::Status as u16)
@@ -198,12 +202,20 @@ impl FakeNuki {
 }
 
 impl FakeNuki {
-    /// One decrypted command: keypad commands, and Remove Authorization
-    /// Entry (0x0008: `authorization id u32 | nonce | security PIN`).
-    fn keyturner(&mut self, m: &Message) -> Vec<Message> {
-        if m.command != Command::RemoveAuthorizationEntry as u16 {
-            return self.keypad.on_message(m);
+    /// A decrypted command to the part of the lock that answers it.
+    fn dispatch(&mut self, m: &Message, auth_id: u32) -> Vec<Message> {
+        if m.command == Command::RemoveAuthorizationEntry as u16 {
+            self.remove_authorization(m)
+        } else if super::fake_keyturner::FakeKeyturner::handles(m) {
+            self.keyturner.on_message(m, auth_id, &mut self.keypad)
+        } else {
+            self.keypad.on_message(m)
         }
+    }
+
+    /// Remove Authorization Entry (0x0008: `authorization id u32 | nonce |
+    /// security PIN`).
+    fn remove_authorization(&mut self, m: &Message) -> Vec<Message> {
         let removed = self.keypad.authorize(&m.payload, 4).and_then(|()| {
             let id = u32::from_le_bytes(m.payload[..4].try_into().expect("4 bytes"));
             let before = self.pairing.users.len();
@@ -448,6 +460,21 @@ impl FakeKeypad {
             return Err(NukiError::BadNonce);
         }
         if pin != self.security_pin {
+            return Err(NukiError::BadPin);
+        }
+        Ok(())
+    }
+
+    /// Uses up the challenge nonce a command carries (Lock Action has no PIN).
+    pub(super) fn take_nonce(&mut self, nonce: &[u8; 32]) -> Result<(), NukiError> {
+        if self.nonce.take().as_ref() != Some(nonce) {
+            return Err(NukiError::BadNonce);
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_pin(&self, pin: SecurityPin) -> Result<(), NukiError> {
+        if pin.0 != self.security_pin {
             return Err(NukiError::BadPin);
         }
         Ok(())

@@ -5,6 +5,7 @@
 //!   (XSalsa20-Poly1305) and HMAC-SHA256 authenticators.
 //! - [`error`]: the lock's error codes and how they map onto lockhub's errors.
 //! - [`keypad`]: keypad code commands; [`admin`]: removing an authorization.
+//! - [`states`]: the lock itself: Keyturner States, Lock Action, the activity log.
 
 pub mod admin;
 pub mod crypto;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod frame;
 pub mod keypad;
 pub mod pairing;
+pub mod states;
 
 pub use crypto::{EncryptedMessage, PrivateKey, PublicKey, SharedKey};
 pub use error::{NukiError, ProtocolError};
