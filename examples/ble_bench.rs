@@ -126,6 +126,7 @@ async fn main() {
         let ops: Vec<SlotOp> = (0..sets)
             .map(|i| {
                 SlotOp::Set(SlotCode {
+                    recurring: None,
                     slot: (i + 1) as u32,
                     code: Pin::new(code(round * sets + i)),
                     name: Some(format!("Guest {i}")),

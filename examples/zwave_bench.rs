@@ -84,6 +84,7 @@ async fn run(
         let ops: Vec<SlotOp> = (1..=per_lock)
             .map(|slot| {
                 SlotOp::Set(SlotCode {
+                    recurring: None,
                     slot,
                     code: Pin::new(format!("{}{:03}", i + 1, 100 + slot * 7)),
                     name: None,

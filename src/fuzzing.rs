@@ -217,8 +217,13 @@ pub fn nuki_message(b: &[u8]) {
         let _ = keypad::parse_count(&msg);
         let _ = keypad::parse_code_id(&msg);
         let _ = keypad::parse_entry(&msg);
-        let _ = keypad::decode_add(&msg);
-        let _ = keypad::decode_update(&msg);
+        // The lock's state and activity log (what the lock sends on its own).
+        if let Ok(st) = crate::drivers::ble::nuki::states::parse_states(&msg) {
+            let _ = (st.locked(), st.door_open());
+        }
+        if let Ok(e) = crate::drivers::ble::nuki::states::parse_log_entry(&msg) {
+            let _ = (e.keypad(), e.lock_action(), e.door());
+        }
         let _ = crate::drivers::ble::nuki::error::NukiError::from_report(&msg.payload);
         if let Ok(encoded) = std::panic::catch_unwind(|| msg.encode()) {
             assert_eq!(

@@ -23,7 +23,8 @@
 //!   what locks report (events, lock state), remote lock/unlock.
 //! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events;
 //!   PINs sealed at rest, the audit chain, used jtis).
-//! - [`model`]: access codes, devices, capabilities, events and the masked [`model::Pin`].
+//! - [`model`]: access codes (recurring ones: [`model::weekly`]), devices, capabilities,
+//!   events and the masked [`model::Pin`].
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated
 //!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2, the locks'

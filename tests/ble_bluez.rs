@@ -7,7 +7,7 @@
 mod support;
 
 use lockhub::drivers::ble::btle::BtleRadio;
-use lockhub::drivers::ble::fake_lock::FakeNuki;
+use lockhub::drivers::ble::fake_lock::{FakeCode, FakeNuki};
 use lockhub::drivers::ble::keys::{FileKeyStore, KeyStore};
 use lockhub::drivers::ble::slot_map::SlotMap;
 use lockhub::drivers::ble::{BleConfig, BleDriver, BleLockConfig};
@@ -40,7 +40,20 @@ fn fake_bluez(nuki: Arc<Mutex<FakeNuki>>, drop_next: Arc<AtomicBool>) -> FakeBlu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
-    let nuki = Arc::new(Mutex::new(FakeNuki::new(true, SECURITY_PIN, 20)));
+    // A lock already in use: the owner's untimed code and a cleaner's timed
+    // weekday code (entries of both layouts of the spec's 0x0045).
+    let mut lock = FakeNuki::new(true, SECURITY_PIN, 20);
+    let dt = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+    lock.keypad.seed(FakeCode::untimed(1, 678912, "Owner"));
+    lock.keypad.seed(FakeCode::timed(
+        2,
+        789123,
+        "Cleaner",
+        (dt("2026-01-01 00:00"), dt("2030-01-01 00:00")),
+        (0x7C, [8, 0], [12, 0]),
+    ));
+    let others = lock.keypad.codes.clone();
+    let nuki = Arc::new(Mutex::new(lock));
     let drop_next = Arc::new(AtomicBool::new(false));
     let bluez = fake_bluez(nuki.clone(), drop_next.clone());
     let dir = tempfile::tempdir().unwrap();
@@ -74,14 +87,27 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
         (out.status.success(), text)
     };
 
-    // A wrong security PIN: refused, nothing stored, the PIN not echoed.
+    // A wrong security PIN: refused, no usable keys stored, the PIN not
+    // echoed; the authorization the lock keeps is on file, for the next
+    // pairing to remove.
     let (ok, text) = pair("1111");
     assert!(!ok && text.contains("security PIN"), "{text}");
     assert!(!text.contains("1111"), "{text}");
-    assert!(!keys_file.exists());
+    let kept = FileKeyStore::new(&keys_file).get(ADDRESS).unwrap().unwrap();
+    assert_eq!(kept.security_pin, None);
+    assert_eq!(nuki.lock().unwrap().pairing.users.len(), 1);
 
     let (ok, text) = pair(&SECURITY_PIN.to_string());
     assert!(ok, "{text}\n{}", bluez.log());
+    let users: Vec<u32> = nuki
+        .lock()
+        .unwrap()
+        .pairing
+        .users
+        .iter()
+        .map(|u| u.0)
+        .collect();
+    assert_eq!(users.len(), 1, "the wrong-PIN authorization was removed");
     assert!(!text.contains(&SECURITY_PIN.to_string()), "{text}");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&keys_file).unwrap().permissions().mode() & 0o777;
@@ -117,6 +143,7 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
     assert_eq!(driver.devices().await.len(), 1);
     let set = |slot, pin: &str| {
         SlotOp::Set(SlotCode {
+            recurring: None,
             slot,
             code: Pin::new(pin),
             name: Some("Guest".into()),
@@ -137,11 +164,15 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
     println!("an add across a dropped link: {:?}", t0.elapsed());
     assert!(r[0].is_ok(), "{r:?}");
     let sent = nuki.lock().unwrap().commands[before..].to_vec();
+    // (A fresh connection then reads the lock's state: one more Request Data.)
     assert_eq!(
-        sent,
-        vec![0x0001, 0x0001, 0x0041, 0x0001],
-        "challenge lost with the link, asked again after reconnecting, one add, then the \
-         lock's state read on the new connection (unchanged: no log read)"
+        sent[..3],
+        [0x0001, 0x0001, 0x0041],
+        "challenge lost with the link, asked again after reconnecting, one add"
+    );
+    assert!(
+        sent[3..].iter().all(|&c| c == 0x0001),
+        "nothing else written: {sent:?}"
     );
     let read = driver.read_slots("nuki").await.unwrap();
     let mut got: Vec<(u32, String)> = read
@@ -154,10 +185,13 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
         vec![
             (1, "345678".to_owned()),
             (2, "456789".to_owned()),
-            (3, "567891".to_owned())
-        ]
+            (3, "567891".to_owned()),
+            (99, "789123".to_owned()),
+            (100, "678912".to_owned())
+        ],
+        "lockhub's codes, and the others' in the top slots"
     );
-    assert_eq!(nuki.lock().unwrap().keypad.codes.len(), 3);
+    assert_eq!(nuki.lock().unwrap().keypad.codes.len(), 5);
 
     drop(driver);
 
@@ -195,7 +229,7 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
             .keypad
             .codes
             .iter()
-            .any(|e| format!("{:06}", e.code.code) == nuki_pin)
+            .any(|e| format!("{:06}", e.code) == nuki_pin)
             .then_some(())
     })
     .await;
@@ -207,7 +241,29 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
     })
     .await;
     // Stranger codes the driver found earlier are left alone.
-    assert_eq!(nuki.lock().unwrap().keypad.codes.len(), 4);
+    assert_eq!(nuki.lock().unwrap().keypad.codes.len(), 6);
+    // Deleted over MQTT: off the lock, the others' codes as they were.
+    cloud
+        .send_json(
+            "access_codes/delete",
+            &json!({ "request_id": "r-del", "access_code_id": nuki_code }),
+        )
+        .await;
+    assert_eq!(cloud.response("r-del", 15).await["ok"], true);
+    wait_for("the daemon took the PIN off the Nuki", 20, || {
+        let lock = nuki.lock().unwrap();
+        (!lock
+            .keypad
+            .codes
+            .iter()
+            .any(|e| format!("{:06}", e.code) == nuki_pin))
+        .then_some(())
+    })
+    .await;
+    let now_on = nuki.lock().unwrap().keypad.codes.clone();
+    for o in &others {
+        assert!(now_on.contains(o), "another's code changed: {}", o.name);
+    }
     let log = daemon.log();
     assert!(
         !log.contains(&nuki_pin) && !log.contains(&key_hex),

@@ -6,7 +6,7 @@
 mod support;
 
 use chrono::{Duration as Cd, SubsecRound, Utc};
-use lockhub::drivers::ble::fake_lock::FakeNuki;
+use lockhub::drivers::ble::fake_lock::{FakeCode, FakeNuki};
 use lockhub::drivers::ble::keys::{FileKeyStore, KeyStore};
 use lockhub::drivers::ble::memory::{Faults, MemoryRadio};
 use lockhub::drivers::ble::nuki::keypad::SecurityPin;
@@ -119,13 +119,14 @@ impl Rig {
         lock.keypad
             .codes
             .iter()
-            .map(|e| (e.code.code, e.code.name.clone()))
+            .map(|e| (e.code, e.name.clone()))
             .collect()
     }
 }
 
 fn set(slot: u32, pin: &str, window: Option<TimeWindow>) -> SlotOp {
     SlotOp::Set(SlotCode {
+        recurring: None,
         slot,
         code: Pin::new(pin),
         name: Some(format!("Guest {slot}")),
@@ -153,9 +154,11 @@ async fn pairing_stores_keys_0600_and_refuses_bad_cases() {
     assert!(!format!("{creds:?}").contains(&SECURITY_PIN.to_string()));
     assert!(text.contains("shared_key"));
 
-    // Wrong security PIN: paired at the lock, but nothing stored.
+    // Wrong security PIN: paired at the lock, which will not let lockhub
+    // remove that authorization without the PIN; it is kept, unusable, and
+    // removed by the next pairing with the right PIN.
     let radio = MemoryRadio::new(2);
-    radio.add_lock("AA:00:00:00:00:01", FakeNuki::new(true, SECURITY_PIN, 10));
+    let lock = radio.add_lock("AA:00:00:00:00:01", FakeNuki::new(true, SECURITY_PIN, 10));
     let dir = tempfile::tempdir().unwrap();
     let keys = FileKeyStore::new(dir.path().join("k.json"));
     let e = pair(&radio, "AA:00:00:00:00:01", &keys, &opts(1111))
@@ -163,7 +166,27 @@ async fn pairing_stores_keys_0600_and_refuses_bad_cases() {
         .unwrap_err();
     assert!(matches!(e, PairError::WrongSecurityPin(_)), "{e}");
     assert!(!e.to_string().contains("1111"));
-    assert_eq!(keys.get("AA:00:00:00:00:01").unwrap(), None);
+    let kept = keys.get("AA:00:00:00:00:01").unwrap().unwrap();
+    assert_eq!(kept.security_pin, None, "never usable");
+    assert_eq!(lock.lock().unwrap().pairing.users.len(), 1);
+    let again = pair(&radio, "AA:00:00:00:00:01", &keys, &opts(SECURITY_PIN))
+        .await
+        .unwrap();
+    let users: Vec<u32> = lock
+        .lock()
+        .unwrap()
+        .pairing
+        .users
+        .iter()
+        .map(|u| u.0)
+        .collect();
+    assert_eq!(
+        users,
+        vec![again],
+        "the stray authorization went with the second pairing"
+    );
+    let stored = keys.get("AA:00:00:00:00:01").unwrap().unwrap();
+    assert_eq!((stored.auth_id, stored.leftover.len()), (again, 0));
 
     // Not in pairing mode; no such lock.
     radio.add_lock("AA:00:00:00:00:02", FakeNuki::new(false, SECURITY_PIN, 10));
@@ -175,6 +198,114 @@ async fn pairing_stores_keys_0600_and_refuses_bad_cases() {
         .await
         .unwrap_err();
     assert!(matches!(e, PairError::Link(_)), "{e}");
+}
+
+/// A lock someone already uses: the owner's untimed code and a cleaner's
+/// timed weekday code, as the Nuki app leaves them. Pairing works, the codes
+/// are listed as strangers (top slots), lockhub's own code is applied, and
+/// after a restart listed again and deleted; the others are never touched.
+#[tokio::test]
+async fn pairing_and_restarts_on_a_lock_with_others_codes() {
+    let dt = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+    let radio = MemoryRadio::new(21);
+    let mut fake = FakeNuki::new(true, SECURITY_PIN, 10);
+    fake.keypad.seed(FakeCode::untimed(1, 345678, "Owner"));
+    fake.keypad.seed(FakeCode::timed(
+        4,
+        456789,
+        "Cleaner",
+        (dt("2026-01-01 00:00"), dt("2030-01-01 00:00")),
+        (0x7C, [8, 0], [12, 0]),
+    ));
+    let others = fake.keypad.codes.clone();
+    let lock = radio.add_lock(&address(0), fake);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(FileKeyStore::new(dir.path().join("keys.json")));
+    pair(&radio, &address(0), keys.as_ref(), &opts(SECURITY_PIN))
+        .await
+        .expect("pairing with codes of others on the lock");
+    assert_eq!(lock.lock().unwrap().pairing.users.len(), 1);
+    let strangers = BTreeMap::from([(10, "345678".to_owned()), (9, "456789".to_owned())]);
+    let (driver, _events) = Rig::driver(&radio, &keys, dir.path(), 1, 10);
+    assert_eq!(
+        read_map(&driver.read_slots("nuki-0").await.unwrap()),
+        strangers
+    );
+    let start = Utc::now() + Cd::hours(1);
+    let window = TimeWindow {
+        starts_at: start,
+        ends_at: start + Cd::hours(48),
+    };
+    assert_eq!(
+        driver
+            .apply("nuki-0", &[set(1, "567891", Some(window))])
+            .await,
+        vec![Ok(())]
+    );
+    drop(driver);
+    // A restart: a new driver on the same files lists everything again.
+    let (driver, _events) = Rig::driver(&radio, &keys, dir.path(), 1, 10);
+    let mut want = strangers.clone();
+    want.insert(1, "567891".into());
+    let read = driver.read_slots("nuki-0").await.unwrap();
+    assert_eq!(read_map(&read), want);
+    assert_eq!(
+        read.iter().find(|s| s.slot == 1).unwrap().window,
+        Some(window)
+    );
+    assert_eq!(
+        driver.apply("nuki-0", &[SlotOp::Clear { slot: 1 }]).await,
+        vec![Ok(())]
+    );
+    assert_eq!(
+        lock.lock().unwrap().keypad.codes,
+        others,
+        "the others' codes as they were"
+    );
+    assert_eq!(
+        read_map(&driver.read_slots("nuki-0").await.unwrap()),
+        strangers
+    );
+}
+
+/// A pairing whose check cannot read the lock's reply takes its new
+/// authorization off the lock again and stores nothing.
+#[tokio::test]
+async fn a_failed_pairing_leaves_no_authorization_behind() {
+    let radio = MemoryRadio::new(22);
+    let mut fake = FakeNuki::new(true, SECURITY_PIN, 10);
+    fake.garble_replies.push(0x0043);
+    let lock = radio.add_lock(&address(0), fake);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = FileKeyStore::new(dir.path().join("keys.json"));
+    let e = pair(&radio, &address(0), &keys, &opts(SECURITY_PIN))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("too short"), "{e}");
+    assert!(
+        lock.lock().unwrap().pairing.users.is_empty(),
+        "no stray authorization"
+    );
+    assert_eq!(keys.get(&address(0)).unwrap(), None);
+    // Fixed firmware: pairing again works, the first pairing's keys stay
+    // usable, and a re-pairing replaces them on the lock too.
+    lock.lock().unwrap().garble_replies.clear();
+    let first = pair(&radio, &address(0), &keys, &opts(SECURITY_PIN))
+        .await
+        .unwrap();
+    let second = pair(&radio, &address(0), &keys, &opts(SECURITY_PIN))
+        .await
+        .unwrap();
+    let users: Vec<u32> = lock
+        .lock()
+        .unwrap()
+        .pairing
+        .users
+        .iter()
+        .map(|u| u.0)
+        .collect();
+    assert_ne!(first, second);
+    assert_eq!(users, vec![second]);
 }
 
 #[tokio::test]
@@ -214,7 +345,7 @@ async fn set_read_update_clear_and_capabilities() {
     {
         let lock = rig.radio.lock(&address(0)).unwrap();
         let lock = lock.lock().unwrap();
-        let w = lock.keypad.codes[0].code.window.unwrap();
+        let w = lock.keypad.codes[0].window().unwrap();
         assert_eq!(w.0, start.trunc_subsecs(0).naive_utc());
     }
 
@@ -268,17 +399,7 @@ async fn slots_survive_restart_and_strangers_get_top_slots() {
         let lock = rig.radio.lock(&address(0)).unwrap();
         let mut lock = lock.lock().unwrap();
         let id = 999;
-        lock.keypad
-            .codes
-            .push(lockhub::drivers::ble::nuki::keypad::KeypadEntry {
-                id,
-                code: lockhub::drivers::ble::nuki::keypad::KeypadCode {
-                    code: 678912,
-                    name: "Cleaner".into(),
-                    enabled: true,
-                    window: None,
-                },
-            });
+        lock.keypad.seed(FakeCode::untimed(id, 678912, "Cleaner"));
     }
     let want = BTreeMap::from([
         (2, "345678".to_owned()),
@@ -385,6 +506,7 @@ async fn busy_full_and_out_of_range() {
         .await;
     assert_eq!(r, vec![Err(DriverError::Offline)]);
     // The first connect made the lock known to be online (it was unknown).
+    // (Lock and door states read on fresh connections are not what this is about.)
     assert_eq!(
         presence(&mut rig.events).await,
         Some(LockEvent::Online {
@@ -515,7 +637,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
 
     /// Pairing over a faulty radio either ends with keys that work or with
-    /// an error and nothing stored; never with keys the lock does not know.
+    /// an error and no usable keys; never with keys the lock does not know,
+    /// nor with an authorization on the lock that lockhub forgot.
     #[test]
     fn pairing_under_faults_stores_good_keys_or_nothing(seed in any::<u64>()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -544,7 +667,16 @@ proptest! {
                     let driver = BleDriver::new(config(1, 10), Arc::new(radio.clone()), keys, SlotMap::in_memory(), None);
                     assert_eq!(driver.apply("nuki-0", &[set(1, "345678", None)]).await, vec![Ok(())]);
                 }
-                Err(_) => assert_eq!(keys.get(&address(0)).unwrap(), None),
+                Err(_) => {
+                    // Whatever the lock still holds of lockhub's is on file,
+                    // never usable, for the next pairing to remove.
+                    let kept = keys.get(&address(0)).unwrap();
+                    let known: Vec<u32> = kept.iter().flat_map(|c| std::iter::once(c.auth_id).chain(c.leftover.clone())).collect();
+                    for (id, _) in lock.lock().unwrap().pairing.users.iter() {
+                        assert!(known.contains(id), "stray authorization {id}");
+                    }
+                    assert!(kept.is_none_or(|c| c.security_pin.is_none()));
+                }
             }
         });
     }

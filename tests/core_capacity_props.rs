@@ -46,9 +46,9 @@ proptest! {
             supports_remote_lock: false,
         };
         store.write(|tx| {
-            tx.upsert_device(&DeviceInfo { device_id: LOCK.into(), name: "L".into(), driver: DriverKind::Sim, address: "sim".into(), security_class: None, capabilities: caps.clone() })?;
+            tx.upsert_device(&DeviceInfo { device_id: LOCK.into(), name: "L".into(), driver: DriverKind::Sim, address: "sim".into(), security_class: None, native_weekly_days: 0, capabilities: caps.clone() })?;
             for s in 1..=unmanaged {
-                tx.set_observed(LOCK, s, Some(&SlotCode { slot: s, code: Pin::new(format!("97531{s}")), name: None, window: None }))?;
+                tx.set_observed(LOCK, s, Some(&SlotCode { slot: s, code: Pin::new(format!("97531{s}")), name: None, window: None, recurring: None }))?;
             }
             Ok::<_, StoreError>(())
         }).unwrap();

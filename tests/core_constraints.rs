@@ -65,6 +65,7 @@ async fn reported_lengths_apply_at_once_and_outlive_the_drivers_report() {
                 driver: DriverKind::Sim,
                 address: format!("sim:{FRONT}"),
                 security_class: None,
+                native_weekly_days: 0,
                 capabilities: keypad(&[4, 5, 6, 7, 8], 30),
             })?;
             Ok::<_, StoreError>(())

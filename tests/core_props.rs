@@ -53,7 +53,7 @@ proptest! {
         let ids: Vec<String> = (0..locks.len()).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
         store.write(|tx| {
             for (id, caps) in ids.iter().zip(&locks) {
-                tx.upsert_device(&DeviceInfo { device_id: id.clone(), name: id.clone(), driver: DriverKind::Sim, address: id.clone(), capabilities: caps.clone(), security_class: None })?;
+                tx.upsert_device(&DeviceInfo { device_id: id.clone(), name: id.clone(), driver: DriverKind::Sim, address: id.clone(), capabilities: caps.clone(), security_class: None, native_weekly_days: 0 })?;
             }
             Ok::<_, StoreError>(())
         }).unwrap();

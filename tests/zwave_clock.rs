@@ -110,6 +110,7 @@ fn windowed(slot: u32, code: &str, window: TimeWindow) -> SlotOp {
         code: Pin::new(code),
         name: None,
         window: Some(window),
+        recurring: None,
     })
 }
 

@@ -238,3 +238,94 @@ async fn masked_lock_is_set_once_and_left_alone() {
     shutdown.cancel();
     hub.stopped().await;
 }
+
+/// A recurring code on a mock lock that has Schedule Entry Lock week-day
+/// slots (two per user in tests/zwave-mock/mocks/locks.cjs): the lock holds
+/// the schedule itself, read back from the mock's own state (the zwave-js
+/// mock's Week Day Schedule behaviour), and the schedule goes with the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_code_lands_in_week_day_slots() {
+    let mock = MockController::start().expect("mock controller (run scripts/test-deps-zwave.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
+    let shutdown = CancellationToken::new();
+    let hub = Hub::start(
+        store,
+        Arc::new(SystemClock),
+        HubSettings::default(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let mut config = ZwaveConfig::new(mock.url());
+    config.report_timeout = Duration::from_secs(2);
+    config.locks = vec![LockConfig {
+        node_id: 2,
+        name: Some("Front door".into()),
+        device_id: Some(FRONT.into()),
+    }];
+    let driver = Arc::new(
+        ZwaveDriver::connect(config, hub.event_sink())
+            .await
+            .expect("connect"),
+    );
+    assert!(driver.wait_interviews(Duration::from_secs(30)).await);
+    hub.add_driver(driver.clone()).await.unwrap();
+    until_read(&hub, &[FRONT]).await;
+    let weekly =
+        json!({"days_of_week": ["monday", "thursday"], "start_time": "07:30", "end_time": "11:00"});
+    let r = cmd(
+        &hub,
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Cleaner", "weekly_schedule": weekly}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["access_code"]["is_scheduled_on_device"], true, "{r}");
+    let pin = r["access_code"]["code"].as_str().unwrap().to_owned();
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until("the PIN on the mock lock", 20, async || {
+        mock.codes(2).await.unwrap().values().any(|c| *c == pin)
+    })
+    .await;
+    until_status(&hub, &id, "set").await;
+    let user = *mock
+        .codes(2)
+        .await
+        .unwrap()
+        .iter()
+        .find(|(_, c)| **c == pin)
+        .unwrap()
+        .0;
+    // `ScheduleEntryLock_schedule_<user>_<slot>_<kind>` in the mock's state.
+    let schedules = async || -> Vec<Value> {
+        let raw = mock
+            .control(json!({"cmd": "state", "node": 2, "prefix": format!("ScheduleEntryLock_schedule_{user}_")}))
+            .await
+            .unwrap();
+        let pairs: Vec<(String, Value)> = serde_json::from_str(&raw).unwrap();
+        let mut v: Vec<(String, Value)> = pairs
+            .into_iter()
+            .filter(|(_, s)| s.get("weekday").is_some())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, s)| s).collect()
+    };
+    // Z-Wave counts days from Sunday = 0.
+    assert_eq!(
+        schedules().await,
+        vec![
+            json!({"weekday": 1, "startHour": 7, "startMinute": 30, "stopHour": 11, "stopMinute": 0}),
+            json!({"weekday": 4, "startHour": 7, "startMinute": 30, "stopHour": 11, "stopMinute": 0}),
+        ]
+    );
+    let d = cmd(&hub, "access_codes/delete", json!({"access_code_id": id}));
+    assert_eq!(d["ok"], true, "{d}");
+    until("the code and its schedule gone", 20, async || {
+        !mock.codes(2).await.unwrap().values().any(|c| *c == pin) && schedules().await.is_empty()
+    })
+    .await;
+    shutdown.cancel();
+    hub.stopped().await;
+}

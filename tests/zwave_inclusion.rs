@@ -34,6 +34,7 @@ async fn start(config: &str) -> (MockController, ZwaveDriver, UnboundedReceiver<
 
 fn set(slot: u32, code: &str) -> SlotOp {
     SlotOp::Set(SlotCode {
+        recurring: None,
         slot,
         code: Pin::new(code),
         name: None,

@@ -39,6 +39,7 @@ async fn start() -> (MockController, ZwaveDriver, UnboundedReceiver<LockEvent>) 
 
 fn set(slot: u32, code: &str) -> SlotOp {
     SlotOp::Set(SlotCode {
+        recurring: None,
         slot,
         code: Pin::new(code),
         name: None,
@@ -340,6 +341,7 @@ async fn native_time_window_goes_on_the_lock() {
             .unwrap(),
     };
     let op = SlotOp::Set(SlotCode {
+        recurring: None,
         slot: 6,
         code: Pin::new("246810"),
         name: None,
@@ -397,6 +399,7 @@ async fn native_time_window_goes_on_the_lock() {
         ends_at: chrono::Utc.with_ymd_and_hms(2100, 1, 2, 0, 0, 0).unwrap(),
     };
     let op = SlotOp::Set(SlotCode {
+        recurring: None,
         slot: 7,
         code: Pin::new("1357"),
         name: None,

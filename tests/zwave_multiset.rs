@@ -21,6 +21,7 @@ async fn a_batch_goes_out_in_few_frames() {
     let mut ops: Vec<SlotOp> = (1..=6)
         .map(|slot| {
             SlotOp::Set(SlotCode {
+                recurring: None,
                 slot,
                 code: Pin::new(format!("{}", 4100 + slot)),
                 name: None,

@@ -63,6 +63,7 @@ async fn start() -> (
 
 fn set(slot: u32, code: &str) -> SlotOp {
     SlotOp::Set(SlotCode {
+        recurring: None,
         slot,
         code: Pin::new(code),
         name: None,

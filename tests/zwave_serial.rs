@@ -52,6 +52,7 @@ async fn drives_the_mock_through_a_serial_pty() {
     assert_eq!(driver.devices().await.len(), 3);
     let id3 = default_device_id(driver.home_id(), 3);
     let op = SlotOp::Set(SlotCode {
+        recurring: None,
         slot: 12,
         code: Pin::new("31415"),
         name: None,

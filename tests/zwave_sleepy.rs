@@ -11,6 +11,7 @@ use std::time::Duration;
 
 fn set(slot: u32, code: &str) -> SlotOp {
     SlotOp::Set(SlotCode {
+        recurring: None,
         slot,
         code: Pin::new(code),
         name: None,

@@ -44,6 +44,8 @@ struct Body {
     use_offline_access_code: Option<bool>,
     max_time_rounding: Option<String>,
     sync: Option<bool>,
+    /// lockhub's own: a recurring weekly schedule (`model::weekly`).
+    weekly_schedule: Option<Value>,
 }
 
 /// Fields of the public API that lockhub's locks cannot honour (offline
@@ -226,6 +228,13 @@ fn plan(
     }
     let preferred = preferred_length(body.preferred_code_length.as_ref())?;
     let window = plan::window(body.starts_at.as_deref(), body.ends_at.as_deref(), ctx.now)?;
+    let weekly = body
+        .weekly_schedule
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .map(crate::model::WeeklySchedule::from_json)
+        .transpose()
+        .map_err(|e| CommandError::invalid("weekly_schedule", e.to_string()))?;
     let allow_ext = parse::external_modification(
         body.allow_external_modification,
         body.is_external_modification_allowed,
@@ -265,7 +274,7 @@ fn plan(
         .into_iter()
         .map(|d| {
             let id = d.info.device_id.clone();
-            let draft = plan::new_code(
+            let mut draft = plan::new_code(
                 ctx.now,
                 &id,
                 crate::model::access_code::NO_SLOT,
@@ -277,6 +286,10 @@ fn plan(
                 flags,
                 &timing,
             );
+            if weekly.is_some() {
+                plan::set_weekly(&mut draft, weekly, &d.info);
+                draft.reported_status = Some(draft.status(None, ctx.now, &timing));
+            }
             Ok(Member {
                 existing: plan::codes_on_lock(tx, &id, None)?,
                 in_use: plan::pins_in_use(tx, &id, ctx.now, &timing, None)?,

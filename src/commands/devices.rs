@@ -99,7 +99,7 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
         properties["battery"] = json!({ "level": level, "status": battery_status(b) });
         supported.push("battery");
     }
-    let errors = if d.online || !d.presence_known {
+    let mut errors = if d.online || !d.presence_known {
         json!([])
     } else {
         json!([{
@@ -109,6 +109,15 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
             "created_at": offline_since.unwrap_or_else(|| created_at.clone()),
         }])
     };
+    // lockhub's own: a lock that answers in a form lockhub cannot read.
+    if let Some(f) = tx.device_fault(id)? {
+        errors.as_array_mut().expect("an array").push(json!({
+            "error_code": f.code,
+            "message": f.message,
+            "is_device_error": true,
+            "created_at": ts(f.since),
+        }));
+    }
     let warnings = match tx.clock_untrusted_since()? {
         Some(t) => {
             json!([{"warning_code": "clock_untrusted", "message": "the hub's clock is not trusted: no time-driven change until it is right", "created_at": ts(t)}])

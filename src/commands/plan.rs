@@ -254,9 +254,33 @@ pub fn new_code(
         reported_status: None,
         retry: Retry::default(),
         ever_set: false,
+        weekly: None,
         finished_at: None,
     };
     // Nothing is on the lock yet: this is the status the cloud is told first.
     code.reported_status = Some(code.status(None, now, timing));
     code
+}
+
+/// Makes `code` recurring on `weekly` (or not, `None`). The lock holds the
+/// schedule itself where it can take this many weekdays (and the window, if
+/// any) and the request did not ask otherwise; else lockhub sets and removes
+/// the code at each window (`is_scheduled_on_device` false).
+pub fn set_weekly(
+    code: &mut AccessCode,
+    weekly: Option<crate::model::WeeklySchedule>,
+    device: &crate::model::DeviceInfo,
+) {
+    let Some(w) = weekly else {
+        return;
+    };
+    let caps = &device.capabilities;
+    // A Z-Wave user's week-day and year-day schedules are alternatives (the
+    // code opens in any of them), so there a bounded weekly code is hub-driven.
+    let bounded_ok = code.window.is_none()
+        || (caps.supports_native_scheduling && device.driver != crate::model::DriverKind::Zwave);
+    code.weekly = Some(w);
+    code.is_scheduled_on_device = code.prefer_native_scheduling
+        && bounded_ok
+        && device.native_weekly_days >= w.day_count() as u8;
 }

@@ -182,6 +182,7 @@ fn adopt(
         reported_status: None,
         retry: Retry::default(),
         ever_set: true,
+        weekly: None,
         finished_at: None,
     };
     c.reported_status = Some(c.status(Some(&u.content), ctx.now, &ctx.settings.timing()));

@@ -184,6 +184,9 @@ pub fn apply_changes(
     }
     code.is_scheduled_on_device =
         code.window.is_some() && code.prefer_native_scheduling && caps.supports_native_scheduling;
+    // A recurring code decides by its schedule and the new window.
+    let weekly = code.weekly;
+    plan::set_weekly(&mut code, weekly, &device.info);
     if changed.is_empty() {
         fits(&code)?;
         tx.save_code(&code)?;

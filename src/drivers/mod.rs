@@ -10,7 +10,7 @@ pub mod ble;
 pub mod sim;
 pub mod zwave;
 
-use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow};
+use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow, WeeklySchedule};
 use async_trait::async_trait;
 
 /// One code as it sits (or should sit) in a slot of a lock.
@@ -23,6 +23,9 @@ pub struct SlotCode {
     pub name: Option<String>,
     /// The window the lock enforces itself (native scheduling), if any.
     pub window: Option<TimeWindow>,
+    /// The weekly schedule the lock enforces itself (lockhub's recurring
+    /// codes, where the lock can hold one), within `window` if that is set.
+    pub recurring: Option<WeeklySchedule>,
 }
 
 /// One change to a lock's slots.
@@ -62,6 +65,11 @@ pub enum DriverError {
     NoSpace,
     #[error("no such device on this driver")]
     UnknownDevice,
+    /// The lock answered, but in a form lockhub cannot read (a firmware or
+    /// layout it does not know). Retried with backoff like a busy lock, and
+    /// shown on the device as `lock_protocol_error`.
+    #[error("the lock's reply could not be read: {0}")]
+    Protocol(String),
     /// The lock (or its driver) cannot do this at all (e.g. lock remotely).
     #[error("the lock cannot do this: {0}")]
     Unsupported(String),
@@ -74,7 +82,10 @@ impl DriverError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            DriverError::Offline | DriverError::Busy | DriverError::Timeout
+            DriverError::Offline
+                | DriverError::Busy
+                | DriverError::Timeout
+                | DriverError::Protocol(_)
         )
     }
 }

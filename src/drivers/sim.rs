@@ -109,6 +109,12 @@ impl SimDriver {
                     name: s.name,
                     driver: DriverKind::Sim,
                     address: format!("sim:{}", s.device_id),
+                    // A simulated lock that holds windows holds weekly ones too.
+                    native_weekly_days: if s.capabilities.supports_native_scheduling {
+                        7
+                    } else {
+                        0
+                    },
                     capabilities: s.capabilities,
                     security_class: None,
                 };
@@ -149,6 +155,7 @@ impl SimDriver {
                         (
                             slot,
                             SlotCode {
+                                recurring: None,
                                 slot,
                                 code: Pin::new(code),
                                 name: None,
@@ -250,6 +257,7 @@ impl SimDriver {
         let changed = self.with(id, |l| match &code {
             Some(pin) => {
                 let entry = l.state.slots.entry(slot).or_insert_with(|| SlotCode {
+                    recurring: None,
                     slot,
                     code: pin.clone(),
                     name: None,

@@ -30,11 +30,15 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
     match ev {
         LockEvent::Discovered(_) => Ok(true),
         LockEvent::Online { .. } => {
-            if tx.set_device_online(id, true)? {
+            // Only a lock coming back wakes its reconciler (and ends its
+            // backoff): a radio that says "online" at every advertisement
+            // must not turn a failing lock's backoff into a loop.
+            let back = tx.set_device_online(id, true)?;
+            if back {
                 tx.event(&Event::device("device.connected", id, now))?;
                 engine.publish_device(tx, id)?;
             }
-            Ok(true)
+            Ok(back)
         }
         LockEvent::Offline { .. } => {
             if tx.set_device_online(id, false)? {

@@ -87,7 +87,14 @@ pub fn next_boundary(
         .filter_map(|c| Some((c.window?, c.on_lock_from(timing)?)))
         .flat_map(|(w, from)| [from, w.starts_at, w.ends_at]);
     let retries = codes.iter().filter_map(|c| c.retry.next_attempt_at);
-    windows.chain(retries).filter(|t| *t > now).min()
+    let weekly = codes
+        .iter()
+        .filter_map(|c| c.next_weekly_change(now, timing));
+    windows
+        .chain(retries)
+        .chain(weekly)
+        .filter(|t| *t > now)
+        .min()
 }
 
 #[cfg(test)]
@@ -123,6 +130,7 @@ pub(in crate::engine) mod tests {
             reported_status: None,
             retry: Retry::default(),
             ever_set: false,
+            weekly: None,
             finished_at: None,
         }
     }
@@ -144,6 +152,7 @@ pub(in crate::engine) mod tests {
         );
         let new = code(2, "3816", None);
         let observed = vec![SlotCode {
+            recurring: None,
             slot: 1,
             code: Pin::new("5974"),
             name: None,
@@ -182,6 +191,7 @@ pub(in crate::engine) mod tests {
         let timing = Timing::new(chrono::Duration::minutes(5));
         let c = code(1, "5974", None);
         let observed = vec![SlotCode {
+            recurring: None,
             slot: 1,
             code: Pin::new("1111"),
             name: None,

@@ -194,6 +194,7 @@ impl Engine {
                         if tx.set_device_online(id, true)? {
                             tx.event(&Event::device("device.connected", id, now))?;
                         }
+                        self.note_fault(tx, id, None, now)?;
                         observe::absorb_read(self, tx, id, &slots, now)
                     })?;
                     handle.reread.store(false, Ordering::SeqCst);
@@ -481,12 +482,39 @@ impl Engine {
         tracing::info!(error = %e, "lock operation failed; backing off");
         self.store.write(|tx| {
             tx.set_device_error(id, Some(&e.to_string()))?;
+            self.note_fault(tx, id, Some(e), now)?;
             if *e == DriverError::Offline && tx.set_device_online(id, false)? {
                 tx.event(&Event::device("device.disconnected", id, now))?;
                 self.publish_device(tx, id)?;
             }
             Ok(())
         })
+    }
+
+    /// Shows a lock's protocol fault on its device object (`errors[]`), or
+    /// clears it once the lock answers well (`None`, or another outcome).
+    fn note_fault(
+        &self,
+        tx: &Tx<'_>,
+        id: &str,
+        outcome: Option<&DriverError>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let fault = match outcome {
+            Some(e @ DriverError::Protocol(_)) => Some(e.to_string()),
+            Some(_) => return Ok(()),
+            None => None,
+        };
+        let before = tx.device_fault(id)?.map(|f| f.message);
+        if before == fault {
+            return Ok(());
+        }
+        tx.set_device_fault(
+            id,
+            fault.as_deref().map(|m| ("lock_protocol_error", m)),
+            now,
+        )?;
+        self.publish_device(tx, id)
     }
 
     /// Commit one batch's results. Returns whether any failure was transient.
@@ -586,13 +614,14 @@ impl Engine {
                         out.purged.push(c.access_code_id.clone());
                         continue;
                     }
-                    if c.desired(now, &self.settings.timing()).is_none() {
+                    if !c.needs_slot(now, &self.settings.timing()) {
                         // Ended and off the lock: its slot goes back now.
                         super::slots::release(tx, &mut c, now)?;
                     }
                 }
                 (_, Err(e)) if e.is_transient() => {
                     transient = true;
+                    self.note_fault(tx, id, Some(e), now)?;
                     self.stats.ops_transient.fetch_add(1, Ordering::Relaxed);
                     c.retry.attempts += 1;
                     c.retry.failing_since.get_or_insert(now);
@@ -650,6 +679,7 @@ impl Engine {
         }
         if any_ok {
             tx.set_device_error(id, None)?;
+            self.note_fault(tx, id, None, now)?;
             if tx.set_device_online(id, true)? {
                 tx.event(&Event::device("device.connected", id, now))?;
             }

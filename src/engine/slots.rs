@@ -45,7 +45,7 @@ pub fn plan(
 ) -> SlotPlan {
     let mut p = SlotPlan::default();
     for (i, c) in codes.iter().enumerate() {
-        if c.slot == NO_SLOT || c.desired(now, timing).is_some() {
+        if c.slot == NO_SLOT || c.needs_slot(now, timing) {
             continue;
         }
         if on_lock(c, observed) {
@@ -64,7 +64,7 @@ pub fn plan(
     let mut due: Vec<usize> = codes
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.slot == NO_SLOT && c.desired(now, timing).is_some())
+        .filter(|(_, c)| c.slot == NO_SLOT && c.needs_slot(now, timing))
         .map(|(i, _)| i)
         .collect();
     due.sort_by_key(|&i| (codes[i].on_lock_from(timing), codes[i].created_at));
@@ -211,6 +211,7 @@ mod tests {
 
     fn held(slot: u32, pin: &str) -> SlotCode {
         SlotCode {
+            recurring: None,
             slot,
             code: Pin::new(pin),
             name: None,

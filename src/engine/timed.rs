@@ -10,15 +10,22 @@ use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
 
 /// Since when a code has been waiting to go on its lock.
-fn pending_since(c: &AccessCode, timing: &Timing) -> DateTime<Utc> {
-    match c.on_lock_from(timing) {
+fn pending_since(c: &AccessCode, now: DateTime<Utc>, timing: &Timing) -> DateTime<Utc> {
+    let mut since = match c.on_lock_from(timing) {
         Some(from) => c.created_at.max(from),
         None => c.created_at,
+    };
+    // A hub-driven weekly code is due from its current window's lead on.
+    if let Some(w) = c.weekly.filter(|_| c.is_hub_driven_weekly()) {
+        if let Some(cur) = w.current(now, timing.set_before_start, timing.local_offset) {
+            since = since.max(cur.starts_at - timing.set_before_start);
+        }
     }
+    since
 }
 
 /// Since when a code has been due to leave its lock.
-fn removal_due_since(c: &AccessCode, now: DateTime<Utc>) -> DateTime<Utc> {
+fn removal_due_since(c: &AccessCode, now: DateTime<Utc>, timing: &Timing) -> DateTime<Utc> {
     if c.deleted {
         return c
             .warnings
@@ -27,7 +34,14 @@ fn removal_due_since(c: &AccessCode, now: DateTime<Utc>) -> DateTime<Utc> {
             .map(|w| w.created_at)
             .unwrap_or(now);
     }
-    c.window.map(|w| w.ends_at.min(now)).unwrap_or(now)
+    let weekly_end = c
+        .weekly
+        .filter(|_| c.is_hub_driven_weekly())
+        .and_then(|w| w.last_end(now, timing.local_offset));
+    match (c.window.map(|w| w.ends_at.min(now)), weekly_end) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(now),
+    }
 }
 
 fn earliest(a: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
@@ -77,7 +91,7 @@ pub(super) fn check(
             (Some(_), None) => false,
         };
         if desired.is_some() && !settled && !c.retry.gave_up {
-            let due = pending_since(c, &timing) + delay;
+            let due = pending_since(c, now, &timing) + delay;
             if now >= due {
                 if c.raise_warning(Issue::new(
                     "delay_in_setting_on_device",
@@ -97,7 +111,13 @@ pub(super) fn check(
                 // Unread lock: only a PIN lockhub never sent is known not to be there.
                 let absent = obs.is_none_or(|o| o.code != c.code)
                     && (known || !issued.holds(c.slot, &c.code));
-                if absent && now >= w.starts_at {
+                // A hub-driven weekly code's window is the one open now.
+                let opened = c
+                    .weekly
+                    .filter(|_| c.is_hub_driven_weekly())
+                    .and_then(|s| s.current(now, timing.set_before_start, timing.local_offset))
+                    .map_or(w.starts_at, |cur| cur.starts_at.max(w.starts_at));
+                if absent && now >= opened {
                     if c.raise_error(Issue::new(
                         "failed_to_issue",
                         "the code was not on the lock when its window opened",
@@ -112,7 +132,7 @@ pub(super) fn check(
             }
         }
         if desired.is_none() && on_lock {
-            let due = removal_due_since(c, now) + delay;
+            let due = removal_due_since(c, now, &timing) + delay;
             if now >= due {
                 if c.raise_warning(Issue::new(
                     "delay_in_removing_from_device",

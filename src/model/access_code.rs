@@ -1,7 +1,7 @@
 //! The access code as lockhub keeps it, and its public JSON form (the public
 //! API's access_code object, validated against the published schema in tests).
 
-use super::{Pin, TimeWindow};
+use super::{Pin, TimeWindow, WeeklySchedule};
 use crate::drivers::SlotCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,11 @@ pub struct AccessCode {
     /// lockhub has put this code on the lock at least once.
     #[serde(default)]
     pub ever_set: bool,
+    /// lockhub's recurring codes: open only on these weekdays and times of
+    /// day (within `window` if set). Held by the lock where it can
+    /// (`is_scheduled_on_device`), else set and removed by lockhub at each window.
+    #[serde(default)]
+    pub weekly: Option<WeeklySchedule>,
     /// When the code was last done with its lock for good (ended or deleted,
     /// and off the lock): the retention clock starts here. Cleared when an
     /// update makes the code due again.
@@ -158,6 +163,8 @@ pub struct Timing {
     /// this long before `starts_at` at the earliest, so that stays months
     /// ahead do not sit on the lock.
     pub native_schedule_horizon: chrono::Duration,
+    /// The property's local time, in which weekly schedules are written.
+    pub local_offset: chrono::FixedOffset,
 }
 
 impl Timing {
@@ -167,6 +174,7 @@ impl Timing {
         Timing {
             set_before_start,
             native_schedule_horizon: chrono::Duration::hours(24),
+            local_offset: chrono::FixedOffset::east_opt(0).expect("UTC"),
         }
     }
 }
@@ -226,15 +234,34 @@ impl AccessCode {
         }
     }
 
-    /// Should this code be on the lock at `now`, and with which window?
-    pub fn desired(&self, now: DateTime<Utc>, timing: &Timing) -> Option<SlotCode> {
+    /// A recurring code lockhub itself sets and removes at each window.
+    pub fn is_hub_driven_weekly(&self) -> bool {
+        self.weekly.is_some() && !self.is_scheduled_on_device
+    }
+
+    /// Within the code's life: not deleted, and inside its window (from its
+    /// lead on) if it has one.
+    fn alive(&self, now: DateTime<Utc>, timing: &Timing) -> bool {
         if self.deleted || self.removed_at_lock {
-            return None;
+            return false;
         }
-        let on = match (&self.window, self.on_lock_from(timing)) {
+        match (&self.window, self.on_lock_from(timing)) {
             (Some(w), Some(from)) => now >= from && now < w.ends_at,
             _ => true,
-        };
+        }
+    }
+
+    /// Should this code be on the lock at `now`, and with which window? A
+    /// hub-driven weekly code is, during each of its windows (from
+    /// `set_before_start` ahead); one the lock holds, for its whole life.
+    pub fn desired(&self, now: DateTime<Utc>, timing: &Timing) -> Option<SlotCode> {
+        let on = self.alive(now, timing)
+            && match self.weekly {
+                Some(s) if !self.is_scheduled_on_device => s
+                    .current(now, timing.set_before_start, timing.local_offset)
+                    .is_some(),
+                _ => true,
+            };
         on.then(|| SlotCode {
             slot: self.slot,
             code: self.code.clone(),
@@ -244,7 +271,28 @@ impl AccessCode {
             } else {
                 None
             },
+            recurring: if self.is_scheduled_on_device {
+                self.weekly
+            } else {
+                None
+            },
         })
+    }
+
+    /// Does the code keep a slot on its lock at `now`? While it should be on
+    /// the lock, and a recurring code for its whole life, between its windows
+    /// too: each window then finds its slot (see `commands::capacity`).
+    pub fn needs_slot(&self, now: DateTime<Utc>, timing: &Timing) -> bool {
+        self.desired(now, timing).is_some()
+            || (self.is_hub_driven_weekly() && self.alive(now, timing))
+    }
+
+    /// The next moment a hub-driven weekly code goes on or comes off its lock.
+    pub fn next_weekly_change(&self, now: DateTime<Utc>, timing: &Timing) -> Option<DateTime<Utc>> {
+        let s = self
+            .weekly
+            .filter(|_| self.is_hub_driven_weekly() && !self.deleted)?;
+        s.next_change(now, timing.set_before_start, timing.local_offset)
     }
 
     /// Status derived from what should be and what is on the lock.
@@ -303,6 +351,8 @@ impl AccessCode {
             "pulled_backup_access_code_id": self.pulled_backup_access_code_id,
             "is_offline_access_code": false,
             "is_one_time_use": false,
+            // lockhub's own: recurring weekly windows (docs/mqtt-api.md).
+            "weekly_schedule": self.weekly.map(|w| w.to_json()),
         });
         if !reveal_code {
             v.as_object_mut().unwrap().remove("code");
@@ -425,5 +475,6 @@ impl AccessCode {
 pub fn same_content(desired: &SlotCode, observed: &SlotCode) -> bool {
     desired.code == observed.code
         && desired.window == observed.window
+        && desired.recurring == observed.recurring
         && (observed.name.is_none() || desired.name == observed.name)
 }

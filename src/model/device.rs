@@ -120,4 +120,9 @@ pub struct DeviceInfo {
     /// addition; absent for other drivers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_class: Option<String>,
+    /// How many weekdays one recurring code's weekly schedule may name for
+    /// the lock to hold it itself (Nuki: 7; Z-Wave: its week-day schedule
+    /// slots per user; 0: lockhub sets and removes such codes at each window).
+    #[serde(default)]
+    pub native_weekly_days: u8,
 }

@@ -4,11 +4,13 @@ pub mod access_code;
 pub mod device;
 pub mod event;
 pub mod secret;
+pub mod weekly;
 
 pub use access_code::{AccessCode, Issue, Retry, Status, Timing};
 pub use device::{Capabilities, CodeConstraint, DeviceInfo, DriverKind};
 pub use event::Event;
 pub use secret::Pin;
+pub use weekly::WeeklySchedule;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

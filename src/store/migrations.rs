@@ -154,6 +154,12 @@ const STEPS: &[&str] = &[
     CREATE TABLE one_time_codes (
         access_code_id TEXT PRIMARY KEY
     );",
+    // 9 (issue 13c): a lock's standing fault for its device object's errors[]
+    "ALTER TABLE devices ADD COLUMN fault_code TEXT;
+    ALTER TABLE devices ADD COLUMN fault_message TEXT;
+    ALTER TABLE devices ADD COLUMN fault_since TEXT;
+    -- the weekly schedule a lock holds for a slot (recurring codes), JSON
+    ALTER TABLE slots ADD COLUMN weekly TEXT;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 mod check;
 mod clock;
+pub mod faults;
 pub mod issued;
 mod jti;
 mod lifetime;
@@ -699,13 +700,16 @@ impl Tx<'_> {
                 (Some(starts_at), Some(ends_at)) => Some(TimeWindow { starts_at, ends_at }),
                 _ => None,
             },
+            recurring: r
+                .get::<_, Option<String>>(5)?
+                .and_then(|w| serde_json::from_str(&w).ok()),
         })
     }
 
     /// What lockhub knows to be on a lock, slot by slot.
     pub fn observed(&self, device_id: &str) -> Result<Vec<SlotCode>> {
         let mut st = self.tx.prepare_cached(
-            "SELECT slot, code, name, starts_at, ends_at FROM slots WHERE device_id = ?1 ORDER BY slot",
+            "SELECT slot, code, name, starts_at, ends_at, weekly FROM slots WHERE device_id = ?1 ORDER BY slot",
         )?;
         let v = st
             .query_map([device_id], |r| self.slot_from_row(r))?
@@ -717,7 +721,7 @@ impl Tx<'_> {
     pub fn observed_slot(&self, device_id: &str, slot: u32) -> Result<Option<SlotCode>> {
         Ok(self
             .tx
-            .prepare_cached("SELECT slot, code, name, starts_at, ends_at FROM slots WHERE device_id = ?1 AND slot = ?2")?
+            .prepare_cached("SELECT slot, code, name, starts_at, ends_at, weekly FROM slots WHERE device_id = ?1 AND slot = ?2")?
             .query_row(params![device_id, slot], |r| self.slot_from_row(r))
             .optional()?)
     }
@@ -738,8 +742,8 @@ impl Tx<'_> {
             Some(c) => {
                 self.tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO slots (device_id, slot, code, name, starts_at, ends_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "INSERT OR REPLACE INTO slots (device_id, slot, code, name, starts_at, ends_at, weekly)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?
                     .execute(params![
                         device_id,
@@ -748,6 +752,7 @@ impl Tx<'_> {
                         c.name,
                         c.window.map(|w| w.starts_at.to_rfc3339()),
                         c.window.map(|w| w.ends_at.to_rfc3339()),
+                        c.recurring.map(|w| serde_json::to_string(&w).expect("plain struct")),
                     ])?;
             }
         }

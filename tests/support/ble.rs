@@ -35,7 +35,7 @@ fn nuki_codes(nuki: &Mutex<FakeNuki>) -> Vec<(String, Option<chrono::NaiveDateTi
         .keypad
         .codes
         .iter()
-        .map(|e| (format!("{:06}", e.code.code), e.code.window.map(|w| w.1)))
+        .map(|e| (format!("{:06}", e.code), e.window().map(|w| w.1)))
         .collect()
 }
 
@@ -272,12 +272,7 @@ pub async fn lock_activity_on_nuki(
     );
     let code_id = {
         let n = nuki.lock().unwrap();
-        n.keypad
-            .codes
-            .iter()
-            .find(|e| e.code.code == pin)
-            .unwrap()
-            .id
+        n.keypad.codes.iter().find(|e| e.code == pin).unwrap().id
     };
     let reads_before = nuki.lock().unwrap().keyturner.log_reads;
 

@@ -15,6 +15,7 @@ pub fn set(slot: u32, code: &str) -> SlotOp {
         code: Pin::new(code),
         name: None,
         window: None,
+        recurring: None,
     })
 }
 

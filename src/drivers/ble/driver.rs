@@ -11,12 +11,12 @@ mod activity;
 
 use super::keys::{KeyStore, NukiCredentials};
 use super::link::{LinkError, Radio};
-use super::nuki::keypad::{self, KeypadCode, KeypadEntry, NAME_LEN};
+use super::nuki::keypad::{self, DailyLimits, KeypadCode, KeypadEntry, NAME_LEN};
 use super::nuki::{NukiError, SharedKey};
 use super::session::{Credentials, Session, SessionError};
 use super::slot_map::{Binding, SlotMap};
 use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp};
-use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow};
+use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow, WeeklySchedule};
 use async_trait::async_trait;
 use chrono::{NaiveDateTime, SubsecRound};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -436,6 +436,7 @@ impl BleDriver {
             .filter_map(|e| {
                 let (slot, b) = bound.iter().find(|(_, b)| b.id == Some(e.id))?;
                 Some(SlotCode {
+                    recurring: e.code.daily.and_then(from_daily),
                     slot: *slot,
                     code: Pin::new(format!("{:06}", e.code.code)),
                     name: None,
@@ -473,6 +474,7 @@ impl BleDriver {
             name: fit_name(c.name.as_deref().unwrap_or("")),
             enabled: true,
             window: c.window.map(to_lock_window),
+            daily: c.recurring.map(to_daily),
         };
         let mark = intent(key, code);
         let mut before = self.slots.slots(address).remove(&c.slot);
@@ -727,6 +729,34 @@ fn to_lock_window(w: TimeWindow) -> (NaiveDateTime, NaiveDateTime) {
     )
 }
 
+/// A weekly schedule as the keypad holds it: weekday bits and the times of
+/// day, in the lock's local time (the property's, set in the Nuki app).
+fn to_daily(w: WeeklySchedule) -> DailyLimits {
+    DailyLimits {
+        weekdays: w.weekdays().map(DailyLimits::bit).fold(0, |a, b| a | b),
+        from: w.start_hm(),
+        until: w.end_hm(),
+    }
+}
+
+/// The inverse of [`to_daily`]; no weekday bit means every day. `None` for
+/// limits no weekly schedule states (whole days, or an end before the start).
+fn from_daily(d: DailyLimits) -> Option<WeeklySchedule> {
+    use chrono::Weekday::*;
+    let days = [Mon, Tue, Wed, Thu, Fri, Sat, Sun]
+        .iter()
+        .enumerate()
+        .filter(|(_, day)| d.weekdays == 0 || d.weekdays & DailyLimits::bit(**day) != 0)
+        .fold(0u8, |a, (i, _)| a | (1 << i));
+    let t = |(h, m): (u8, u8)| chrono::NaiveTime::from_hms_opt(h as u32, m as u32, 0);
+    let (start_time, end_time) = (t(d.from)?, t(d.until)?);
+    (end_time > start_time).then_some(WeeklySchedule {
+        days,
+        start_time,
+        end_time,
+    })
+}
+
 /// Fits a name into the lock's 20 bytes without splitting a character.
 fn fit_name(name: &str) -> String {
     let mut end = name.len().min(NAME_LEN);
@@ -759,6 +789,8 @@ impl LockDriver for BleDriver {
                 address: l.address.clone(),
                 capabilities: keypad::capabilities(self.config.keypad_capacity),
                 security_class: None,
+                // Weekday bits and a time of day in each keypad entry.
+                native_weekly_days: 7,
             })
             .collect()
     }
@@ -878,6 +910,20 @@ mod tests {
         assert_eq!(a, default_device_id("54:d2:72:aa:bb:cc"));
         assert_ne!(a, default_device_id("54:D2:72:AA:BB:CD"));
         assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 8);
+    }
+
+    #[test]
+    fn weekly_schedules_as_keypad_limits() {
+        let w = WeeklySchedule::from_json(&serde_json::json!({
+            "days_of_week": ["monday", "saturday"], "start_time": "08:15", "end_time": "17:00"
+        }))
+        .unwrap();
+        let d = to_daily(w);
+        assert_eq!(d.weekdays, 0x40 | 0x02, "-- MO TU WE TH FR SA SU");
+        assert_eq!((d.from, d.until), ((8, 15), (17, 0)));
+        assert_eq!(from_daily(d), Some(w));
+        let every_day = from_daily(DailyLimits { weekdays: 0, ..d }).unwrap();
+        assert_eq!(every_day.day_count(), 7);
     }
 
     #[test]

@@ -18,7 +18,12 @@ pub struct NukiCredentials {
     pub auth_id: u32,
     pub shared_key: SharedKey,
     /// The lock's admin PIN, needed by the keypad commands (set by the owner).
+    /// `None`: paired, but the PIN was never confirmed (not usable; kept so
+    /// that pairing again can remove this authorization from the lock).
     pub security_pin: Option<SecurityPin>,
+    /// Other authorizations lockhub left on the lock (a pairing whose check
+    /// failed): removed the next time it pairs with the right PIN.
+    pub leftover: Vec<u32>,
 }
 
 impl std::fmt::Debug for NukiCredentials {
@@ -27,6 +32,7 @@ impl std::fmt::Debug for NukiCredentials {
             .field("auth_id", &self.auth_id)
             .field("shared_key", &"****")
             .field("security_pin", &self.security_pin.map(|_| "****"))
+            .field("leftover", &self.leftover)
             .finish()
     }
 }
@@ -55,6 +61,8 @@ struct Entry {
     /// hex
     shared_key: String,
     security_pin: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    leftover: Vec<u32>,
 }
 
 /// A JSON file `{ address: {auth_id, shared_key, security_pin} }`.
@@ -147,6 +155,7 @@ impl KeyStore for FileKeyStore {
             auth_id: e.auth_id,
             shared_key: SharedKey::from_bytes(key),
             security_pin: e.security_pin.map(SecurityPin),
+            leftover: e.leftover.clone(),
         }))
     }
 
@@ -159,6 +168,7 @@ impl KeyStore for FileKeyStore {
                 auth_id: c.auth_id,
                 shared_key: to_hex(c.shared_key.expose()),
                 security_pin: c.security_pin.map(|p| p.0),
+                leftover: c.leftover.clone(),
             },
         );
         self.save(&map)
@@ -184,6 +194,7 @@ mod tests {
             auth_id: 2,
             shared_key: SharedKey::from_bytes([0x21; 32]),
             security_pin: Some(SecurityPin(1234)),
+            leftover: vec![7],
         }
     }
 

@@ -296,6 +296,14 @@ impl Session {
         self.expect(Command::Status).await.map(|_| ())
     }
 
+    /// Removes one of lockhub's own authorizations from the lock (0x0008).
+    pub async fn remove_authorization(&mut self, auth_id: u32) -> Result<(), SessionError> {
+        let nonce = self.challenge().await?;
+        let msg = super::nuki::admin::remove_authorization(auth_id, &nonce, self.pin()?);
+        self.send_sealed(&msg).await?;
+        self.expect(Command::Status).await.map(|_| ())
+    }
+
     /// The lock's state (Request Data for Keyturner States).
     pub async fn states(&mut self) -> Result<KeyturnerStates, SessionError> {
         self.sealed_queue.clear();

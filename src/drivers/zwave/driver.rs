@@ -434,6 +434,7 @@ impl Inner {
         });
         if news == Some(true) {
             let code = code.map(|code| SlotCode {
+                recurring: None,
                 slot,
                 code,
                 name: None,

@@ -173,7 +173,9 @@ impl Inner {
                     Filter::Any,
                 )
                 .await?;
-            f.year_day_slots = cc::schedule_entry_lock::parse_supported(&r)?.year_day_slots;
+            let supported = cc::schedule_entry_lock::parse_supported(&r)?;
+            f.year_day_slots = supported.year_day_slots;
+            f.week_day_slots = supported.week_day_slots;
         }
         // State worth reporting, not needed to serve the lock: ask without
         // waiting (a lock that never answers costs no timeout); the
@@ -354,6 +356,7 @@ mod tests {
             users: 30,
             year_day_slots: 2,
             clock: super::super::lock_clock::ClockKind::TimeParameters,
+            week_day_slots: 0,
             ..Default::default()
         };
         f.versions.insert(id::USER_CODE, 2);

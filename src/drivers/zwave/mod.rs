@@ -65,6 +65,7 @@ mod slots;
 pub mod testing;
 pub mod transport;
 mod waiters;
+mod weekly;
 
 pub use config::{GetRetry, LockConfig, LockQuirks, ZwaveConfig};
 pub use driver::{ZwaveDriver, ZwaveError};

@@ -44,6 +44,8 @@ pub(super) struct NodeFacts {
     pub users: u16,
     pub uc_caps: Option<user_code::Capabilities>,
     pub year_day_slots: u8,
+    /// Schedule Entry Lock week-day slots per user (recurring codes).
+    pub week_day_slots: u8,
     pub manufacturer: Option<cc::manufacturer_specific::Report>,
     /// The highest security class the node was granted (the command
     /// classes it supports only there are the security layer's business).
@@ -65,6 +67,15 @@ pub(super) struct CredentialFacts {
 }
 
 impl NodeFacts {
+    /// One week-day slot per weekday of a recurring code (`super::weekly`).
+    pub fn native_weekly_days(&self) -> u8 {
+        if self.supports(id::SCHEDULE_ENTRY_LOCK) {
+            self.week_day_slots.min(7)
+        } else {
+            0
+        }
+    }
+
     pub fn supports(&self, cc: u8) -> bool {
         self.classes.contains(&cc)
     }
@@ -175,6 +186,8 @@ pub(super) struct NodeState {
     /// A slot walk that stopped part way (a Get met no answer): the next
     /// one resumes here instead of starting again.
     pub walk: Option<Walk>,
+    /// Slots we gave week-day schedules (recurring codes) since start.
+    pub weekly: std::collections::HashSet<u32>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
 }
@@ -281,6 +294,7 @@ impl Inner {
             written: BTreeMap::new(),
             owners: BTreeMap::new(),
             walk: None,
+            weekly: Default::default(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });
@@ -558,6 +572,7 @@ impl Inner {
                 address: format!("zwave:{:08x}:{}", self.home_id, node),
                 capabilities: facts.capabilities(),
                 security_class: Some(facts.security.name().to_owned()),
+                native_weekly_days: facts.native_weekly_days(),
             };
             n.info = Some(info.clone());
             Some(info)

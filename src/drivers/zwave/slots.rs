@@ -81,6 +81,7 @@ pub(super) async fn read_slots(inner: &Arc<Inner>, node: u8) -> Result<Vec<SlotC
         slots
             .into_iter()
             .map(|(slot, code)| SlotCode {
+                recurring: None,
                 slot,
                 code,
                 name: None,
@@ -268,6 +269,13 @@ fn validate(
     if let SlotOp::Set(c) = op {
         user_code::validate_code(&c.code, facts.keys(), facts.code_lengths())
             .map_err(|e| DriverError::CodeRejected(e.to_string()))?;
+        if c.recurring
+            .is_some_and(|w| w.day_count() > facts.native_weekly_days() as u32)
+        {
+            return Err(DriverError::Failed(
+                "the lock cannot hold this weekly schedule itself".into(),
+            ));
+        }
         if c.window.is_some() && !facts.capabilities().supports_native_scheduling {
             return Err(DriverError::Failed(
                 "the lock cannot hold a time window itself".into(),
@@ -309,7 +317,7 @@ pub(super) async fn apply(
             SlotOp::Set(c) => view.insert(c.slot, c.code.clone()),
             SlotOp::Clear { slot } => view.remove(slot),
         };
-        let windowed = matches!(op, SlotOp::Set(c) if c.window.is_some());
+        let windowed = matches!(op, SlotOp::Set(c) if c.window.is_some() || c.recurring.is_some());
         if facts.multi_set() && !windowed {
             let size = 4 + match op {
                 SlotOp::Set(c) => c.code.len(),
@@ -405,12 +413,18 @@ async fn apply_one(
         .unwrap_or(false);
     match op {
         SlotOp::Set(c) => {
-            if let Some(w) = &c.window {
+            // Old week-day slots go first; a weekly schedule is written whole.
+            super::weekly::erase(inner, node, user, facts, supervise).await?;
+            if (c.recurring.is_some() || c.window.is_some())
+                && !inner.with_node(node, |n| n.clock_set).unwrap_or(false)
+            {
                 // The lock's clock before its first window (the interview's
                 // attempt may not have reached it).
-                if !inner.with_node(node, |n| n.clock_set).unwrap_or(false) {
-                    inner.set_lock_clock(node, facts).await?;
-                }
+                inner.set_lock_clock(node, facts).await?;
+            }
+            if let Some(w) = &c.recurring {
+                super::weekly::set(inner, node, user, w, facts, supervise).await?;
+            } else if let Some(w) = &c.window {
                 // Window first: the code must never be valid outside it.
                 let set = sel::year_day_set(user, 1, w, &inner.config.timezone)
                     .map_err(|e| DriverError::CodeRejected(e.to_string()))?;
@@ -444,6 +458,7 @@ async fn apply_one(
             if !confirmed {
                 verify(inner, node, slot, None).await?;
             }
+            super::weekly::erase(inner, node, user, facts, supervise).await?;
             if scheduling && had_window {
                 // The empty slot keeps no schedule a later code could inherit.
                 inner
@@ -598,6 +613,7 @@ mod tests {
 
     fn set(slot: u32, code: &str) -> SlotOp {
         SlotOp::Set(SlotCode {
+            recurring: None,
             slot,
             code: Pin::new(code),
             name: None,
@@ -636,6 +652,7 @@ mod tests {
             "same slot is no duplicate"
         );
         let windowed = SlotOp::Set(SlotCode {
+            recurring: None,
             slot: 1,
             code: Pin::new("1234"),
             name: None,

@@ -142,9 +142,10 @@ impl From<NukiError> for DriverError {
 }
 
 impl From<ProtocolError> for DriverError {
-    /// A garbled reply is a radio problem: retry later.
-    fn from(_: ProtocolError) -> DriverError {
-        DriverError::Busy
+    /// A reply that does not parse: typed, so the device shows it; retried
+    /// with the lock's backoff (a garbled transfer may come right).
+    fn from(e: ProtocolError) -> DriverError {
+        DriverError::Protocol(e.to_string())
     }
 }
 

@@ -30,6 +30,32 @@ pub struct KeypadCode {
     pub enabled: bool,
     /// `(allowed from, allowed until)`, local time of the lock.
     pub window: Option<(NaiveDateTime, NaiveDateTime)>,
+    /// Allowed weekdays and time of day (the rest of the "time limited" fields).
+    pub daily: Option<DailyLimits>,
+}
+
+/// The weekday and time-of-day part of a keypad code's time limits: the code
+/// opens only on `weekdays`, from `from` until `until` (hour, minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyLimits {
+    /// The spec's bitmask: bit 6 Monday ... bit 0 Sunday; no bit set = every day.
+    pub weekdays: u8,
+    pub from: (u8, u8),
+    pub until: (u8, u8),
+}
+
+impl DailyLimits {
+    /// Every day, the whole day: what an entry without such limits carries.
+    pub const NONE: DailyLimits = DailyLimits {
+        weekdays: 0,
+        from: (0, 0),
+        until: (0, 0),
+    };
+
+    /// The spec's bit for a weekday (Monday 0x40 ... Sunday 0x01).
+    pub fn bit(day: chrono::Weekday) -> u8 {
+        0x40 >> day.num_days_from_monday()
+    }
 }
 
 impl std::fmt::Debug for KeypadCode {
@@ -39,6 +65,7 @@ impl std::fmt::Debug for KeypadCode {
             .field("name", &self.name)
             .field("enabled", &self.enabled)
             .field("window", &self.window)
+            .field("daily", &self.daily)
             .finish()
     }
 }
@@ -79,16 +106,25 @@ fn put_date(out: &mut Vec<u8>, d: Option<NaiveDateTime>) {
     }
 }
 
-/// time limited | from | until | weekdays (all) | from time | until time (whole day).
-fn put_limits(out: &mut Vec<u8>, window: &Option<(NaiveDateTime, NaiveDateTime)>) {
-    out.push(window.is_some() as u8);
-    put_date(out, window.map(|w| w.0));
-    put_date(out, window.map(|w| w.1));
-    out.push(0);
-    out.extend_from_slice(&[0, 0, 0, 0]);
+/// time limited | from | until | weekdays | from time | until time. Add and
+/// Update always carry every field; unused ones are zero.
+fn put_limits(out: &mut Vec<u8>, code: &KeypadCode) {
+    out.push(code.is_time_limited() as u8);
+    put_date(out, code.window.map(|w| w.0));
+    put_date(out, code.window.map(|w| w.1));
+    let d = code.daily.unwrap_or(DailyLimits::NONE);
+    out.push(d.weekdays);
+    out.extend_from_slice(&[d.from.0, d.from.1, d.until.0, d.until.1]);
 }
 
-fn put_auth(out: &mut Vec<u8>, nonce: &[u8; 32], pin: SecurityPin) {
+impl KeypadCode {
+    /// The spec's "Time limited" flag: the code opens only at certain times.
+    pub fn is_time_limited(&self) -> bool {
+        self.window.is_some() || self.daily.is_some()
+    }
+}
+
+pub(super) fn put_auth(out: &mut Vec<u8>, nonce: &[u8; 32], pin: SecurityPin) {
     out.extend_from_slice(nonce);
     out.extend_from_slice(&pin.0.to_le_bytes());
 }
@@ -102,7 +138,7 @@ pub fn add(
     let mut p = Vec::with_capacity(80);
     p.extend_from_slice(&code.code.to_le_bytes());
     put_name(&mut p, &code.name)?;
-    put_limits(&mut p, &code.window);
+    put_limits(&mut p, code);
     put_auth(&mut p, nonce, pin);
     Ok(Message::new(Command::AddKeypadCode, p))
 }
@@ -118,7 +154,7 @@ pub fn update(
     p.extend_from_slice(&entry.code.code.to_le_bytes());
     put_name(&mut p, &entry.code.name)?;
     p.push(entry.code.enabled as u8);
-    put_limits(&mut p, &entry.code.window);
+    put_limits(&mut p, &entry.code);
     put_auth(&mut p, nonce, pin);
     Ok(Message::new(Command::UpdateKeypadCode, p))
 }
@@ -212,7 +248,10 @@ pub fn parse_code_id(msg: &Message) -> Result<u16, ProtocolError> {
     expect(msg, Command::KeypadCodeId)?.u16()
 }
 
-/// 0x0045 Keypad Code: one listed entry.
+/// 0x0045 Keypad Code: one listed entry. The time-limit fields follow the
+/// "Time limited" flag only when it is set ("the following fields are
+/// appended only if this flag is set"); an untimed entry ends with the flag.
+/// Bytes after the last field are left alone (a newer firmware may add some).
 pub fn parse_entry(msg: &Message) -> Result<KeypadEntry, ProtocolError> {
     let mut r = expect(msg, Command::KeypadCode)?;
     let id = r.u16()?;
@@ -222,7 +261,11 @@ pub fn parse_entry(msg: &Message) -> Result<KeypadEntry, ProtocolError> {
     let _created = r.date()?;
     let _last_active = r.date()?;
     let _lock_count = r.u16()?;
-    let window = read_limits(&mut r)?;
+    let (window, daily) = if r.u8()? != 0 {
+        read_limits(&mut r)?
+    } else {
+        (None, None)
+    };
     Ok(KeypadEntry {
         id,
         code: KeypadCode {
@@ -230,86 +273,30 @@ pub fn parse_entry(msg: &Message) -> Result<KeypadEntry, ProtocolError> {
             name,
             enabled,
             window,
+            daily,
         },
     })
 }
 
-fn read_limits(
-    r: &mut Reader<'_>,
-) -> Result<Option<(NaiveDateTime, NaiveDateTime)>, ProtocolError> {
-    let limited = r.u8()? != 0;
+type Limits = (Option<(NaiveDateTime, NaiveDateTime)>, Option<DailyLimits>);
+
+/// The fields after a set "Time limited" flag: from and until dates (zero:
+/// no date limit), weekdays, from and until time of day.
+fn read_limits(r: &mut Reader<'_>) -> Result<Limits, ProtocolError> {
     let from = r.date()?;
     let until = r.date()?;
-    let _weekdays = r.u8()?;
-    r.take(4)?;
-    Ok(match (limited, from, until) {
-        (true, Some(f), Some(u)) => Some((f, u)),
+    let weekdays = r.u8()?;
+    let t = r.take(4)?;
+    let daily = DailyLimits {
+        weekdays,
+        from: (t[0], t[1]),
+        until: (t[2], t[3]),
+    };
+    let window = match (from, until) {
+        (Some(f), Some(u)) => Some((f, u)),
         _ => None,
-    })
-}
-
-/// The lock's side of 0x0041: the code to add and the trailing nonce and
-/// security PIN (checked by the caller).
-pub fn decode_add(msg: &Message) -> Result<(KeypadCode, [u8; 32], SecurityPin), ProtocolError> {
-    let mut r = expect(msg, Command::AddKeypadCode)?;
-    let code = r.u32()?;
-    let name = r.name()?;
-    let window = read_limits(&mut r)?;
-    let (nonce, pin) = read_auth(&mut r)?;
-    let code = KeypadCode {
-        code,
-        name,
-        enabled: true,
-        window,
     };
-    Ok((code, nonce, pin))
-}
-
-/// The lock's side of 0x0046.
-pub fn decode_update(msg: &Message) -> Result<(KeypadEntry, [u8; 32], SecurityPin), ProtocolError> {
-    let mut r = expect(msg, Command::UpdateKeypadCode)?;
-    let id = r.u16()?;
-    let code = r.u32()?;
-    let name = r.name()?;
-    let enabled = r.u8()? != 0;
-    let window = read_limits(&mut r)?;
-    let (nonce, pin) = read_auth(&mut r)?;
-    let code = KeypadCode {
-        code,
-        name,
-        enabled,
-        window,
-    };
-    Ok((KeypadEntry { id, code }, nonce, pin))
-}
-
-fn read_auth(r: &mut Reader<'_>) -> Result<([u8; 32], SecurityPin), ProtocolError> {
-    let nonce = r.take(32)?.try_into().expect("32 bytes");
-    let pin = SecurityPin(r.u16()?);
-    if !r.buf.is_empty() {
-        return Err(ProtocolError::BadPayload {
-            command: r.command,
-            reason: "payload too long",
-        });
-    }
-    Ok((nonce, pin))
-}
-
-/// Encodes a 0x0045 entry, as the lock (or the fake lock) sends it.
-pub fn encode_entry(e: &KeypadEntry) -> Message {
-    let mut p = Vec::with_capacity(64);
-    p.extend_from_slice(&e.id.to_le_bytes());
-    p.extend_from_slice(&e.code.code.to_le_bytes());
-    let _ = put_name(
-        &mut p,
-        &e.code.name.chars().take(NAME_LEN).collect::<String>(),
-    );
-    p.push(e.code.enabled as u8);
-    put_date(&mut p, None);
-    put_date(&mut p, None);
-    p.extend_from_slice(&0u16.to_le_bytes());
-    put_limits(&mut p, &e.code.window);
-    Message::new(Command::KeypadCode, p)
+    Ok((window, (daily != DailyLimits::NONE).then_some(daily)))
 }
 
 #[cfg(test)]
@@ -327,6 +314,7 @@ mod tests {
             name: "Guest".into(),
             enabled: true,
             window: Some((dt("2026-11-22 15:00:00"), dt("2026-11-25 11:00:00"))),
+            daily: None,
         };
         let m = add(&c, &[7; 32], SecurityPin(0x1234)).unwrap();
         let p = &m.payload;
@@ -336,6 +324,7 @@ mod tests {
         assert_eq!(&p[4..9], b"Guest");
         assert_eq!(p[24], 1);
         assert_eq!(&p[25..32], &[0xEA, 0x07, 11, 22, 15, 0, 0]);
+        assert_eq!(&p[39..44], &[0; 5], "every day, the whole day");
         assert_eq!(&p[p.len() - 2..], &[0x34, 0x12]);
     }
 
@@ -346,50 +335,128 @@ mod tests {
             name: "x".repeat(21),
             enabled: true,
             window: None,
+            daily: None,
         };
         assert!(add(&c, &[0; 32], SecurityPin(1)).is_err());
     }
 
-    #[test]
-    fn entry_round_trips() {
-        for window in [
-            None,
-            Some((dt("2026-01-01 00:00:00"), dt("2026-02-01 10:30:00"))),
-        ] {
-            let e = KeypadEntry {
-                id: 42,
-                code: KeypadCode {
-                    code: 345678,
-                    name: "Room 4".into(),
-                    enabled: true,
-                    window,
-                },
-            };
-            assert_eq!(parse_entry(&encode_entry(&e)).unwrap(), e);
+    /// A 0x0045 payload laid out field by field from the spec's table:
+    /// id, code, name[20], enabled, created[7], last active[7], lock count,
+    /// time limited, then (only if set) from[7], until[7], weekdays, from
+    /// time[2], until time[2].
+    /// from date, until date, weekdays, from and until time of day.
+    type SpecLimits = ([u8; 7], [u8; 7], u8, [u8; 4]);
+
+    fn spec_entry(limited: Option<SpecLimits>) -> Message {
+        let mut p = vec![0x2A, 0x00]; // id 42
+        p.extend_from_slice(&[0x4E, 0x46, 0x05, 0x00]); // 345678
+        let mut name = [0u8; 20];
+        name[..6].copy_from_slice(b"Owner!");
+        p.extend_from_slice(&name);
+        p.push(1);
+        p.extend_from_slice(&[0xE9, 0x07, 3, 14, 9, 30, 0]); // created 2025-03-14
+        p.extend_from_slice(&[0xEA, 0x07, 11, 30, 18, 5, 59]); // last active
+        p.extend_from_slice(&[0x07, 0x00]);
+        match limited {
+            None => p.push(0),
+            Some((from, until, days, times)) => {
+                p.push(1);
+                p.extend_from_slice(&from);
+                p.extend_from_slice(&until);
+                p.push(days);
+                p.extend_from_slice(&times);
+            }
         }
+        Message::new(Command::KeypadCode, p)
+    }
+
+    #[test]
+    fn untimed_entry_ends_at_the_flag() {
+        let m = spec_entry(None);
+        assert_eq!(m.payload.len(), 2 + 4 + 20 + 1 + 7 + 7 + 2 + 1);
+        let e = parse_entry(&m).unwrap();
+        assert_eq!(e.id, 42);
+        assert_eq!(e.code.code, 345678);
+        assert_eq!(e.code.name, "Owner!");
+        assert!(e.code.enabled);
+        assert_eq!(e.code.window, None);
+        assert_eq!(e.code.daily, None);
+    }
+
+    #[test]
+    fn timed_entries_carry_dates_weekdays_and_times() {
+        let from = [0xEA, 0x07, 12, 1, 8, 0, 0];
+        let until = [0xEB, 0x07, 1, 31, 20, 0, 0];
+        // Monday, Wednesday and Friday, 09:30 to 12:00.
+        let m = spec_entry(Some((from, until, 0b0101_0100, [9, 30, 12, 0])));
+        assert_eq!(
+            m.payload.len(),
+            2 + 4 + 20 + 1 + 7 + 7 + 2 + 1 + 7 + 7 + 1 + 2 + 2
+        );
+        let e = parse_entry(&m).unwrap();
+        assert_eq!(
+            e.code.window,
+            Some((dt("2026-12-01 08:00:00"), dt("2027-01-31 20:00:00")))
+        );
+        let d = e.code.daily.unwrap();
+        assert_eq!(d.from, (9, 30));
+        assert_eq!(d.until, (12, 0));
+        use chrono::Weekday::*;
+        assert_eq!(
+            d.weekdays,
+            DailyLimits::bit(Mon) | DailyLimits::bit(Wed) | DailyLimits::bit(Fri)
+        );
+        // Weekdays only, no dates.
+        let m = spec_entry(Some(([0; 7], [0; 7], DailyLimits::bit(Sun), [7, 0, 9, 0])));
+        let e = parse_entry(&m).unwrap();
+        assert_eq!(e.code.window, None);
+        assert_eq!(e.code.daily.unwrap().weekdays, 0x01);
+        assert!(e.code.is_time_limited());
     }
 
     #[test]
     fn truncated_entry_is_an_error() {
-        let mut m = encode_entry(&KeypadEntry {
-            id: 1,
-            code: KeypadCode {
-                code: 345678,
-                name: String::new(),
-                enabled: false,
-                window: None,
-            },
-        });
-        m.payload.truncate(10);
-        assert!(matches!(
-            parse_entry(&m),
-            Err(ProtocolError::BadPayload { .. })
-        ));
+        for m in [
+            spec_entry(None),
+            spec_entry(Some(([0; 7], [0; 7], 0x7F, [0; 4]))),
+        ] {
+            for cut in 0..m.payload.len() {
+                let short = Message::new(Command::KeypadCode, m.payload[..cut].to_vec());
+                assert!(
+                    matches!(parse_entry(&short), Err(ProtocolError::BadPayload { .. })),
+                    "cut at {cut}"
+                );
+            }
+        }
         let other = Message::new(Command::Status, vec![0]);
         assert!(matches!(
             parse_count(&other),
             Err(ProtocolError::UnexpectedCommand { .. })
         ));
+    }
+
+    #[test]
+    fn update_carries_weekdays_and_times() {
+        let entry = KeypadEntry {
+            id: 7,
+            code: KeypadCode {
+                code: 456789,
+                name: "Cleaner".into(),
+                enabled: true,
+                window: None,
+                daily: Some(DailyLimits {
+                    weekdays: 0x60,
+                    from: (9, 0),
+                    until: (12, 30),
+                }),
+            },
+        };
+        let m = update(&entry, &[1; 32], SecurityPin(2)).unwrap();
+        let p = &m.payload;
+        assert_eq!(p.len(), 2 + 4 + 20 + 1 + 1 + 7 + 7 + 1 + 2 + 2 + 32 + 2);
+        assert_eq!(p[27], 1, "time limited");
+        assert_eq!(&p[28..42], &[0; 14], "no dates");
+        assert_eq!(&p[42..47], &[0x60, 9, 0, 12, 30]);
     }
 
     #[test]
@@ -399,6 +466,7 @@ mod tests {
             name: "n".into(),
             enabled: true,
             window: None,
+            daily: None,
         };
         assert!(!format!("{c:?}").contains("345678"));
         assert_eq!(format!("{:?}", SecurityPin(4321)), "SecurityPin(****)");

@@ -4,8 +4,10 @@
 //! - [`crypto`]: key agreement (X25519 + HSalsa20), the encrypted envelope
 //!   (XSalsa20-Poly1305) and HMAC-SHA256 authenticators.
 //! - [`error`]: the lock's error codes and how they map onto lockhub's errors.
+//! - [`keypad`]: keypad code commands; [`admin`]: removing an authorization.
 //! - [`states`]: the lock itself: Keyturner States, Lock Action, the activity log.
 
+pub mod admin;
 pub mod crypto;
 pub mod error;
 pub mod frame;

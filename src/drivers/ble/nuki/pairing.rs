@@ -88,6 +88,15 @@ impl Pairing {
         ))
     }
 
+    /// The authorization the lock may hold once our confirmation went out,
+    /// though its closing status never came (lost, or the link dropped).
+    pub fn unconfirmed(&self) -> Option<(u32, SharedKey)> {
+        match &self.state {
+            State::WantComplete { key, auth_id } => Some((*auth_id, key.clone())),
+            _ => None,
+        }
+    }
+
     /// Advances on one message from the lock.
     pub fn on_message(&mut self, msg: &Message) -> Result<Step, PairingError> {
         if msg.command == Command::ErrorReport as u16 {

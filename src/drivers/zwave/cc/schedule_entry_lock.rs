@@ -139,6 +139,50 @@ pub fn year_day_erase(user: u8, slot: u8) -> Vec<u8> {
     v
 }
 
+// ---- week-day schedules (lockhub's recurring codes) ----
+
+pub const WEEK_DAY_SET: u8 = 0x03;
+
+/// Week Day Schedule Set (action "set"): `user` may open in schedule slot
+/// `slot` on `day` from `start` until `stop` (hour, minute) of the lock's
+/// local time. Day of week as the CC counts: 0 Sunday ... 6 Saturday.
+pub fn week_day_set(
+    user: u8,
+    slot: u8,
+    day: chrono::Weekday,
+    start: (u8, u8),
+    stop: (u8, u8),
+) -> Vec<u8> {
+    vec![
+        id::SCHEDULE_ENTRY_LOCK,
+        WEEK_DAY_SET,
+        0x01,
+        user,
+        slot,
+        day.num_days_from_sunday() as u8,
+        start.0,
+        start.1,
+        stop.0,
+        stop.1,
+    ]
+}
+
+/// Week Day Schedule Set with action "erase" (the day and times unused).
+pub fn week_day_erase(user: u8, slot: u8) -> Vec<u8> {
+    vec![
+        id::SCHEDULE_ENTRY_LOCK,
+        WEEK_DAY_SET,
+        0x00,
+        user,
+        slot,
+        0xFF,
+        0xFF,
+        0xFF,
+        0xFF,
+        0xFF,
+    ]
+}
+
 fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {
     t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64)
 }
@@ -236,6 +280,22 @@ mod tests {
         })
         .is_err());
         assert_eq!(time_offset_get(), vec![0x4E, 0x0B]);
+    }
+
+    #[test]
+    fn week_day_vectors() {
+        assert_eq!(
+            week_day_set(5, 2, chrono::Weekday::Mon, (9, 0), (12, 30)),
+            vec![0x4E, 0x03, 0x01, 5, 2, 1, 9, 0, 12, 30]
+        );
+        assert_eq!(
+            week_day_set(5, 1, chrono::Weekday::Sun, (0, 0), (1, 0))[5],
+            0
+        );
+        assert_eq!(
+            week_day_erase(5, 2),
+            vec![0x4E, 0x03, 0x00, 5, 2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        );
     }
 
     #[test]
