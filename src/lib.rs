@@ -21,7 +21,8 @@
 //! - [`commands`]: one module per public command (parse, validate, plan, answer).
 //! - [`engine`]: one reconciler per lock (desired vs observed), time-driven checks.
 //! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events;
-//!   PINs sealed at rest, the audit chain, used jtis).
+//!   PINs sealed at rest, the audit chain, used jtis, each lock's codes decoded in
+//!   memory and kept true by the transactions).
 //! - [`model`]: access codes, devices, capabilities, events and the masked [`model::Pin`].
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated

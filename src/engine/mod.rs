@@ -490,6 +490,8 @@ impl Engine {
                 _ = tick.tick() => {}
             }
             self.beat();
+            // Locks no one looked at lately keep no decoded codes in memory.
+            self.store.shed_idle();
             n += 1;
             if n % 360 == 0 {
                 let before = self.clock.now() - self.settings.request_retention;
