@@ -321,7 +321,10 @@ async fn main() {
     println!("  floor: broker round trip   : p50 {b50:.2} ms, p99 {b99:.2} ms");
     println!("  floor: durable commit      : p50 {s50:.2} ms, p99 {s99:.2} ms, {commit_rate:.0} commits/s one after the other");
     println!("  publish -> response        : p50 {l50:.2} ms, p99 {l99:.2} ms  (create_multiple on 10 locks, 0 -> 10,000 codes; p99 {:.1}x broker + commit p99)", l99 / (b99 + s99));
-    println!("  daemon CPU per command     : {:.2} ms (command + fan-out to 10 locks + publishing)", first.cpu_per_cmd);
+    println!(
+        "  daemon CPU per command     : {:.2} ms (command + fan-out to 10 locks + publishing)",
+        first.cpu_per_cmd
+    );
     println!("  back-to-back commands      : {:.0} create_multiple/s (10 locks each, 10,000 -> 20,000 codes; {:.2}x the commit floor's rate)", first.rate, first.rate / commit_rate);
     println!("  with 20,000 codes stored   : p50 {f50:.2} ms, p99 {f99:.2} ms, CPU {:.2} ms, {:.0}/s  (vs the first figures: p50 {:.2}x, p99 {:.2}x, CPU {:.2}x, rate 1/{:.2})",
         full.cpu_per_cmd, full.rate, f50 / l50, f99 / l99, full.cpu_per_cmd / first.cpu_per_cmd, first.rate / full.rate);

@@ -69,10 +69,7 @@ impl LockDemand {
                 .filter(|c| !except.contains(&c.access_code_id.as_str()))
                 .filter_map(|c| c.slot_need(now, timing))
                 .collect();
-            let fixed = observed
-                .iter()
-                .filter(|s| !owned.contains(&s.slot))
-                .count() as u32;
+            let fixed = observed.iter().filter(|s| !owned.contains(&s.slot)).count() as u32;
             (existing, fixed)
         })?;
         Ok(LockDemand {

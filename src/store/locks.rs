@@ -127,7 +127,10 @@ impl LockCache {
     /// Locks with an entry, and their codes (for tests and metrics).
     pub fn size(&self) -> (usize, usize) {
         let g = self.lock();
-        (g.locks.len(), g.locks.values().map(|e| e.rows.codes.len()).sum())
+        (
+            g.locks.len(),
+            g.locks.values().map(|e| e.rows.codes.len()).sum(),
+        )
     }
 }
 
@@ -228,18 +231,14 @@ mod tests {
     /// What a transaction sees through the cache is what SQL holds.
     fn agrees(tx: &Tx<'_>) {
         let sql = tx.rows_from_sql("d").unwrap();
-        let seen = tx
-            .lock_view("d", |c, o| (c.to_vec(), o.to_vec()))
-            .unwrap();
+        let seen = tx.lock_view("d", |c, o| (c.to_vec(), o.to_vec())).unwrap();
         assert_eq!(seen, (sql.codes, sql.observed));
     }
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).unwrap();
-        s.conn()
-            .pragma_update(None, "foreign_keys", "OFF")
-            .unwrap();
+        s.conn().pragma_update(None, "foreign_keys", "OFF").unwrap();
         (dir, s)
     }
 
