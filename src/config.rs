@@ -179,6 +179,8 @@ pub struct EngineConfig {
     pub retention_days: i64,
     /// A PIN a lock held within this many days is never chosen again for it.
     pub pin_reuse_days: i64,
+    /// Audit rows older than this are pruned (the chain stays verifiable).
+    pub audit_retention_days: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -403,6 +405,7 @@ impl Default for EngineConfig {
             native_schedule_horizon_secs: d.native_schedule_horizon.num_seconds(),
             retention_days: d.retention.num_days(),
             pin_reuse_days: d.pin_reuse.num_days(),
+            audit_retention_days: d.audit_retention.num_days(),
         }
     }
 }
@@ -517,6 +520,9 @@ impl Config {
         if self.engine.pin_reuse_days < 0 {
             return bad("engine.pin_reuse_days", "must not be negative");
         }
+        if self.engine.audit_retention_days < 1 {
+            return bad("engine.audit_retention_days", "must be at least 1");
+        }
         if self.auth.mode == crate::auth::AuthMode::Signed && self.auth.trusted_keys_file.is_none()
         {
             return bad(
@@ -599,6 +605,7 @@ impl Config {
             native_schedule_horizon: chrono::Duration::seconds(e.native_schedule_horizon_secs),
             retention: chrono::Duration::days(e.retention_days),
             pin_reuse: chrono::Duration::days(e.pin_reuse_days),
+            audit_retention: chrono::Duration::days(e.audit_retention_days),
             ..HubSettings::default()
         }
     }
@@ -661,6 +668,8 @@ impl SimLockConfig {
             supports_native_scheduling: self.native_scheduling,
             supports_backup_access_code_pool: self.backup_pool,
             can_program_online_access_codes: true,
+            // A simulated bolt: the demo can lock and unlock it.
+            supports_remote_lock: true,
         }
     }
 }

@@ -62,7 +62,12 @@ async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
 /// missing or does not answer, retries with backoff (1 s doubling to 60 s, so
 /// a stick plugged back in is found within a minute) and keeps the Z-Wave
 /// locks lockhub knows offline. A configuration error is reported once.
-async fn start_zwave(z: ZwaveConfig, hub: Arc<Hub>, shutdown: CancellationToken) {
+async fn start_zwave(
+    z: ZwaveConfig,
+    hub: Arc<Hub>,
+    admin: Arc<status::zwave::ZwaveAdmin>,
+    shutdown: CancellationToken,
+) {
     let mut attempt: u32 = 0;
     loop {
         let connect = ZwaveDriver::connect(z.clone(), hub.event_sink());
@@ -75,6 +80,7 @@ async fn start_zwave(z: ZwaveConfig, hub: Arc<Hub>, shutdown: CancellationToken)
                 if attempt > 0 {
                     tracing::info!(port = %z.port, attempts = attempt + 1, "Z-Wave controller found");
                 }
+                admin.connected(d.clone());
                 if let Err(e) = hub.add_driver(Arc::new(d)).await {
                     tracing::error!(error = %e, "adding the Z-Wave locks failed");
                 }
@@ -172,11 +178,13 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
             .collect();
         // A controller missing or silent at start is not fatal: the rest is
         // served and the driver is retried with backoff (`start_zwave`; the
-        // socket's Z-Wave admin routes then wait for a restart). Locks join as
-        // their interviews end (LockEvent::Discovered).
+        // Z-Wave admin routes answer `zwave_unavailable` until it answers).
+        // Locks join as their interviews end (LockEvent::Discovered).
+        let admin = status::zwave::ZwaveAdmin::new();
+        zwave_admin = Some(admin.clone());
         match ZwaveDriver::connect(z.clone(), hub.event_sink()).await {
             Ok(d) => {
-                zwave_admin = Some(status::zwave::ZwaveAdmin::new(d.clone()));
+                admin.connected(d.clone());
                 hub.add_driver(Arc::new(d)).await?;
             }
             Err(e @ crate::drivers::zwave::ZwaveError::Config(_)) => {
@@ -198,15 +206,16 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let tasks = TaskTracker::new();
-    if let Some(z) = zwave_task {
-        tasks.spawn(start_zwave(z, hub.clone(), shutdown.clone()));
+    if let (Some(z), Some(admin)) = (zwave_task, zwave_admin.clone()) {
+        tasks.spawn(start_zwave(z, hub.clone(), admin, shutdown.clone()));
     }
     let link = if cfg.mqtt.enabled {
         Some(mqtt::start(cfg, hub.clone(), shutdown.clone(), &tasks)?)
     } else {
         None
     };
-    let page = crate::web::PageInfo::of(cfg);
+    let mut page = crate::web::PageInfo::of(cfg);
+    page.zwave = zwave_admin.clone();
     if cfg.socket.enabled {
         let mut access = status::peer::Access::new(&cfg.socket.group);
         let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &mut access).await?;
@@ -274,6 +283,9 @@ impl Running {
             tracing::warn!(
                 "some tasks did not stop in time; exiting anyway (nothing committed is lost)"
             );
+        }
+        if let Err(e) = self.hub.store.anchor_audit() {
+            tracing::warn!(error = %e, "could not write the audit chain's anchor");
         }
     }
 }

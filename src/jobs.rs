@@ -26,6 +26,9 @@ pub struct JobView {
     pub kind: String,
     pub state: JobState,
     pub lines: Vec<String>,
+    /// What the job waits for from the person watching (e.g. a Z-Wave
+    /// lock's DSK PIN: `{"dsk_pin": "?????-…"}`), while it waits.
+    pub input: Option<serde_json::Value>,
     /// The outcome, once it ended.
     pub message: Option<String>,
 }
@@ -36,6 +39,9 @@ pub struct JobUpdate {
     pub job_id: String,
     pub state: JobState,
     pub line: Option<String>,
+    /// See [`JobView::input`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
     pub message: Option<String>,
 }
 
@@ -65,6 +71,7 @@ impl Jobs {
                 kind: kind.to_owned(),
                 state: JobState::Running,
                 lines: Vec::new(),
+                input: None,
                 message: None,
             },
             live: broadcast::channel(64).0,
@@ -99,7 +106,8 @@ impl Jobs {
     }
 }
 
-/// The running side of a job.
+/// The running side of a job (clones speak for the same job).
+#[derive(Clone)]
 pub struct JobHandle {
     jobs: Arc<Jobs>,
     id: String,
@@ -111,12 +119,24 @@ impl JobHandle {
     }
 
     pub fn progress(&self, line: &str) {
+        self.say(line, None)
+    }
+
+    /// Say `line` and wait for `input` from the person watching (cleared by
+    /// the next line).
+    pub fn ask(&self, line: &str, input: serde_json::Value) {
+        self.say(line, Some(input))
+    }
+
+    fn say(&self, line: &str, input: Option<serde_json::Value>) {
         self.jobs.update(&self.id, |v| {
             v.lines.push(line.to_owned());
+            v.input = input.clone();
             JobUpdate {
                 job_id: v.job_id.clone(),
                 state: v.state,
                 line: Some(line.to_owned()),
+                input,
                 message: None,
             }
         });
@@ -129,11 +149,13 @@ impl JobHandle {
                 Err(m) => (JobState::Failed, m),
             };
             v.state = state;
+            v.input = None;
             v.message = Some(message.clone());
             JobUpdate {
                 job_id: v.job_id.clone(),
                 state,
                 line: None,
+                input: None,
                 message: Some(message),
             }
         });

@@ -19,7 +19,8 @@
 //!   actions whose progress the page follows.
 //! - [`hub`]: store + engine + commands, and the views the socket and publisher use.
 //! - [`commands`]: one module per public command (parse, validate, plan, answer).
-//! - [`engine`]: one reconciler per lock (desired vs observed), time-driven checks.
+//! - [`engine`]: one reconciler per lock (desired vs observed), time-driven checks,
+//!   what locks report (events, lock state), remote lock/unlock.
 //! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events;
 //!   PINs sealed at rest, the audit chain, used jtis, each lock's codes decoded in
 //!   memory and kept true by the transactions).

@@ -136,29 +136,55 @@ enum ZwaveCommand {
     },
 }
 
-/// Prints an include/exclude answer; the exit code.
-fn zwave_answer(status: u16, v: &serde_json::Value) -> ExitCode {
-    if v["ok"] == true {
-        if let Some(inc) = v.get("included") {
-            println!(
-                "included node {} as {} (security class {})",
-                inc["node_id"],
-                inc["device_id"].as_str().unwrap_or("?"),
-                inc["security_class"].as_str().unwrap_or("?")
-            );
-            if let Some(note) = inc["note"].as_str() {
-                println!("note: {note}");
-            }
-        } else {
-            println!("excluded node {}", v["node_id"]);
+/// Follows an include/exclude job over the socket: prints each step as it
+/// comes, asks for the DSK PIN on the terminal when the job waits for it, and
+/// prints how it ended; the exit code.
+async fn follow_zwave_job(
+    socket: &std::path::Path,
+    started: (u16, serde_json::Value),
+) -> Result<ExitCode, client::ClientError> {
+    let (status, v) = started;
+    let Some(job_id) = v["job_id"].as_str().map(str::to_owned) else {
+        let message = v["message"]
+            .as_str()
+            .or(v["error"]["message"].as_str())
+            .unwrap_or("failed");
+        eprintln!("lockhub zwave: {message} ({status})");
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut printed = 0;
+    let mut asked = false;
+    loop {
+        let job = client::get(socket, &format!("/v1/jobs/{job_id}")).await?;
+        let lines = job["lines"].as_array().cloned().unwrap_or_default();
+        for l in &lines[printed.min(lines.len())..] {
+            eprintln!("{}", l.as_str().unwrap_or(""));
         }
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "lockhub zwave: {} ({status})",
-            v["error"]["message"].as_str().unwrap_or("failed")
-        );
-        ExitCode::FAILURE
+        printed = lines.len();
+        if job["state"] != "running" {
+            let message = job["message"].as_str().unwrap_or("");
+            return Ok(if job["state"] == "succeeded" {
+                println!("{message}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("lockhub zwave: {message}");
+                ExitCode::FAILURE
+            });
+        }
+        if let (Some(dsk), false) = (job["input"]["dsk_pin"].as_str(), asked) {
+            asked = true;
+            eprintln!("the lock's DSK: {dsk}");
+            eprint!("enter the 5-digit PIN (the first group of the DSK on the lock's label): ");
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            let body = serde_json::json!({ "pin": line.trim() });
+            let (status, v) = client::post(socket, "/v1/web/zwave/include/pin", &body).await?;
+            if v["ok"] != true {
+                let message = v["error"]["message"].as_str().unwrap_or("failed");
+                eprintln!("lockhub zwave: {message} ({status})");
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 
@@ -174,29 +200,16 @@ async fn zwave(cmd: ZwaveCommand) -> ExitCode {
                 if let Some(p) = pin {
                     body["pin"] = serde_json::json!(p);
                 }
-                eprintln!("put the lock in inclusion mode now (waiting {timeout_secs} s)");
-                let (status, v) = client::post(&socket, "/v1/zwave/include", &body).await?;
-                if v["state"] == "pin_needed" {
-                    eprintln!("the lock's DSK: {}", v["dsk"].as_str().unwrap_or("?"));
-                    eprint!(
-                        "enter the 5-digit PIN (the first group of the DSK on the lock's label): "
-                    );
-                    let mut line = String::new();
-                    let _ = std::io::stdin().read_line(&mut line);
-                    let body = serde_json::json!({ "pin": line.trim() });
-                    let (status, v) = client::post(&socket, "/v1/zwave/include/pin", &body).await?;
-                    return Ok::<_, client::ClientError>(zwave_answer(status, &v));
-                }
-                Ok(zwave_answer(status, &v))
+                let started = client::post(&socket, "/v1/web/zwave/include", &body).await?;
+                follow_zwave_job(&socket, started).await
             }
             ZwaveCommand::Exclude {
                 socket,
                 timeout_secs,
             } => {
-                eprintln!("put the lock in exclusion mode now (waiting {timeout_secs} s)");
                 let body = serde_json::json!({ "timeout_secs": timeout_secs });
-                let (status, v) = client::post(&socket, "/v1/zwave/exclude", &body).await?;
-                Ok(zwave_answer(status, &v))
+                let started = client::post(&socket, "/v1/web/zwave/exclude", &body).await?;
+                follow_zwave_job(&socket, started).await
             }
         }
     };
@@ -377,20 +390,34 @@ fn main() -> ExitCode {
                     .clone()
                     .unwrap_or_else(|| lockhub::store::Store::default_key_file(db));
                 match lockhub::store::audit::verify(db, &key) {
-                    Ok((rows, problems)) if problems.is_empty() => {
-                        println!("{}: audit chain intact ({rows} rows)", db.display());
-                        ExitCode::SUCCESS
-                    }
-                    Ok((rows, problems)) => {
-                        for p in &problems {
+                    Ok(v) => {
+                        for p in &v.problems {
                             println!("{p}");
                         }
-                        println!(
-                            "{}: audit chain BROKEN: {} problem(s) in {rows} rows",
-                            db.display(),
-                            problems.len()
-                        );
-                        ExitCode::FAILURE
+                        if let Some(through) = v.pruned_through {
+                            println!("rows 1 to {through}: pruned (past engine.audit_retention_days)");
+                        }
+                        if let Some(h) = &v.head {
+                            println!("head: row {} hash {}", h.seq, h.hash);
+                        }
+                        if !v.anchored {
+                            println!(
+                                "no anchor at {}: deleting the newest rows would go unseen",
+                                lockhub::store::audit::anchor_file(db).display()
+                            );
+                        }
+                        if v.problems.is_empty() {
+                            println!("{}: audit chain intact ({} rows)", db.display(), v.rows);
+                            ExitCode::SUCCESS
+                        } else {
+                            println!(
+                                "{}: audit chain BROKEN: {} problem(s) in {} rows",
+                                db.display(),
+                                v.problems.len(),
+                                v.rows
+                            );
+                            ExitCode::FAILURE
+                        }
                     }
                     Err(e) => {
                         eprintln!("lockhub audit verify: {e}");

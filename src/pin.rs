@@ -415,6 +415,7 @@ mod tests {
             supports_native_scheduling: false,
             supports_backup_access_code_pool: false,
             can_program_online_access_codes: true,
+            supports_remote_lock: false,
         }
     }
 

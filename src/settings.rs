@@ -34,6 +34,8 @@ pub struct HubSettings {
     pub retention: chrono::Duration,
     /// A PIN a lock held within this long is never chosen again for that lock.
     pub pin_reuse: chrono::Duration,
+    /// Audit rows are kept this long, then pruned (the chain keeps its base).
+    pub audit_retention: chrono::Duration,
     /// Signed commands (`[auth] mode = "signed"`): the trusted keys. `None`:
     /// commands from the broker are not signed.
     pub trust: Option<std::sync::Arc<crate::auth::Trust>>,
@@ -56,6 +58,7 @@ impl Default for HubSettings {
             native_schedule_horizon: chrono::Duration::hours(24),
             retention: chrono::Duration::days(30),
             pin_reuse: chrono::Duration::days(365),
+            audit_retention: chrono::Duration::days(180),
             trust: None,
         }
     }

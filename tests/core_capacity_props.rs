@@ -43,6 +43,7 @@ proptest! {
             supports_native_scheduling: false,
             supports_backup_access_code_pool: false,
             can_program_online_access_codes: true,
+            supports_remote_lock: false,
         };
         store.write(|tx| {
             tx.upsert_device(&DeviceInfo { device_id: LOCK.into(), name: "L".into(), driver: DriverKind::Sim, address: "sim".into(), security_class: None, capabilities: caps.clone() })?;

@@ -469,12 +469,7 @@ async fn every_error_type_is_typed_and_answered() {
         ),
         ("access_codes/explode", json!({}), "unknown_command", None),
         // Documented fields lockhub's locks cannot honour: refused, naming the field.
-        (
-            "access_codes/create",
-            json!({"device_id": BACK, "is_one_time_use": true}),
-            "invalid_input",
-            Some("is_one_time_use"),
-        ),
+        // (`is_one_time_use: true` is honoured: tests/core_lock_actions.rs.)
         (
             "access_codes/create",
             json!({"device_id": BACK, "use_offline_access_code": true}),

@@ -465,3 +465,61 @@ fn check_config_names_the_bad_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_door_over_mqtt() {
+    let (_dir, _broker, mut daemon, cloud) = setup(0, 50).await;
+    cloud.wait_serving().await;
+    cloud
+        .send_json(
+            "locks/lock_door",
+            &json!({"request_id": "lock-1", "device_id": FRONT}),
+        )
+        .await;
+    // One answer, once the (simulated) lock confirmed: no `pending` on the wire.
+    let r = cloud.response("lock-1", 10).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["action_attempt"]["status"], "success");
+    assert_eq!(r["action_attempt"]["action_type"], "LOCK_DOOR");
+    let attempt = r["action_attempt"]["action_attempt_id"].clone();
+    let e = wait_for("lock.locked", 10, || {
+        cloud
+            .events()
+            .into_iter()
+            .find(|e| e["event_type"] == "lock.locked")
+    })
+    .await;
+    assert_eq!(e["method"], "seamapi", "{e}");
+    assert_eq!(e["action_attempt_id"], attempt);
+    wait_for("the retained device locked", 10, || {
+        cloud
+            .on(&format!("devices/{FRONT}"))
+            .last()
+            .filter(|d| d["properties"]["locked"] == true)
+            .cloned()
+    })
+    .await;
+    // Unlock, and a refusal for a device the hub does not have.
+    cloud
+        .send_json(
+            "locks/unlock_door",
+            &json!({"request_id": "lock-2", "device_id": FRONT}),
+        )
+        .await;
+    assert_eq!(
+        cloud.response("lock-2", 10).await["action_attempt"]["status"],
+        "success"
+    );
+    cloud
+        .send_json(
+            "locks/unlock_door",
+            &json!({"request_id": "lock-3", "device_id": "no-such-lock"}),
+        )
+        .await;
+    assert_eq!(
+        cloud.response("lock-3", 10).await["error"]["type"],
+        "device_not_found"
+    );
+    assert_eq!(cloud.on("responses/lock-1").len(), 1, "answered once");
+    assert!(daemon.alive());
+}

@@ -1,6 +1,7 @@
 //! The audit chain of a real run: every applied command and every write to
 //! a lock is a row, no row holds a PIN, and `lockhub audit verify` names a row
-//! edited or deleted with the sqlite3 shell.
+//! edited or deleted with the sqlite3 shell, the newest ones included (the
+//! anchor outside the database).
 
 mod support;
 
@@ -129,4 +130,25 @@ async fn the_audit_chain_names_an_edited_and_a_deleted_row() {
     assert!(!ok, "{text}");
     assert!(text.contains(&format!("row {edited}: edited")), "{text}");
     assert!(text.contains(&format!("row {deleted}: deleted")), "{text}");
+
+    // Delete the newest rows: the anchor the daemon left outside the database
+    // at shutdown names them.
+    let newest = rows.last().unwrap()["seq"].as_i64().unwrap();
+    assert!(
+        daemon.dir.join("lockhub.db.audit-head").exists(),
+        "no anchor"
+    );
+    sqlite(
+        &db,
+        &format!("DELETE FROM audit WHERE seq >= {}", newest - 1),
+    );
+    let (ok, text) = verify(&daemon);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "rows {} to {newest}: deleted from the end",
+            newest - 1
+        )),
+        "{text}"
+    );
 }

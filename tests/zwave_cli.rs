@@ -70,6 +70,7 @@ async fn include_with_the_pin_asked_on_the_terminal_then_exclude() {
             let _ = tx.send(l);
         }
     });
+    let mut before = Vec::new();
     let dsk_line = loop {
         let l = rx
             .recv_timeout(Duration::from_secs(30))
@@ -77,8 +78,15 @@ async fn include_with_the_pin_asked_on_the_terminal_then_exclude() {
         if l.contains("DSK:") {
             break l;
         }
+        before.push(l);
     };
     assert!(dsk_line.contains("?????-"), "{dsk_line}");
+    for step in ["inclusion mode on", "node 4 joined"] {
+        assert!(
+            before.iter().any(|l| l.contains(step)),
+            "{step:?} not in {before:?}"
+        );
+    }
     let pin = mock.log_lines("pinFromPub01=")[0]
         .split("pinFromPub01=")
         .nth(1)
@@ -94,6 +102,17 @@ async fn include_with_the_pin_asked_on_the_terminal_then_exclude() {
         "{stdout}"
     );
     assert!(!daemon.log().contains(&pin), "the PIN is not logged");
+    // Each step was shown as it began.
+    let steps: Vec<String> = rx.try_iter().collect();
+    for step in [
+        "node 4: keys granted: S2_Authenticated, S2_AccessControl",
+        "node 4: interviewing",
+    ] {
+        assert!(
+            steps.iter().any(|l| l.contains(step)),
+            "{step:?} not in {steps:?}"
+        );
+    }
 
     // `lockhub devices` shows the new lock and its class.
     let s2 = sock.clone();

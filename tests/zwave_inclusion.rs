@@ -4,7 +4,7 @@
 //! secure-locks.cjs (exclusion). The joined locks are strict: a code lands on
 //! them only in their own class. Needs scripts/test-deps-zwave.sh.
 
-use lockhub::drivers::zwave::inclusion::{IncludeOptions, InclusionError, PinSource};
+use lockhub::drivers::zwave::inclusion::{IncludeOptions, InclusionError, PinSource, Progress};
 use lockhub::drivers::zwave::security::NetworkKeys;
 use lockhub::drivers::zwave::testing::MockController;
 use lockhub::drivers::zwave::{default_device_id, ZwaveConfig, ZwaveDriver};
@@ -68,6 +68,7 @@ async fn include_asking(
         d.include(IncludeOptions {
             timeout: Duration::from_secs(10),
             pin: PinSource::Ask(ask_tx),
+            progress: Progress::none(),
         })
         .await
     });
@@ -162,6 +163,7 @@ async fn s0_inclusion_and_a_code_on_the_lock() {
         .include(IncludeOptions {
             timeout: Duration::from_secs(10),
             pin: PinSource::Absent,
+            progress: Progress::none(),
         })
         .await
         .expect("included");
@@ -194,6 +196,7 @@ async fn exclusion_and_an_inclusion_that_times_out() {
         .include(IncludeOptions {
             timeout: Duration::from_secs(1),
             pin: PinSource::Absent,
+            progress: Progress::none(),
         })
         .await;
     assert_eq!(r, Err(InclusionError::Timeout(1)));
@@ -202,7 +205,12 @@ async fn exclusion_and_an_inclusion_that_times_out() {
     mock.control(json!({"cmd": "exclusionReady", "node": 3}))
         .await
         .unwrap();
-    assert_eq!(driver.exclude(Duration::from_secs(10)).await, Ok(3));
+    assert_eq!(
+        driver
+            .exclude(Duration::from_secs(10), &Progress::none())
+            .await,
+        Ok(3)
+    );
     assert_eq!(mock.log_lines("EXCLUDED node=3").len(), 1);
     let left: Vec<String> = driver
         .devices()
@@ -225,7 +233,9 @@ async fn exclusion_and_an_inclusion_that_times_out() {
     assert_eq!(driver.apply(&id2, &[set(1, "1111")]).await, vec![Ok(())]);
     // No lock in exclusion mode: timeout.
     assert_eq!(
-        driver.exclude(Duration::from_secs(1)).await,
+        driver
+            .exclude(Duration::from_secs(1), &Progress::none())
+            .await,
         Err(InclusionError::Timeout(1))
     );
 }

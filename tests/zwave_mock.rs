@@ -4,7 +4,7 @@
 
 use lockhub::drivers::zwave::testing::MockController;
 use lockhub::drivers::zwave::{default_device_id, LockConfig, ZwaveConfig, ZwaveDriver};
-use lockhub::drivers::{DriverError, LockDriver, LockEvent, SlotCode, SlotOp};
+use lockhub::drivers::{DriverError, LockDriver, LockEvent, LockMethod, SlotCode, SlotOp};
 use lockhub::model::Pin;
 use serde_json::json;
 use std::time::Duration;
@@ -247,14 +247,16 @@ async fn keypad_events_from_the_lock() {
     mock.control(json!({"cmd": "send", "node": 2, "hex": "7105 0000 00 ff 06 06 01 04"}))
         .await
         .unwrap();
-    let e = expect_event(&mut rx, "KeypadUnlock", |e| {
-        matches!(e, LockEvent::KeypadUnlock { .. })
+    let e = expect_event(&mut rx, "keypad unlock", |e| {
+        matches!(e, LockEvent::Operated { .. })
     })
     .await;
     assert_eq!(
         e,
-        LockEvent::KeypadUnlock {
+        LockEvent::Operated {
             device_id: id2.clone(),
+            locked: false,
+            method: LockMethod::Keycode,
             slot: Some(4)
         }
     );
@@ -567,14 +569,16 @@ async fn supervised_report_from_the_lock_is_opened() {
     )
     .await
     .unwrap();
-    let e = expect_event(&mut rx, "KeypadUnlock", |e| {
-        matches!(e, LockEvent::KeypadUnlock { .. })
+    let e = expect_event(&mut rx, "keypad unlock", |e| {
+        matches!(e, LockEvent::Operated { .. })
     })
     .await;
     assert_eq!(
         e,
-        LockEvent::KeypadUnlock {
+        LockEvent::Operated {
             device_id: id3.into(),
+            locked: false,
+            method: LockMethod::Keycode,
             slot: Some(2)
         }
     );

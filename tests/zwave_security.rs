@@ -8,7 +8,7 @@
 use lockhub::drivers::zwave::security::{NetworkKeys, SecurityClass};
 use lockhub::drivers::zwave::testing::MockController;
 use lockhub::drivers::zwave::{default_device_id, ZwaveConfig, ZwaveDriver};
-use lockhub::drivers::{DriverError, LockDriver, LockEvent, SlotCode, SlotOp};
+use lockhub::drivers::{DriverError, LockDriver, LockEvent, LockMethod, SlotCode, SlotOp};
 use lockhub::model::Pin;
 use serde_json::json;
 use std::time::Duration;
@@ -332,4 +332,72 @@ async fn a_lost_span_mid_batch_resyncs_and_sets_nothing_twice() {
     let r = driver.apply(&s0, &[set(9, "9999")]).await;
     assert_eq!(r, vec![Err(DriverError::Timeout)]);
     assert!(!mock.codes(3).await.unwrap().contains_key(&9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_bolt_reports_of_a_secure_lock_are_not_believed() {
+    let (mock, driver, mut rx, _dir) = start().await;
+    let s2 = s2_lock();
+    let bolt = |e: &LockEvent| {
+        matches!(
+            e,
+            LockEvent::Operated { .. }
+                | LockEvent::DoorLock { .. }
+                | LockEvent::AccessDenied { .. }
+        )
+    };
+    // What the interview asked (the bolt's state, in the lock's class) is in.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while rx.try_recv().is_ok() {}
+    // Door Lock and Notification are secure-only on this lock: a forged
+    // "unsecured" Door Lock report and "keypad unlock by user 4" in
+    // plaintext are dropped before anything reads them.
+    let discarded = driver.security_stats().discarded;
+    for hex in [
+        "6203 00 00 00 fe fe",
+        "7105 0000 00 ff 06 06 01 04",
+        "7105 0000 00 ff 07 04 00",
+    ] {
+        mock.control(json!({"cmd": "send", "node": 2, "hex": hex}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_event(&mut rx, 2, bolt).await,
+        None,
+        "forged reports told nothing"
+    );
+    assert_eq!(driver.security_stats().discarded, discarded + 3);
+    // Battery is not secure-only on it: believed in plaintext.
+    mock.control(json!({"cmd": "send", "node": 2, "hex": "8003 0f"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut rx, 5, |e| matches!(e, LockEvent::Battery { .. })).await,
+        Some(LockEvent::Battery {
+            device_id: s2.clone(),
+            level: 15
+        })
+    );
+    // The lock's own, in its class: believed.
+    mock.control(json!({"cmd": "sendSecure", "node": 2, "hex": "7105 0000 00 ff 06 06 01 04"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut rx, 5, bolt).await,
+        Some(LockEvent::Operated {
+            device_id: s2.clone(),
+            locked: false,
+            method: LockMethod::Keycode,
+            slot: Some(4)
+        })
+    );
+    // And a lock_door goes to it encrypted (the strict mock takes nothing
+    // else) and is confirmed.
+    assert_eq!(driver.set_locked(&s2, true).await, Ok(()));
+    let raw = mock
+        .control(json!({"cmd": "state", "node": 2, "prefix": "DoorLock_currentMode"}))
+        .await
+        .unwrap();
+    assert_eq!(raw, r#"[["DoorLock_currentMode",255]]"#);
 }

@@ -50,12 +50,6 @@ struct Body {
 /// codes, synchronous answers) are refused when asked for, never ignored.
 fn check_unsupported(body: &Body) -> Result<(), CommandError> {
     const OFFLINE: &str = "lockhub's locks take online access codes only (offline codes need a lock with an offline code algorithm); send false or leave it out";
-    if body.is_one_time_use == Some(true) {
-        return Err(CommandError::invalid(
-            "is_one_time_use",
-            format!("is_one_time_use: one-time codes are offline access codes; {OFFLINE}"),
-        ));
-    }
     for (field, v) in [
         ("is_offline_access_code", body.is_offline_access_code),
         ("use_offline_access_code", body.use_offline_access_code),
@@ -224,6 +218,8 @@ fn plan(
         }
     }
     check_unsupported(&body)?;
+    // Removed from the lock after its first use, as the lock reports it.
+    let one_time = body.is_one_time_use == Some(true);
     let name = parse::opt_name("name", body.name.as_deref())?;
     if let Some(code) = &body.code {
         pin::validate_syntax(code.expose()).map_err(|m| CommandError::invalid("code", m))?;
@@ -438,6 +434,9 @@ fn plan(
             ));
         }
         tx.insert_code(&code)?;
+        if one_time {
+            tx.set_one_time_use(&code.access_code_id)?;
+        }
         tx.event(&Event::code("access_code.created", &code, ctx.now))?;
         ctx.publish_code(tx, &code)?;
         if flags.use_backup_access_code_pool {

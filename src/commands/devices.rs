@@ -84,6 +84,15 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
         "offline_access_codes_enabled": false,
         "has_native_entry_events": false,
     });
+    // The bolt and the door sensor as the lock last reported them; absent
+    // until it has (`door_open` only on locks with a door sensor).
+    let state = tx.lock_state(id)?;
+    if let Some(locked) = state.locked {
+        properties["locked"] = json!(locked);
+    }
+    if let Some(open) = state.door_open {
+        properties["door_open"] = json!(open);
+    }
     let mut supported = vec!["access_code", "lock"];
     if let Some(b) = d.battery_level {
         let level = f64::from(b.min(100)) / 100.0;
@@ -119,8 +128,8 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
         "capabilities_supported": supported,
         "can_program_online_access_codes": caps.can_program_online_access_codes,
         "can_program_offline_access_codes": false,
-        "can_remotely_lock": false,
-        "can_remotely_unlock": false,
+        "can_remotely_lock": caps.supports_remote_lock,
+        "can_remotely_unlock": caps.supports_remote_lock,
         "properties": properties,
         "location": null,
         "custom_metadata": {},

@@ -20,6 +20,11 @@ pub enum ErrorKind {
     Unauthorized,
     /// The `request_id` was first used with another body (lockhub's addition).
     RequestIdConflict,
+    /// The lock cannot do what was asked (e.g. lock remotely): lockhub's addition.
+    UnsupportedByDevice,
+    /// The lock did not confirm a lock/unlock (it refused, or never
+    /// answered): lockhub's addition, on an action attempt's `error`.
+    LockDidNotConfirm,
     Internal,
 }
 
@@ -40,6 +45,8 @@ impl ErrorKind {
             ErrorKind::BackupAccessCodePoolEmpty => "backup_access_code_pool_empty",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::RequestIdConflict => "request_id_conflict",
+            ErrorKind::UnsupportedByDevice => "unsupported_by_device",
+            ErrorKind::LockDidNotConfirm => "lock_did_not_confirm",
             ErrorKind::Internal => "internal",
         }
     }

@@ -15,6 +15,7 @@ mod delete;
 mod devices;
 mod error;
 mod fingerprint;
+mod locks;
 mod parse;
 mod plan;
 mod read;
@@ -22,7 +23,7 @@ mod unmanaged;
 mod update;
 mod update_multiple;
 
-pub use devices::device_json;
+pub use devices::{battery_status, device_json};
 pub use error::{CommandError, ErrorKind};
 pub use parse::{check_request_id, is_noncharacter, scan_request_id};
 
@@ -54,6 +55,8 @@ pub const COMMANDS: &[&str] = &[
     "access_codes/unmanaged/delete",
     "devices/list",
     "devices/get",
+    "locks/lock_door",
+    "locks/unlock_door",
 ];
 
 /// Longest `request_id` accepted (it becomes part of a topic).
@@ -76,6 +79,9 @@ pub(crate) struct Ctx<'a> {
     pub settings: &'a HubSettings,
     /// Devices whose locks must be reconciled after the commit.
     pub touched: BTreeSet<String>,
+    /// An action attempt the command started: its answer waits for the lock
+    /// (`engine::actions` sends it), so none is stored or sent now.
+    pub deferred: Option<crate::store::ActionAttempt>,
 }
 
 impl Ctx<'_> {
@@ -95,13 +101,14 @@ pub fn publish_code_state(
     settings: &HubSettings,
 ) -> Result<(), StoreError> {
     let observed = tx.observed_slot(&code.device_id, code.slot)?;
-    let body = code.to_public(
+    let mut body = code.to_public(
         observed.as_ref(),
         now,
         &settings.timing(),
         &settings.workspace_id,
         settings.publish_codes,
     );
+    with_last_use(tx, code, &mut body)?;
     tx.publish(
         &format!("access_codes/{}", code.access_code_id),
         &serde_json::to_vec(&body)?,
@@ -118,13 +125,23 @@ pub fn code_json(
     reveal: bool,
 ) -> Result<Value, StoreError> {
     let observed = tx.observed_slot(&code.device_id, code.slot)?;
-    Ok(code.to_public(
+    let mut body = code.to_public(
         observed.as_ref(),
         now,
         &settings.timing(),
         &settings.workspace_id,
         reveal,
-    ))
+    );
+    with_last_use(tx, code, &mut body)?;
+    Ok(body)
+}
+
+/// `last_used_at` (lockhub's addition): when the lock last reported an
+/// unlock with this code; `null` until it has. And `is_one_time_use`.
+fn with_last_use(tx: &Tx<'_>, code: &AccessCode, body: &mut Value) -> Result<(), StoreError> {
+    body["last_used_at"] = json!(tx.code_last_used(&code.access_code_id)?);
+    body["is_one_time_use"] = json!(tx.is_one_time_use(&code.access_code_id)?);
+    Ok(())
 }
 
 /// A command as it arrived, with what its transport knows about it.
@@ -201,6 +218,7 @@ impl Commands {
             now,
             settings: &self.settings,
             touched: BTreeSet::new(),
+            deferred: None,
         };
         let result = self.store.write_urgent(|tx| {
             batch
@@ -319,6 +337,12 @@ impl Commands {
                 body: serde_json::from_str(&stored)?,
             });
         }
+        if let Some(a) = tx.action_attempt_for_request(&request_id)? {
+            // A lock/unlock still waiting for its lock: its answer comes then
+            // (to where this replay asks).
+            tx.set_action_reply(&a.action_attempt_id, req.reply_to, &print)?;
+            return Ok(pending_reply(&topic, &request_id, &a));
+        }
         let mut touched = BTreeSet::new();
         std::mem::swap(&mut touched, &mut ctx.touched);
         tx.savepoint()?;
@@ -329,10 +353,19 @@ impl Commands {
                     tx.audit(
                         "command",
                         &json!({"request_id": request_id, "command": command, "device_ids": ctx.touched}),
+                        ctx.now,
                     )?;
                 }
                 tx.release()?;
                 touched.append(&mut ctx.touched);
+                if let Some(mut a) = ctx.deferred.take() {
+                    a.request_id = request_id.clone();
+                    a.reply_to = req.reply_to.cloned();
+                    a.fingerprint = Some(print);
+                    tx.insert_action_attempt(&a)?;
+                    ctx.touched = touched;
+                    return Ok(pending_reply(&topic, &request_id, &a));
+                }
                 let mut resp = Map::new();
                 resp.insert("request_id".into(), json!(request_id));
                 resp.insert("ok".into(), json!(true));
@@ -343,6 +376,7 @@ impl Commands {
             Err(CommandFailed::Command(err)) => {
                 // Roll back whatever the command wrote; keep only its answer.
                 tx.rollback_to()?;
+                ctx.deferred = None;
                 tracing::info!(request_id, command, error = %err.message, kind = err.kind.as_str(), "command refused");
                 err.to_response(Some(&request_id))
             }
@@ -382,6 +416,8 @@ impl Commands {
             "access_codes/unmanaged/delete" => unmanaged::delete(ctx, tx, body),
             "devices/list" => devices::list(ctx, tx, body),
             "devices/get" => devices::get(ctx, tx, body),
+            "locks/lock_door" => locks::lock_door(ctx, tx, body),
+            "locks/unlock_door" => locks::unlock_door(ctx, tx, body),
             other => Err(CommandError::new(
                 ErrorKind::UnknownCommand,
                 format!(
@@ -393,6 +429,26 @@ impl Commands {
             .into()),
         }
     }
+}
+
+/// The immediate answer to a lock/unlock whose real answer waits for the
+/// lock: only the caller that waits on this call sees it (the local socket);
+/// nothing is queued for the broker or stored until the lock confirms.
+fn pending_reply(topic: &str, request_id: &str, a: &crate::store::ActionAttempt) -> Reply {
+    Reply {
+        topic: topic.to_owned(),
+        body: json!({"request_id": request_id, "ok": true, "action_attempt": a.to_public()}),
+    }
+}
+
+/// The answer to a finished lock/unlock: `ok` with the action attempt, or
+/// its typed error beside it.
+pub fn action_reply(a: &crate::store::ActionAttempt) -> Value {
+    let mut body = json!({"request_id": a.request_id, "ok": a.status == "success", "action_attempt": a.to_public()});
+    if let Some((t, m)) = &a.error {
+        body["error"] = json!({"type": t, "message": m});
+    }
+    body
 }
 
 /// Why a command's transaction did not commit.

@@ -62,6 +62,9 @@ pub enum DriverError {
     NoSpace,
     #[error("no such device on this driver")]
     UnknownDevice,
+    /// The lock (or its driver) cannot do this at all (e.g. lock remotely).
+    #[error("the lock cannot do this: {0}")]
+    Unsupported(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -76,6 +79,59 @@ impl DriverError {
     }
 }
 
+/// How a lock's bolt was moved: the public API's `method` of `lock.locked` /
+/// `lock.unlocked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMethod {
+    /// A code entered at the keypad.
+    Keycode,
+    /// By hand (thumb turn, key).
+    Manual,
+    /// The lock relocked itself (auto-lock).
+    Automatic,
+    /// The lock said it moved but not how (e.g. by another controller).
+    Unknown,
+    /// By lockhub (`locks/lock_door`, `locks/unlock_door`).
+    Seamapi,
+}
+
+impl LockMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMethod::Keycode => "keycode",
+            LockMethod::Manual => "manual",
+            LockMethod::Automatic => "automatic",
+            LockMethod::Unknown => "unknown",
+            LockMethod::Seamapi => "seamapi",
+        }
+    }
+}
+
+/// Why a lock turned someone away at its keypad (lockhub's `reason` on
+/// `lock.access_denied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeniedReason {
+    /// A PIN the lock does not hold.
+    InvalidCode,
+    /// A code the lock holds, outside its time window.
+    OutsideSchedule,
+    /// A code the lock holds but has disabled.
+    CodeDisabled,
+    /// Too many wrong PINs: the keypad locked itself for a while.
+    TooManyAttempts,
+}
+
+impl DeniedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeniedReason::InvalidCode => "invalid_code",
+            DeniedReason::OutsideSchedule => "outside_schedule",
+            DeniedReason::CodeDisabled => "code_disabled",
+            DeniedReason::TooManyAttempts => "too_many_attempts",
+        }
+    }
+}
+
 /// Something a lock told its driver, unprompted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LockEvent {
@@ -87,10 +143,29 @@ pub enum LockEvent {
     Offline {
         device_id: String,
     },
-    /// Unlocked at the keypad, with the slot of the code used where the lock says.
-    KeypadUnlock {
+    /// The bolt was moved, and the lock said how; with the slot of the code
+    /// used where the lock says.
+    Operated {
         device_id: String,
+        locked: bool,
+        method: LockMethod,
         slot: Option<u32>,
+    },
+    /// Someone was turned away at the keypad; the slot where the lock says
+    /// which of its codes it was.
+    AccessDenied {
+        device_id: String,
+        reason: DeniedReason,
+        slot: Option<u32>,
+    },
+    /// The lock's door sensor: open or closed.
+    Door {
+        device_id: String,
+        open: bool,
+    },
+    /// The lock reports being tampered with (cover removed, forced).
+    Tampered {
+        device_id: String,
     },
     /// A slot was changed at the lock itself (not by lockhub): the new content,
     /// or `None` when it was cleared.
@@ -108,6 +183,8 @@ pub enum LockEvent {
         device_id: String,
         level: u8,
     },
+    /// The bolt's state as the lock reports it when asked or on its own
+    /// (Door Lock report, Keyturner States), without saying how it got there.
     DoorLock {
         device_id: String,
         locked: bool,
@@ -120,7 +197,10 @@ impl LockEvent {
             LockEvent::Discovered(d) => &d.device_id,
             LockEvent::Online { device_id }
             | LockEvent::Offline { device_id }
-            | LockEvent::KeypadUnlock { device_id, .. }
+            | LockEvent::Operated { device_id, .. }
+            | LockEvent::AccessDenied { device_id, .. }
+            | LockEvent::Door { device_id, .. }
+            | LockEvent::Tampered { device_id }
             | LockEvent::SlotChanged { device_id, .. }
             | LockEvent::SlotsMayHaveChanged { device_id }
             | LockEvent::Battery { device_id, .. }
@@ -153,4 +233,13 @@ pub trait LockDriver: Send + Sync + 'static {
     /// sleeping lock, one connection, multi-code frames where the radio has
     /// them). Returns one result per op, in the same order.
     async fn apply(&self, device_id: &str, ops: &[SlotOp]) -> Vec<Result<(), DriverError>>;
+
+    /// Lock (`true`) or unlock the door; returns once the lock confirmed it
+    /// is in that state. Drivers whose locks cannot be moved remotely keep
+    /// this default (and say so in `Capabilities::supports_remote_lock`).
+    async fn set_locked(&self, _device_id: &str, _locked: bool) -> Result<(), DriverError> {
+        Err(DriverError::Unsupported(
+            "this lock cannot be locked or unlocked remotely".into(),
+        ))
+    }
 }

@@ -3,7 +3,9 @@
 //! enforce the same rules a real keypad would (lengths, constraints, duplicates,
 //! slot count), so the engine is tested against refusals it did not predict.
 
-use super::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp};
+use super::{
+    DeniedReason, DriverError, EventSink, LockDriver, LockEvent, LockMethod, SlotCode, SlotOp,
+};
 use crate::model::{Capabilities, DeviceInfo, DriverKind, Pin};
 use crate::pin;
 use async_trait::async_trait;
@@ -63,6 +65,8 @@ pub struct SimLockState {
     /// Operations attempted, including refused and failed ones.
     pub attempts: u64,
     pub faults: VecDeque<Fault>,
+    /// The simulated bolt (moved by `set_locked` and by the helpers below).
+    pub locked: bool,
 }
 
 struct SimLock {
@@ -278,9 +282,35 @@ impl SimDriver {
 
     /// Someone opens the lock with the code in `slot`.
     pub fn keypad_unlock(&self, id: &str, slot: u32) {
-        self.emit(LockEvent::KeypadUnlock {
+        self.operate(id, false, LockMethod::Keycode, Some(slot));
+    }
+
+    /// The bolt is moved at the lock (by hand, by its auto-lock, by a code).
+    pub fn operate(&self, id: &str, locked: bool, method: LockMethod, slot: Option<u32>) {
+        if self.with(id, |l| l.state.locked = locked).is_some() {
+            self.emit(LockEvent::Operated {
+                device_id: id.to_owned(),
+                locked,
+                method,
+                slot,
+            });
+        }
+    }
+
+    /// Someone is turned away at the keypad.
+    pub fn access_denied(&self, id: &str, reason: DeniedReason, slot: Option<u32>) {
+        self.emit(LockEvent::AccessDenied {
             device_id: id.to_owned(),
-            slot: Some(slot),
+            reason,
+            slot,
+        });
+    }
+
+    /// The door sensor opens or closes.
+    pub fn door(&self, id: &str, open: bool) {
+        self.emit(LockEvent::Door {
+            device_id: id.to_owned(),
+            open,
         });
     }
 
@@ -395,5 +425,34 @@ impl LockDriver for SimDriver {
             );
         }
         out
+    }
+
+    async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
+        let latency = self
+            .with(device_id, |l| l.latency)
+            .ok_or(DriverError::UnknownDevice)?;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.with(device_id, |l| {
+            l.state.attempts += 1;
+            if !l.info.capabilities.supports_remote_lock {
+                return Err(DriverError::Unsupported(
+                    "this simulated lock has no motor".into(),
+                ));
+            }
+            if !l.state.online {
+                return Err(DriverError::Offline);
+            }
+            if let Some(f) = l.state.faults.pop_front() {
+                return Err(match f {
+                    Fault::Timeout => DriverError::Timeout,
+                    _ => DriverError::Busy,
+                });
+            }
+            l.state.locked = locked;
+            Ok(())
+        })
+        .unwrap_or(Err(DriverError::UnknownDevice))
     }
 }

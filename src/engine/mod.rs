@@ -6,6 +6,7 @@
 //! events and state in one transaction. Retries, restarts, superseding updates,
 //! expiry and codes changed at the keypad are all the same diff.
 
+mod actions;
 pub mod backoff;
 pub mod clock;
 mod issued;
@@ -92,6 +93,11 @@ pub struct Engine {
     /// Batches' results, committed together by one task (engine group commit).
     record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
     record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
+    /// Remote lock/unlock (`actions`): woken by commands; the locks with a
+    /// worker at it; each lock's last bolt move reported with its method.
+    actions_due: Notify,
+    acting: Mutex<std::collections::HashSet<String>>,
+    moves: Mutex<HashMap<String, (bool, tokio::time::Instant)>>,
 }
 
 /// One lock's queue, for the status socket.
@@ -146,6 +152,9 @@ impl Engine {
             handling_event: Default::default(),
             watchdog_problem: Mutex::new(None),
             store_trouble: Mutex::new(None),
+            actions_due: Notify::new(),
+            acting: Mutex::new(Default::default()),
+            moves: Mutex::new(HashMap::new()),
         });
         engine.beat();
         engine
@@ -162,6 +171,8 @@ impl Engine {
     }
 
     pub fn wake(&self, device_ids: &[String]) {
+        // A command may have asked a lock to lock or unlock.
+        self.actions_due.notify_one();
         let locks = self.locks.lock().unwrap();
         for id in device_ids {
             if let Some(h) = locks.get(id) {
@@ -323,6 +334,8 @@ impl Engine {
         self.tasks.spawn(async move { me.ticker().await });
         let me = self.clone();
         self.tasks.spawn(async move { me.clock_watch().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.action_loop().await });
         if let Some(rx) = self.record_rx.lock().unwrap().take() {
             let me = self.clone();
             self.tasks.spawn(async move { me.committer(rx).await });
@@ -492,10 +505,17 @@ impl Engine {
             self.beat();
             // Locks no one looked at lately keep no decoded codes in memory.
             self.store.shed_idle();
+            if let Err(e) = self.store.anchor_audit() {
+                tracing::warn!(error = %e, "could not write the audit chain's anchor");
+            }
             n += 1;
             if n % 360 == 0 {
                 let before = self.clock.now() - self.settings.request_retention;
-                if let Err(e) = self.store.write(|tx| tx.prune_requests(before)) {
+                if let Err(e) = self.store.write(|tx| {
+                    Ok::<_, StoreError>(
+                        tx.prune_requests(before)? + tx.prune_action_attempts(before)?,
+                    )
+                }) {
                     tracing::warn!(error = %e, "could not prune old request ids");
                 }
                 self.retention_sweep();

@@ -1,10 +1,12 @@
-//! What locks report on their own: online/offline, keypad unlocks, battery,
-//! and slots that changed at the lock. A changed slot of a managed code is an
+//! What locks report on their own: online/offline, how the bolt moved (and
+//! with which code), refusals at the keypad, the door sensor, tampering,
+//! battery, and slots that changed at the lock. A changed slot of a managed code is an
 //! external modification: honoured (warning) or put back (error, then re-set)
 //! as the code's `is_external_modification_allowed` says.
 
 use super::Engine;
-use crate::drivers::{LockEvent, SlotCode};
+use crate::commands::battery_status;
+use crate::drivers::{LockEvent, LockMethod, SlotCode};
 use crate::model::access_code::same_content;
 use crate::model::{Event, Issue};
 use crate::store::{StoreError, Tx};
@@ -41,32 +43,68 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             }
             Ok(false)
         }
-        LockEvent::KeypadUnlock { slot, .. } => {
-            // `method` as the public API spells it for a code entered at the keypad.
-            let mut e = Event::device("lock.unlocked", id, now).with("method", "keycode");
+        LockEvent::Operated {
+            locked,
+            method,
+            slot,
+            ..
+        } => {
+            let changed = tx.set_locked(id, *locked, now)?;
+            // A radio report of the move lockhub itself just made (or one the
+            // lock's own state report already told) is the same move.
+            if *method == LockMethod::Unknown && engine.moved_recently(id, *locked) {
+                if changed {
+                    engine.publish_device(tx, id)?;
+                }
+                return Ok(false);
+            }
+            engine.note_move(id, *locked);
+            let mut e = Event::device(bolt_event(*locked), id, now).with("method", method.as_str());
+            let mut used = None;
             if let Some(slot) = slot {
-                match tx
-                    .codes_for_device(id)?
-                    .into_iter()
-                    .find(|c| c.slot == *slot)
-                {
-                    Some(c) => {
-                        e.access_code_id = Some(c.access_code_id.clone());
-                        e.common_code_key = c.common_code_key.clone();
-                        e = e.with("access_code_is_managed", true);
-                    }
-                    None => {
-                        e = e
-                            .with("slot", *slot)
-                            .with("is_managed", false)
-                            .with("access_code_is_managed", false);
-                        if let Some(u) = tx.unmanaged_in_slot(id, *slot)? {
-                            e.access_code_id = Some(u.access_code_id);
-                        }
+                if let Some(c) = name_code(tx, &mut e, id, *slot)? {
+                    if !*locked {
+                        tx.set_code_used(&c.access_code_id, now)?;
+                        crate::commands::publish_code_state(tx, &c, now, &engine.settings)?;
+                        used = Some(c);
                     }
                 }
             }
             tx.event(&e)?;
+            if changed {
+                engine.publish_device(tx, id)?;
+            }
+            match used {
+                Some(c) if !c.deleted && tx.is_one_time_use(&c.access_code_id)? => {
+                    used_up(engine, tx, c, now)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+        LockEvent::AccessDenied { reason, slot, .. } => {
+            let mut e =
+                Event::device("lock.access_denied", id, now).with("reason", reason.as_str());
+            if let Some(slot) = slot {
+                name_code(tx, &mut e, id, *slot)?;
+            }
+            tx.event(&e)?;
+            Ok(false)
+        }
+        LockEvent::Door { open, .. } => {
+            if tx.set_door_open(id, *open, now)? {
+                let ev = if *open {
+                    "lock.door_opened"
+                } else {
+                    "lock.door_closed"
+                };
+                tx.event(&Event::device(ev, id, now))?;
+                engine.publish_device(tx, id)?;
+            }
+            Ok(false)
+        }
+        LockEvent::Tampered { .. } => {
+            tx.event(&Event::device("device.tampered", id, now))?;
             Ok(false)
         }
         LockEvent::SlotChanged { slot, code, .. } => {
@@ -80,19 +118,112 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             Ok(true)
         }
         LockEvent::Battery { level, .. } => {
+            let level = (*level).min(100);
             let before = tx.device(id)?.and_then(|d| d.battery_level);
-            tx.set_device_battery(id, *level)?;
-            if *level < LOW_BATTERY && before.is_none_or(|b| b >= LOW_BATTERY) {
+            if before == Some(level) {
+                return Ok(false);
+            }
+            tx.set_device_battery(id, level)?;
+            let fraction = f64::from(level) / 100.0;
+            let status = battery_status(level);
+            if before.is_none_or(|b| battery_status(b) != status) {
                 tx.event(
-                    &Event::device("device.low_battery", id, now).with("battery_level", *level),
+                    &Event::device("device.battery_status_changed", id, now)
+                        .with("battery_level", fraction)
+                        .with("battery_status", status),
+                )?;
+            }
+            if level < LOW_BATTERY && before.is_none_or(|b| b >= LOW_BATTERY) {
+                tx.event(
+                    &Event::device("device.low_battery", id, now)
+                        .with("battery_level", fraction)
+                        .with("battery_status", status),
                 )?;
             }
             engine.publish_device(tx, id)?;
             Ok(false)
         }
         LockEvent::DoorLock { locked, .. } => {
-            tracing::debug!(device_id = id, locked, "door lock state");
+            let before = tx.lock_state(id)?.locked;
+            if before == Some(*locked) {
+                return Ok(false);
+            }
+            tx.set_locked(id, *locked, now)?;
+            // The bolt moved and nothing said how: `method: unknown`, unless
+            // a report that said how came just before (or this is the first
+            // the lock told of its bolt: state, not a move).
+            if before.is_some() && !engine.moved_recently(id, *locked) {
+                engine.note_move(id, *locked);
+                tx.event(
+                    &Event::device(bolt_event(*locked), id, now)
+                        .with("method", LockMethod::Unknown.as_str()),
+                )?;
+            }
+            engine.publish_device(tx, id)?;
             Ok(false)
+        }
+    }
+}
+
+/// A one-time code opened its lock: it goes, as `access_codes/delete` would
+/// take it (the reconciler clears its slot).
+fn used_up(
+    engine: &Engine,
+    tx: &Tx<'_>,
+    mut c: crate::model::AccessCode,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    c.deleted = true;
+    c.retry = Default::default();
+    c.raise_warning(Issue::new(
+        "being_deleted",
+        "a one-time code was used: it is being removed from the lock",
+        now,
+    ));
+    tracing::info!(access_code_id = %c.access_code_id, "one-time code used; removing it");
+    tx.event(&Event::code("access_code.deleted", &c, now).with("reason", "one_time_use"))?;
+    engine.commit_code(tx, &mut c, now)
+}
+
+fn bolt_event(locked: bool) -> &'static str {
+    if locked {
+        "lock.locked"
+    } else {
+        "lock.unlocked"
+    }
+}
+
+/// Puts the code in `slot` on the event: a managed code's `access_code_id`
+/// and `common_code_key`, or an unmanaged code's id (`access_code_is_managed`
+/// says which). Returns the managed code.
+fn name_code(
+    tx: &Tx<'_>,
+    e: &mut Event,
+    id: &str,
+    slot: u32,
+) -> Result<Option<crate::model::AccessCode>, StoreError> {
+    match tx
+        .codes_for_device(id)?
+        .into_iter()
+        .find(|c| c.slot == slot)
+    {
+        Some(c) => {
+            e.access_code_id = Some(c.access_code_id.clone());
+            e.common_code_key = c.common_code_key.clone();
+            e.extra
+                .insert("access_code_is_managed".into(), serde_json::json!(true));
+            Ok(Some(c))
+        }
+        None => {
+            e.extra.insert("slot".into(), serde_json::json!(slot));
+            e.extra
+                .insert("is_managed".into(), serde_json::json!(false));
+            e.extra
+                .insert("access_code_is_managed".into(), serde_json::json!(false));
+            if let Some(u) = tx.unmanaged_in_slot(id, slot)? {
+                e.access_code_id = Some(u.access_code_id);
+            }
+            Ok(None)
         }
     }
 }

@@ -518,6 +518,7 @@ impl Engine {
                     "ok": r.is_ok(),
                     "error": r.as_ref().err().map(|e| e.to_string()),
                 }),
+                now,
             )?;
             // What the lock answered is a fact about the slot, whichever code
             // (if any, still) wants it.

@@ -162,19 +162,26 @@ pub(super) fn check(
 
 impl Engine {
     /// Retention: codes finished more than `retention` ago go, with the PIN
-    /// history older than `pin_reuse` (run hourly by the ticker).
+    /// history older than `pin_reuse` and the audit rows older than
+    /// `audit_retention` (run hourly by the ticker).
     pub(super) fn retention_sweep(&self) {
         let now = self.clock.now();
-        let (retention, reuse) = (self.settings.retention, self.settings.pin_reuse);
+        let s = &self.settings;
         match self.store.write(|tx| {
             Ok::<_, StoreError>((
-                tx.purge_finished_codes(now - retention)?,
-                tx.prune_pin_history(now - reuse)?,
+                tx.purge_finished_codes(now - s.retention)?,
+                tx.prune_pin_history(now - s.pin_reuse)?,
+                tx.prune_audit(now - s.audit_retention)?,
             ))
         }) {
-            Ok((0, 0)) => {}
-            Ok((codes, pins)) => {
-                tracing::debug!(codes, pin_hashes = pins, "purged past their retention")
+            Ok((0, 0, 0)) => {}
+            Ok((codes, pins, audit_rows)) => {
+                tracing::debug!(
+                    codes,
+                    pin_hashes = pins,
+                    audit_rows,
+                    "purged past their retention"
+                )
             }
             Err(e) => tracing::warn!(error = %e, "could not purge old codes"),
         }

@@ -46,6 +46,10 @@ pub struct Capabilities {
     pub supports_backup_access_code_pool: bool,
     #[serde(default = "default_true")]
     pub can_program_online_access_codes: bool,
+    /// The lock can be locked and unlocked by lockhub (Door Lock CC, Nuki
+    /// Lock Action): the public `can_remotely_lock` / `can_remotely_unlock`.
+    #[serde(default)]
+    pub supports_remote_lock: bool,
 }
 
 fn default_true() -> bool {

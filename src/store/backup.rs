@@ -176,7 +176,7 @@ pub struct Restored {
 
 /// Put the backup at `backup` in place of the store at `store` (lockhub must
 /// not be running). The backup is checked first; the replaced store and its
-/// WAL are renamed aside, never deleted; the copy is synced, then renamed in.
+/// WAL (and audit anchor) are renamed aside, never deleted; the copy is synced, then renamed in.
 pub fn restore(backup: &Path, store: &Path) -> Result<Restored, String> {
     check_file(backup)
         .map_err(|e| format!("the backup {} is not usable: {e}", backup.display()))?;
@@ -192,7 +192,9 @@ pub fn restore(backup: &Path, store: &Path) -> Result<Restored, String> {
         std::fs::rename(store, &aside).map_err(|e| format!("{}: {e}", store.display()))?;
         kept_aside = Some(aside);
     }
-    for ext in ["-wal", "-shm"] {
+    // The audit anchor names the replaced store's newest row; the backup is
+    // older, so its anchor goes aside with it (kept for comparison).
+    for ext in ["-wal", "-shm", ".audit-head"] {
         let side = PathBuf::from(format!("{}{ext}", store.display()));
         if side.exists() {
             let aside = PathBuf::from(format!("{}.damaged-{stamp}{ext}", store.display()));

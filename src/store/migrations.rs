@@ -116,6 +116,44 @@ const STEPS: &[&str] = &[
         detail TEXT NOT NULL,
         hash   BLOB NOT NULL
     );",
+    // 7: the audit chain is pruned; the last pruned row stays as its sealed base.
+    "CREATE TABLE audit_base (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        seal BLOB NOT NULL
+    );",
+    // 8 (issue 13a): what the locks say: bolt and door state, each code's
+    // last use, and remote lock/unlock attempts (answered once the lock
+    // confirms).
+    "CREATE TABLE lock_state (
+        device_id  TEXT PRIMARY KEY,
+        locked     INTEGER,
+        door_open  INTEGER,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE code_uses (
+        access_code_id TEXT PRIMARY KEY,
+        last_used_at   TEXT NOT NULL
+    );
+    CREATE TABLE action_attempts (
+        action_attempt_id TEXT PRIMARY KEY,
+        request_id   TEXT NOT NULL UNIQUE,
+        device_id    TEXT NOT NULL,
+        action_type  TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        error_type   TEXT,
+        error_message TEXT,
+        created_at   TEXT NOT NULL,
+        reply_topic  TEXT,
+        correlation  BLOB,
+        fingerprint  BLOB
+    );
+    CREATE INDEX action_attempts_pending ON action_attempts(status, created_at);
+    -- codes removed after their first use (is_one_time_use)
+    CREATE TABLE one_time_codes (
+        access_code_id TEXT PRIMARY KEY
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

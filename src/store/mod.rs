@@ -12,6 +12,7 @@ pub mod issued;
 mod jti;
 mod lifetime;
 mod locks;
+mod lock_state;
 mod migrations;
 pub mod recent;
 mod reply;
@@ -21,6 +22,7 @@ pub use reply::ReplyTo;
 pub use secret::Sealer;
 
 pub use lifetime::{ReportedConstraints, UnmanagedRow};
+pub use lock_state::{ActionAttempt, LockState};
 
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
@@ -96,6 +98,11 @@ pub struct Store {
     workspace_id: Mutex<std::sync::Arc<str>>,
     /// Each lock's codes and slots, decoded (see [`locks`]).
     locks: locks::LockCache,
+    /// `{path}.audit-head`: the audit chain's head kept outside the database
+    /// (see [`audit`]); `None` for in-memory stores.
+    audit_anchor: Option<std::path::PathBuf>,
+    /// The seq last written there.
+    anchored: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -138,6 +145,7 @@ impl Store {
         reader.pragma_update(None, "cache_size", -1024)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         store.reader = Some(Mutex::new(reader));
+        store.audit_anchor = Some(audit::anchor_file(path));
         Ok(store)
     }
 
@@ -158,6 +166,8 @@ impl Store {
             recent_events: Default::default(),
             workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
             locks: Default::default(),
+            audit_anchor: None,
+            anchored: std::sync::atomic::AtomicI64::new(0),
         }
     }
 

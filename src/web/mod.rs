@@ -35,6 +35,8 @@ pub struct PageInfo {
     pub config_file: Option<PathBuf>,
     /// `None` without `[ble] enabled`.
     pub ble: Option<pairing::BlePairer>,
+    /// `None` without `[zwave] port`.
+    pub zwave: Option<Arc<crate::status::zwave::ZwaveAdmin>>,
     pub jobs: Arc<crate::jobs::Jobs>,
 }
 
@@ -44,6 +46,7 @@ impl PageInfo {
             hub_id: cfg.hub_id.clone(),
             config_file: cfg.source_file.clone(),
             ble: pairing::BlePairer::of(cfg),
+            zwave: None,
             jobs: Arc::default(),
         }
     }
@@ -190,6 +193,72 @@ async fn ble_pair(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response 
     (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response()
 }
 
+/// The Z-Wave admin, or the answer saying there is no Z-Wave.
+fn zwave_admin(c: &WebCtx) -> Result<Arc<crate::status::zwave::ZwaveAdmin>, Box<Response>> {
+    c.info.zwave.clone().ok_or_else(|| {
+        Box::new(refuse(
+            StatusCode::CONFLICT,
+            "zwave_disabled",
+            "no Z-Wave controller is configured: set [zwave] port and restart lockhub".into(),
+        ))
+    })
+}
+
+/// Start including a Z-Wave lock; answers with the job to follow (its input
+/// asks for the DSK PIN when the lock needs one).
+async fn zwave_include(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
+    let admin = match zwave_admin(&c) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let b = match crate::status::zwave::parse_job(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let job = c.info.jobs.start("zwave.include");
+    let job_id = job.id().to_owned();
+    match admin.start_include(job.clone(), b.pin, b.timeout_secs) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response(),
+        Err(r) => {
+            job.finish(Err("not started".into()));
+            *r
+        }
+    }
+}
+
+/// The DSK PIN an inclusion job asked for.
+async fn zwave_include_pin(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
+    let admin = match zwave_admin(&c) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let pin = match crate::status::zwave::parse_pin(&body) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    crate::status::zwave::give_pin_route(&admin, pin).await
+}
+
+async fn zwave_exclude(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
+    let admin = match zwave_admin(&c) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let b = match crate::status::zwave::parse_job(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let job = c.info.jobs.start("zwave.exclude");
+    let job_id = job.id().to_owned();
+    match admin.start_exclude(job.clone(), b.timeout_secs) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response(),
+        Err(r) => {
+            job.finish(Err("not started".into()));
+            *r
+        }
+    }
+}
+
 async fn job(
     State(c): State<WebCtx>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -217,13 +286,17 @@ async fn job_events(
             format!("no job {id}"),
         );
     };
+    let last = seen.lines.len().saturating_sub(1);
     let mut first: Vec<JobUpdate> = seen
         .lines
         .iter()
-        .map(|l| JobUpdate {
+        .enumerate()
+        .map(|(i, l)| JobUpdate {
             job_id: id.clone(),
             state: JobState::Running,
             line: Some(l.clone()),
+            // What it waits for came with its last line.
+            input: if i == last { seen.input.clone() } else { None },
             message: None,
         })
         .collect();
@@ -232,6 +305,7 @@ async fn job_events(
             job_id: id.clone(),
             state: seen.state,
             line: None,
+            input: None,
             message: seen.message.clone(),
         });
     }
@@ -277,6 +351,7 @@ async fn session(State(c): State<WebCtx>, headers: HeaderMap) -> Response {
         "logged_in": logged_in,
         "hub_id": c.info.hub_id,
         "ble": c.info.ble.is_some(),
+        "zwave": c.info.zwave.is_some(),
     }))
     .into_response()
 }
@@ -399,6 +474,9 @@ fn routes(ctx: WebCtx) -> Router {
         .route("/v1/events/stream", get(event_stream))
         .route("/v1/web/check_config", post(check_config))
         .route("/v1/ble/pair", post(ble_pair))
+        .route("/v1/web/zwave/include", post(zwave_include))
+        .route("/v1/web/zwave/include/pin", post(zwave_include_pin))
+        .route("/v1/web/zwave/exclude", post(zwave_exclude))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/web/session", get(session))

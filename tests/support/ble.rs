@@ -73,6 +73,7 @@ pub async fn seed_group_on_nuki_and_zwave_like(
         supports_native_scheduling: false,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        supports_remote_lock: false,
     };
     let sim = Arc::new(SimDriver::new(
         vec![SimLockSpec::new(FRONT, "Front door", zwave_like)],
@@ -182,6 +183,176 @@ pub async fn seed_group_on_nuki_and_zwave_like(
         "the late checkout updated the lock's window"
     );
     assert_eq!(count(0x0047), 1, "one remove");
+    shutdown.cancel();
+    hub.stopped().await;
+}
+
+/// What the lock says, over any radio: a guest's keypad entry on the fake
+/// Nuki (its activity log names the keypad code) becomes `lock.unlocked`
+/// with the guest's `access_code_id`; a wrong code `lock.access_denied`;
+/// `locks/lock_door` runs a Lock Action. `signal(driver)` tells the driver
+/// the lock changed (the in-process radio's change signal, or a refresh).
+pub async fn lock_activity_on_nuki(
+    radio: Arc<dyn Radio>,
+    address: &str,
+    nuki: Arc<Mutex<FakeNuki>>,
+    signal: impl AsyncFn(&BleDriver),
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(FileKeyStore::new(dir.path().join("ble-keys.json")));
+    let opts = PairOptions {
+        name: "lockhub".into(),
+        security_pin: SecurityPin(SECURITY_PIN),
+        timeout: Duration::from_secs(5),
+    };
+    pair(radio.as_ref(), address, keys.as_ref(), &opts)
+        .await
+        .expect("pairing");
+    let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
+    let shutdown = CancellationToken::new();
+    let hub = Hub::start(
+        store,
+        Arc::new(SystemClock),
+        HubSettings::default(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let ble = Arc::new(BleDriver::new(
+        BleConfig {
+            locks: vec![BleLockConfig {
+                address: address.into(),
+                device_id: Some(BACK.into()),
+                name: Some("Back door".into()),
+            }],
+            reply_timeout: Duration::from_secs(2),
+            keypad_capacity: 20,
+            ..BleConfig::default()
+        },
+        radio.clone(),
+        keys,
+        SlotMap::open(dir.path().join("ble-slots.json")).unwrap(),
+        Some(hub.event_sink()),
+    ));
+    ble.watch_advertisements();
+    hub.add_driver(ble.clone()).await.unwrap();
+    until_read(&hub, &[BACK]).await;
+    let events = || -> Vec<serde_json::Value> {
+        hub.store
+            .outbox_peek(0, 1_000_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.topic == "events")
+            .map(|r| serde_json::from_slice(&r.payload).unwrap())
+            .collect()
+    };
+    // History from before lockhub met the lock is not reported.
+    assert!(nuki.lock().unwrap().keyturner.log.len() >= 2);
+    let r = cmd(
+        &hub,
+        "access_codes/create_multiple",
+        json!({"device_ids": [BACK], "name": "Jane", "preferred_code_length": 6}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let id = r["access_codes"][0]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pin: u32 = r["access_codes"][0]["code"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    until_status(&hub, &id, "set").await;
+    assert!(
+        !events()
+            .iter()
+            .any(|e| e["event_type"] == "lock.unlocked" || e["event_type"] == "lock.locked"),
+        "old log entries are not news: {:?}",
+        events()
+    );
+    let code_id = {
+        let n = nuki.lock().unwrap();
+        n.keypad
+            .codes
+            .iter()
+            .find(|e| e.code.code == pin)
+            .unwrap()
+            .id
+    };
+    let reads_before = nuki.lock().unwrap().keyturner.log_reads;
+
+    // Jane at the keypad.
+    nuki.lock()
+        .unwrap()
+        .keyturner
+        .keypad_use(code_id, "Jane", true);
+    signal(&ble).await;
+    let mut found = None;
+    until("lock.unlocked from the Nuki's log", 10, async || {
+        found = events()
+            .into_iter()
+            .find(|e| e["event_type"] == "lock.unlocked");
+        found.is_some()
+    })
+    .await;
+    let e = found.unwrap();
+    assert_eq!(e["method"], "keycode", "{e}");
+    assert_eq!(e["access_code_id"], id.as_str());
+    assert_eq!(e["access_code_is_managed"], true);
+    let dev = cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"].clone();
+    assert_eq!(dev["properties"]["locked"], false);
+    assert_eq!(dev["can_remotely_lock"], true);
+    assert_eq!(
+        dev["properties"]["door_open"], false,
+        "the fake lock's sensor: closed"
+    );
+
+    // A wrong code.
+    nuki.lock().unwrap().keyturner.keypad_use(999, "", false);
+    signal(&ble).await;
+    until("lock.access_denied", 10, async || {
+        events()
+            .iter()
+            .any(|e| e["event_type"] == "lock.access_denied" && e["reason"] == "invalid_code")
+    })
+    .await;
+
+    // Locked from the cloud: a Lock Action, confirmed.
+    let rid = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::to_vec(&json!({"request_id": rid, "device_id": BACK})).unwrap();
+    hub.handle(&[("locks/lock_door", &body)]);
+    let topic = format!("responses/{rid}");
+    let mut answer = None;
+    until("lock_door's answer", 20, async || {
+        answer = hub
+            .store
+            .outbox_peek(0, 1_000_000)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.topic == topic)
+            .map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap());
+        answer.is_some()
+    })
+    .await;
+    let a = answer.unwrap();
+    assert_eq!(a["action_attempt"]["status"], "success", "{a}");
+    assert_eq!(
+        nuki.lock().unwrap().keyturner.states.lock_state,
+        lockhub::drivers::ble::nuki::states::lock_state::LOCKED
+    );
+    let locked: Vec<_> = events()
+        .into_iter()
+        .filter(|e| e["event_type"] == "lock.locked")
+        .collect();
+    assert_eq!(
+        locked.len(),
+        1,
+        "lockhub's own Lock Action, once: {locked:?}"
+    );
+    assert_eq!(locked[0]["method"], "seamapi");
+    // The log was read only for the changes: the two signals and the lock action.
+    let reads = nuki.lock().unwrap().keyturner.log_reads - reads_before;
+    assert!(reads <= 3, "{reads} log reads");
     shutdown.cancel();
     hub.stopped().await;
 }

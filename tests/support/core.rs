@@ -29,6 +29,7 @@ pub fn keypad(lengths: &[u8], slots: u32) -> Capabilities {
         supports_native_scheduling: false,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        supports_remote_lock: false,
     }
 }
 
@@ -47,6 +48,8 @@ pub fn nuki_like() -> Capabilities {
         supports_native_scheduling: true,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        // A Nuki takes Lock Action.
+        supports_remote_lock: true,
     }
 }
 
@@ -117,6 +120,18 @@ impl Hub {
         self.commands
             .execute(command, &serde_json::to_vec(&body).unwrap())
             .body
+    }
+
+    /// The answer published on `responses/{request_id}`, if any yet (a lock
+    /// action's comes once the lock confirmed).
+    pub fn answer(&self, request_id: &str) -> Option<Value> {
+        let topic = format!("responses/{request_id}");
+        self.store
+            .outbox_peek(0, 1_000_000)
+            .unwrap()
+            .into_iter()
+            .rfind(|r| r.topic == topic)
+            .map(|r| serde_json::from_slice(&r.payload).unwrap())
     }
 
     /// Let the engine work for `d` of (paused) time.

@@ -7,6 +7,8 @@
 //! tried again, which is safe because every operation is idempotent here
 //! (see [`super::slot_map`] for how an add whose reply was lost is found).
 
+mod activity;
+
 use super::keys::{KeyStore, NukiCredentials};
 use super::link::{LinkError, Radio};
 use super::nuki::keypad::{self, KeypadCode, KeypadEntry, NAME_LEN};
@@ -100,6 +102,8 @@ pub struct BleDriver {
     /// Tells parked connections apart, so a reaper closes only its own.
     parkings: std::sync::atomic::AtomicU64,
     events: Option<EventSink>,
+    /// Each lock's state and log as last read (`activity`).
+    seen: Mutex<HashMap<String, activity::Seen>>,
 }
 
 struct Parked {
@@ -111,6 +115,9 @@ struct Parked {
 struct Conn {
     session: Session,
     _permit: OwnedSemaphorePermit,
+    /// Opened for this call (not a lingering one): what the lock says is
+    /// read on it (a reconnect).
+    fresh: bool,
 }
 
 /// Why one operation failed, keeping what decides a reconnect.
@@ -185,26 +192,52 @@ impl BleDriver {
             idle: Arc::new(Mutex::new(HashMap::new())),
             parkings: 0.into(),
             events,
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
     /// Follows the radio's advertisements so a lock back in range is online
-    /// again before the next connect; ends with the driver.
+    /// again before the next connect (and what it says is read then), and
+    /// the changes locks signal (read at once); ends with the driver.
     pub fn watch_advertisements(self: &Arc<Self>) {
-        let Some(mut seen) = self.radio.advertisements() else {
-            return;
-        };
+        if let Some(seen) = self.radio.advertisements() {
+            self.follow(seen, true);
+        }
+        if let Some(changes) = self.radio.changes() {
+            self.follow(changes, false);
+        }
+    }
+
+    /// `presence`: an advertisement (read only when the lock was away);
+    /// else a change the lock signalled (always read).
+    fn follow(
+        self: &Arc<Self>,
+        mut from: tokio::sync::broadcast::Receiver<String>,
+        presence: bool,
+    ) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let address = match seen.recv().await {
+                let address = match from.recv().await {
                     Ok(a) => a,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 };
                 let Some(driver) = weak.upgrade() else { return };
-                if let Some(id) = driver.device_of(&address) {
+                let Some(id) = driver.device_of(&address) else {
+                    continue;
+                };
+                let back = driver.online.lock().unwrap().get(&id) == Some(&false);
+                if presence {
                     driver.set_online(&id, true);
+                }
+                if back || !presence {
+                    let d = driver.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = d.refresh(&id).await {
+                            tracing::debug!(device_id = %id, error = %e, "nuki not read after its signal");
+                        }
+                    });
                 }
             }
         });
@@ -261,7 +294,8 @@ impl BleDriver {
     /// A lingering connection to the lock, or a new one made with `creds`.
     async fn open(&self, lock: &LockEntry, creds: &Credentials) -> Result<Conn, DriverError> {
         let parked = self.idle.lock().unwrap().remove(&lock.device_id);
-        if let Some(p) = parked {
+        if let Some(mut p) = parked {
+            p.conn.fresh = false;
             return Ok(p.conn);
         }
         let permit = match self.permits.clone().try_acquire_owned() {
@@ -298,6 +332,7 @@ impl BleDriver {
                 Ok(Conn {
                     session: Session::new(link, self.config.reply_timeout, Some(creds.clone())),
                     _permit: permit,
+                    fresh: true,
                 })
             }
             Err(e) => {
@@ -739,8 +774,13 @@ impl LockDriver for BleDriver {
             let listed = conn.session.list_codes().await;
             match listed {
                 Ok(entries) => {
+                    let slots = self.absorb_listing(&lock.address, &creds.key, &entries);
+                    if conn.fresh {
+                        self.observe_on(lock, &creds, &mut conn.session, false)
+                            .await;
+                    }
                     self.park(lock, conn).await;
-                    return Ok(self.absorb_listing(&lock.address, &creds.key, &entries));
+                    return Ok(slots);
                 }
                 Err(SessionError::Lock(e)) => {
                     self.park(lock, conn).await;
@@ -812,12 +852,19 @@ impl LockDriver for BleDriver {
                 m.remove(slot);
             }
         });
-        if let Some(c) = conn {
+        if let Some(mut c) = conn {
+            if c.fresh {
+                self.observe_on(lock, &creds, &mut c.session, false).await;
+            }
             self.park(lock, c).await;
         } else {
             flush_or_warn(&self.slots);
         }
         results
+    }
+
+    async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
+        self.lock_action(device_id, locked).await
     }
 }
 

@@ -42,7 +42,7 @@ impl FakeLock {
         Message::new(Command::Challenge, self.n_k)
     }
 
-    fn error(e: NukiError, cmd: u16) -> Message {
+    pub(super) fn error(e: NukiError, cmd: u16) -> Message {
         let mut p = vec![e.code()];
         p.extend_from_slice(&cmd.to_le_bytes());
         Message::new(Command::ErrorReport, p)
@@ -117,6 +117,8 @@ impl FakeLock {
 pub struct FakeNuki {
     pub pairing: FakeLock,
     pub keypad: FakeKeypad,
+    /// The lock mechanism: states, lock actions, the activity log.
+    pub keyturner: super::fake_keyturner::FakeKeyturner,
     /// Answer this many of the next keyturner commands with "busy" (0x45).
     pub busy: u32,
     /// Keyturner commands seen (decrypted), for tests that count traffic.
@@ -131,6 +133,7 @@ impl FakeNuki {
         FakeNuki {
             pairing: FakeLock::new(pairing_mode),
             keypad: FakeKeypad::new(security_pin, capacity),
+            keyturner: super::fake_keyturner::FakeKeyturner::new(),
             busy: 0,
             commands: Vec::new(),
             lose_reply: Vec::new(),
@@ -169,10 +172,10 @@ impl FakeNuki {
                             vec![FakeLock::error(NukiError::Busy, command)]
                         } else if let Some(i) = self.lose_reply.iter().position(|&c| c == command) {
                             self.lose_reply.remove(i);
-                            self.keypad.on_message(&m.message);
+                            self.dispatch(&m.message, header.auth_id);
                             Vec::new()
                         } else {
-                            self.keypad.on_message(&m.message)
+                            self.dispatch(&m.message, header.auth_id)
                         }
                     }
                     Err(_) => vec![FakeLock::error(NukiError::BadCrc, 0)],
@@ -182,6 +185,17 @@ impl FakeNuki {
                     .map(|r| key.seal(&random_nonce(), header.auth_id, r))
                     .collect()
             }
+        }
+    }
+}
+
+impl FakeNuki {
+    /// A decrypted command to the part of the lock that answers it.
+    fn dispatch(&mut self, m: &Message, auth_id: u32) -> Vec<Message> {
+        if super::fake_keyturner::FakeKeyturner::handles(m) {
+            self.keyturner.on_message(m, auth_id, &mut self.keypad)
+        } else {
+            self.keypad.on_message(m)
         }
     }
 }
@@ -242,6 +256,21 @@ impl FakeKeypad {
         if self.nonce.take().as_ref() != Some(nonce) {
             return Err(NukiError::BadNonce);
         }
+        if pin.0 != self.security_pin {
+            return Err(NukiError::BadPin);
+        }
+        Ok(())
+    }
+
+    /// Uses up the challenge nonce a command carries (Lock Action has no PIN).
+    pub(super) fn take_nonce(&mut self, nonce: &[u8; 32]) -> Result<(), NukiError> {
+        if self.nonce.take().as_ref() != Some(nonce) {
+            return Err(NukiError::BadNonce);
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_pin(&self, pin: SecurityPin) -> Result<(), NukiError> {
         if pin.0 != self.security_pin {
             return Err(NukiError::BadPin);
         }

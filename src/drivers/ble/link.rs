@@ -89,6 +89,13 @@ pub trait Radio: Send + Sync + 'static {
     fn advertisements(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+
+    /// Addresses of locks that signalled a change of their state or log
+    /// (read then), where the radio can tell. The btleplug radio cannot yet
+    /// (it would need the Nuki beacon's change flag).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }
 
 /// One open connection to one lock.

@@ -37,6 +37,7 @@ struct Inner {
     active: AtomicUsize,
     max_active: AtomicUsize,
     adverts: tokio::sync::broadcast::Sender<String>,
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 /// A radio of fake Nukis. Cheap to clone; clones share the locks.
@@ -57,6 +58,7 @@ impl MemoryRadio {
                 active: AtomicUsize::new(0),
                 max_active: AtomicUsize::new(0),
                 adverts: tokio::sync::broadcast::channel(64).0,
+                changes: tokio::sync::broadcast::channel(64).0,
             }),
         }
     }
@@ -85,6 +87,12 @@ impl MemoryRadio {
         } else {
             out.insert(address.to_owned());
         }
+    }
+
+    /// The lock at `address` signals that its state or log changed (a
+    /// keypad entry, a turn by hand).
+    pub fn signal_change(&self, address: &str) {
+        let _ = self.inner.changes.send(address.to_owned());
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -135,6 +143,10 @@ impl Radio for MemoryRadio {
 
     fn advertisements(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         Some(self.inner.adverts.subscribe())
+    }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.inner.changes.subscribe())
     }
 }
 

@@ -12,10 +12,12 @@
 //! - [`slot_map`]: lockhub's slots <-> the lock's code ids, on disk.
 //! - [`driver`]: `BleDriver`, the `LockDriver` the engine drives.
 //! - [`pair`]: pairing with a lock in pairing mode, keys into the [`keys`] store.
-//! - [`fake_lock`]: a fake Nuki from the spec for tests (pairing, keypad store).
+//! - [`fake_lock`]: a fake Nuki from the spec for tests (pairing, keypad store);
+//!   [`fake_keyturner`] its lock mechanism (states, lock actions, activity log).
 
 pub mod btle;
 pub mod driver;
+pub mod fake_keyturner;
 pub mod fake_lock;
 pub mod keys;
 pub mod link;

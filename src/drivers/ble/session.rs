@@ -7,6 +7,7 @@ use super::link::{Channel, Link, LinkError};
 use super::nuki::crypto::{random_nonce, EncryptedHeader, HEADER_LEN};
 use super::nuki::frame::{Command, Message};
 use super::nuki::keypad::{self, KeypadCode, KeypadEntry, SecurityPin};
+use super::nuki::states::{self, KeyturnerStates, LogEntry};
 use super::nuki::{NukiError, ProtocolError, SharedKey};
 use crate::drivers::DriverError;
 use std::collections::VecDeque;
@@ -293,6 +294,57 @@ impl Session {
         let msg = keypad::update(entry, &nonce, self.pin()?)?;
         self.send_sealed(&msg).await?;
         self.expect(Command::Status).await.map(|_| ())
+    }
+
+    /// The lock's state (Request Data for Keyturner States).
+    pub async fn states(&mut self) -> Result<KeyturnerStates, SessionError> {
+        self.sealed_queue.clear();
+        self.send_sealed(&states::request_states()).await?;
+        let m = self.expect(Command::KeyturnerStates).await?;
+        Ok(states::parse_states(&m)?)
+    }
+
+    /// Runs a Lock Action and waits until the lock says it is complete
+    /// (Status ACCEPTED, states, then Status COMPLETE).
+    pub async fn lock_action(&mut self, action: u8) -> Result<(), SessionError> {
+        let nonce = self.challenge().await?;
+        let app_id = self.creds()?.auth_id;
+        self.send_sealed(&states::lock_action(action, app_id, &nonce))
+            .await?;
+        self.expect(Command::Status).await.map(|_| ())
+    }
+
+    /// Up to `count` log entries: after index `after`, oldest first; or, with
+    /// `after = None`, only the newest one (where to start from).
+    pub async fn log_entries(
+        &mut self,
+        after: Option<u32>,
+        count: u16,
+    ) -> Result<Vec<LogEntry>, SessionError> {
+        let nonce = self.challenge().await?;
+        let pin = self.pin()?;
+        let msg = match after {
+            Some(i) => states::request_log(i, count, false, &nonce, pin),
+            None => states::request_log(0, 1, true, &nonce, pin),
+        };
+        self.send_sealed(&msg).await?;
+        let mut out = Vec::new();
+        loop {
+            let m = self.recv(Channel::Keyturner).await?;
+            match Command::from_u16(m.command) {
+                Some(Command::ErrorReport) => {
+                    return Err(SessionError::Lock(NukiError::from_report(&m.payload)));
+                }
+                Some(Command::LogEntry) => {
+                    out.push(states::parse_log_entry(&m)?);
+                    if out.len() >= count as usize {
+                        return Ok(out);
+                    }
+                }
+                Some(Command::Status) if m.payload.first() == Some(&0x00) => return Ok(out),
+                _ => continue,
+            }
+        }
     }
 
     pub async fn remove_code(&mut self, id: u16) -> Result<(), SessionError> {

@@ -176,8 +176,12 @@ impl ZwaveDriver {
 
     /// Excludes one lock (put it in exclusion mode); its node id (0: it was
     /// in no network).
-    pub async fn exclude(&self, timeout: Duration) -> Result<u8, super::inclusion::InclusionError> {
-        self.inner.exclude(timeout).await
+    pub async fn exclude(
+        &self,
+        timeout: Duration,
+        progress: &super::inclusion::Progress,
+    ) -> Result<u8, super::inclusion::InclusionError> {
+        self.inner.exclude(timeout, progress).await
     }
 
     /// What the security layer counted (resends, SOS, discarded reports).
@@ -274,14 +278,14 @@ impl Inner {
 
     fn on_notification(self: &Arc<Self>, node: u8, device_id: String, r: cc::notification::Report) {
         use cc::notification::event;
+        let r = super::reports::normalize(&r);
+        if let Some(e) = super::reports::lock_event(&device_id, &r) {
+            return self.emit(e);
+        }
         if r.notification_type != Some(cc::notification::ACCESS_CONTROL) {
             return;
         }
         match r.event.unwrap_or(0) {
-            event::KEYPAD_UNLOCK => self.emit(LockEvent::KeypadUnlock {
-                device_id,
-                slot: r.user_id(),
-            }),
             event::NEW_USER_CODE_ADDED => match (r.user_code_report(), r.user_id()) {
                 (Some(uc), _) => self.slot_changed_at_lock(node, device_id, uc.user, uc.code),
                 (None, Some(user)) => {
@@ -491,5 +495,10 @@ impl LockDriver for ZwaveDriver {
                 .collect();
         };
         super::slots::apply(&self.inner, node, ops).await
+    }
+
+    async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
+        let node = self.node_of(device_id).ok_or(DriverError::UnknownDevice)?;
+        super::bolt::set_locked(&self.inner, node, locked).await
     }
 }

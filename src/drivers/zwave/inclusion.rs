@@ -68,6 +68,34 @@ pub struct IncludeOptions {
     /// How long to wait for a lock in inclusion mode.
     pub timeout: Duration,
     pub pin: PinSource,
+    /// Told each step as it begins.
+    pub progress: Progress,
+}
+
+/// Where an inclusion or exclusion says each step as it begins, for a person
+/// watching (the installer page, the CLI). Lines never hold a PIN or a key.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Progress {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+
+    /// Nobody watching.
+    pub fn none() -> Self {
+        Progress::new(|_| {})
+    }
+
+    pub fn say(&self, line: &str) {
+        (self.0)(line)
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::none()
+    }
 }
 
 /// What an inclusion ended with.
@@ -165,10 +193,24 @@ impl Inner {
     ) -> Result<Included, InclusionError> {
         let _only_one = self.netmgmt.try_lock().map_err(|_| InclusionError::Busy)?;
         let mut rx = self.start_netmgmt();
+        opts.progress.say(&format!(
+            "inclusion mode on for {} s: put the lock in inclusion mode (its manual says how)",
+            opts.timeout.as_secs()
+        ));
         let r = self.add_node_protocol(&mut rx, opts.timeout).await;
         self.end_netmgmt();
         let (node, classes) = r?;
         tracing::info!(node, "z-wave node added; bootstrapping security");
+        let offered = if classes.contains(&id::SECURITY_S2) {
+            "S2"
+        } else if classes.contains(&id::SECURITY_S0) {
+            "S0"
+        } else {
+            "no security"
+        };
+        opts.progress.say(&format!(
+            "node {node} joined; bootstrapping security (the lock offers {offered})"
+        ));
         self.add_node(node);
         // No interview while the bootstrap runs (a frame from the node would start one).
         self.with_node(node, |n| {
@@ -186,8 +228,17 @@ impl Inner {
                 .then(|| "lockhub has no network keys: included without security".to_owned());
             (vec![], vec![], note)
         };
+        if !granted.is_empty() {
+            opts.progress.say(&format!(
+                "node {node}: keys granted: {}",
+                names(&granted).join(", ")
+            ));
+        }
         // The ordinary interview finds the class the lock now answers in.
         self.with_node(node, |n| n.interviewing = false);
+        opts.progress.say(&format!(
+            "node {node}: interviewing (codes, capabilities, slots)"
+        ));
         self.clone().interview(node).await;
         let device_id = self.device_id(node).unwrap_or_default();
         let class = self
@@ -583,9 +634,17 @@ impl Inner {
 
     /// Excludes one node (any network's, as Z-Wave allows); returns its id
     /// (0 when the lock belonged to no network).
-    pub(super) async fn exclude(self: &Arc<Self>, timeout: Duration) -> Result<u8, InclusionError> {
+    pub(super) async fn exclude(
+        self: &Arc<Self>,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<u8, InclusionError> {
         let _only_one = self.netmgmt.try_lock().map_err(|_| InclusionError::Busy)?;
         let mut rx = self.start_netmgmt();
+        progress.say(&format!(
+            "exclusion mode on for {} s: put the lock in exclusion mode (its manual says how)",
+            timeout.as_secs()
+        ));
         let r = self.remove_node_protocol(&mut rx, timeout).await;
         self.end_netmgmt();
         let node = r?;

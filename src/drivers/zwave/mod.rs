@@ -11,9 +11,10 @@
 //! - [`serialapi`]: function ids and the controller's answers;
 //! - [`cc`]: command classes, built and parsed;
 //! - [`driver`]: the [`crate::drivers::LockDriver`]; [`interview`] finds what
-//!   a lock can do, `slots` reads and writes codes; all three work through
-//!   `node`, the shared node state (imports point one way: driver ->
-//!   interview/slots -> node);
+//!   a lock can do, `slots` reads and writes codes, `bolt` locks and unlocks,
+//!   `reports` sorts what Notification / v1 Alarm reports mean; all work
+//!   through `node`, the shared node state (imports point one way: driver ->
+//!   interview/slots/bolt -> node);
 //! - [`config`]: what the driver is told at start;
 //! - [`testing`]: starts the pinned zwave-js mock controller for tests.
 //!
@@ -37,6 +38,7 @@
 //!
 //! Not yet: names on the lock (the User Code CC has none).
 
+mod bolt;
 pub mod cc;
 pub mod config;
 pub mod driver;
@@ -44,6 +46,7 @@ pub mod frame;
 pub mod inclusion;
 pub mod interview;
 mod node;
+mod reports;
 pub mod security;
 pub mod serialapi;
 pub mod session;

@@ -93,6 +93,7 @@ impl NodeFacts {
                 && self.year_day_slots > 0,
             supports_backup_access_code_pool: false,
             can_program_online_access_codes: true,
+            supports_remote_lock: self.supports(id::DOOR_LOCK),
         }
     }
 }

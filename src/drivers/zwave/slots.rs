@@ -24,7 +24,7 @@ fn failed(e: cc::CcError) -> DriverError {
 
 /// Locks the node for one operation and returns its facts; waits for a
 /// sleeping lock to wake up.
-async fn prepare(
+pub(super) async fn prepare(
     inner: &Arc<Inner>,
     node: u8,
 ) -> Result<(tokio::sync::OwnedMutexGuard<()>, NodeFacts), DriverError> {
@@ -61,7 +61,7 @@ async fn prepare(
 }
 
 /// A sleeping lock may go back to sleep once its batch is done.
-async fn release(inner: &Arc<Inner>, node: u8) {
+pub(super) async fn release(inner: &Arc<Inner>, node: u8) {
     let sleeping = inner
         .with_node(node, |n| n.listening == Listening::Sleeping && n.awake)
         .unwrap_or(false);

@@ -424,6 +424,8 @@ pub fn capabilities(capacity: u32) -> crate::model::Capabilities {
         supports_native_scheduling: true,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        // Lock Action (0x000D).
+        supports_remote_lock: true,
     }
 }
 

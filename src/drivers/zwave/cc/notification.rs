@@ -1,6 +1,7 @@
 //! Notification CC (0x71, v2+; v1 "Alarm" reports are read for their type
-//! and level only). Access Control (type 6) tells keypad unlocks and codes
-//! changed at the lock.
+//! and level, and sorted by `super::super::reports`). Access Control
+//! (type 6) tells how the bolt moved, who was turned away, the door sensor
+//! and codes changed at the lock; Home Security (type 7) tampering.
 
 use super::{id, need, CcError};
 
@@ -8,15 +9,46 @@ pub const REPORT: u8 = 0x05;
 
 /// Notification type Access Control.
 pub const ACCESS_CONTROL: u8 = 0x06;
+/// Notification type Home Security.
+pub const HOME_SECURITY: u8 = 0x07;
 
-/// Access Control events the driver acts on.
+/// Access Control events the driver acts on (Z-Wave Notification CC event
+/// list, as zwave-js's registry names them).
 pub mod event {
+    pub const MANUAL_LOCK: u8 = 0x01;
+    pub const MANUAL_UNLOCK: u8 = 0x02;
+    pub const RF_LOCK: u8 = 0x03;
+    pub const RF_UNLOCK: u8 = 0x04;
     pub const KEYPAD_LOCK: u8 = 0x05;
     pub const KEYPAD_UNLOCK: u8 = 0x06;
+    pub const AUTO_LOCK: u8 = 0x09;
     pub const ALL_USER_CODES_DELETED: u8 = 0x0C;
     pub const SINGLE_USER_CODE_DELETED: u8 = 0x0D;
     pub const NEW_USER_CODE_ADDED: u8 = 0x0E;
     pub const NEW_USER_CODE_NOT_ADDED_DUPLICATE: u8 = 0x0F;
+    /// "Manually enter user access code exceeds code limit".
+    pub const CODE_LIMIT_EXCEEDED: u8 = 0x13;
+    pub const DOOR_OPEN: u8 = 0x16;
+    pub const DOOR_CLOSED: u8 = 0x17;
+    /// "Lock operation with User Code" / "Unlock operation with User Code".
+    pub const LOCK_WITH_USER_CODE: u8 = 0x21;
+    pub const UNLOCK_WITH_USER_CODE: u8 = 0x22;
+    /// "Valid credential access denied: User Active State set to Occupied Disabled".
+    pub const DENIED_USER_DISABLED: u8 = 0x2F;
+    /// "Valid credential access denied: Schedule inactive".
+    pub const DENIED_SCHEDULE_INACTIVE: u8 = 0x30;
+    /// "Invalid credential used".
+    pub const INVALID_CREDENTIAL: u8 = 0x32;
+}
+
+/// Home Security events the driver acts on.
+pub mod security_event {
+    /// "Tampering, product cover removed".
+    pub const COVER_REMOVED: u8 = 0x03;
+    /// "Tampering, invalid code".
+    pub const INVALID_CODE: u8 = 0x04;
+    /// "Tampering, product moved".
+    pub const MOVED: u8 = 0x09;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,258 @@
+//! Remote lock/unlock and what simulated locks say, on paused time: an
+//! action is answered once its lock confirmed, refusals are typed and
+//! immediate, a replay while the lock is at it sends nothing twice, an
+//! attempt left by a stopped hub is not carried out late; keypad, manual and
+//! refused entries become the public events with the code's id.
+
+mod support;
+
+use lockhub::drivers::sim::Fault;
+use lockhub::drivers::{DeniedReason, LockMethod};
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::core::*;
+
+const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
+
+fn events_of(hub: &Hub, event_type: &str) -> Vec<Value> {
+    hub.events()
+        .into_iter()
+        .filter(|e| e["event_type"] == event_type)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_actions_on_simulated_locks() {
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front door", keypad(&[4], 30)),
+        spec(NUKI, "Nuki", nuki_like()),
+    ])
+    .await;
+    hub.run_for(Duration::from_secs(1)).await;
+    let dev = |id: &str| hub.cmd("devices/get", json!({"device_id": id}))["device"].clone();
+    assert_eq!(dev(NUKI)["can_remotely_lock"], true);
+    assert_eq!(dev(FRONT)["can_remotely_unlock"], false);
+
+    // Answered once the lock did it, with the event and the device state.
+    let now = hub.cmd(
+        "locks/lock_door",
+        json!({"request_id": "l-1", "device_id": NUKI}),
+    );
+    assert_eq!(now["action_attempt"]["status"], "pending", "{now}");
+    assert!(
+        hub.answer("l-1").is_none(),
+        "no answer before the lock confirmed"
+    );
+    hub.run_for(Duration::from_secs(2)).await;
+    let a = hub.answer("l-1").expect("answered");
+    assert_eq!(a["ok"], true, "{a}");
+    assert_eq!(a["action_attempt"]["status"], "success");
+    assert!(hub.sim.state(NUKI).unwrap().locked);
+    let e = &events_of(&hub, "lock.locked")[0];
+    assert_eq!(e["method"], "seamapi");
+    assert_eq!(
+        e["action_attempt_id"],
+        a["action_attempt"]["action_attempt_id"]
+    );
+    assert_eq!(dev(NUKI)["properties"]["locked"], true);
+    // A replay gets the same answer and moves nothing.
+    let attempts = hub.sim.state(NUKI).unwrap().attempts;
+    let again = hub.cmd(
+        "locks/lock_door",
+        json!({"request_id": "l-1", "device_id": NUKI}),
+    );
+    assert_eq!(again, a);
+    hub.run_for(Duration::from_secs(2)).await;
+    assert_eq!(hub.sim.state(NUKI).unwrap().attempts, attempts);
+
+    // Lock then unlock in a row: carried out in that order.
+    hub.cmd(
+        "locks/unlock_door",
+        json!({"request_id": "l-2", "device_id": NUKI}),
+    );
+    hub.cmd(
+        "locks/lock_door",
+        json!({"request_id": "l-3", "device_id": NUKI}),
+    );
+    hub.cmd(
+        "locks/unlock_door",
+        json!({"request_id": "l-4", "device_id": NUKI}),
+    );
+    hub.run_for(Duration::from_secs(2)).await;
+    for r in ["l-2", "l-3", "l-4"] {
+        assert_eq!(
+            hub.answer(r).unwrap()["action_attempt"]["status"],
+            "success"
+        );
+    }
+    assert!(!hub.sim.state(NUKI).unwrap().locked, "the last one wins");
+
+    // A lock that fails: an error answer, nothing recorded as moved.
+    hub.sim.inject(NUKI, [Fault::Timeout]);
+    hub.cmd(
+        "locks/lock_door",
+        json!({"request_id": "l-5", "device_id": NUKI}),
+    );
+    hub.run_for(Duration::from_secs(2)).await;
+    let a = hub.answer("l-5").unwrap();
+    assert_eq!(a["ok"], false, "{a}");
+    assert_eq!(a["error"]["type"], "lock_did_not_confirm");
+    assert_eq!(a["action_attempt"]["status"], "error");
+    assert_eq!(dev(NUKI)["properties"]["locked"], false);
+
+    // Refused at once: no motor, offline, unknown device, bad body.
+    let r = hub.cmd("locks/lock_door", json!({"device_id": FRONT}));
+    assert_eq!(r["error"]["type"], "unsupported_by_device", "{r}");
+    hub.sim.set_online(NUKI, false);
+    hub.run_for(Duration::from_millis(100)).await;
+    let r = hub.cmd("locks/unlock_door", json!({"device_id": NUKI}));
+    assert_eq!(r["error"]["type"], "device_offline", "{r}");
+    let r = hub.cmd("locks/unlock_door", json!({"device_id": "nope"}));
+    assert_eq!(r["error"]["type"], "device_not_found", "{r}");
+    let r = hub.cmd(
+        "locks/unlock_door",
+        json!({"device_id": NUKI, "force": true}),
+    );
+    assert_eq!(r["error"]["type"], "invalid_input", "{r}");
+    hub.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_left_by_a_stopped_hub_is_not_carried_out_late() {
+    let store = std::sync::Arc::new(lockhub::store::Store::open_in_memory().unwrap());
+    // An unlock recorded two minutes ago by a hub that stopped before its lock confirmed.
+    store
+        .write(|tx| {
+            tx.insert_action_attempt(&lockhub::store::ActionAttempt {
+                action_attempt_id: "old-attempt".into(),
+                request_id: "l-old".into(),
+                device_id: NUKI.into(),
+                action_type: "UNLOCK_DOOR".into(),
+                status: "pending".into(),
+                error: None,
+                created_at: base_time() - chrono::Duration::minutes(2),
+                reply_to: None,
+                fingerprint: None,
+            })
+        })
+        .unwrap();
+    let hub = Hub::start_with(
+        store,
+        vec![spec(NUKI, "Nuki", nuki_like())],
+        Default::default(),
+    )
+    .await;
+    hub.sim.operate(NUKI, true, LockMethod::Manual, None);
+    hub.run_for(Duration::from_secs(3)).await;
+    let a = hub.answer("l-old").expect("answered");
+    assert_eq!(a["action_attempt"]["status"], "error", "{a}");
+    assert_eq!(a["error"]["type"], "lock_did_not_confirm");
+    assert!(
+        hub.sim.state(NUKI).unwrap().locked,
+        "not unlocked minutes late"
+    );
+    assert_eq!(
+        hub.cmd(
+            "locks/unlock_door",
+            json!({"request_id": "l-old", "device_id": NUKI})
+        ),
+        a
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn keypad_manual_and_refused_entries_name_the_code() {
+    let hub = Hub::start(vec![spec(FRONT, "Front door", keypad(&[4], 30))]).await;
+    hub.run_for(Duration::from_secs(1)).await;
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT], "name": "Jane", "code": "5974"}),
+    );
+    let id = r["access_codes"][0]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hub.run_for(Duration::from_secs(2)).await;
+    let slot = hub
+        .store
+        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
+        .unwrap();
+    hub.sim.keypad_unlock(FRONT, slot);
+    hub.sim.operate(FRONT, true, LockMethod::Automatic, None);
+    hub.sim
+        .access_denied(FRONT, DeniedReason::OutsideSchedule, Some(slot));
+    hub.sim.door(FRONT, true);
+    hub.run_for(Duration::from_millis(100)).await;
+    let u = &events_of(&hub, "lock.unlocked")[0];
+    assert_eq!(
+        (u["method"].as_str(), u["access_code_id"].as_str()),
+        (Some("keycode"), Some(id.as_str()))
+    );
+    assert_eq!(
+        u["common_code_key"],
+        r["access_codes"][0]["common_code_key"]
+    );
+    let code = hub.cmd("access_codes/get", json!({"access_code_id": id}))["access_code"].clone();
+    assert_eq!(code["last_used_at"], u["occurred_at"]);
+    assert_eq!(events_of(&hub, "lock.locked")[0]["method"], "automatic");
+    let d = &events_of(&hub, "lock.access_denied")[0];
+    assert_eq!(
+        (d["reason"].as_str(), d["access_code_id"].as_str()),
+        (Some("outside_schedule"), Some(id.as_str()))
+    );
+    assert_eq!(events_of(&hub, "lock.door_opened").len(), 1);
+    let dev = hub.cmd("devices/get", json!({"device_id": FRONT}))["device"].clone();
+    assert_eq!(dev["properties"]["locked"], true);
+    assert_eq!(dev["properties"]["door_open"], true);
+    hub.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_time_code_goes_after_its_first_use() {
+    let hub = Hub::start(vec![spec(FRONT, "Front door", keypad(&[4], 30))]).await;
+    hub.run_for(Duration::from_secs(1)).await;
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Plumber", "code": "5974", "is_one_time_use": true}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["access_code"]["is_one_time_use"], true);
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An ordinary code beside it stays.
+    let other = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Owner", "code": "8642"}),
+    );
+    assert_eq!(other["access_code"]["is_one_time_use"], false);
+    hub.run_for(Duration::from_secs(2)).await;
+    let slot_of = |id: &str| hub.store.read(|tx| Ok(tx.code(id)?.unwrap().slot)).unwrap();
+    let (slot, owner_slot) = (
+        slot_of(&id),
+        slot_of(other["access_code"]["access_code_id"].as_str().unwrap()),
+    );
+    assert_eq!(hub.code_on(FRONT, slot).as_deref(), Some("5974"));
+    // The owner's use changes nothing; the plumber's removes the plumber's code.
+    hub.sim.keypad_unlock(FRONT, owner_slot);
+    hub.run_for(Duration::from_secs(1)).await;
+    assert_eq!(hub.code_on(FRONT, slot).as_deref(), Some("5974"));
+    hub.sim.keypad_unlock(FRONT, slot);
+    hub.run_for(Duration::from_secs(2)).await;
+    assert_eq!(hub.code_on(FRONT, slot), None, "off the lock after its use");
+    assert_eq!(hub.code_on(FRONT, owner_slot).as_deref(), Some("8642"));
+    let types = hub.event_types_for(&id);
+    assert!(
+        types.contains(&"access_code.deleted".to_string()),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"access_code.removed_from_device".to_string()),
+        "{types:?}"
+    );
+    let r = hub.cmd("access_codes/get", json!({"access_code_id": id}));
+    assert_eq!(r["error"]["type"], "access_code_not_found", "{r}");
+    hub.stop().await;
+}
