@@ -54,6 +54,7 @@ async fn main() {
         supports_native_scheduling: false,
         supports_backup_access_code_pool: false,
         can_program_online_access_codes: true,
+        supports_remote_lock: false,
     };
     let specs: Vec<SimLockSpec> = (0..locks)
         .map(|i| {
