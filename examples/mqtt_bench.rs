@@ -1,8 +1,11 @@
 //! The daemon over a real Mosquitto, measured from outside: publish -> response
 //! latency (p50/p99, against a plain broker round trip in the same run),
 //! commands per second, memory (idle, and 200 locks x 100 codes), idle wake-ups
-//! per second, and time to ready with 20,000 codes stored. Prints figures;
-//! never fails on them. Needs mosquitto and a release build of lockhub:
+//! per second, and time to ready with 20,000 codes stored; then the command
+//! figures again with 20,000 codes stored. Floors measured in the same run: a
+//! broker round trip and a durable SQLite commit (WAL, synchronous=FULL) on
+//! the same disk. Prints figures; never fails on them. Needs mosquitto and a
+//! release build of lockhub:
 //!
 //!     cargo build --release && cargo run --release --example mqtt_bench
 
@@ -156,6 +159,101 @@ async fn wait_topic(inbox: &Inbox, topic: &str) -> Instant {
     }
 }
 
+/// The floor of a command's commit: one small durable SQLite transaction
+/// (WAL, synchronous=FULL) in the same directory. Returns the times (ms) of
+/// `n` commits one after the other.
+fn sqlite_commits(dir: &Path, n: usize) -> Vec<f64> {
+    let conn = rusqlite::Connection::open(dir.join("floor.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        .unwrap();
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            conn.execute("INSERT INTO t (body) VALUES (?1)", [vec![b'x'; 600]])
+                .unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+/// RSS split as the kernel counts it: anonymous (heap, stacks, SQLite's
+/// cache) and file-backed (the mapped binary and libraries), in KiB.
+fn rss_parts(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("RssAnon:"), get("RssFile:"))
+}
+
+/// What one round of commands measured.
+struct Round {
+    lat: Vec<f64>,
+    cpu_per_cmd: f64,
+    rate: f64,
+}
+
+/// `n` create_multiple on 10 locks one at a time (publish -> response), then
+/// `n` back to back; request ids start with `tag`.
+async fn round(
+    c: &AsyncClient,
+    inbox: &Inbox,
+    pid: u32,
+    locks: usize,
+    tag: &str,
+    n: usize,
+) -> Round {
+    let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+    let mut lat = Vec::new();
+    let cpu0 = cpu_ms(pid);
+    for i in 0..n {
+        let ids: Vec<String> = (0..10).map(|k| id((i * 10 + k) % locks)).collect();
+        let body =
+            serde_json::to_vec(&json!({"request_id": format!("{tag}l{i}"), "device_ids": ids}))
+                .unwrap();
+        let t = Instant::now();
+        c.publish(
+            "lockhub/bench/commands/access_codes/create_multiple",
+            QoS::AtLeastOnce,
+            false,
+            body,
+        )
+        .await
+        .unwrap();
+        let got = wait_topic(inbox, &format!("lockhub/bench/responses/{tag}l{i}")).await;
+        lat.push((got - t).as_secs_f64() * 1e3);
+    }
+    let cpu_per_cmd = (cpu_ms(pid) - cpu0) / n as f64;
+    // Throughput: n more commands published back to back (group commit).
+    let t = Instant::now();
+    for i in 0..n {
+        let ids: Vec<String> = (0..10).map(|k| id((i * 10 + k + 5) % locks)).collect();
+        let body =
+            serde_json::to_vec(&json!({"request_id": format!("{tag}t{i}"), "device_ids": ids}))
+                .unwrap();
+        c.publish(
+            "lockhub/bench/commands/access_codes/create_multiple",
+            QoS::AtLeastOnce,
+            false,
+            body,
+        )
+        .await
+        .unwrap();
+    }
+    wait_topic(inbox, &format!("lockhub/bench/responses/{tag}t{}", n - 1)).await;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    Round {
+        lat,
+        cpu_per_cmd,
+        rate,
+    }
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
@@ -172,6 +270,7 @@ async fn main() {
     let (c, inbox) = cloud(port).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle_empty = rss_kib(daemon.id());
+    let parts_idle = rss_parts(daemon.id());
 
     // Baseline: a plain QoS 1 round trip through the same broker.
     let mut base = Vec::new();
@@ -184,47 +283,13 @@ async fn main() {
         let got = wait_topic(&inbox, &topic).await;
         base.push((got - t).as_secs_f64() * 1e3);
     }
-    // Publish -> response, one at a time: create_multiple on 10 locks, durable commit.
-    let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
-    let mut lat = Vec::new();
-    let cpu0 = cpu_ms(daemon.id());
-    for i in 0..1000 {
-        let ids: Vec<String> = (0..10).map(|k| id((i * 10 + k) % locks)).collect();
-        let body =
-            serde_json::to_vec(&json!({"request_id": format!("l{i}"), "device_ids": ids})).unwrap();
-        let t = Instant::now();
-        c.publish(
-            "lockhub/bench/commands/access_codes/create_multiple",
-            QoS::AtLeastOnce,
-            false,
-            body,
-        )
-        .await
-        .unwrap();
-        let got = wait_topic(&inbox, &format!("lockhub/bench/responses/l{i}")).await;
-        lat.push((got - t).as_secs_f64() * 1e3);
-    }
-    let cpu_per_cmd = (cpu_ms(daemon.id()) - cpu0) / 1000.0;
-    // Throughput: 1000 more commands published back to back (group commit).
-    let t = Instant::now();
-    for i in 0..1000 {
-        let ids: Vec<String> = (0..10).map(|k| id((i * 10 + k + 5) % locks)).collect();
-        let body =
-            serde_json::to_vec(&json!({"request_id": format!("t{i}"), "device_ids": ids})).unwrap();
-        c.publish(
-            "lockhub/bench/commands/access_codes/create_multiple",
-            QoS::AtLeastOnce,
-            false,
-            body,
-        )
-        .await
-        .unwrap();
-    }
-    wait_topic(&inbox, "lockhub/bench/responses/t999").await;
-    let rate = 1000.0 / t.elapsed().as_secs_f64();
+    // Publish -> response, one at a time: create_multiple on 10 locks,
+    // durable commit; then back to back. 0 -> 20,000 codes.
+    let first = round(&c, &inbox, daemon.id(), locks, "", 1000).await;
     // 20,000 codes (200 locks x 100): let the locks settle, then memory.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let rss_loaded = rss_kib(daemon.id());
+    let parts_loaded = rss_parts(daemon.id());
     let s0 = switches(daemon.id());
     tokio::time::sleep(Duration::from_secs(10)).await;
     let wakeups_loaded = (switches(daemon.id()) - s0) as f64 / 10.0;
@@ -236,23 +301,44 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let wakeups_idle = (switches(daemon.id()) - s0) as f64 / 10.0;
     let rss_idle_full = rss_kib(daemon.id());
+    // The same figures with 20,000 codes stored (20,000 -> 30,000: 150 a
+    // lock, each lock's capacity).
+    let full = round(&c, &inbox, daemon.id(), locks, "f", 500).await;
     stop(daemon);
     drop(broker);
+    let mut commits = sqlite_commits(dir.path(), 300);
+    let commit_rate = 1e3 / (commits.iter().sum::<f64>() / commits.len() as f64);
+    let (s50, s99) = (pct(&mut commits.clone(), 0.5), pct(&mut commits, 0.99));
 
     let (b50, b99) = (pct(&mut base.clone(), 0.5), pct(&mut base, 0.99));
-    let (l50, l99) = (pct(&mut lat.clone(), 0.5), pct(&mut lat, 0.99));
+    let figures = |r: &Round| {
+        let mut lat = r.lat.clone();
+        (pct(&mut lat.clone(), 0.5), pct(&mut lat, 0.99))
+    };
+    let (l50, l99) = figures(&first);
+    let (f50, f99) = figures(&full);
     println!("mqtt_bench: lockhub (release) + Mosquitto on loopback, {locks} simulated locks, commits durable (WAL, synchronous=FULL)");
-    println!("  baseline broker round trip : p50 {b50:.2} ms, p99 {b99:.2} ms");
-    println!("  publish -> response        : p50 {l50:.2} ms, p99 {l99:.2} ms  (create_multiple on 10 locks; p50 {:.1}x baseline)", l50 / b50);
-    println!("  daemon CPU per command     : {cpu_per_cmd:.2} ms (command + fan-out to 10 locks + publishing)");
-    println!("  back-to-back commands      : {rate:.0} create_multiple/s (10 locks each)");
+    println!("  floor: broker round trip   : p50 {b50:.2} ms, p99 {b99:.2} ms");
+    println!("  floor: durable commit      : p50 {s50:.2} ms, p99 {s99:.2} ms, {commit_rate:.0} commits/s one after the other");
+    println!("  publish -> response        : p50 {l50:.2} ms, p99 {l99:.2} ms  (create_multiple on 10 locks, 0 -> 10,000 codes; p99 {:.1}x broker + commit p99)", l99 / (b99 + s99));
     println!(
-        "  RSS idle, no codes         : {:.1} MiB",
-        rss_idle_empty as f64 / 1024.0
+        "  daemon CPU per command     : {:.2} ms (command + fan-out to 10 locks + publishing)",
+        first.cpu_per_cmd
+    );
+    println!("  back-to-back commands      : {:.0} create_multiple/s (10 locks each, 10,000 -> 20,000 codes; {:.2}x the commit floor's rate)", first.rate, first.rate / commit_rate);
+    println!("  with 20,000 codes stored   : p50 {f50:.2} ms, p99 {f99:.2} ms, CPU {:.2} ms, {:.0}/s  (vs the first figures: p50 {:.2}x, p99 {:.2}x, CPU {:.2}x, rate 1/{:.2})",
+        full.cpu_per_cmd, full.rate, f50 / l50, f99 / l99, full.cpu_per_cmd / first.cpu_per_cmd, first.rate / full.rate);
+    println!(
+        "  RSS idle, no codes         : {:.1} MiB ({:.1} anonymous, {:.1} file-backed)",
+        rss_idle_empty as f64 / 1024.0,
+        parts_idle.0 as f64 / 1024.0,
+        parts_idle.1 as f64 / 1024.0
     );
     println!(
-        "  RSS 200 locks x 100 codes  : {:.1} MiB (after the load), {:.1} MiB (restarted, idle)",
+        "  RSS 200 locks x 100 codes  : {:.1} MiB (after the load: {:.1} anonymous, {:.1} file-backed), {:.1} MiB (restarted, idle)",
         rss_loaded as f64 / 1024.0,
+        parts_loaded.0 as f64 / 1024.0,
+        parts_loaded.1 as f64 / 1024.0,
         rss_idle_full as f64 / 1024.0
     );
     println!("  idle wake-ups              : {wakeups_idle:.1}/s (restarted, 20,000 codes), {wakeups_loaded:.1}/s (right after the load)");

@@ -22,7 +22,8 @@
 //! - [`engine`]: one reconciler per lock (desired vs observed), time-driven checks,
 //!   what locks report (events, lock state), remote lock/unlock.
 //! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events;
-//!   PINs sealed at rest, the audit chain, used jtis).
+//!   PINs sealed at rest, the audit chain, used jtis, each lock's codes decoded in
+//!   memory and kept true by the transactions).
 //! - [`model`]: access codes (recurring ones: [`model::weekly`]), devices, capabilities,
 //!   events and the masked [`model::Pin`].
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).

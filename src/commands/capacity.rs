@@ -62,18 +62,16 @@ impl LockDemand {
         except: &[&str],
     ) -> Result<LockDemand, StoreError> {
         let id = &device.info.device_id;
-        let codes = tx.codes_for_device(id)?;
-        let owned: BTreeSet<u32> = codes.iter().map(|c| c.slot).collect();
-        let existing = codes
-            .iter()
-            .filter(|c| !except.contains(&c.access_code_id.as_str()))
-            .filter_map(|c| c.slot_need(now, timing))
-            .collect();
-        let fixed = tx
-            .observed(id)?
-            .iter()
-            .filter(|s| !owned.contains(&s.slot))
-            .count() as u32;
+        let (existing, fixed) = tx.lock_view(id, |codes, observed| {
+            let owned: BTreeSet<u32> = codes.iter().map(|c| c.slot).collect();
+            let existing = codes
+                .iter()
+                .filter(|c| !except.contains(&c.access_code_id.as_str()))
+                .filter_map(|c| c.slot_need(now, timing))
+                .collect();
+            let fixed = observed.iter().filter(|s| !owned.contains(&s.slot)).count() as u32;
+            (existing, fixed)
+        })?;
         Ok(LockDemand {
             device_id: id.clone(),
             existing,

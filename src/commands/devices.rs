@@ -52,19 +52,20 @@ pub fn battery_status(percent: u8) -> &'static str {
 pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
     let caps = &d.info.capabilities;
     let id = &d.info.device_id;
-    let codes = tx.codes_for_device(id)?;
-    let managed: std::collections::BTreeSet<u32> = codes
-        .iter()
-        .map(|c| c.slot)
-        .filter(|s| *s != crate::model::access_code::NO_SLOT)
-        .collect();
-    let observed = tx.observed(id)?;
-    let unmanaged = observed
-        .iter()
-        .filter(|s| !managed.contains(&s.slot))
-        .count();
-    let mut used = managed.clone();
-    used.extend(observed.iter().map(|s| s.slot));
+    let (unmanaged, used) = tx.lock_view(id, |codes, observed| {
+        let managed: std::collections::BTreeSet<u32> = codes
+            .iter()
+            .map(|c| c.slot)
+            .filter(|s| *s != crate::model::access_code::NO_SLOT)
+            .collect();
+        let unmanaged = observed
+            .iter()
+            .filter(|s| !managed.contains(&s.slot))
+            .count();
+        let mut used = managed.clone();
+        used.extend(observed.iter().map(|s| s.slot));
+        (unmanaged, used)
+    })?;
     let total = caps.max_active_codes_supported as usize;
     let (created_at, offline_since) = tx.device_times(id)?;
     let created_at = created_at.unwrap_or_else(|| ts(chrono::DateTime::<Utc>::UNIX_EPOCH));

@@ -115,24 +115,25 @@ pub fn pins_in_use(
     timing: &crate::model::Timing,
     except: Option<&str>,
 ) -> Result<Vec<Pin>, CommandFailed> {
-    let codes = tx.codes_for_device(device_id)?;
-    let mut pins: Vec<Pin> = codes
-        .iter()
-        .filter(|c| Some(c.access_code_id.as_str()) != except)
-        .filter(|c| c.slot_need(now, timing).is_some())
-        .map(|c| c.code.clone())
-        .collect();
-    let own_slot = except
-        .and_then(|e| codes.iter().find(|c| c.access_code_id == e))
-        .map(|c| c.slot)
-        .filter(|s| *s != crate::model::access_code::NO_SLOT);
-    pins.extend(
-        tx.observed(device_id)?
-            .into_iter()
-            .filter(|s| Some(s.slot) != own_slot)
-            .map(|s| s.code),
-    );
-    Ok(pins)
+    Ok(tx.lock_view(device_id, |codes, observed| {
+        let mut pins: Vec<Pin> = codes
+            .iter()
+            .filter(|c| Some(c.access_code_id.as_str()) != except)
+            .filter(|c| c.slot_need(now, timing).is_some())
+            .map(|c| c.code.clone())
+            .collect();
+        let own_slot = except
+            .and_then(|e| codes.iter().find(|c| c.access_code_id == e))
+            .map(|c| c.slot)
+            .filter(|s| *s != crate::model::access_code::NO_SLOT);
+        pins.extend(
+            observed
+                .iter()
+                .filter(|s| Some(s.slot) != own_slot)
+                .map(|s| s.code.clone()),
+        );
+        pins
+    })?)
 }
 
 /// The name as the lock can show it: cut to its length limit.
@@ -154,11 +155,12 @@ pub fn fill_backup_pool(
         return Ok(());
     }
     let id = &device.info.device_id;
-    let spare = tx
-        .codes_for_device(id)?
-        .iter()
-        .filter(|c| c.is_backup && c.backup_for.is_none() && !c.deleted)
-        .count() as u32;
+    let spare = tx.lock_view(id, |codes, _| {
+        codes
+            .iter()
+            .filter(|c| c.is_backup && c.backup_for.is_none() && !c.deleted)
+            .count()
+    })? as u32;
     let timing = ctx.settings.timing();
     let recent = recent_pins(tx, id, ctx.now, ctx.settings)?;
     for _ in spare..ctx.settings.backup_pool_size {

@@ -503,6 +503,8 @@ impl Engine {
                 _ = tick.tick() => {}
             }
             self.beat();
+            // Locks no one looked at lately keep no decoded codes in memory.
+            self.store.shed_idle();
             if let Err(e) = self.store.anchor_audit() {
                 tracing::warn!(error = %e, "could not write the audit chain's anchor");
             }

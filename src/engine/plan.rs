@@ -98,13 +98,13 @@ pub fn next_boundary(
 }
 
 #[cfg(test)]
-pub(in crate::engine) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{Pin, Retry, TimeWindow};
     use chrono::TimeZone;
 
-    /// A plain code for the engine's unit tests (also `slots`' fixture).
-    pub(in crate::engine) fn code(slot: u32, pin: &str, window: Option<TimeWindow>) -> AccessCode {
+    /// A plain code for unit tests (also `slots`' and `store::locks`' fixture).
+    pub(crate) fn code(slot: u32, pin: &str, window: Option<TimeWindow>) -> AccessCode {
         AccessCode {
             access_code_id: format!("c{slot}"),
             device_id: "d".into(),

@@ -13,6 +13,7 @@ pub mod issued;
 mod jti;
 mod lifetime;
 mod lock_state;
+mod locks;
 mod migrations;
 pub mod recent;
 mod reply;
@@ -118,6 +119,8 @@ pub struct Store {
     /// The workspace every event is stamped with (the hub has none of its own:
     /// it comes from the config; see [`Store::set_workspace_id`]).
     workspace_id: Mutex<std::sync::Arc<str>>,
+    /// Each lock's codes and slots, decoded (see [`locks`]).
+    locks: locks::LockCache,
     /// `{path}.audit-head`: the audit chain's head kept outside the database
     /// (see [`audit`]); `None` for in-memory stores.
     audit_anchor: Option<std::path::PathBuf>,
@@ -188,6 +191,7 @@ impl Store {
             writing: Default::default(),
             recent_events: Default::default(),
             workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
+            locks: Default::default(),
             audit_anchor: None,
             anchored: std::sync::atomic::AtomicI64::new(0),
             commits: std::sync::atomic::AtomicU64::new(1),
@@ -284,17 +288,22 @@ impl Store {
         let mut conn = self.conn();
         let (out, wrote) = {
             let tx = conn.transaction().map_err(StoreError::from)?;
-            let wrapped = Tx {
-                tx,
-                wrote_outbox: std::cell::Cell::new(false),
-                sealer: &self.sealer,
-                new_events: Default::default(),
-                events_at_savepoint: Default::default(),
-                workspace_id: self.workspace(),
-            };
+            // No other commit can come while this connection is held.
+            let snapshot = self.locks.lock().seq();
+            let wrapped = self.wrap(tx, snapshot);
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
-            wrapped.tx.commit().map_err(StoreError::from)?;
+            let overlay = wrapped.overlay.take();
+            {
+                // Held across the commit: a reader's snapshot and the entries
+                // it may use always agree (see `locks`).
+                let mut cache = self.locks.lock();
+                if let Err(e) = wrapped.tx.commit() {
+                    cache.uncertain(overlay.into_keys());
+                    return Err(StoreError::from(e).into());
+                }
+                cache.committed(overlay);
+            }
             self.commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.recent_events.extend(wrapped.new_events.take());
@@ -313,17 +322,56 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.read_conn();
         let tx = conn.transaction()?;
-        let wrapped = Tx {
+        // Start the snapshot (SQLite takes it at the first read) while no
+        // commit can land, and note which commit it includes.
+        let snapshot = {
+            let cache = self.locks.lock();
+            tx.query_row("SELECT 1 FROM clock_state LIMIT 1", [], |_| Ok(()))
+                .optional()?;
+            cache.seq()
+        };
+        let wrapped = self.wrap(tx, snapshot);
+        let out = f(&wrapped)?;
+        wrapped.tx.commit()?;
+        Ok(out)
+    }
+
+    fn wrap<'c>(&'c self, tx: rusqlite::Transaction<'c>, snapshot: u64) -> Tx<'c> {
+        Tx {
             tx,
             wrote_outbox: std::cell::Cell::new(false),
             sealer: &self.sealer,
             new_events: Default::default(),
             events_at_savepoint: Default::default(),
             workspace_id: self.workspace(),
-        };
-        let out = f(&wrapped)?;
-        wrapped.tx.commit()?;
-        Ok(out)
+            cache: &self.locks,
+            snapshot,
+            overlay: Default::default(),
+            since_savepoint: Default::default(),
+        }
+    }
+
+    /// Drop the decoded codes of locks no one looked at for a while and give
+    /// freed memory back to the system (a hub at rest stays small).
+    pub fn shed_idle(&self) -> usize {
+        let n = self.locks.shed_idle();
+        if n > 0 {
+            // SQLite's page caches too: re-read from the OS's cache if needed.
+            let _ = self.conn().execute_batch("PRAGMA shrink_memory");
+            if let Some(r) = &self.reader {
+                let _ = r
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .execute_batch("PRAGMA shrink_memory");
+            }
+            locks::return_freed_memory();
+        }
+        n
+    }
+
+    /// Locks whose decoded codes are held in memory, and how many codes.
+    pub fn cached_locks(&self) -> (usize, usize) {
+        self.locks.size()
     }
 
     /// Resolves when rows may have been added to the outbox.
@@ -411,6 +459,14 @@ pub struct Tx<'c> {
     new_events: std::cell::RefCell<Vec<serde_json::Value>>,
     events_at_savepoint: std::cell::Cell<usize>,
     workspace_id: std::sync::Arc<str>,
+    cache: &'c locks::LockCache,
+    /// The last commit this transaction's snapshot includes.
+    snapshot: u64,
+    /// The locks this transaction changed, as they are now in it (`None`:
+    /// unknown here, read from SQL; dropped from the cache at commit).
+    overlay: std::cell::RefCell<std::collections::HashMap<String, Option<locks::LockRows>>>,
+    /// Locks changed since the open savepoint.
+    since_savepoint: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 /// A devices row as read: body, online, battery, slots_known, last_error, presence_known.
@@ -426,12 +482,14 @@ impl Tx<'_> {
     pub fn savepoint(&self) -> Result<()> {
         self.tx.execute_batch("SAVEPOINT command")?;
         self.events_at_savepoint.set(self.new_events.borrow().len());
+        self.since_savepoint.borrow_mut().clear();
         Ok(())
     }
 
     /// Keep what was written since `savepoint`.
     pub fn release(&self) -> Result<()> {
         self.tx.execute_batch("RELEASE command")?;
+        self.since_savepoint.borrow_mut().clear();
         Ok(())
     }
 
@@ -442,7 +500,83 @@ impl Tx<'_> {
         self.new_events
             .borrow_mut()
             .truncate(self.events_at_savepoint.get());
+        // What those locks hold in this transaction is SQL's to say again.
+        let mut overlay = self.overlay.borrow_mut();
+        for id in self.since_savepoint.borrow_mut().drain() {
+            overlay.insert(id, None);
+        }
         Ok(())
+    }
+
+    // ---- each lock's codes and slots (through `locks`) ----
+
+    /// A lock's rows from SQL: every stored code opened and decoded.
+    fn rows_from_sql(&self, device_id: &str) -> Result<locks::LockRows> {
+        Ok(locks::LockRows {
+            codes: self
+                .codes_where(
+                    "device_id = ?1 AND NOT (deleted = 1 AND slot = 0)",
+                    &device_id,
+                )?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect(),
+            observed: self.observed_from_sql(device_id)?,
+        })
+    }
+
+    /// Look at a lock's codes and slots as this transaction sees them,
+    /// without copying them.
+    pub fn lock_view<T>(
+        &self,
+        device_id: &str,
+        f: impl FnOnce(&[std::sync::Arc<AccessCode>], &[SlotCode]) -> T,
+    ) -> Result<T> {
+        let f = |r: &locks::LockRows| f(&r.codes, &r.observed);
+        if let Some(own) = self.overlay.borrow().get(device_id) {
+            return match own {
+                Some(rows) => Ok(f(rows)),
+                None => Ok(f(&self.rows_from_sql(device_id)?)),
+            };
+        }
+        let hit = self.cache.lock().get(device_id, self.snapshot);
+        let rows = match hit {
+            Some(rows) => rows,
+            None => {
+                let rows = std::sync::Arc::new(self.rows_from_sql(device_id)?);
+                self.cache
+                    .lock()
+                    .fill(device_id, self.snapshot, rows.clone());
+                rows
+            }
+        };
+        Ok(f(&rows))
+    }
+
+    /// Apply a write just made in SQL to this transaction's copy of the
+    /// lock's rows (`change` returns `false` when it cannot tell the result).
+    fn changed_rows(&self, device_id: &str, change: impl FnOnce(&mut locks::LockRows) -> bool) {
+        self.since_savepoint
+            .borrow_mut()
+            .insert(device_id.to_owned());
+        let mut overlay = self.overlay.borrow_mut();
+        if !overlay.contains_key(device_id) {
+            // The committed rows (this transaction had not changed them), if
+            // the cache has them (a copy of the list: the codes are shared);
+            // else unknown until the commit.
+            let base = self
+                .cache
+                .lock()
+                .get(device_id, self.snapshot)
+                .map(|r| (*r).clone());
+            overlay.insert(device_id.to_owned(), base);
+        }
+        let own = overlay.get_mut(device_id).expect("inserted above");
+        if let Some(rows) = own {
+            if !change(rows) {
+                *own = None;
+            }
+        }
     }
 
     // ---- devices ----
@@ -565,6 +699,10 @@ impl Tx<'_> {
                 self.sealer
                     .seal_text("access_codes.body", &serde_json::to_string(c)?)
             ])?;
+        self.changed_rows(&c.device_id, |r| {
+            r.insert(c);
+            true
+        });
         Ok(())
     }
 
@@ -584,14 +722,25 @@ impl Tx<'_> {
                 self.sealer
                     .seal_text("access_codes.body", &serde_json::to_string(c)?)
             ])?;
+        self.changed_rows(&c.device_id, |r| r.save(c));
         Ok(())
     }
 
     pub fn delete_code(&self, access_code_id: &str) -> Result<()> {
-        self.tx.execute(
-            "DELETE FROM access_codes WHERE access_code_id = ?1",
-            [access_code_id],
-        )?;
+        let device: Option<String> = self
+            .tx
+            .prepare_cached("SELECT device_id FROM access_codes WHERE access_code_id = ?1")?
+            .query_row([access_code_id], |r| r.get(0))
+            .optional()?;
+        self.tx
+            .prepare_cached("DELETE FROM access_codes WHERE access_code_id = ?1")?
+            .execute([access_code_id])?;
+        if let Some(device) = device {
+            self.changed_rows(&device, |r| {
+                r.delete(access_code_id);
+                true
+            });
+        }
         Ok(())
     }
 
@@ -623,10 +772,9 @@ impl Tx<'_> {
     /// A lock's codes, leaving out deleted ones already off the lock (kept
     /// only for retention: see `lifetime`).
     pub fn codes_for_device(&self, device_id: &str) -> Result<Vec<AccessCode>> {
-        self.codes_where(
-            "device_id = ?1 AND NOT (deleted = 1 AND slot = 0)",
-            &device_id,
-        )
+        self.lock_view(device_id, |codes, _| {
+            codes.iter().map(|c| AccessCode::clone(c)).collect()
+        })
     }
 
     /// Every code but deleted ones already off their lock (kept only for retention).
@@ -648,26 +796,51 @@ impl Tx<'_> {
     /// Every PIN on a lock or promised to it: reported by the lock (managed or
     /// not) and lockhub's live codes for it, leaving out one code's own.
     pub fn pins_on_lock(&self, device_id: &str, except_code: Option<&str>) -> Result<Vec<Pin>> {
-        let mut st = self.tx.prepare_cached(
-            "SELECT code FROM access_codes WHERE device_id = ?1 AND deleted = 0 AND access_code_id IS NOT ?2
-             UNION
-             SELECT code FROM slots WHERE device_id = ?1
-               AND slot IS NOT (SELECT slot FROM access_codes WHERE access_code_id IS ?2)",
-        )?;
-        let sealed = st
-            .query_map(params![device_id, except_code], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        // Both columns are sealed the same way but under their own labels;
-        // UNION cannot tell which one a value came from, so try both.
-        sealed
-            .into_iter()
-            .map(|v| {
-                self.sealer
-                    .open_text("access_codes.code", v.clone())
-                    .or_else(|_| self.sealer.open_text("slots.code", v))
-                    .map(Pin::new)
-            })
-            .collect()
+        let own_slot = |codes: &[std::sync::Arc<AccessCode>]| -> Option<Option<u32>> {
+            match except_code {
+                None => Some(None),
+                Some(e) => codes
+                    .iter()
+                    .find(|c| c.access_code_id == e)
+                    .map(|c| Some(c.slot)),
+            }
+        };
+        let (pins, known_slot) = self.lock_view(device_id, |codes, observed| {
+            let pins: Vec<Pin> = codes
+                .iter()
+                .filter(|c| !c.deleted && Some(c.access_code_id.as_str()) != except_code)
+                .map(|c| c.code.clone())
+                .collect();
+            let slot = own_slot(codes);
+            let slots: Vec<Pin> = match slot {
+                Some(own) => observed
+                    .iter()
+                    .filter(|s| Some(s.slot) != own)
+                    .map(|s| s.code.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
+            ((pins, slots), slot.is_some())
+        })?;
+        let (mut pins, mut slots) = pins;
+        if !known_slot {
+            // The code left out is not one of this lock's (or is kept only
+            // for retention): its slot from its row.
+            let own: Option<u32> = self
+                .tx
+                .prepare_cached("SELECT slot FROM access_codes WHERE access_code_id = ?1")?
+                .query_row([except_code], |r| r.get(0))
+                .optional()?;
+            slots = self.lock_view(device_id, |_, observed| {
+                observed
+                    .iter()
+                    .filter(|s| Some(s.slot) != own)
+                    .map(|s| s.code.clone())
+                    .collect()
+            })?;
+        }
+        pins.append(&mut slots);
+        Ok(pins)
     }
 
     pub fn count_codes(&self) -> Result<u64> {
@@ -708,6 +881,10 @@ impl Tx<'_> {
 
     /// What lockhub knows to be on a lock, slot by slot.
     pub fn observed(&self, device_id: &str) -> Result<Vec<SlotCode>> {
+        self.lock_view(device_id, |_, observed| observed.to_vec())
+    }
+
+    fn observed_from_sql(&self, device_id: &str) -> Result<Vec<SlotCode>> {
         let mut st = self.tx.prepare_cached(
             "SELECT slot, code, name, starts_at, ends_at, weekly FROM slots WHERE device_id = ?1 ORDER BY slot",
         )?;
@@ -719,11 +896,12 @@ impl Tx<'_> {
 
     /// What lockhub knows to be in one slot.
     pub fn observed_slot(&self, device_id: &str, slot: u32) -> Result<Option<SlotCode>> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT slot, code, name, starts_at, ends_at, weekly FROM slots WHERE device_id = ?1 AND slot = ?2")?
-            .query_row(params![device_id, slot], |r| self.slot_from_row(r))
-            .optional()?)
+        self.lock_view(device_id, |_, observed| {
+            observed
+                .binary_search_by_key(&slot, |s| s.slot)
+                .ok()
+                .map(|i| observed[i].clone())
+        })
     }
 
     /// Record what one slot now holds (`None`: empty).
@@ -756,6 +934,10 @@ impl Tx<'_> {
                     ])?;
             }
         }
+        self.changed_rows(device_id, |r| {
+            r.set_observed(slot, content);
+            true
+        });
         Ok(())
     }
 

@@ -1,0 +1,364 @@
+//! Each lock's codes and slots, decoded, kept in memory and kept true by the
+//! transactions that change them: the command path and the engine read a
+//! lock's codes several times per command, and opening (XChaCha20) and
+//! JSON-decoding every stored code of a lock on each read made every command
+//! cost more as codes piled up.
+//!
+//! - A write transaction that changes a lock's codes or slots (`insert_code`,
+//!   `save_code`, `delete_code`, `set_observed`: the only SQL that writes those
+//!   tables) applies the same change to its own copy of that lock's rows (the
+//!   overlay); the overlay replaces the shared entry when, and only when, the
+//!   transaction commits. A savepoint rolled back makes the locks it touched
+//!   unknown to the transaction (read from SQL again, dropped at commit).
+//! - Every entry carries the commit (`since`) from which it has been true. A
+//!   read transaction notes the last commit its snapshot includes and uses an
+//!   entry only if it was true by then, so a reader never mixes snapshots.
+//! - Entries not used for [`IDLE`] are dropped by [`LockCache::shed_idle`]: a
+//!   hub at rest keeps no copy of its codes (memory stays small).
+
+use crate::drivers::SlotCode;
+use crate::model::AccessCode;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// An entry unused this long is dropped.
+pub const IDLE: Duration = Duration::from_secs(10);
+
+/// One lock's rows as `codes_for_device` and `observed` return them.
+#[derive(Debug, Clone, Default)]
+pub struct LockRows {
+    /// The lock's codes in rowid order, leaving out deleted ones already off
+    /// the lock (kept only for retention). Shared: a transaction's copy of
+    /// the list costs no copy of the codes.
+    pub codes: Vec<Arc<AccessCode>>,
+    /// What lockhub knows to be on the lock, by slot.
+    pub observed: Vec<SlotCode>,
+}
+
+/// Whether `codes_for_device` leaves a code out (deleted and off its lock).
+pub fn retained_only(c: &AccessCode) -> bool {
+    c.deleted && c.slot == crate::model::access_code::NO_SLOT
+}
+
+impl LockRows {
+    /// A new row (its rowid is the table's largest, so it goes last).
+    pub fn insert(&mut self, c: &AccessCode) {
+        if !retained_only(c) {
+            self.codes.push(Arc::new(c.clone()));
+        }
+    }
+
+    /// A saved row. Returns `false` when the result cannot be known here (a
+    /// row left out before comes back: its place in rowid order is unknown).
+    #[must_use]
+    pub fn save(&mut self, c: &AccessCode) -> bool {
+        match self
+            .codes
+            .iter()
+            .position(|x| x.access_code_id == c.access_code_id)
+        {
+            Some(i) if retained_only(c) => {
+                self.codes.remove(i);
+                true
+            }
+            Some(i) => {
+                self.codes[i] = Arc::new(c.clone());
+                true
+            }
+            None => retained_only(c),
+        }
+    }
+
+    pub fn delete(&mut self, access_code_id: &str) {
+        self.codes.retain(|c| c.access_code_id != access_code_id);
+    }
+
+    pub fn set_observed(&mut self, slot: u32, content: Option<&SlotCode>) {
+        match self.observed.binary_search_by_key(&slot, |s| s.slot) {
+            Ok(i) => match content {
+                Some(c) => self.observed[i] = c.clone(),
+                None => {
+                    self.observed.remove(i);
+                }
+            },
+            Err(i) => {
+                if let Some(c) = content {
+                    self.observed.insert(i, c.clone());
+                }
+            }
+        }
+    }
+}
+
+struct Entry {
+    /// The commit from which these rows have been the lock's.
+    since: u64,
+    rows: Arc<LockRows>,
+    used: Instant,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    /// Commits made through the cache (each write transaction's commit).
+    seq: u64,
+    locks: HashMap<String, Entry>,
+}
+
+/// The shared entries (see the module doc).
+#[derive(Default)]
+pub struct LockCache {
+    inner: Mutex<Inner>,
+}
+
+impl LockCache {
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drop the entries not used for [`IDLE`]; returns how many went.
+    pub fn shed_idle(&self) -> usize {
+        let mut g = self.lock();
+        let before = g.locks.len();
+        g.locks.retain(|_, e| e.used.elapsed() < IDLE);
+        before - g.locks.len()
+    }
+
+    /// Locks with an entry, and their codes (for tests and metrics).
+    pub fn size(&self) -> (usize, usize) {
+        let g = self.lock();
+        (
+            g.locks.len(),
+            g.locks.values().map(|e| e.rows.codes.len()).sum(),
+        )
+    }
+}
+
+impl Inner {
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The rows of a lock if they were already true at commit `snapshot`.
+    pub fn get(&mut self, device_id: &str, snapshot: u64) -> Option<Arc<LockRows>> {
+        let e = self.locks.get_mut(device_id)?;
+        if e.since > snapshot {
+            return None;
+        }
+        e.used = Instant::now();
+        Some(e.rows.clone())
+    }
+
+    /// Rows read from SQL in a snapshot at commit `snapshot`: kept only if no
+    /// commit came since (else they may be stale already).
+    pub fn fill(&mut self, device_id: &str, snapshot: u64, rows: Arc<LockRows>) {
+        if snapshot == self.seq && !self.locks.contains_key(device_id) {
+            self.locks.insert(
+                device_id.to_owned(),
+                Entry {
+                    since: snapshot,
+                    rows,
+                    used: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// A transaction committed: its overlay becomes the shared state (`None`:
+    /// the lock's rows are unknown and the entry goes).
+    pub fn committed(&mut self, overlay: HashMap<String, Option<LockRows>>) {
+        self.seq += 1;
+        let seq = self.seq;
+        for (id, rows) in overlay {
+            match rows {
+                Some(rows) => {
+                    self.locks.insert(
+                        id,
+                        Entry {
+                            since: seq,
+                            rows: Arc::new(rows),
+                            used: Instant::now(),
+                        },
+                    );
+                }
+                None => {
+                    self.locks.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// A commit that may or may not have happened (it failed): forget what it touched.
+    pub fn uncertain(&mut self, touched: impl Iterator<Item = String>) {
+        self.seq += 1;
+        for id in touched {
+            self.locks.remove(&id);
+        }
+    }
+}
+
+/// Give memory freed after a burst back to the system (glibc keeps it in its
+/// arenas otherwise: RSS stays at the burst's peak).
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::drivers::SlotCode;
+    use crate::model::{AccessCode, Pin};
+    use crate::store::{Store, StoreError, Tx};
+
+    fn code(id: &str, slot: u32, pin: &str) -> AccessCode {
+        let mut c = crate::engine::plan::tests::code(slot, pin, None);
+        c.access_code_id = id.into();
+        c
+    }
+
+    fn held(slot: u32, pin: &str) -> SlotCode {
+        SlotCode {
+            slot,
+            code: Pin::new(pin),
+            name: None,
+            window: None,
+            recurring: None,
+        }
+    }
+
+    /// What a transaction sees through the cache is what SQL holds.
+    fn agrees(tx: &Tx<'_>) {
+        let sql = tx.rows_from_sql("d").unwrap();
+        let seen = tx.lock_view("d", |c, o| (c.to_vec(), o.to_vec())).unwrap();
+        assert_eq!(seen, (sql.codes, sql.observed));
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        s.conn().pragma_update(None, "foreign_keys", "OFF").unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn the_cache_follows_every_write_savepoints_and_rollbacks() {
+        let (_dir, s) = store();
+        s.write(|tx| {
+            tx.insert_code(&code("a", 1, "1111"))?;
+            tx.insert_code(&code("b", 2, "2222"))?;
+            tx.set_observed("d", 1, Some(&held(1, "1111")))?;
+            agrees(tx);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        // Read once from SQL (fills the cache), then change it in every way.
+        s.read(|tx| {
+            agrees(tx);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.cached_locks(), (1, 2));
+        s.write(|tx| {
+            let mut b = code("b", 2, "2323");
+            tx.save_code(&b)?;
+            tx.insert_code(&code("c", 0, "3333"))?;
+            tx.set_observed("d", 2, Some(&held(2, "2323")))?;
+            tx.set_observed("d", 1, None)?;
+            agrees(tx);
+            // A deleted code off its lock leaves the lock's codes.
+            b.deleted = true;
+            b.slot = 0;
+            tx.save_code(&b)?;
+            agrees(tx);
+            tx.delete_code("a")?;
+            agrees(tx);
+            // A refused command inside the batch: undone, and still right.
+            tx.savepoint()?;
+            tx.insert_code(&code("e", 5, "5555"))?;
+            tx.set_observed("d", 5, Some(&held(5, "5555")))?;
+            tx.rollback_to()?;
+            agrees(tx);
+            tx.savepoint()?;
+            tx.insert_code(&code("f", 6, "6666"))?;
+            tx.release()?;
+            agrees(tx);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        s.read(|tx| {
+            agrees(tx);
+            Ok(())
+        })
+        .unwrap();
+        // A transaction that fails leaves the cache as the store is.
+        let failed: Result<(), StoreError> = s.write(|tx| {
+            tx.insert_code(&code("g", 7, "7777"))?;
+            Err(StoreError::Other("refused".into()))
+        });
+        assert!(failed.is_err());
+        s.read(|tx| {
+            agrees(tx);
+            let pins = tx.pins_on_lock("d", Some("c"))?;
+            let mut pins: Vec<&str> = pins.iter().map(Pin::expose).collect();
+            pins.sort();
+            assert_eq!(pins, ["2323", "6666"]);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_commit_newer_than_its_snapshot() {
+        let (_dir, s) = store();
+        let s = std::sync::Arc::new(s);
+        s.write(|tx| tx.insert_code(&code("a", 1, "1111"))).unwrap();
+        s.read(|tx| tx.codes_for_device("d")).unwrap(); // cached
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (committed_tx, committed) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.read(|tx| {
+                    started_tx.send(()).unwrap();
+                    committed.recv().unwrap();
+                    // The writer's commit (and its cache entry) came after
+                    // this snapshot began: this reader sees the code as it was.
+                    let codes = tx.codes_for_device("d")?;
+                    agrees(tx);
+                    Ok(codes)
+                })
+                .unwrap()
+            })
+        };
+        started.recv().unwrap();
+        s.write(|tx| {
+            tx.save_code(&code("a", 1, "1212"))?;
+            tx.insert_code(&code("b", 2, "2222"))
+        })
+        .unwrap();
+        committed_tx.send(()).unwrap();
+        let seen = reader.join().unwrap();
+        assert_eq!(seen, vec![code("a", 1, "1111")]);
+        let now = s.read(|tx| tx.codes_for_device("d")).unwrap();
+        assert_eq!(now, vec![code("a", 1, "1212"), code("b", 2, "2222")]);
+    }
+
+    #[test]
+    fn idle_entries_are_shed() {
+        let (_dir, s) = store();
+        s.write(|tx| tx.insert_code(&code("a", 1, "1111"))).unwrap();
+        s.read(|tx| tx.codes_for_device("d")).unwrap();
+        assert_eq!(s.cached_locks(), (1, 1));
+        {
+            let mut g = s.locks.lock();
+            for e in g.locks.values_mut() {
+                e.used = e.used.checked_sub(super::IDLE).unwrap();
+            }
+        }
+        assert_eq!(s.shed_idle(), 1);
+        assert_eq!(s.cached_locks(), (0, 0));
+    }
+}
