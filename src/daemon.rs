@@ -160,6 +160,8 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut zwave_admin = None;
     if !cfg.zwave.port.is_empty() {
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
+        let trust = hub.engine.trust.clone();
+        z.hub_clock = crate::drivers::zwave::HubClockTrust(Arc::new(move || trust.is_trusted()));
         z.timezone = cfg.time_zone()?;
         tracing::info!(
             timezone = z.timezone.iana_name().unwrap_or("(unnamed)"),

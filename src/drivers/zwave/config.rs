@@ -75,6 +75,8 @@ pub struct ZwaveConfig {
     /// How often each lock's clock is read back and set again if it drifted
     /// (also just after each DST change); `None`: only at the interview.
     pub clock_check_interval: Option<Duration>,
+    /// Asked before a lock's clock is set or corrected.
+    pub hub_clock: HubClockTrust,
     /// Wrap Sets in Supervision where the lock supports it (and its
     /// [`LockQuirks::supervision`] does not say no).
     pub use_supervision: bool,
@@ -105,6 +107,31 @@ impl ZwaveConfig {
             use_supervision: true,
             keys: None,
             security: SecurityTiming::default(),
+            hub_clock: HubClockTrust::default(),
         }
+    }
+}
+
+/// Whether the hub's own clock can be believed (the engine's clock trust):
+/// a lock's clock is never set from a hub that booted at 1970 or woke days
+/// stale. Believed always unless the daemon says otherwise.
+#[derive(Clone)]
+pub struct HubClockTrust(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl HubClockTrust {
+    pub fn trusted(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl Default for HubClockTrust {
+    fn default() -> Self {
+        HubClockTrust(std::sync::Arc::new(|| true))
+    }
+}
+
+impl std::fmt::Debug for HubClockTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HubClockTrust(trusted: {})", self.trusted())
     }
 }

@@ -107,6 +107,15 @@ impl Inner {
         node: u8,
         facts: &NodeFacts,
     ) -> Result<(), DriverError> {
+        if !self.config.hub_clock.trusted() {
+            // Left unset (`clock_set` stays false): tried again before the
+            // lock's first window, which waits for a trusted clock anyway.
+            tracing::warn!(
+                node,
+                "the hub's clock is not trusted; the lock's clock is left as it is"
+            );
+            return Ok(());
+        }
         let supervise = self.config.use_supervision && facts.supports(id::SUPERVISION);
         let tz = &self.config.timezone;
         let now = Utc::now();
@@ -142,6 +151,9 @@ impl Inner {
         let Some(facts) = self.with_node(node, |n| n.facts.clone()).flatten() else {
             return Ok(());
         };
+        if !self.config.hub_clock.trusted() {
+            return Ok(()); // nothing to compare a lock's clock with
+        }
         let now = Utc::now();
         let clock_right = match facts.clock {
             ClockKind::None => return Ok(()),

@@ -67,6 +67,6 @@ pub mod transport;
 mod waiters;
 mod weekly;
 
-pub use config::{GetRetry, LockConfig, LockQuirks, ZwaveConfig};
+pub use config::{GetRetry, HubClockTrust, LockConfig, LockQuirks, ZwaveConfig};
 pub use driver::{ZwaveDriver, ZwaveError};
 pub use node::default_device_id;
