@@ -9,10 +9,9 @@ mod support;
 use lockhub::drivers::ble::fake_lock::FakeNuki;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
-use support::blackbox::{free_port, Broker, Daemon};
+use support::blackbox::{Broker, Daemon};
 use support::ble::SECURITY_PIN;
 use support::fake_bluez::{FakeBluez, Reply};
-use support::webdriver::Browser;
 
 const ADDRESS: &str = "54:D2:72:AA:BB:CC";
 const PASSWORD: &str = "front-desk-2026";
@@ -29,33 +28,15 @@ async fn pairing_a_nuki_from_the_page_shows_its_progress() {
 
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
-    let hash = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
-        .args(["web", "hash-password"])
-        .env("LOCKHUB_WEB_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    let hash = String::from_utf8(hash.stdout).unwrap();
-    let web = format!("127.0.0.1:{}", free_port());
     let keys_file = dir.path().join("nuki-keys.json");
+    let (web, section) = support::webdriver::web_section(PASSWORD);
     let extra = format!(
-        "[ble]\nenabled = true\nkeys_file = \"{}\"\n\n[web]\nlisten = \"{web}\"\npassword_hash = \"{}\"\n",
+        "[ble]\nenabled = true\nkeys_file = \"{}\"\n\n{section}",
         keys_file.display(),
-        hash.trim()
     );
     let mut daemon = Daemon::new(dir.path(), broker.port, &extra);
     daemon.start();
-    support::blackbox::wait_for("the page", 20, || {
-        std::net::TcpStream::connect(&web).is_ok().then_some(())
-    })
-    .await;
-
-    let browser = Browser::start().await;
-    browser.goto(&format!("http://{web}/")).await;
-    browser
-        .wait_text("#login", 10, |t| t.contains("Log in"))
-        .await;
-    browser.type_into("#password", PASSWORD).await;
-    browser.click("#login-button").await;
+    let browser = support::webdriver::logged_in(&web, PASSWORD).await;
     browser
         .wait_text("#app", 10, |t| t.contains("Pair a Nuki"))
         .await;
@@ -72,7 +53,16 @@ async fn pairing_a_nuki_from_the_page_shows_its_progress() {
     let steps = browser.text_of("#pair-progress").await;
     assert!(steps.contains("connecting to 54:D2:72:AA:BB:CC"), "{steps}");
     assert!(steps.contains("checking the security PIN"), "{steps}");
-    assert!(!keys_file.exists(), "keys stored after a wrong PIN");
+    // Nothing usable is stored: at most the authorization the lock kept,
+    // without a PIN, for the next pairing to remove (`ble::pair::undo`).
+    if keys_file.exists() {
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&keys_file).unwrap()).unwrap();
+        assert!(
+            stored[ADDRESS]["security_pin"].is_null(),
+            "a usable key stored after a wrong PIN"
+        );
+    }
 
     // The right one: each step, then the keys, stored with mode 0600.
     browser

@@ -9,13 +9,8 @@ mod support;
 
 use lockhub::drivers::zwave::testing::MockController;
 use serde_json::json;
-use support::blackbox::{free_port, wait_for, Broker, Daemon};
-use support::webdriver::Browser;
+use support::blackbox::{Broker, Daemon};
 
-const KEYS: &str = r#"{"S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
-  "S2_Unauthenticated": "11111111111111111111111111111111",
-  "S2_Authenticated": "22222222222222222222222222222222",
-  "S2_AccessControl": "33333333333333333333333333333333"}"#;
 const PASSWORD: &str = "front-desk-2026";
 
 /// `text` holds each of `steps`, in that order.
@@ -33,43 +28,20 @@ fn assert_in_order(text: &str, steps: &[&str]) {
 async fn including_and_excluding_a_zwave_lock_from_the_page() {
     let mock = MockController::start_with("mocks/secure-incl-s2.cjs").expect("mock");
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("zwave-keys.json");
-    std::fs::write(&keys, KEYS).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let keys = support::zwave::secure_keys_file(dir.path());
     let broker = Broker::start(dir.path());
-    let hash = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
-        .args(["web", "hash-password"])
-        .env("LOCKHUB_WEB_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    let hash = String::from_utf8(hash.stdout).unwrap();
-    let web = format!("127.0.0.1:{}", free_port());
+    let (web, section) = support::webdriver::web_section(PASSWORD);
     let mut daemon = Daemon::new(
         dir.path(),
         broker.port,
         &format!(
-            "[zwave]\nport = \"{}\"\nkeys_file = \"{}\"\nreport_timeout_ms = 3000\n\n[web]\nlisten = \"{web}\"\npassword_hash = \"{}\"\n",
+            "[zwave]\nport = \"{}\"\nkeys_file = \"{}\"\nreport_timeout_ms = 3000\n\n{section}",
             mock.url(),
             keys.display(),
-            hash.trim()
         ),
     );
     daemon.start();
-    wait_for("the page", 20, || {
-        std::net::TcpStream::connect(&web).is_ok().then_some(())
-    })
-    .await;
-
-    let browser = Browser::start().await;
-    browser.goto(&format!("http://{web}/")).await;
-    browser
-        .wait_text("#login", 10, |t| t.contains("Log in"))
-        .await;
-    browser.type_into("#password", PASSWORD).await;
-    browser.click("#login-button").await;
+    let browser = support::webdriver::logged_in(&web, PASSWORD).await;
     browser
         .wait_text("#zwave", 10, |t| t.contains("Include a lock"))
         .await;

@@ -13,11 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::blackbox::{wait_for, Broker, Daemon};
 
-const KEYS: &str = r#"{"S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
-  "S2_Unauthenticated": "11111111111111111111111111111111",
-  "S2_Authenticated": "22222222222222222222222222222222",
-  "S2_AccessControl": "33333333333333333333333333333333"}"#;
-
 fn lockhub(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lockhub"));
     c.args(args);
@@ -28,12 +23,7 @@ fn lockhub(args: &[&str]) -> Command {
 async fn include_with_the_pin_asked_on_the_terminal_then_exclude() {
     let mock = MockController::start_with("mocks/secure-incl-s2.cjs").expect("mock");
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("zwave-keys.json");
-    std::fs::write(&keys, KEYS).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let keys = support::zwave::secure_keys_file(dir.path());
     let broker = Broker::start(dir.path());
     let mut daemon = Daemon::new(
         dir.path(),

@@ -204,26 +204,42 @@ fn zwave_admin(c: &WebCtx) -> Result<Arc<crate::status::zwave::ZwaveAdmin>, Box<
     })
 }
 
-/// Start including a Z-Wave lock; answers with the job to follow (its input
-/// asks for the DSK PIN when the lock needs one).
-async fn zwave_include(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
-    let admin = match zwave_admin(&c) {
+/// Start a Z-Wave job of `kind` with `start`; answers with the job to follow.
+fn zwave_job(
+    c: &WebCtx,
+    body: &[u8],
+    kind: &str,
+    start: impl FnOnce(
+        &Arc<crate::status::zwave::ZwaveAdmin>,
+        crate::jobs::JobHandle,
+        crate::status::zwave::JobBody,
+    ) -> Result<(), Box<Response>>,
+) -> Response {
+    let admin = match zwave_admin(c) {
         Ok(a) => a,
         Err(r) => return *r,
     };
-    let b = match crate::status::zwave::parse_job(&body) {
+    let b = match crate::status::zwave::parse_job(body) {
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let job = c.info.jobs.start("zwave.include");
+    let job = c.info.jobs.start(kind);
     let job_id = job.id().to_owned();
-    match admin.start_include(job.clone(), b.pin, b.timeout_secs) {
+    match start(&admin, job.clone(), b) {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response(),
         Err(r) => {
             job.finish(Err("not started".into()));
             *r
         }
     }
+}
+
+/// Start including a Z-Wave lock (the job's input asks for the DSK PIN when
+/// the lock needs one).
+async fn zwave_include(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
+    zwave_job(&c, &body, "zwave.include", |admin, job, b| {
+        admin.start_include(job, b.pin, b.timeout_secs)
+    })
 }
 
 /// The DSK PIN an inclusion job asked for.
@@ -240,23 +256,9 @@ async fn zwave_include_pin(State(c): State<WebCtx>, body: axum::body::Bytes) -> 
 }
 
 async fn zwave_exclude(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
-    let admin = match zwave_admin(&c) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    let b = match crate::status::zwave::parse_job(&body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let job = c.info.jobs.start("zwave.exclude");
-    let job_id = job.id().to_owned();
-    match admin.start_exclude(job.clone(), b.timeout_secs) {
-        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response(),
-        Err(r) => {
-            job.finish(Err("not started".into()));
-            *r
-        }
-    }
+    zwave_job(&c, &body, "zwave.exclude", |admin, job, b| {
+        admin.start_exclude(job, b.timeout_secs)
+    })
 }
 
 async fn job(

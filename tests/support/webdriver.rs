@@ -199,3 +199,37 @@ impl Drop for Browser {
         let _ = self.driver.wait();
     }
 }
+
+/// The `[web]` section that serves the page on a free loopback port behind
+/// `password` (hashed by the built binary, as an installer would), and that
+/// address.
+pub fn web_section(password: &str) -> (String, String) {
+    let hash = Command::new(env!("CARGO_BIN_EXE_lockhub"))
+        .args(["web", "hash-password"])
+        .env("LOCKHUB_WEB_PASSWORD", password)
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    let addr = format!("127.0.0.1:{}", super::blackbox::free_port());
+    let section = format!(
+        "[web]\nlisten = \"{addr}\"\npassword_hash = \"{}\"\n",
+        hash.trim()
+    );
+    (addr, section)
+}
+
+/// Wait for the page at `addr`, open it in a new browser and log in.
+pub async fn logged_in(addr: &str, password: &str) -> Browser {
+    super::blackbox::wait_for("the page", 20, || {
+        std::net::TcpStream::connect(addr).is_ok().then_some(())
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{addr}/")).await;
+    browser
+        .wait_text("#login", 10, |t| t.contains("Log in"))
+        .await;
+    browser.type_into("#password", password).await;
+    browser.click("#login-button").await;
+    browser
+}

@@ -36,3 +36,13 @@ pub async fn connect(
     );
     (driver, rx)
 }
+
+/// The mock network's keys (`testing::SECURE_MOCK_KEYS`) in a keys file under
+/// `dir`, mode 0600 as lockhub demands.
+pub fn secure_keys_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = dir.join("zwave-keys.json");
+    std::fs::write(&keys, lockhub::drivers::zwave::testing::SECURE_MOCK_KEYS).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    keys
+}
