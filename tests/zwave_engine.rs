@@ -191,7 +191,7 @@ async fn seed_group_on_user_credential_locks() {
         users(2).await.contains("Jane's reservati"),
         "named as the code, cut to the lock's 16"
     );
-    until("removal at ends_at", 20, async || {
+    until("removal at ends_at", 45, async || {
         mock.credentials(2).await.unwrap().is_empty()
             && mock.credentials(3).await.unwrap().is_empty()
             && users(2).await == "[]"
