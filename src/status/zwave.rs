@@ -99,17 +99,18 @@ impl ZwaveAdmin {
         let asking = job.clone();
         tokio::spawn(async move {
             if let Some(req) = ask_rx.recv().await {
-                asking.ask(
-                    &format!(
-                        "the lock's DSK is {}: enter its first five digits (the PIN on the lock's label)",
-                        req.dsk
-                    ),
-                    json!({ "dsk_pin": req.dsk }),
-                );
+                // Waiting before asking: a PIN sent the moment the job asks finds it.
+                let dsk = req.dsk.clone();
                 *admin.waiting.lock().unwrap() = Some(Waiting {
                     pin: req.reply,
                     outcome: None,
                 });
+                asking.ask(
+                    &format!(
+                        "the lock's DSK is {dsk}: enter its first five digits (the PIN on the lock's label)"
+                    ),
+                    json!({ "dsk_pin": dsk }),
+                );
             }
         });
         let admin = self.clone();

@@ -34,6 +34,11 @@ fn hash(key: &[u8; 32], prev: &[u8], seq: i64, at: &str, kind: &str, detail: &st
     m.finalize().into_bytes().to_vec()
 }
 
+/// How a row's `at` is written: RFC 3339 UTC with milliseconds, one width.
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The seal of the base left by pruning: without the key, no one can move it.
 fn base_seal(key: &[u8; 32], seq: i64, hash: &[u8]) -> Vec<u8> {
     let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
@@ -54,12 +59,12 @@ impl Tx<'_> {
     ) -> Result<()> {
         let (seq, prev) = match self.audit_head()? {
             Some((s, h)) => (s + 1, h),
-            None => match self.audit_base()? {
+            None => match read_base(&self.tx)? {
                 Some((s, h, _)) => (s + 1, h),
                 None => (1, Vec::new()),
             },
         };
-        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let at = stamp(at);
         let detail = detail.to_string();
         let h = hash(&self.sealer.audit_key, &prev, seq, &at, kind, &detail);
         self.tx
@@ -79,15 +84,11 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    fn audit_base(&self) -> Result<Option<Base>> {
-        Ok(read_base(&self.tx)?)
-    }
-
     /// Drop the rows appended before `before`, always keeping the newest (the
     /// chain's head), and leave the last dropped row behind as the sealed base.
     pub fn prune_audit(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize> {
-        let before = before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        // `at` is always this fixed RFC 3339 UTC form, so text order is time order.
+        // `at` is always `stamp`'s fixed form, so text order is time order.
+        let before = stamp(before);
         let cut: Option<(i64, Vec<u8>)> = self
             .tx
             .query_row(
