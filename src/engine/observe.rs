@@ -68,9 +68,9 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             if let Some(slot) = slot {
                 if let Some(c) = name_code(tx, &mut e, id, *slot)? {
                     if !*locked {
-                        tx.set_code_used(&c.access_code_id, now)?;
+                        let uses = tx.set_code_used(&c.access_code_id, now)?;
                         crate::commands::publish_code_state(tx, &c, now, &engine.settings)?;
-                        used = Some(c);
+                        used = Some((c, uses));
                     }
                 }
             }
@@ -78,11 +78,16 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             if changed {
                 engine.publish_device(tx, id)?;
             }
+            // A code with a use limit goes at its last use (`is_one_time_use`:
+            // the first; lockhub's `max_uses`: the Nth the lock reported).
             match used {
-                Some(c) if !c.deleted && tx.is_one_time_use(&c.access_code_id)? => {
-                    used_up(engine, tx, c, now)?;
-                    Ok(true)
-                }
+                Some((c, uses)) if !c.deleted => match tx.use_limit(&c.access_code_id)? {
+                    Some(max) if uses >= max => {
+                        used_up(engine, tx, c, max, now)?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                },
                 _ => Ok(false),
             }
         }
@@ -169,23 +174,34 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
     }
 }
 
-/// A one-time code opened its lock: it goes, as `access_codes/delete` would
-/// take it (the reconciler clears its slot).
+/// A code opened its lock for the last time its limit allows (one use for
+/// `is_one_time_use`, `max_uses` for lockhub's use counts): it goes, as
+/// `access_codes/delete` would take it (the reconciler clears its slot).
 fn used_up(
     engine: &Engine,
     tx: &Tx<'_>,
     mut c: crate::model::AccessCode,
+    max_uses: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     c.deleted = true;
     c.retry = Default::default();
-    c.raise_warning(Issue::new(
-        "being_deleted",
-        "a one-time code was used: it is being removed from the lock",
-        now,
-    ));
-    tracing::info!(access_code_id = %c.access_code_id, "one-time code used; removing it");
-    tx.event(&Event::code("access_code.deleted", &c, now).with("reason", "one_time_use"))?;
+    let (message, reason) = if max_uses == 1 {
+        (
+            "a one-time code was used: it is being removed from the lock".to_owned(),
+            "one_time_use",
+        )
+    } else {
+        (
+            format!(
+                "the code was used {max_uses} times (max_uses): it is being removed from the lock"
+            ),
+            "max_uses",
+        )
+    };
+    c.raise_warning(Issue::new("being_deleted", message, now));
+    tracing::info!(access_code_id = %c.access_code_id, max_uses, "code used up; removing it");
+    tx.event(&Event::code("access_code.deleted", &c, now).with("reason", reason))?;
     engine.commit_code(tx, &mut c, now)
 }
 

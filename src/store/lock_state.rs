@@ -146,31 +146,66 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    pub fn set_code_used(&self, access_code_id: &str, at: DateTime<Utc>) -> Result<()> {
+    /// The lock reported an unlock with this code at `at`: its last use, and
+    /// one more use counted. Returns the uses counted so far. In the same
+    /// transaction as the report's event, so a crash counts it with its
+    /// event or not at all.
+    pub fn set_code_used(&self, access_code_id: &str, at: DateTime<Utc>) -> Result<u32> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "INSERT INTO code_uses (access_code_id, last_used_at, use_count) VALUES (?1, ?2, 1)
+                 ON CONFLICT(access_code_id) DO UPDATE SET last_used_at = excluded.last_used_at,
+                   use_count = code_uses.use_count + 1
+                 RETURNING use_count",
+            )?
+            .query_row(params![access_code_id, ts(at)], |r| r.get(0))?)
+    }
+
+    /// How many unlocks the lock reported with this code.
+    pub fn code_use_count(&self, access_code_id: &str) -> Result<u32> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT use_count FROM code_uses WHERE access_code_id = ?1")?
+            .query_row([access_code_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// A code that goes once the lock reports it used `max_uses` times
+    /// (`is_one_time_use` is 1; more is lockhub's `max_uses`).
+    pub fn set_use_limit(&self, access_code_id: &str, max_uses: u32) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO code_uses (access_code_id, last_used_at) VALUES (?1, ?2)
-                 ON CONFLICT(access_code_id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                "INSERT INTO one_time_codes (access_code_id, max_uses) VALUES (?1, ?2)
+                 ON CONFLICT(access_code_id) DO UPDATE SET max_uses = excluded.max_uses",
             )?
-            .execute(params![access_code_id, ts(at)])?;
+            .execute(params![access_code_id, max_uses])?;
         Ok(())
     }
 
-    /// A code that goes once the lock reports it used (`is_one_time_use`).
-    pub fn set_one_time_use(&self, access_code_id: &str) -> Result<()> {
-        self.tx
-            .prepare_cached("INSERT OR IGNORE INTO one_time_codes (access_code_id) VALUES (?1)")?
-            .execute([access_code_id])?;
-        Ok(())
+    /// The uses after which the code goes, if it has a limit.
+    pub fn use_limit(&self, access_code_id: &str) -> Result<Option<u32>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT max_uses FROM one_time_codes WHERE access_code_id = ?1")?
+            .query_row([access_code_id], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn is_one_time_use(&self, access_code_id: &str) -> Result<bool> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT 1 FROM one_time_codes WHERE access_code_id = ?1")?
-            .query_row([access_code_id], |_| Ok(()))
-            .optional()?
-            .is_some())
+        Ok(self.use_limit(access_code_id)? == Some(1))
+    }
+
+    /// A purged code's uses and limit go with it.
+    pub(super) fn forget_code_uses(&self, access_code_id: &str) -> Result<()> {
+        for sql in [
+            "DELETE FROM code_uses WHERE access_code_id = ?1",
+            "DELETE FROM one_time_codes WHERE access_code_id = ?1",
+        ] {
+            self.tx.prepare_cached(sql)?.execute([access_code_id])?;
+        }
+        Ok(())
     }
 
     // ---- action attempts ----
