@@ -357,3 +357,48 @@ async fn a_code_with_max_uses_goes_after_its_nth_use_across_a_restart() {
     assert_eq!(slots.len(), 1, "the ordinary code stays: {slots:?}");
     hub.stop().await;
 }
+
+/// A lock's own low-battery warning (no level: a Z-Wave "replace battery
+/// soon / now", a Nuki's critical flag) is `device.low_battery` once while
+/// it lasts, worsens to critical, shows on the device, and ends when a level
+/// of 20 % or more is reported (new batteries).
+#[tokio::test(start_paused = true)]
+async fn a_low_battery_warning_without_a_level() {
+    let hub = Hub::start(vec![spec(FRONT, "Front door", keypad(&[4], 30))]).await;
+    hub.run_for(Duration::from_secs(1)).await;
+    let step = async |f: &dyn Fn()| {
+        f();
+        hub.run_for(Duration::from_millis(50)).await;
+    };
+    let device = || hub.cmd("devices/get", json!({"device_id": FRONT}))["device"].clone();
+    step(&|| hub.sim.report_battery(FRONT, 80)).await;
+    assert_eq!(device()["properties"]["battery"]["status"], "good");
+    step(&|| hub.sim.battery_warning(FRONT, false)).await;
+    step(&|| hub.sim.battery_warning(FRONT, false)).await;
+    let low = events_of(&hub, "device.low_battery");
+    assert_eq!(low.len(), 1, "once while it lasts: {low:?}");
+    assert_eq!(low[0]["battery_status"], "low");
+    assert_eq!(low[0]["battery_level"], 0.8, "the last level the lock said");
+    let d = device();
+    assert_eq!(d["properties"]["battery"]["status"], "low", "{d}");
+    assert_eq!(d["properties"]["battery"]["level"], 0.8);
+    // Critical: the status changes, no second low_battery.
+    step(&|| hub.sim.battery_warning(FRONT, true)).await;
+    step(&|| hub.sim.battery_warning(FRONT, false)).await;
+    assert_eq!(device()["properties"]["battery"]["status"], "critical");
+    assert_eq!(events_of(&hub, "device.low_battery").len(), 1);
+    let statuses: Vec<Value> = events_of(&hub, "device.battery_status_changed")
+        .iter()
+        .map(|e| e["battery_status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![json!("good"), json!("low"), json!("critical")]
+    );
+    // New batteries: the warning ends; a later one is news again.
+    step(&|| hub.sim.report_battery(FRONT, 100)).await;
+    assert_eq!(device()["properties"]["battery"]["status"], "full");
+    step(&|| hub.sim.battery_warning(FRONT, false)).await;
+    assert_eq!(events_of(&hub, "device.low_battery").len(), 2);
+    hub.stop().await;
+}

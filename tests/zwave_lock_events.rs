@@ -265,6 +265,29 @@ async fn lock_reports_become_public_events_and_device_state() {
     rig.send("8003 0e").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rig.count("device.low_battery"), 1, "once per crossing");
+    // New batteries, then the lock's own warnings without a level (v1
+    // Alarm 167 low, 168 critical; Yale/Kwikset): low_battery once more,
+    // then critical.
+    rig.send("8003 64").await;
+    rig.event_where("device.battery_status_changed", |e| {
+        e["battery_status"] == "full"
+    })
+    .await;
+    rig.send("7105 a7 01").await;
+    let e = rig.event("device.low_battery", 2).await;
+    assert_eq!(e["battery_status"], "low", "{e}");
+    rig.send("7105 a7 01").await;
+    rig.send("7105 a8 01").await;
+    rig.event_where("device.battery_status_changed", |e| {
+        e["battery_status"] == "critical"
+    })
+    .await;
+    assert_eq!(
+        rig.count("device.low_battery"),
+        2,
+        "a repeated warning is no news"
+    );
+    assert_eq!(rig.device()["properties"]["battery"]["status"], "critical");
 
     // The retained device state carries it too.
     let retained = hub.retained_state().unwrap();

@@ -194,6 +194,14 @@ pub enum LockEvent {
         device_id: String,
         level: u8,
     },
+    /// The lock warns that its battery is low (`critical`: too low to go on
+    /// for long), without a level: a Z-Wave Power Management "replace
+    /// battery soon / now" (or the v1 alarm for it), a Nuki's critical
+    /// battery flag. Sent again as long as the lock says so.
+    BatteryLow {
+        device_id: String,
+        critical: bool,
+    },
     /// The bolt's state as the lock reports it when asked or on its own
     /// (Door Lock report, Keyturner States), without saying how it got there.
     DoorLock {
@@ -215,6 +223,7 @@ impl LockEvent {
             | LockEvent::SlotChanged { device_id, .. }
             | LockEvent::SlotsMayHaveChanged { device_id }
             | LockEvent::Battery { device_id, .. }
+            | LockEvent::BatteryLow { device_id, .. }
             | LockEvent::DoorLock { device_id, .. } => device_id,
         }
     }

@@ -7,11 +7,14 @@ use super::{Result, Tx};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-/// A lock's bolt and door as last reported (`None`: never reported).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A lock's bolt and door as last reported (`None`: never reported), and
+/// its standing low-battery warning (`low` or `critical`; cleared by a
+/// level report of 20 % or more).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockState {
     pub locked: Option<bool>,
     pub door_open: Option<bool>,
+    pub battery_warning: Option<String>,
 }
 
 /// A `locks/lock_door` or `locks/unlock_door` as recorded.
@@ -104,11 +107,14 @@ impl Tx<'_> {
     pub fn lock_state(&self, device_id: &str) -> Result<LockState> {
         Ok(self
             .tx
-            .prepare_cached("SELECT locked, door_open FROM lock_state WHERE device_id = ?1")?
+            .prepare_cached(
+                "SELECT locked, door_open, battery_warning FROM lock_state WHERE device_id = ?1",
+            )?
             .query_row([device_id], |r| {
                 Ok(LockState {
                     locked: r.get(0)?,
                     door_open: r.get(1)?,
+                    battery_warning: r.get(2)?,
                 })
             })
             .optional()?
@@ -135,6 +141,21 @@ impl Tx<'_> {
         )?
         .execute(params![device_id, open, ts(at)])?;
         Ok(changed > 0)
+    }
+
+    /// Records (or, `None`, clears) the lock's low-battery warning.
+    pub fn set_battery_warning(
+        &self,
+        device_id: &str,
+        warning: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.tx.prepare_cached(
+            "INSERT INTO lock_state (device_id, battery_warning, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(device_id) DO UPDATE SET battery_warning = excluded.battery_warning, updated_at = excluded.updated_at",
+        )?
+        .execute(params![device_id, warning, ts(at)])?;
+        Ok(())
     }
 
     /// When the code last opened its lock, as the lock reported it.
