@@ -246,6 +246,14 @@ pub trait LockDriver: Send + Sync + 'static {
         None
     }
 
+    /// What lockhub last knew the lock's slots to hold (its store, kept over
+    /// a restart), told when the lock is adopted. A driver whose lock hides
+    /// codes on read-back takes a hidden slot to hold that code once the lock
+    /// confirms it (its checksum, else the slot's occupied status) rather
+    /// than calling it unknown, which would set every code again after each
+    /// restart. Default: nothing to do.
+    fn remember(&self, _device_id: &str, _slots: &[SlotCode]) {}
+
     /// Every occupied slot of the lock, as the lock reports it.
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError>;
 

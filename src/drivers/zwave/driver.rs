@@ -590,6 +590,17 @@ impl LockDriver for ZwaveDriver {
             .collect()
     }
 
+    fn remember(&self, device_id: &str, slots: &[SlotCode]) {
+        let Some(node) = self.node_of(device_id) else {
+            return;
+        };
+        self.inner.with_node(node, |n| {
+            n.remembered = slots.iter().map(|s| (s.slot, s.code.clone())).collect();
+            // Slots read already (at the interview): recalled now.
+            super::quirks::recall(n);
+        });
+    }
+
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {
         let node = self.node_of(device_id).ok_or(DriverError::UnknownDevice)?;
         super::slots::read_slots(&self.inner, node).await

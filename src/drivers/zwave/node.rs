@@ -191,6 +191,9 @@ pub(super) struct NodeState {
     /// The node's last Supervision Get to us (session, command, when): the
     /// same again soon is its retransmission, confirmed but not acted on.
     pub supervised_in: Option<(u8, Vec<u8>, tokio::time::Instant)>,
+    /// What the engine's store says the slots held before a restart: for
+    /// a masked lock's hidden slots, once confirmed (`quirks::recall`).
+    pub remembered: BTreeMap<u32, Pin>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
 }
@@ -299,6 +302,7 @@ impl Inner {
             walk: None,
             weekly: Default::default(),
             supervised_in: None,
+            remembered: BTreeMap::new(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });
