@@ -337,16 +337,7 @@ async fn user_credential_under_s2() {
 /// TRACE (the PIN credential travels in new frames: Credential Set/Report).
 #[tokio::test(flavor = "current_thread")]
 async fn no_pin_in_any_log_line() {
-    let log = support::realtime::Capture::default();
-    let w = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        // No timestamps: their digits could spell a PIN by chance.
-        .without_time()
-        .with_writer(move || w.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = support::realtime::Capture::global();
     let mock = MockController::start_with("mocks/user-credential.cjs").expect("mock");
     let (driver, _rx) = connect(&mock, |_| {}).await;
     let id2 = default_device_id(HOME_ID, 2);
