@@ -47,6 +47,7 @@ pub struct Config {
     pub ble: BleSection,
     pub auth: AuthConfig,
     pub web: WebSection,
+    pub homeassistant: HomeAssistantSection,
     /// The file this was loaded from (for the installer page's check-config).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -61,6 +62,37 @@ pub struct WebSection {
     pub listen: String,
     /// Argon2 PHC string (`lockhub web hash-password` makes one); required with `listen`.
     pub password_hash: String,
+}
+
+/// Home Assistant MQTT discovery (opt-in): each lock announced as entities
+/// on the same broker (`crate::homeassistant`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantSection {
+    pub enabled: bool,
+    /// Home Assistant's discovery prefix (its MQTT integration's setting).
+    pub discovery_prefix: String,
+    /// Whether Home Assistant may lock and unlock (a `lock` entity with a
+    /// command topic). Unset: yes with `[auth] mode = "off"`, no with
+    /// `"signed"` (its commands are not signed; `true` lets them in anyway).
+    pub commands: Option<bool>,
+}
+
+impl Default for HomeAssistantSection {
+    fn default() -> Self {
+        HomeAssistantSection {
+            enabled: false,
+            discovery_prefix: "homeassistant".into(),
+            commands: None,
+        }
+    }
+}
+
+impl HomeAssistantSection {
+    /// Whether Home Assistant's lock commands are taken, given the auth mode.
+    pub fn commands_allowed(&self, mode: crate::auth::AuthMode) -> bool {
+        self.commands.unwrap_or(mode == crate::auth::AuthMode::Off)
+    }
 }
 
 /// Who may command the hub over MQTT.
@@ -351,6 +383,7 @@ impl Default for Config {
             ble: BleSection::default(),
             auth: AuthConfig::default(),
             web: WebSection::default(),
+            homeassistant: HomeAssistantSection::default(),
             source_file: None,
         }
     }
@@ -495,6 +528,17 @@ impl Config {
         self.time_zone()?;
         if self.mqtt.prefix.is_empty() || self.mqtt.prefix.contains(['+', '#']) {
             return bad("mqtt.prefix", "must be non-empty, without '+' or '#'");
+        }
+        let ha = &self.homeassistant.discovery_prefix;
+        if ha.is_empty()
+            || ha.starts_with('/')
+            || ha.ends_with('/')
+            || ha.chars().any(|c| matches!(c, '+' | '#') || c.is_control())
+        {
+            return bad(
+                "homeassistant.discovery_prefix",
+                "must be non-empty, without '+', '#', control characters or a leading or trailing '/'",
+            );
         }
         if self.mqtt.max_batch == 0 {
             return bad("mqtt.max_batch", "must be at least 1");
