@@ -15,7 +15,7 @@
 //!   otherwise a `binary_sensor` with `device_class: lock` (state only).
 //! - `sensor` battery (`device_class: battery`, `%`).
 //! - `sensor` last code used: the code's name from the retained
-//!   `{base}/devices/{id}/last_code_used` (never a PIN).
+//!   `{base}/last_code_used/{id}` (never a PIN).
 //!
 //! Plus the hub itself: a connectivity `binary_sensor` on `{base}/status`,
 //! the device every lock names as its `via_device`. Everything comes from
@@ -272,7 +272,7 @@ impl Discovery {
                 "origin": Self::origin(),
             }),
         };
-        let last_topic = format!("{}/devices/{id}/last_code_used", self.base);
+        let last_topic = format!("{}/last_code_used/{id}", self.base);
         let last_code = Config {
             topic: self.topic("sensor", &format!("{id}_last_code")),
             payload: json!({

@@ -141,7 +141,7 @@ impl Hub {
                     serde_json::to_vec(&device_json(tx, &d)?)?,
                 ));
                 if let Some(last) = tx.last_code_used(id)? {
-                    state.push((format!("devices/{id}/last_code_used"), last.into_bytes()));
+                    state.push((format!("last_code_used/{id}"), last.into_bytes()));
                 }
             }
             Ok(state)

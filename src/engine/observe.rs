@@ -204,7 +204,7 @@ fn bolt_event(locked: bool) -> &'static str {
 /// Puts the code in `slot` on the event: a managed code's `access_code_id`
 /// and `common_code_key`, or an unmanaged code's id (`access_code_is_managed`
 /// says which). Returns the managed code.
-/// `devices/{id}/last_code_used` (retained; lockhub's addition): the code
+/// `last_code_used/{id}` (retained; lockhub's addition): the code
 /// that last opened the lock, by id and name, never its PIN.
 fn last_code_used(
     tx: &Tx<'_>,
@@ -225,7 +225,7 @@ fn last_code_used(
     }
     tx.set_last_code_used(id, &body, now)?;
     tx.publish(
-        &format!("devices/{id}/last_code_used"),
+        &format!("last_code_used/{id}"),
         &serde_json::to_vec(&body)?,
         true,
     )
