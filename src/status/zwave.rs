@@ -237,3 +237,31 @@ pub fn parse_job(body: &[u8]) -> Result<JobBody, Box<Response>> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refusal(r: Result<String, Box<Response>>) -> (StatusCode, serde_json::Value) {
+        let r = *r.expect_err("refused");
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_is_an_answer_and_no_job() {
+        let admin = ZwaveAdmin::new();
+        let jobs = Arc::new(crate::jobs::Jobs::default());
+        let (status, body) = refusal(admin.start_include(&jobs, None, None)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["type"], "zwave_unavailable", "{body}");
+        let (status, body) = refusal(admin.start_exclude(&jobs, None)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["type"], "zwave_unavailable", "{body}");
+        assert!(jobs.is_empty(), "a refusal left {} job entries", jobs.len());
+        // A PIN with no inclusion waiting is refused too, with its own type.
+        let r = give_pin_route(&admin, "12345".into());
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+    }
+}
