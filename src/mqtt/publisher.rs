@@ -3,7 +3,10 @@
 //! order). A row is deleted only after its PUBACK, in batches (one commit per
 //! burst, not one per message); while the broker is away rows stay, and on
 //! every connect the hub says `online` and republishes its device state first
-//! (and every code's, when the broker kept no session).
+//! (and every code's, when the broker kept no session). With Home Assistant
+//! discovery on, its configs follow (`super::discovery`): they are rebuilt
+//! from the device list, not queued, and go again on Home Assistant's birth
+//! message and when a lock is added or goes on or off line.
 //!
 //! No row may block the outbox. Before a row is handed to the client its
 //! topic is checked (a topic the broker refuses makes Mosquitto close the
