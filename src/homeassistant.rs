@@ -282,7 +282,6 @@ impl Discovery {
                 "state_topic": last_topic,
                 "value_template": "{% if value_json.name %}{{ value_json.name }}{% elif value_json.is_managed %}unnamed code{% else %}unmanaged code{% endif %}",
                 "json_attributes_topic": last_topic,
-                "json_attributes_template": "{{ {'access_code_id': value_json.access_code_id, 'is_managed': value_json.is_managed, 'used_at': value_json.used_at} | tojson }}",
                 "qos": 1,
                 "availability": [self.hub_availability()],
                 "device": device,

@@ -420,6 +420,14 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     assert_eq!(refused["error"]["type"], "invalid_input", "{refused}");
     assert!(!hub.sim().state(FRONT).unwrap().locked);
 
+    // Home Assistant going away (its last will) is no command and changes nothing.
+    ha.client
+        .publish(format!("{HA}/status"), QoS::AtLeastOnce, false, "offline")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cloud.on("responses/_invalid").is_empty());
+
     // Home Assistant restarted: its birth message brings every config again.
     let (_, before) = configs(&ha);
     ha.client

@@ -46,7 +46,13 @@ impl Announcer {
         }
     }
 
-    /// Sort what the link routes here: Home Assistant's status or one of our configs.
+    /// Whether `topic` is one the link hands here (Home Assistant's status, our configs).
+    pub fn listens_to(disc: &Discovery, topic: &str) -> bool {
+        topic == disc.ha_status_topic() || disc.is_config_topic(topic)
+    }
+
+    /// What a publish on such a topic says: Home Assistant's birth (its
+    /// last will, `offline`, changes nothing here) or one of our configs.
     pub fn heard(disc: &Discovery, topic: &str, payload: &[u8]) -> Option<Heard> {
         if topic == disc.ha_status_topic() {
             return (payload == b"online").then_some(Heard::Birth);

@@ -100,10 +100,14 @@ pub(super) async fn run(
             }
             Ok(Polled::Publish(mut p)) => {
                 if let Some((disc, heard)) = &ha {
-                    // Home Assistant's status and our own configs (QoS 0).
-                    if let Some(h) = super::discovery::Announcer::heard(disc, &p.topic, &p.payload)
-                    {
-                        let _ = heard.send(h);
+                    // Home Assistant's status and our own configs (QoS 0,
+                    // nothing to ack): never commands.
+                    if super::discovery::Announcer::listens_to(disc, &p.topic) {
+                        if let Some(h) =
+                            super::discovery::Announcer::heard(disc, &p.topic, &p.payload)
+                        {
+                            let _ = heard.send(h);
+                        }
                         continue;
                     }
                 }
