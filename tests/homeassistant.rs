@@ -311,16 +311,37 @@ async fn wait_locked(cloud: &Cloud, id: &str, locked: bool) {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
+/// A broker with Home Assistant's side and the cloud's listening on it.
+struct Site {
+    _dir: tempfile::TempDir,
+    broker: Broker,
+    ha: Cloud,
+    cloud: Cloud,
+    hub_dir: std::path::PathBuf,
+}
+
+async fn site() -> Site {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let ha = Cloud::connect(broker.port, HA, "home-assistant").await;
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     let hub_dir = dir.path().join("hub");
     std::fs::create_dir_all(&hub_dir).unwrap();
+    Site {
+        _dir: dir,
+        broker,
+        ha,
+        cloud,
+        hub_dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
+    let site = site().await;
+    let (broker, ha, cloud, hub_dir) = (&site.broker, &site.ha, &site.cloud, &site.hub_dir);
     let hub = Hub::start(
-        &hub_dir,
+        hub_dir,
         broker.port,
         &[(FRONT, "Front door"), (BACK, "Back door")],
         "[homeassistant]\nenabled = true\n",
@@ -446,7 +467,7 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     // for a Home Assistant that subscribes only afterwards.
     hub.stop().await;
     let hub = Hub::start(
-        &hub_dir,
+        hub_dir,
         broker.port,
         &[(FRONT, "Front door")],
         "[homeassistant]\nenabled = true\n",
@@ -470,12 +491,8 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let ha = Cloud::connect(broker.port, HA, "home-assistant").await;
-    let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
-    let hub_dir = dir.path().join("hub");
-    std::fs::create_dir_all(&hub_dir).unwrap();
+    let site = site().await;
+    let (broker, ha, cloud, hub_dir) = (&site.broker, &site.ha, &site.cloud, &site.hub_dir);
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let x = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -491,7 +508,7 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
         "[auth]\nmode = \"signed\"\ntrusted_keys_file = \"{}\"\n\n[homeassistant]\nenabled = true\n",
         keys.display()
     );
-    let hub = Hub::start(&hub_dir, broker.port, &[(FRONT, "Front door")], &signed).await;
+    let hub = Hub::start(hub_dir, broker.port, &[(FRONT, "Front door")], &signed).await;
     cloud.wait_online().await;
 
     // State only: the bolt is a binary_sensor of class lock, no entity has a command topic.
@@ -521,7 +538,7 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
     // The integrator's explicit choice: `commands = true` lets Home Assistant in.
     hub.stop().await;
     let hub = Hub::start(
-        &hub_dir,
+        hub_dir,
         broker.port,
         &[(FRONT, "Front door")],
         &format!("{signed}commands = true\n"),

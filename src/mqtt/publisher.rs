@@ -476,17 +476,34 @@ impl Out<'_> {
     /// Publish an answer the outbox could not take (its row has no id: a
     /// lost one is not sent again; the held command's real answer follows).
     async fn direct(&self, fl: &mut InFlight, d: Direct) {
-        let corr = d.correlation.as_ref().map_or(0, Vec::len);
-        if topic::publishable(&d.topic).is_err()
-            || topic::packet_size(&d.topic, d.payload.len(), corr) > self.limit()
+        let what = "a direct answer";
+        self.unqueued(fl, what, d.topic, false, d.payload, d.correlation)
+            .await;
+    }
+
+    /// Publish something that is no outbox row (a direct answer, Home
+    /// Assistant's configs), checked as rows are; a lost one is not sent again
+    /// by the publisher (it is answered again, or announced again).
+    async fn unqueued(
+        &self,
+        fl: &mut InFlight,
+        what: &str,
+        topic: String,
+        retain: bool,
+        payload: Vec<u8>,
+        correlation: Option<Vec<u8>>,
+    ) {
+        let corr = correlation.as_ref().map_or(0, Vec::len);
+        if topic::publishable(&topic).is_err()
+            || topic::packet_size(&topic, payload.len(), corr) > self.limit()
         {
-            tracing::error!(topic = %d.topic.escape_debug(), "a direct answer the broker cannot accept; not published");
+            tracing::error!(topic = %topic.escape_debug(), "{what} the broker cannot accept; not published");
             return;
         }
         fl.unsent.push_back(None);
         if self
             .client
-            .publish(d.topic, false, d.payload, d.correlation)
+            .publish(topic, retain, payload, correlation)
             .await
             .is_err()
         {
@@ -494,24 +511,10 @@ impl Out<'_> {
         }
     }
 
-    /// A retained publish outside the outbox (Home Assistant's configs: a
-    /// lost one is sent again at the next announcement).
+    /// A Home Assistant config (or its clearing), retained.
     async fn retained(&self, fl: &mut InFlight, topic: String, payload: Vec<u8>) {
-        if topic::publishable(&topic).is_err()
-            || topic::packet_size(&topic, payload.len(), 0) > self.limit()
-        {
-            tracing::error!(topic = %topic.escape_debug(), "a Home Assistant config the broker cannot accept; not published");
-            return;
-        }
-        fl.unsent.push_back(None);
-        if self
-            .client
-            .publish(topic, true, payload, None)
-            .await
-            .is_err()
-        {
-            fl.unsent.pop_back();
-        }
+        let what = "a Home Assistant config";
+        self.unqueued(fl, what, topic, true, payload, None).await;
     }
 
     /// Every config Home Assistant should have, retained; the ones announced
