@@ -350,7 +350,7 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     cloud.wait_serving().await;
 
     // The hub and three entities per lock, each valid.
-    let c = wait_configs(&ha, 7).await;
+    let c = wait_configs(ha, 7).await;
     check_all(&c, &[]);
     let lock = entity(&c, "lock", FRONT).expect("the front door as a lock entity");
     assert_eq!(lock["device"]["name"], "Front door");
@@ -385,9 +385,9 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     })
     .await;
     hub.sim().operate(FRONT, true, LockMethod::Manual, None);
-    wait_locked(&cloud, FRONT, true).await;
+    wait_locked(cloud, FRONT, true).await;
     hub.sim().keypad_unlock(FRONT, slot);
-    wait_locked(&cloud, FRONT, false).await;
+    wait_locked(cloud, FRONT, false).await;
     let last = wait_for("last code used", 10, || {
         cloud.on(&format!("last_code_used/{FRONT}")).pop()
     })
@@ -410,7 +410,7 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
         .publish(&command_topic, QoS::AtLeastOnce, false, "LOCK")
         .await
         .unwrap();
-    wait_locked(&cloud, FRONT, true).await;
+    wait_locked(cloud, FRONT, true).await;
     assert!(hub.sim().state(FRONT).unwrap().locked);
     let moved = wait_for("lock.locked by lockhub", 10, || {
         cloud
@@ -424,7 +424,7 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
         .publish(&command_topic, QoS::AtLeastOnce, false, "UNLOCK")
         .await
         .unwrap();
-    wait_locked(&cloud, FRONT, false).await;
+    wait_locked(cloud, FRONT, false).await;
     assert!(!hub.sim().state(FRONT).unwrap().locked);
     // Not one of ours: answered as refused, the lock untouched.
     ha.client
@@ -450,16 +450,16 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     assert!(cloud.on("responses/_invalid").is_empty());
 
     // Home Assistant restarted: its birth message brings every config again.
-    let (_, before) = configs(&ha);
+    let (_, before) = configs(ha);
     ha.client
         .publish(format!("{HA}/status"), QoS::AtLeastOnce, false, "online")
         .await
         .unwrap();
     wait_for("every config again", 10, || {
-        (configs(&ha).1 >= before + 7).then_some(())
+        (configs(ha).1 >= before + 7).then_some(())
     })
     .await;
-    let c = live(&configs(&ha).0);
+    let c = live(&configs(ha).0);
     assert_eq!(c.len(), 7);
     check_all(&c, std::slice::from_ref(&pin));
 
@@ -474,7 +474,7 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     )
     .await;
     wait_for("the back door's configs cleared", 20, || {
-        let (c, _) = configs(&ha);
+        let (c, _) = configs(ha);
         c.iter()
             .filter(|(t, _)| t.contains(BACK))
             .all(|(_, v)| v.is_null())
@@ -512,7 +512,7 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
     cloud.wait_online().await;
 
     // State only: the bolt is a binary_sensor of class lock, no entity has a command topic.
-    let c = wait_configs(&ha, 4).await;
+    let c = wait_configs(ha, 4).await;
     check_all(&c, &[]);
     assert!(entity(&c, "lock", FRONT).is_none());
     let bolt = entity(&c, "binary_sensor", FRONT).expect("the bolt, state only");
@@ -520,7 +520,7 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
     assert!(c.values().all(|v| v.get("command_topic").is_none()));
 
     hub.sim().operate(FRONT, true, LockMethod::Manual, None);
-    wait_locked(&cloud, FRONT, true).await;
+    wait_locked(cloud, FRONT, true).await;
     // Whatever Home Assistant (or anyone) publishes where a command topic would be is ignored.
     let topic = format!("{BASE}/homeassistant/{FRONT}/set");
     ha.client
@@ -532,7 +532,7 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
         hub.sim().state(FRONT).unwrap().locked,
         "an unsigned command moved the bolt"
     );
-    assert_eq!(device(&cloud, FRONT)["properties"]["locked"], true);
+    assert_eq!(device(cloud, FRONT)["properties"]["locked"], true);
     assert_eq!(cloud.count_prefix("responses/ha-"), 0);
 
     // The integrator's explicit choice: `commands = true` lets Home Assistant in.
@@ -545,7 +545,7 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
     )
     .await;
     let c = wait_for("the lock entity", 20, || {
-        let l = live(&configs(&ha).0);
+        let l = live(&configs(ha).0);
         (entity(&l, "lock", FRONT).is_some() && entity(&l, "binary_sensor", FRONT).is_none())
             .then_some(l)
     })
@@ -555,6 +555,6 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
         .publish(&topic, QoS::AtLeastOnce, false, "UNLOCK")
         .await
         .unwrap();
-    wait_locked(&cloud, FRONT, false).await;
+    wait_locked(cloud, FRONT, false).await;
     hub.stop().await;
 }
