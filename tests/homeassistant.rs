@@ -296,6 +296,45 @@ async fn wait_configs(ha: &Cloud, n: usize) -> BTreeMap<String, Value> {
     .await
 }
 
+/// Renders each `(template, payload)` as Home Assistant's MQTT entities do:
+/// Jinja2 (Python's, the engine Home Assistant uses; `scripts/test-deps-ha.sh`
+/// installs it) in a sandbox, with `value` and `value_json`.
+fn render(cases: &[(&str, &Value)]) -> Vec<String> {
+    const SCRIPT: &str = r#"
+import json, sys
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+env = ImmutableSandboxedEnvironment()
+out = []
+for t, v in json.load(sys.stdin):
+    out.append(env.from_string(t).render(value=v, value_json=json.loads(v)))
+print(json.dumps(out))
+"#;
+    use std::io::Write;
+    let input: Vec<(&str, String)> = cases.iter().map(|(t, v)| (*t, v.to_string())).collect();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/test-deps-ha.sh)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&input).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "a template did not render (Jinja2 installed?)"
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn template<'a>(c: &'a Value, key: &str) -> &'a str {
+    c[key].as_str().unwrap_or_else(|| panic!("no {key} in {c}"))
+}
+
 /// What `{base}/devices/{id}` holds last.
 fn device(cloud: &Cloud, id: &str) -> Value {
     cloud
@@ -362,6 +401,38 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     // Every entity's unique_id names its lock: stable across restarts.
     assert_eq!(lock["unique_id"], format!("lockhub_ha-hub_{FRONT}_lock"));
 
+    // Home Assistant's view of the hub's payloads: nothing reported yet is
+    // unknown (`None`), the lock and the hub are available.
+    let battery = entity(&c, "sensor", &format!("{FRONT}_battery")).unwrap();
+    let last_sensor = entity(&c, "sensor", &format!("{FRONT}_last_code")).unwrap();
+    let front = wait_for("the front door's state", 10, || {
+        let d = device(cloud, FRONT);
+        (d["properties"]["online"] == true).then_some(d)
+    })
+    .await;
+    let status = cloud.on("status").pop().unwrap();
+    let av = &lock["availability"];
+    assert_eq!(
+        render(&[
+            (template(&lock, "value_template"), &front),
+            (template(&battery, "value_template"), &front),
+            (template(&av[0], "value_template"), &status),
+            (template(&av[1], "value_template"), &front),
+            (template(&hub_entity, "value_template"), &status),
+        ]),
+        ["None", "None", "online", "online", "online"]
+    );
+    hub.sim().report_battery(FRONT, 57);
+    let front = wait_for("the battery level", 10, || {
+        let d = device(cloud, FRONT);
+        d["properties"].get("battery_level").is_some().then_some(d)
+    })
+    .await;
+    assert_eq!(
+        render(&[(template(&battery, "value_template"), &front)]),
+        ["57"]
+    );
+
     // A named code, used at the keypad: the last-code sensor gets its name, never the PIN.
     let r = {
         cloud
@@ -396,6 +467,14 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     assert_eq!(last["is_managed"], true);
     assert_eq!(last["access_code_id"], r["access_code"]["access_code_id"]);
     assert!(!last.to_string().contains(&pin), "{last}");
+    let unlocked = device(cloud, FRONT);
+    assert_eq!(
+        render(&[
+            (template(&last_sensor, "value_template"), &last),
+            (template(&lock, "value_template"), &unlocked),
+        ]),
+        ["Jane's reservation", "UNLOCKED"]
+    );
     // Retained: a subscriber that comes later is told at once.
     let late = Cloud::connect(broker.port, BASE, "late-cloud").await;
     let kept = wait_for("last_code_used retained", 10, || {
@@ -412,6 +491,10 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
         .unwrap();
     wait_locked(cloud, FRONT, true).await;
     assert!(hub.sim().state(FRONT).unwrap().locked);
+    assert_eq!(
+        render(&[(template(&lock, "value_template"), &device(cloud, FRONT))]),
+        ["LOCKED"]
+    );
     let moved = wait_for("lock.locked by lockhub", 10, || {
         cloud
             .events()
@@ -521,6 +604,11 @@ async fn signed_mode_takes_no_unsigned_command_from_home_assistant() {
 
     hub.sim().operate(FRONT, true, LockMethod::Manual, None);
     wait_locked(cloud, FRONT, true).await;
+    // `on` means unlocked for a binary_sensor of class lock.
+    assert_eq!(
+        render(&[(template(&bolt, "value_template"), &device(cloud, FRONT))]),
+        ["OFF"]
+    );
     // Whatever Home Assistant (or anyone) publishes where a command topic would be is ignored.
     let topic = format!("{BASE}/homeassistant/{FRONT}/set");
     ha.client
