@@ -508,6 +508,22 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Set when Home Assistant's unsigned lock commands are let in although
+    /// commands must be signed (`[homeassistant] commands = true` with
+    /// `auth.mode = "signed"`): what to say about it.
+    pub fn unsigned_home_assistant(&self) -> Option<String> {
+        let ha = &self.homeassistant;
+        (ha.enabled
+            && ha.commands == Some(true)
+            && self.auth.mode == crate::auth::AuthMode::Signed)
+            .then(|| {
+                format!(
+                    "homeassistant.commands = true: Home Assistant's lock commands are taken unsigned although auth.mode is \"signed\"; let only Home Assistant publish on {}/{}/homeassistant/+/set (the broker's ACL)",
+                    self.mqtt.prefix, self.hub_id
+                )
+            })
+    }
+
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
@@ -837,6 +853,31 @@ mod tests {
             e.contains("zwave.lock_utc_offset: removed") && e.contains("timezone"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn home_assistant_section() {
+        use crate::auth::AuthMode::{Off, Signed};
+        let c = load("").unwrap();
+        assert!(!c.homeassistant.enabled, "opt-in");
+        assert_eq!(c.homeassistant.discovery_prefix, "homeassistant");
+        // Commands follow the auth mode unless said.
+        assert!(c.homeassistant.commands_allowed(Off));
+        assert!(!c.homeassistant.commands_allowed(Signed));
+        let c = load("[homeassistant]\nenabled = true\ncommands = true\n").unwrap();
+        assert!(c.homeassistant.commands_allowed(Signed));
+        assert!(c.unsigned_home_assistant().is_none(), "auth is off");
+        let c = load("[homeassistant]\ncommands = false\n").unwrap();
+        assert!(!c.homeassistant.commands_allowed(Off));
+        for bad in ["", "a/#", "ha/+", "/ha", "ha/"] {
+            let e = load(&format!("[homeassistant]\ndiscovery_prefix = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("homeassistant.discovery_prefix"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -259,6 +259,9 @@ pub fn start(
     let link_stop = CancellationToken::new();
     let (ha, heard_rx) = match &cfg.homeassistant {
         h if h.enabled => {
+            if let Some(why) = cfg.unsigned_home_assistant() {
+                tracing::warn!("{why}");
+            }
             let disc = crate::homeassistant::Discovery {
                 prefix: h.discovery_prefix.clone(),
                 base: topics.base.clone(),
