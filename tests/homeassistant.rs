@@ -391,6 +391,11 @@ async fn locks_appear_follow_their_state_take_commands_and_go_when_removed() {
     // The hub and three entities per lock, each valid.
     let c = wait_configs(ha, 7).await;
     check_all(&c, &[]);
+    let bytes: usize = c.values().map(|v| v.to_string().len()).sum();
+    println!(
+        "discovery: {} configs for 2 locks, {bytes} bytes of payload in all",
+        c.len()
+    );
     let lock = entity(&c, "lock", FRONT).expect("the front door as a lock entity");
     assert_eq!(lock["device"]["name"], "Front door");
     assert_eq!(lock["device"]["manufacturer"], "lockhub");
