@@ -94,10 +94,13 @@ pub struct Engine {
     record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
     record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
     /// Remote lock/unlock (`actions`): woken by commands; the locks with a
-    /// worker at it; each lock's last bolt move reported with its method.
+    /// worker at it; each lock's last bolt move reported with its method;
+    /// the move each lock is making for an attempt now (and whether the lock
+    /// already reported it).
     actions_due: Notify,
     acting: Mutex<std::collections::HashSet<String>>,
     moves: Mutex<HashMap<String, (bool, tokio::time::Instant)>>,
+    moving: Mutex<HashMap<String, actions::InFlight>>,
 }
 
 /// One lock's queue, for the status socket.
@@ -155,6 +158,7 @@ impl Engine {
             actions_due: Notify::new(),
             acting: Mutex::new(Default::default()),
             moves: Mutex::new(HashMap::new()),
+            moving: Mutex::new(HashMap::new()),
         });
         engine.beat();
         engine

@@ -193,7 +193,7 @@ fn used_up(
     engine.commit_code(tx, &mut c, now)
 }
 
-fn bolt_event(locked: bool) -> &'static str {
+pub(super) fn bolt_event(locked: bool) -> &'static str {
     if locked {
         "lock.locked"
     } else {
