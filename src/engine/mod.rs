@@ -434,6 +434,26 @@ impl Engine {
         Ok(())
     }
 
+    /// The kinds of driver running, and the locks they serve now (a lock
+    /// taken out of a driver's configuration, or excluded from its network,
+    /// is no longer among them, though the store keeps its row).
+    pub async fn served(
+        &self,
+    ) -> (
+        std::collections::HashSet<DriverKind>,
+        std::collections::HashSet<String>,
+    ) {
+        let drivers: Vec<Arc<dyn LockDriver>> =
+            self.drivers.lock().unwrap().values().cloned().collect();
+        let mut kinds = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for d in drivers {
+            kinds.insert(d.kind());
+            ids.extend(d.devices().await.into_iter().map(|i| i.device_id));
+        }
+        (kinds, ids)
+    }
+
     fn driver_for(&self, device_id: &str) -> Option<Arc<dyn LockDriver>> {
         self.routes.lock().unwrap().get(device_id).cloned()
     }

@@ -160,6 +160,9 @@ const STEPS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN fault_since TEXT;
     -- the weekly schedule a lock holds for a slot (recurring codes), JSON
     ALTER TABLE slots ADD COLUMN weekly TEXT;",
+    // 10 (issue 15): the code that last opened each lock (its id, name and
+    // whether lockhub manages it; never its PIN), for `last_code_used/{id}`.
+    "ALTER TABLE lock_state ADD COLUMN last_code TEXT;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
