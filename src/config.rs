@@ -689,9 +689,11 @@ impl Config {
         u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
     }
 
-    pub fn hub_settings(&self) -> HubSettings {
+    /// The core's settings; fails only on a `timezone` the tz database does
+    /// not name (`check` refuses it first).
+    pub fn hub_settings(&self) -> Result<HubSettings, ConfigError> {
         let e = &self.engine;
-        HubSettings {
+        Ok(HubSettings {
             workspace_id: self.workspace_id.clone(),
             set_before_start: chrono::Duration::seconds(e.set_before_start_secs),
             max_devices_per_request: e.max_devices_per_request,
@@ -706,8 +708,9 @@ impl Config {
             retention: chrono::Duration::days(e.retention_days),
             pin_reuse: chrono::Duration::days(e.pin_reuse_days),
             audit_retention: chrono::Duration::days(e.audit_retention_days),
+            timezone: self.time_zone()?,
             ..HubSettings::default()
-        }
+        })
     }
 
     /// The MQTT password: from `password_file`, else `LOCKHUB_MQTT_PASSWORD`.

@@ -28,7 +28,8 @@
 //!   PINs sealed at rest, the audit chain, used jtis, each lock's codes decoded in
 //!   memory and kept true by the transactions).
 //! - [`model`]: access codes (recurring ones: [`model::weekly`]), devices, capabilities,
-//!   events and the masked [`model::Pin`].
+//!   events, the masked [`model::Pin`] and the property's local time ([`model::zone`]:
+//!   one time zone for the engine's weekly windows and the locks' clocks).
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated
 //!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2, the locks'

@@ -294,6 +294,14 @@ impl SimDriver {
         });
     }
 
+    /// The lock warns its battery is low (or `critical`), without a level.
+    pub fn battery_warning(&self, id: &str, critical: bool) {
+        self.emit(LockEvent::BatteryLow {
+            device_id: id.to_owned(),
+            critical,
+        });
+    }
+
     /// Someone opens the lock with the code in `slot`.
     pub fn keypad_unlock(&self, id: &str, slot: u32) {
         self.operate(id, false, LockMethod::Keycode, Some(slot));

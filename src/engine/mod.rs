@@ -405,6 +405,21 @@ impl Engine {
             }
             Ok::<(), StoreError>(())
         })?;
+        // What the store says each lock's slots held (before a restart, for
+        // a lock that hides its codes on read-back), once per new reconciler.
+        let fresh: Vec<&DeviceInfo> = {
+            let locks = self.locks.lock().unwrap();
+            devices
+                .iter()
+                .filter(|i| !locks.contains_key(&i.device_id))
+                .collect()
+        };
+        for info in fresh {
+            let known = self.store.read(|tx| tx.observed(&info.device_id))?;
+            if !known.is_empty() {
+                driver.remember(&info.device_id, &known);
+            }
+        }
         for info in devices {
             self.routes
                 .lock()
