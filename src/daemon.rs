@@ -241,18 +241,12 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     if cfg.socket.enabled {
         let mut access = status::peer::Access::new(&cfg.socket.group);
         let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &mut access).await?;
-        // Z-Wave inclusion / exclusion routes when there is a controller.
-        let extra = zwave_admin
-            .clone()
-            .map(status::zwave::routes)
-            .unwrap_or_default();
         tasks.spawn(status::serve(
             listener,
             hub.clone(),
             link.clone(),
             access,
             page.clone(),
-            extra,
             shutdown.clone(),
         ));
     }

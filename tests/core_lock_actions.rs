@@ -48,7 +48,10 @@ async fn lock_actions_on_simulated_locks() {
     assert_eq!(a["ok"], true, "{a}");
     assert_eq!(a["action_attempt"]["status"], "success");
     assert!(hub.sim.state(NUKI).unwrap().locked);
-    let e = &events_of(&hub, "lock.locked")[0];
+    // The lock's own report of the move came first: still one event.
+    let locked = events_of(&hub, "lock.locked");
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    let e = &locked[0];
     assert_eq!(e["method"], "seamapi");
     assert_eq!(
         e["action_attempt_id"],
@@ -86,6 +89,18 @@ async fn lock_actions_on_simulated_locks() {
         );
     }
     assert!(!hub.sim.state(NUKI).unwrap().locked, "the last one wins");
+    // The lock reports each move before it confirms it: one event a move,
+    // lockhub's.
+    let moves: Vec<Value> = hub
+        .events()
+        .into_iter()
+        .filter(|e| e["event_type"] == "lock.locked" || e["event_type"] == "lock.unlocked")
+        .collect();
+    let methods: Vec<&str> = moves
+        .iter()
+        .map(|e| e["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["seamapi"; 4], "{moves:?}");
 
     // A lock that fails: an error answer, nothing recorded as moved.
     hub.sim.inject(NUKI, [Fault::Timeout]);
@@ -99,6 +114,22 @@ async fn lock_actions_on_simulated_locks() {
     assert_eq!(a["error"]["type"], "lock_did_not_confirm");
     assert_eq!(a["action_attempt"]["status"], "error");
     assert_eq!(dev(NUKI)["properties"]["locked"], false);
+
+    // The lock moved and said so, but its confirmation was lost: an error
+    // answer, and the move told as the lock's, not as lockhub's.
+    let locked_before = events_of(&hub, "lock.locked").len();
+    hub.sim.inject(NUKI, [Fault::LostReply]);
+    hub.cmd(
+        "locks/lock_door",
+        json!({"request_id": "l-6", "device_id": NUKI}),
+    );
+    hub.run_for(Duration::from_secs(2)).await;
+    let a = hub.answer("l-6").unwrap();
+    assert_eq!(a["error"]["type"], "lock_did_not_confirm", "{a}");
+    let locked = events_of(&hub, "lock.locked");
+    assert_eq!(locked.len(), locked_before + 1, "{locked:?}");
+    assert_eq!(locked.last().unwrap()["method"], "unknown");
+    assert_eq!(dev(NUKI)["properties"]["locked"], true);
 
     // Refused at once: no motor, offline, unknown device, bad body.
     let r = hub.cmd("locks/lock_door", json!({"device_id": FRONT}));

@@ -5,7 +5,7 @@
 
 mod support;
 
-use lockhub::drivers::zwave::testing::MockController;
+use lockhub::drivers::zwave::testing::{MockController, SECURE_MOCK_KEYS};
 use lockhub::drivers::zwave::{default_device_id, GetRetry, LockQuirks};
 use lockhub::drivers::{DriverError, LockDriver, SlotOp};
 use serde_json::json;
@@ -313,14 +313,6 @@ async fn supervision_and_code_lengths_per_lock() {
     );
 }
 
-/// The keys of mocks/secure-locks.cjs (zwave-js's names).
-const MOCK_KEYS: &str = r#"{
-  "S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
-  "S2_Unauthenticated": "11111111111111111111111111111111",
-  "S2_Authenticated": "22222222222222222222222222222222",
-  "S2_AccessControl": "33333333333333333333333333333333"
-}"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_credential_under_s2() {
     use lockhub::drivers::zwave::security::{NetworkKeys, SecurityClass};
@@ -328,7 +320,7 @@ async fn user_credential_under_s2() {
     let (driver, _rx) = connect(&mock, |c| {
         c.report_timeout = Duration::from_secs(3);
         c.offline_ping_interval = None;
-        c.keys = Some(NetworkKeys::from_json(MOCK_KEYS).unwrap());
+        c.keys = Some(NetworkKeys::from_json(SECURE_MOCK_KEYS).unwrap());
     })
     .await;
     let id2 = default_device_id(HOME_ID, 2);
@@ -369,16 +361,7 @@ async fn user_credential_under_s2() {
 /// TRACE (the PIN credential travels in new frames: Credential Set/Report).
 #[tokio::test(flavor = "current_thread")]
 async fn no_pin_in_any_log_line() {
-    let log = support::realtime::Capture::default();
-    let w = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        // No timestamps: their digits could spell a PIN by chance.
-        .without_time()
-        .with_writer(move || w.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = support::realtime::Capture::global();
     let mock = MockController::start_with("mocks/user-credential.cjs").expect("mock");
     let (driver, _rx) = connect(&mock, |_| {}).await;
     let id2 = default_device_id(HOME_ID, 2);

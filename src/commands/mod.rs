@@ -160,8 +160,9 @@ pub struct Request<'a> {
     /// Refused by the transport before it is read (a retained publish, a bad
     /// Response Topic): answered with this error, nothing changed, nothing stored.
     pub refused: Option<&'a CommandError>,
-    /// From the local socket, whose peer credentials were checked: not signed
-    /// even in signed mode.
+    /// Not signed even in signed mode: from the local socket (whose peer
+    /// credentials were checked), or Home Assistant's lock command where
+    /// `[homeassistant] commands = true` lets it in.
     pub local: bool,
 }
 

@@ -66,7 +66,11 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             let mut e = Event::device(bolt_event(*locked), id, now).with("method", method.as_str());
             let mut used = None;
             if let Some(slot) = slot {
-                if let Some(c) = name_code(tx, &mut e, id, *slot)? {
+                let managed = name_code(tx, &mut e, id, *slot)?;
+                if !*locked {
+                    last_code_used(tx, id, &e, managed.as_ref(), now)?;
+                }
+                if let Some(c) = managed {
                     if !*locked {
                         let uses = tx.set_code_used(&c.access_code_id, now)?;
                         crate::commands::publish_code_state(tx, &c, now, &engine.settings)?;
@@ -256,7 +260,7 @@ fn battery_events(
     Ok(())
 }
 
-fn bolt_event(locked: bool) -> &'static str {
+pub(super) fn bolt_event(locked: bool) -> &'static str {
     if locked {
         "lock.locked"
     } else {
@@ -267,6 +271,33 @@ fn bolt_event(locked: bool) -> &'static str {
 /// Puts the code in `slot` on the event: a managed code's `access_code_id`
 /// and `common_code_key`, or an unmanaged code's id (`access_code_is_managed`
 /// says which). Returns the managed code.
+/// `last_code_used/{id}` (retained; lockhub's addition): the code
+/// that last opened the lock, by id and name, never its PIN.
+fn last_code_used(
+    tx: &Tx<'_>,
+    id: &str,
+    e: &Event,
+    managed: Option<&crate::model::AccessCode>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut body = serde_json::json!({
+        "device_id": id,
+        "access_code_id": e.access_code_id,
+        "name": managed.and_then(|c| c.name.clone()),
+        "is_managed": managed.is_some(),
+        "used_at": crate::model::access_code::ts(now),
+    });
+    if managed.is_none() {
+        body["slot"] = e.extra.get("slot").cloned().unwrap_or_default();
+    }
+    tx.set_last_code_used(id, &body, now)?;
+    tx.publish(
+        &format!("last_code_used/{id}"),
+        &serde_json::to_vec(&body)?,
+        true,
+    )
+}
+
 fn name_code(
     tx: &Tx<'_>,
     e: &mut Event,

@@ -205,6 +205,33 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records the code that last opened the lock (`body`: its id, name,
+    /// whether it is managed and when; never a PIN).
+    pub fn set_last_code_used(
+        &self,
+        device_id: &str,
+        body: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO lock_state (device_id, last_code, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(device_id) DO UPDATE SET last_code = excluded.last_code, updated_at = excluded.updated_at",
+            )?
+            .execute(params![device_id, body.to_string(), ts(at)])?;
+        Ok(())
+    }
+
+    /// What [`Tx::set_last_code_used`] recorded last, as JSON.
+    pub fn last_code_used(&self, device_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT last_code FROM lock_state WHERE device_id = ?1")?
+            .query_row([device_id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
     /// The uses after which the code goes, if it has a limit.
     pub fn use_limit(&self, access_code_id: &str) -> Result<Option<u32>> {
         Ok(self

@@ -166,6 +166,9 @@ const STEPS: &[&str] = &[
     ALTER TABLE code_uses ADD COLUMN use_count INTEGER NOT NULL DEFAULT 1;
     -- a lock's own low-battery warning without a level: 'low' or 'critical'
     ALTER TABLE lock_state ADD COLUMN battery_warning TEXT;",
+    // 11 (issue 15): the code that last opened each lock (its id, name and
+    // whether lockhub manages it; never its PIN), for `last_code_used/{id}`.
+    "ALTER TABLE lock_state ADD COLUMN last_code TEXT;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
