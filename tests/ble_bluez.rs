@@ -67,7 +67,7 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
         ),
     )
     .unwrap();
-    let pair = |pin: &str| bluez.pair_cli(&config, ADDRESS, pin);
+    let pair = |pin: &str| support::ble::pair_cli(&bluez, &config, ADDRESS, pin);
 
     // A wrong security PIN: refused, no usable keys stored, the PIN not
     // echoed; the authorization the lock keeps is on file, for the next

@@ -192,23 +192,40 @@ def _add_nuki(mock):
     _add_service(mock, dev_path, 0x20, KEYTURNER_SVC, [(0x21, KEYTURNER_GDIO), (0x22, KEYTURNER_USDIO)])
 
 
+def _plug(mock, on_discovery):
+    """Adds adapter hci0 and, at once or once a discovery starts, the lock."""
+    global _device
+    _device = None
+    adapter_path = mock.AddAdapter("hci0", "fake-hub")
+    if not on_discovery:
+        _add_nuki(mock)
+        return
+    # A lock this bluetoothd has not cached (as after a restart: BlueZ keeps
+    # only bonded devices): its object appears once a discovery runs and the
+    # lock advertises.
+    adapter = mockobject.objects[adapter_path]
+
+    def start_discovery(adapter):
+        # The template's StartDiscovery expects SetDiscoveryFilter first.
+        adapter.props[ADAPTER_IFACE].setdefault("DiscoveryFilter", None)
+        bluez5.StartDiscovery(adapter)
+        if _device is None:
+            _add_nuki(mock)
+
+    adapter.AddMethods(ADAPTER_IFACE, [("StartDiscovery", "", "", start_discovery)])
+
+
 def load(mock, parameters):
     bluez5.load(mock, parameters)
     mockobject.objects.setdefault("/", mock)  # main object is registered only after load()
-    adapter_path = mock.AddAdapter("hci0", "fake-hub")
-    if os.environ.get("FAKENUKI_ON_DISCOVERY") == "1":
-        # A lock this bluetoothd has not cached (as after a restart: BlueZ keeps
-        # only bonded devices): its object appears once a discovery runs and
-        # the lock advertises.
-        adapter = mockobject.objects[adapter_path]
+    on_discovery = os.environ.get("FAKENUKI_ON_DISCOVERY") == "1"
+    _plug(mock, on_discovery)
 
-        def start_discovery(adapter):
-            # The template's StartDiscovery expects SetDiscoveryFilter first.
-            adapter.props[ADAPTER_IFACE].setdefault("DiscoveryFilter", None)
-            bluez5.StartDiscovery(adapter)
-            if _device is None:
-                _add_nuki(mock)
+    # The USB adapter unplugged and plugged in again (bluetoothd stays up).
+    def unplug(main):
+        main.RemoveAdapterWithDevices("hci0")
 
-        adapter.AddMethods(ADAPTER_IFACE, [("StartDiscovery", "", "", start_discovery)])
-    else:
-        _add_nuki(mock)
+    def plug(main):
+        _plug(main, True)
+
+    mock.AddMethods(BLUEZ_MOCK_IFACE, [("UnplugAdapter", "", "", unplug), ("PlugAdapter", "", "", plug)])

@@ -163,6 +163,32 @@ impl FakeBluez {
         }
     }
 
+    /// Removes the adapter (and the lock's device object) from the running
+    /// bluetoothd, as unplugging a USB adapter does.
+    pub fn unplug_adapter(&self) {
+        self.mock_call("UnplugAdapter");
+    }
+
+    /// Adds the adapter again; the lock appears once a discovery starts.
+    pub fn plug_adapter(&self) {
+        self.mock_call("PlugAdapter");
+    }
+
+    fn mock_call(&self, method: &str) {
+        let out = Command::new("dbus-send")
+            .arg(format!("--bus={}", self.bus))
+            .args(["--print-reply", "--dest=org.bluez", "/"])
+            .arg(format!("org.bluez.Mock.{method}"))
+            .output()
+            .expect("dbus-send");
+        assert!(
+            out.status.success(),
+            "{method}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
     fn bluez_on_bus(&self) -> std::io::Result<bool> {
         let owned = Command::new("dbus-send")
             .arg(format!("--bus={}", self.bus))
@@ -207,28 +233,6 @@ impl FakeBluez {
             "the fake BlueZ did not come up: {}",
             self.log()
         )))
-    }
-
-    /// `lockhub ble pair ADDRESS` with `config` over this bus, the security
-    /// PIN in its environment: whether it succeeded, and what it printed.
-    pub fn pair_cli(&self, config: &Path, address: &str, pin: &str) -> (bool, String) {
-        let t0 = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_lockhub"))
-            .args(["ble", "pair", address, "--config"])
-            .arg(config)
-            .args(["--timeout-secs", "5"])
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
-            .env("LOCKHUB_SECURITY_PIN", pin)
-            .env("LOCKHUB__LOG_LEVEL", "trace")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        println!("lockhub ble pair: {:?}", t0.elapsed());
-        (out.status.success(), text)
     }
 
     /// What the mock printed (for failure messages).
