@@ -27,17 +27,13 @@ pub struct Running {
     tasks: TaskTracker,
 }
 
-/// Opens the Bluetooth adapter and adds the Nuki driver. A hub whose radio is
-/// broken keeps serving its other locks: the error is logged, not fatal.
-async fn start_ble(cfg: &Config, hub: &Arc<Hub>) {
+/// Adds the Nuki driver over a supervised Bluetooth radio. A hub without an
+/// adapter (or bluetoothd) keeps serving its other locks: the radio opens the
+/// adapter with backoff, and again after bluetoothd restarts or the adapter
+/// is unplugged; the Nuki locks are offline meanwhile.
+async fn start_ble(cfg: &Config, hub: &Arc<Hub>, shutdown: &CancellationToken) {
     use crate::drivers::ble::{btle::BtleRadio, keys::FileKeyStore, slot_map::SlotMap, BleDriver};
-    let radio = match BtleRadio::open(cfg.ble.adapter()).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "no Bluetooth: the Nuki locks stay unserved");
-            return;
-        }
-    };
+    let radio = BtleRadio::supervised(cfg.ble.adapter().map(str::to_owned), shutdown);
     let slots = match SlotMap::open(&cfg.ble.slots_file) {
         Ok(s) => s,
         Err(e) => {
@@ -224,7 +220,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     if cfg.ble.enabled && !cfg.ble.locks.is_empty() {
-        start_ble(cfg, &hub).await;
+        start_ble(cfg, &hub, &shutdown).await;
     }
 
     let tasks = TaskTracker::new();

@@ -67,25 +67,7 @@ async fn cli_pairs_and_the_driver_survives_a_dropped_link() {
         ),
     )
     .unwrap();
-    let pair = |pin: &str| {
-        let t0 = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
-            .args(["ble", "pair", ADDRESS, "--config"])
-            .arg(&config)
-            .args(["--timeout-secs", "5"])
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bluez.bus)
-            .env("LOCKHUB_SECURITY_PIN", pin)
-            .env("LOCKHUB__LOG_LEVEL", "trace")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        println!("lockhub ble pair: {:?}", t0.elapsed());
-        (out.status.success(), text)
-    };
+    let pair = |pin: &str| support::ble::pair_cli(&bluez, &config, ADDRESS, pin);
 
     // A wrong security PIN: refused, no usable keys stored, the PIN not
     // echoed; the authorization the lock keeps is on file, for the next

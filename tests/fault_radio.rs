@@ -65,7 +65,7 @@ async fn zwave_port_closed_at_start_then_opened() {
         .await
         .unwrap();
     tokio::spawn(forward(listener, mock.port));
-    let log_on_panic = DumpLog(daemon.dir.join("lockhub.log"));
+    let log_on_panic = daemon.dump_on_panic(&["zwave", "Z-Wave", "z-wave"]);
     let online = wait_for("Z-Wave locks online", 60, || {
         let n = cloud
             .seen
@@ -88,20 +88,4 @@ async fn zwave_port_closed_at_start_then_opened() {
     );
     let (status, _) = daemon.terminate();
     assert!(status.success());
-}
-
-/// Prints the daemon's log if the test fails while it is alive.
-struct DumpLog(std::path::PathBuf);
-impl Drop for DumpLog {
-    fn drop(&mut self) {
-        let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-        let tail: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("zwave") || l.contains("Z-Wave") || l.contains("z-wave"))
-            .collect();
-        eprintln!(
-            "--- daemon log (Z-Wave lines) ---\n{}",
-            tail[tail.len().saturating_sub(40)..].join("\n")
-        );
-    }
 }

@@ -219,35 +219,66 @@ impl Commands {
     }
 
     /// [`Commands::execute_many`] with what the transport knows of each command.
+    ///
+    /// A batch whose transaction fails for a reason other than the storage
+    /// (a command hitting a bug or a damaged row) is run again one command
+    /// per transaction, so the others commit as if alone; a command that fails
+    /// by itself too is answered `internal`, unstored (nothing of it was
+    /// applied, and a retry with the same `request_id` runs afresh).
     pub fn execute_requests(&self, batch: &[Request<'_>]) -> Vec<Reply> {
-        let now = self.clock.now();
+        let e = match self.commit(batch) {
+            Ok(replies) => return replies,
+            Err(e) => e,
+        };
+        if e.is_storage_fault() {
+            // Nothing was committed, so nothing is acked (the MQTT ingest
+            // holds the commands and retries them).
+            tracing::error!(error = %e, commands = batch.len(), "store failed while handling commands");
+            return batch.iter().map(|req| uncommitted(req, &e)).collect();
+        }
+        if batch.len() > 1 {
+            tracing::warn!(error = %e, commands = batch.len(), "a command batch failed (not the storage): each command again in its own transaction");
+        }
+        batch
+            .iter()
+            .map(|req| {
+                let why = if batch.len() == 1 {
+                    e.to_string()
+                } else {
+                    match self.commit(std::slice::from_ref(req)) {
+                        Ok(mut r) => return r.remove(0),
+                        Err(e) if e.is_storage_fault() => return uncommitted(req, &e),
+                        Err(e) => e.to_string(),
+                    }
+                };
+                let request_id = parse::scan_request_id(req.payload)
+                    .filter(|id| parse::check_request_id(id).is_ok())
+                    .unwrap_or_default();
+                tracing::error!(error = %why, command = parse::printable(req.command), request_id, "command failed with an internal error; nothing of it applied, answered internal");
+                unstored_answer(req.payload, &internal_error())
+            })
+            .collect()
+    }
+
+    /// Runs `batch` in one transaction; wakes the locks it changed.
+    fn commit(&self, batch: &[Request<'_>]) -> Result<Vec<Reply>, StoreError> {
         let mut ctx = Ctx {
-            now,
+            now: self.clock.now(),
             settings: &self.settings,
             touched: BTreeSet::new(),
             deferred: None,
         };
-        let result = self.store.write_urgent(|tx| {
+        let replies = self.store.write_urgent(|tx| {
             batch
                 .iter()
                 .map(|req| self.one(&mut ctx, tx, req))
                 .collect::<Result<Vec<Reply>, StoreError>>()
-        });
-        match result {
-            Ok(replies) => {
-                let touched: Vec<String> = ctx.touched.into_iter().collect();
-                if !touched.is_empty() {
-                    (self.waker)(&touched);
-                }
-                replies
-            }
-            Err(e) => {
-                // The store itself failed: nothing was committed, so nothing is
-                // acked (the MQTT ingest holds the commands and retries them).
-                tracing::error!(error = %e, commands = batch.len(), "store failed while handling commands");
-                batch.iter().map(|req| uncommitted(req, &e)).collect()
-            }
+        })?;
+        let touched: Vec<String> = ctx.touched.into_iter().collect();
+        if !touched.is_empty() {
+            (self.waker)(&touched);
         }
+        Ok(replies)
     }
 
     /// One command inside the batch's transaction.
@@ -438,9 +469,18 @@ fn uncommitted(req: &Request<'_>, e: &StoreError) -> Reply {
     let err = if e.is_storage_fault() {
         CommandError::storage_unavailable()
     } else {
-        CommandError::new(ErrorKind::Internal, "the hub's store failed; retry later")
+        internal_error()
     };
     unstored_answer(req.payload, &err)
+}
+
+/// What a command that failed on the hub's side is told; the cause is in the
+/// hub's log only (it could quote stored data).
+pub fn internal_error() -> CommandError {
+    CommandError::new(
+        ErrorKind::Internal,
+        "the hub failed to carry out this command (an internal error, logged on the hub); nothing of it was applied; retry later",
+    )
 }
 
 /// An answer that is not stored, on `responses/{request_id}` when the payload

@@ -16,6 +16,12 @@
 //! delivers it again on the new connection (without a session it is not
 //! redelivered, so it is committed).
 //!
+//! A command that fails on the hub's side for any other reason (a bug, a
+//! damaged row) costs only itself: the batch is run again one command per
+//! transaction ([`crate::commands::Commands::execute_requests`]), the others
+//! commit as usual, and that one is answered `internal` (published directly:
+//! nothing of it is in the store) and acked, so it never sits in flight.
+//!
 //! What only the transport knows is checked here: a retained command publish
 //! is refused (the broker would hand it to every new subscription), and an
 //! MQTT 5 Response Topic is honoured only when it is one we can publish on and
@@ -151,13 +157,12 @@ struct Pending {
 
 /// How a commit attempt went.
 enum Outcome {
-    /// Committed (each command's answer is in the outbox) and acked.
+    /// Committed (each command's answer is in the outbox, or an `internal`
+    /// one published directly) and acked.
     Committed,
     /// The store cannot be written: nothing committed; the commands come back
     /// with the store's error.
     StorageFault(Vec<Pending>, String),
-    /// Another failure: left unacked for the broker to deliver again.
-    Failed,
 }
 
 struct Ingest {
@@ -200,8 +205,18 @@ impl Ingest {
         let replies = match handled {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, commands = batch.len(), "command handling failed; left unacked for redelivery");
-                return Outcome::Failed;
+                // The handling died (its transaction rolled back): nothing was
+                // applied. Each command hears so, and is acked below.
+                tracing::error!(error = %e, commands = batch.len(), "command handling failed; nothing applied, each answered internal");
+                batch
+                    .iter()
+                    .map(|p| {
+                        crate::commands::unstored_answer(
+                            &p.prepared.payload,
+                            &crate::commands::internal_error(),
+                        )
+                    })
+                    .collect()
             }
         };
         if let Some(fault) = replies
@@ -227,12 +242,24 @@ impl Ingest {
             }
             return Outcome::StorageFault(batch, short(&why));
         }
-        if replies.iter().any(|r| error_type(r) == "internal") {
-            tracing::error!(
+        // A command that failed on the hub's side (not the storage) was rolled
+        // back alone, its batch-mates committed: its `internal` answer is not
+        // in the outbox, so it goes directly, and the command is acked like
+        // the rest (left unacked it would stay in flight on this connection,
+        // and enough of them make the broker stop delivering).
+        let mut internal = 0;
+        for (p, r) in batch.iter().zip(&replies) {
+            if error_type(r) == "internal" {
+                self.answer_directly(p, r);
+                internal += 1;
+            }
+        }
+        if internal > 0 {
+            tracing::warn!(
+                internal,
                 commands = batch.len(),
-                "commands not committed; left unacked for redelivery"
+                "commands answered internal (nothing of them applied) and acked"
             );
-            return Outcome::Failed;
         }
         let generation = self.link.generation.load(Ordering::SeqCst);
         let mut stale = 0;
@@ -368,7 +395,7 @@ pub(super) async fn run(
                 }
                 hub.held.set(held.len(), &why);
             }
-            Outcome::Committed | Outcome::Failed if retrying || !held.is_empty() => {
+            Outcome::Committed if retrying || !held.is_empty() => {
                 if held.is_empty() {
                     tracing::info!(
                         attempts = failures,
@@ -384,7 +411,7 @@ pub(super) async fn run(
                     retry_at = tokio::time::Instant::now();
                 }
             }
-            Outcome::Committed | Outcome::Failed => {}
+            Outcome::Committed => {}
         }
     }
 }

@@ -1,7 +1,8 @@
 """dbusmock template: BlueZ (the stock bluez5 template) plus one Nuki-like device whose GATT
 writes are relayed to the test process, which runs the fake lock and says what to indicate.
 
-Environment: FAKENUKI_RELAY (Unix socket of the test's relay), FAKENUKI_ADDRESS, FAKENUKI_NAME.
+Environment: FAKENUKI_RELAY (Unix socket of the test's relay), FAKENUKI_ADDRESS, FAKENUKI_NAME,
+FAKENUKI_ON_DISCOVERY (1: the device appears only once a discovery starts).
 Relay protocol, little-endian: request  u8 channel (0 pairing GDIO, 1 keyturner USDIO) | u32 len | bytes
                                 reply    u8 action (0 indicate, 1 indicate then disconnect)
                                          | u16 count | count x (u32 len | bytes)
@@ -178,11 +179,8 @@ def _add_service(mock, dev_path, idx, uuid, chrcs):
     return path
 
 
-def load(mock, parameters):
+def _add_nuki(mock):
     global _device
-    bluez5.load(mock, parameters)
-    mockobject.objects.setdefault("/", mock)  # main object is registered only after load()
-    mock.AddAdapter("hci0", "fake-hub")
     address = os.environ.get("FAKENUKI_ADDRESS", "54:D2:72:AA:BB:CC")
     name = os.environ.get("FAKENUKI_NAME", "Nuki_2A3B4C5D")
     dev_path = mock.AddDevice("hci0", address, name)
@@ -192,3 +190,42 @@ def load(mock, parameters):
     _device.props[DEVICE_IFACE]["UUIDs"] = dbus.Array([KEYTURNER_SVC], signature="s")
     _add_service(mock, dev_path, 0x10, PAIRING_SVC, [(0x11, PAIRING_GDIO)])
     _add_service(mock, dev_path, 0x20, KEYTURNER_SVC, [(0x21, KEYTURNER_GDIO), (0x22, KEYTURNER_USDIO)])
+
+
+def _plug(mock, on_discovery):
+    """Adds adapter hci0 and, at once or once a discovery starts, the lock."""
+    global _device
+    _device = None
+    adapter_path = mock.AddAdapter("hci0", "fake-hub")
+    if not on_discovery:
+        _add_nuki(mock)
+        return
+    # A lock this bluetoothd has not cached (as after a restart: BlueZ keeps
+    # only bonded devices): its object appears once a discovery runs and the
+    # lock advertises.
+    adapter = mockobject.objects[adapter_path]
+
+    def start_discovery(adapter):
+        # The template's StartDiscovery expects SetDiscoveryFilter first.
+        adapter.props[ADAPTER_IFACE].setdefault("DiscoveryFilter", None)
+        bluez5.StartDiscovery(adapter)
+        if _device is None:
+            _add_nuki(mock)
+
+    adapter.AddMethods(ADAPTER_IFACE, [("StartDiscovery", "", "", start_discovery)])
+
+
+def load(mock, parameters):
+    bluez5.load(mock, parameters)
+    mockobject.objects.setdefault("/", mock)  # main object is registered only after load()
+    on_discovery = os.environ.get("FAKENUKI_ON_DISCOVERY") == "1"
+    _plug(mock, on_discovery)
+
+    # The USB adapter unplugged and plugged in again (bluetoothd stays up).
+    def unplug(main):
+        main.RemoveAdapterWithDevices("hci0")
+
+    def plug(main):
+        _plug(main, True)
+
+    mock.AddMethods(BLUEZ_MOCK_IFACE, [("UnplugAdapter", "", "", unplug), ("PlugAdapter", "", "", plug)])

@@ -510,3 +510,35 @@ impl Gate {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Prints the daemon's log lines that mention one of `words` if the test
+/// fails while it is held; `std::mem::forget` it once the test passed.
+pub struct DumpLog {
+    pub log: PathBuf,
+    pub words: &'static [&'static str],
+}
+
+impl Daemon {
+    /// A [`DumpLog`] of this daemon's lines that mention one of `words`.
+    pub fn dump_on_panic(&self, words: &'static [&'static str]) -> DumpLog {
+        DumpLog {
+            log: self.dir.join("lockhub.log"),
+            words,
+        }
+    }
+}
+
+impl Drop for DumpLog {
+    fn drop(&mut self) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log
+            .lines()
+            .filter(|l| self.words.iter().any(|w| l.contains(w)))
+            .collect();
+        eprintln!(
+            "--- daemon log (lines with {:?}) ---\n{}",
+            self.words,
+            tail[tail.len().saturating_sub(60)..].join("\n")
+        );
+    }
+}

@@ -380,3 +380,30 @@ pub async fn lock_activity_on_nuki(
     shutdown.cancel();
     hub.stopped().await;
 }
+
+/// `lockhub ble pair ADDRESS` with `config` over `bluez`'s bus, the security
+/// PIN in its environment: whether it succeeded, and what it printed.
+pub fn pair_cli(
+    bluez: &super::fake_bluez::FakeBluez,
+    config: &std::path::Path,
+    address: &str,
+    pin: &str,
+) -> (bool, String) {
+    let t0 = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockhub"))
+        .args(["ble", "pair", address, "--config"])
+        .arg(config)
+        .args(["--timeout-secs", "5"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bluez.bus)
+        .env("LOCKHUB_SECURITY_PIN", pin)
+        .env("LOCKHUB__LOG_LEVEL", "trace")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("lockhub ble pair: {:?}", t0.elapsed());
+    (out.status.success(), text)
+}

@@ -5,6 +5,8 @@
 //! Its GATT writes are relayed over a Unix socket to a closure in the test
 //! (the fake lock), whose replies go back as 20-byte indications.
 //!
+//! The fake bluetoothd is a process of its own on the bus: a test can start
+//! the bus without it, kill it and start another (a bluetoothd restart).
 //! libdbus reads the system-bus address once per process and keeps it, so
 //! there is one FakeBluez per test binary: a second `start` is an error.
 //! Needs scripts/test-deps-ble.sh (dbus, Debian's python3-dbusmock).
@@ -26,10 +28,24 @@ pub struct Reply {
 
 static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// What a freshly started bluetoothd knows of the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// Its device object is there at once (a lock BlueZ has cached).
+    Known,
+    /// It appears only once a discovery starts, as a lock BlueZ has not
+    /// cached does after a restart of bluetoothd.
+    Empty,
+}
+
 pub struct FakeBluez {
     pub bus: String,
     daemon: Child,
-    mock: Child,
+    /// The fake bluetoothd (python-dbusmock), a process of its own so a test
+    /// can kill it and start another; `None` while it is not running.
+    mock: Option<Child>,
+    address: String,
+    relay: std::path::PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -42,8 +58,24 @@ fn missing(what: &str) -> std::io::Error {
     )
 }
 
+fn here() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez")
+}
+
 impl FakeBluez {
+    /// The private bus with bluetoothd on it, the lock known.
     pub fn start(
+        address: &str,
+        handler: impl FnMut(Channel, &[u8]) -> Reply + Send + 'static,
+    ) -> std::io::Result<FakeBluez> {
+        let mut fake = Self::bus_only(address, handler)?;
+        fake.start_bluez(Cache::Known)?;
+        Ok(fake)
+    }
+
+    /// The private bus and the fake lock, without bluetoothd (a hub whose
+    /// Bluetooth service has not started): [`FakeBluez::start_bluez`] later.
+    pub fn bus_only(
         address: &str,
         handler: impl FnMut(Channel, &[u8]) -> Reply + Send + 'static,
     ) -> std::io::Result<FakeBluez> {
@@ -52,10 +84,9 @@ impl FakeBluez {
                 "one fake BlueZ per test binary: libdbus keeps the first system-bus address",
             ));
         }
-        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez");
         let dir = tempfile::tempdir()?;
         let sock = dir.path().join("bus.sock");
-        let conf = std::fs::read_to_string(here.join("bus.conf"))?
+        let conf = std::fs::read_to_string(here().join("bus.conf"))?
             .replace("@SOCKET@", sock.to_str().expect("utf-8 temp path"));
         std::fs::write(dir.path().join("bus.conf"), conf)?;
         let daemon = Command::new("dbus-daemon")
@@ -79,48 +110,118 @@ impl FakeBluez {
                 std::thread::spawn(move || serve(conn, handler));
             }
         });
-
-        let log = std::fs::File::create(dir.path().join("mock.log"))?;
-        let mock = Command::new(PYTHON)
-            .args(["-m", "dbusmock", "--system", "-t"])
-            .arg(here.join("fake_nuki.py"))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
-            .env("FAKENUKI_RELAY", &relay)
-            .env("FAKENUKI_ADDRESS", address)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .map_err(|_| missing(PYTHON))?;
-        let mut fake = FakeBluez {
+        let fake = FakeBluez {
             bus,
             daemon,
-            mock,
+            mock: None,
+            address: address.to_owned(),
+            relay,
             dir,
         };
-        fake.wait_for_bluez()?;
+        fake.wait_for_bus()?;
         // btleplug reads the system bus address from the environment.
         std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &fake.bus);
         Ok(fake)
     }
 
+    /// Starts a fake bluetoothd (a new process, with a new unique name on the
+    /// bus) and waits until it owns `org.bluez`.
+    pub fn start_bluez(&mut self, cache: Cache) -> std::io::Result<()> {
+        assert!(self.mock.is_none(), "bluetoothd is running already");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mock.log"))?;
+        let mock = Command::new(PYTHON)
+            .args(["-m", "dbusmock", "--system", "-t"])
+            .arg(here().join("fake_nuki.py"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
+            .env("FAKENUKI_RELAY", &self.relay)
+            .env("FAKENUKI_ADDRESS", &self.address)
+            .env(
+                "FAKENUKI_ON_DISCOVERY",
+                if cache == Cache::Empty { "1" } else { "0" },
+            )
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|_| missing(PYTHON))?;
+        self.mock = Some(mock);
+        self.wait_for_bluez()
+    }
+
+    /// Kills the fake bluetoothd (SIGKILL, as a crash) and waits until its
+    /// name is gone from the bus.
+    pub fn kill_bluez(&mut self) {
+        if let Some(mut m) = self.mock.take() {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.bluez_on_bus().unwrap_or(false) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Removes the adapter (and the lock's device object) from the running
+    /// bluetoothd, as unplugging a USB adapter does.
+    pub fn unplug_adapter(&self) {
+        self.mock_call("UnplugAdapter");
+    }
+
+    /// Adds the adapter again; the lock appears once a discovery starts.
+    pub fn plug_adapter(&self) {
+        self.mock_call("PlugAdapter");
+    }
+
+    fn mock_call(&self, method: &str) {
+        let out = Command::new("dbus-send")
+            .arg(format!("--bus={}", self.bus))
+            .args(["--print-reply", "--dest=org.bluez", "/"])
+            .arg(format!("org.bluez.Mock.{method}"))
+            .output()
+            .expect("dbus-send");
+        assert!(
+            out.status.success(),
+            "{method}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    fn bluez_on_bus(&self) -> std::io::Result<bool> {
+        let owned = Command::new("dbus-send")
+            .arg(format!("--bus={}", self.bus))
+            .args([
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.bluez",
+            ])
+            .output()
+            .map_err(|_| missing("dbus-send"))?;
+        Ok(String::from_utf8_lossy(&owned.stdout).contains("boolean true"))
+    }
+
+    fn wait_for_bus(&self) -> std::io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(self.bus.trim_start_matches("unix:path=")).exists() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("the private D-Bus did not come up"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     fn wait_for_bluez(&mut self) -> std::io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let owned = Command::new("dbus-send")
-                .arg(format!("--bus={}", self.bus))
-                .args([
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.NameHasOwner",
-                    "string:org.bluez",
-                ])
-                .output()
-                .map_err(|_| missing("dbus-send"))?;
-            if String::from_utf8_lossy(&owned.stdout).contains("boolean true") {
+            if self.bluez_on_bus()? {
                 return Ok(());
             }
-            if let Ok(Some(status)) = self.mock.try_wait() {
+            if let Some(Ok(Some(status))) = self.mock.as_mut().map(|m| m.try_wait()) {
                 return Err(std::io::Error::other(format!(
                     "the fake BlueZ exited ({status}): {}",
                     self.log()
@@ -144,8 +245,10 @@ impl FakeBluez {
 
 impl Drop for FakeBluez {
     fn drop(&mut self) {
-        let _ = self.mock.kill();
-        let _ = self.mock.wait();
+        if let Some(mut m) = self.mock.take() {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
     }

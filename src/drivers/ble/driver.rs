@@ -206,6 +206,36 @@ impl BleDriver {
         if let Some(changes) = self.radio.changes() {
             self.follow(changes, false);
         }
+        if let Some(up) = self.radio.adapter_up() {
+            self.follow_adapter(up);
+        }
+    }
+
+    /// Marks every lock offline whenever the radio says its adapter is absent
+    /// or lost (the links died with it); the locks come back as they advertise.
+    fn follow_adapter(self: &Arc<Self>, mut up: tokio::sync::watch::Receiver<Option<bool>>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let state = *up.borrow_and_update();
+                if state == Some(false) {
+                    let Some(driver) = weak.upgrade() else { return };
+                    driver.adapter_lost();
+                }
+                if up.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn adapter_lost(&self) {
+        // Lingering links ended with the adapter.
+        let parked: Vec<Parked> = self.idle.lock().unwrap().drain().map(|(_, p)| p).collect();
+        drop(parked);
+        for l in &self.locks {
+            self.set_online(&l.device_id, false);
+        }
     }
 
     /// `presence`: an advertisement (read only when the lock was away);
@@ -915,6 +945,12 @@ impl LockDriver for BleDriver {
 
     async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
         self.lock_action(device_id, locked).await
+    }
+
+    /// What the radio told of the lock (an advertisement, a connection, the
+    /// adapter absent or lost); `None` until then.
+    fn presence(&self, device_id: &str) -> Option<bool> {
+        self.online.lock().unwrap().get(device_id).copied()
     }
 }
 

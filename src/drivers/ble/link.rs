@@ -96,6 +96,13 @@ pub trait Radio: Send + Sync + 'static {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+
+    /// Whether the adapter is usable (`Some(true)`), absent or lost
+    /// (`Some(false)`: every link ended, the locks are out of reach until
+    /// they advertise again), or not known yet, where the radio can tell.
+    fn adapter_up(&self) -> Option<tokio::sync::watch::Receiver<Option<bool>>> {
+        None
+    }
 }
 
 /// One open connection to one lock.
