@@ -101,6 +101,9 @@ pub struct Engine {
     acting: Mutex<std::collections::HashSet<String>>,
     moves: Mutex<HashMap<String, (bool, tokio::time::Instant)>>,
     moving: Mutex<HashMap<String, actions::InFlight>>,
+    /// Bumped each time a driver starts serving: what is announced (Home
+    /// Assistant) depends on which drivers run, not only on device events.
+    drivers_added: tokio::sync::watch::Sender<u64>,
 }
 
 /// One lock's queue, for the status socket.
@@ -159,6 +162,7 @@ impl Engine {
             acting: Mutex::new(Default::default()),
             moves: Mutex::new(HashMap::new()),
             moving: Mutex::new(HashMap::new()),
+            drivers_added: tokio::sync::watch::Sender::new(0),
         });
         engine.beat();
         engine
@@ -357,7 +361,14 @@ impl Engine {
             .unwrap()
             .insert(driver.kind(), driver.clone());
         let devices = driver.devices().await;
-        self.adopt(&devices, driver)
+        self.adopt(&devices, driver)?;
+        self.drivers_added.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Changes each time a driver starts serving (see `drivers_added`).
+    pub fn drivers_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.drivers_added.subscribe()
     }
 
     /// Record locks (all in one transaction: start-up with hundreds of locks

@@ -160,6 +160,9 @@ pub(super) async fn run(
 ) {
     // Locks added, or going on or off line, change what Home Assistant is told.
     let mut device_events = ha.as_ref().map(|_| hub.store.recent_events.subscribe());
+    // So do drivers starting: a lock kept in the store that no running
+    // driver serves any more is announced only until its driver runs.
+    let mut drivers = ha.as_ref().map(|_| hub.engine.drivers_watch());
     let mut direct_open = true;
     let mut connected = false;
     let mut fl = InFlight::default();
@@ -187,6 +190,13 @@ pub(super) async fn run(
                 Some(_) => {}
                 None => ha = None,
             },
+            _ = drivers_started(&mut drivers) => {
+                if connected {
+                    if let Some((ann, _)) = ha.as_mut() {
+                        out.ha_announce(&mut fl, ann).await;
+                    }
+                }
+            }
             changed = devices_changed(&mut device_events) => {
                 if changed && connected {
                     if let Some((ann, _)) = ha.as_mut() {
@@ -277,6 +287,18 @@ pub(super) async fn run(
 async fn heard(ha: &mut Option<(Announcer, mpsc::UnboundedReceiver<Heard>)>) -> Option<Heard> {
     match ha {
         Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until another driver starts serving (never, without discovery).
+async fn drivers_started(drivers: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match drivers {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *drivers = None;
+            }
+        }
         None => std::future::pending().await,
     }
 }
