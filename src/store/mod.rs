@@ -100,6 +100,9 @@ pub struct OutboxRow {
     pub reply_to: Option<ReplyTo>,
 }
 
+/// Prepared statements kept per connection (more than lockhub has).
+const STATEMENT_CACHE: usize = 256;
+
 pub struct Store {
     conn: Mutex<Connection>,
     /// A second connection for reads (WAL lets it read while the writer
@@ -170,6 +173,7 @@ impl Store {
         )?;
         reader.pragma_update(None, "cache_size", -1024)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         store.reader = Some(Mutex::new(reader));
         store.audit_anchor = Some(audit::anchor_file(path));
         Ok(store)
@@ -208,6 +212,10 @@ impl Store {
         // Enough page cache that a busy hub re-reads little from the OS (grows only as used).
         conn.pragma_update(None, "cache_size", -4096)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement lockhub runs stays prepared: rusqlite's default of
+        // 16 is fewer than one command and its fan-out use, and each miss
+        // parsed its SQL again (a tenth of the daemon's CPU under load).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::migrate(conn)?;
         Ok(())
     }
@@ -257,6 +265,12 @@ impl Store {
         }
         let _done = Done(&self.urgent);
         self.write_now(f)
+    }
+
+    /// A command is waiting for the writer (long background transactions
+    /// commit what they have and let it go first).
+    pub fn urgent_waiting(&self) -> bool {
+        self.urgent.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     /// Run `f` in one transaction; commit if it returns `Ok`, else roll back.
@@ -326,7 +340,8 @@ impl Store {
         // commit can land, and note which commit it includes.
         let snapshot = {
             let cache = self.locks.lock();
-            tx.query_row("SELECT 1 FROM clock_state LIMIT 1", [], |_| Ok(()))
+            tx.prepare_cached("SELECT 1 FROM clock_state LIMIT 1")?
+                .query_row([], |_| Ok(()))
                 .optional()?;
             cache.seq()
         };
@@ -429,16 +444,27 @@ impl Store {
             .collect()
     }
 
+    /// Delete delivered rows. Not made durable on its own (WAL with
+    /// synchronous=NORMAL for this one transaction: no fsync, still safe from
+    /// corruption; the next durable commit's fsync carries it): a delete lost
+    /// to a power cut only sends a delivered row again, which QoS 1 allows.
     pub fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-            for id in ids {
-                st.execute([id])?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let done = (|| {
+            let tx = conn.transaction()?;
+            {
+                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                for id in ids {
+                    st.execute([id])?;
+                }
             }
-        }
-        tx.commit()?;
+            tx.commit()
+        })();
+        // Every other commit stays durable, whatever happened above.
+        let back = conn.pragma_update(None, "synchronous", "FULL");
+        done?;
+        back?;
         Ok(())
     }
 
@@ -640,35 +666,35 @@ impl Tx<'_> {
     /// What a driver says about a lock's reachability. Returns whether that
     /// changed what was known (an unknown lock becoming known counts).
     pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
-        let changed = self.tx.execute(
+        let changed = self.tx.prepare_cached(
             "UPDATE devices SET online = ?2, presence_known = 1,
                offline_since = CASE WHEN ?2 THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END
              WHERE device_id = ?1 AND (online != ?2 OR presence_known = 0)",
-            params![device_id, online],
+        )?.execute(params![device_id, online],
         )?;
         Ok(changed > 0)
     }
 
     pub fn set_device_battery(&self, device_id: &str, level: u8) -> Result<()> {
-        self.tx.execute(
+        self.tx.prepare_cached(
             "UPDATE devices SET battery_level = ?2 WHERE device_id = ?1",
-            params![device_id, level],
+        )?.execute(params![device_id, level],
         )?;
         Ok(())
     }
 
     pub fn set_device_error(&self, device_id: &str, error: Option<&str>) -> Result<()> {
-        self.tx.execute(
+        self.tx.prepare_cached(
             "UPDATE devices SET last_error = ?2 WHERE device_id = ?1",
-            params![device_id, error],
+        )?.execute(params![device_id, error],
         )?;
         Ok(())
     }
 
     pub fn set_slots_known(&self, device_id: &str, known: bool) -> Result<()> {
-        self.tx.execute(
+        self.tx.prepare_cached(
             "UPDATE devices SET slots_known = ?2 WHERE device_id = ?1",
-            params![device_id, known],
+        )?.execute(params![device_id, known],
         )?;
         Ok(())
     }
