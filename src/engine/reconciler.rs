@@ -52,6 +52,12 @@ const STORE_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Most batches committed in one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 64;
 
+/// A transaction of the committer this long lets a waiting command go
+/// first (between two locks' jobs); a shorter one commits all it took, so
+/// a stream of commands does not split the engine's work into an fsync per
+/// lock.
+const YIELD_AFTER: Duration = Duration::from_millis(2);
+
 /// What a pass says about the next one.
 enum Next {
     /// More to do right away.
@@ -484,8 +490,9 @@ impl Engine {
     }
 
     /// Commit `first` and the jobs waiting behind it in one transaction, and
-    /// answer each. A command waiting for the writer goes first: what is done
-    /// so far commits then, the rest (`carried`) in the next transaction.
+    /// answer each. A command waiting for the writer once the transaction has
+    /// run [`YIELD_AFTER`] goes first: what is done so far commits then, the
+    /// rest (`carried`) in the next transaction.
     fn commit_jobs(
         &self,
         first: RecordJob,
@@ -500,10 +507,14 @@ impl Engine {
             }
         }
         let _busy = self.committing.guard();
+        let started = std::time::Instant::now();
         let result = self.store.write(|tx| {
             let mut outs = Vec::with_capacity(jobs.len());
             for j in &jobs {
-                if !outs.is_empty() && self.store.urgent_waiting() {
+                if !outs.is_empty()
+                    && started.elapsed() >= YIELD_AFTER
+                    && self.store.urgent_waiting()
+                {
                     break;
                 }
                 for (slot, pin) in &j.intents {
