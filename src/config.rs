@@ -47,6 +47,7 @@ pub struct Config {
     pub ble: BleSection,
     pub auth: AuthConfig,
     pub web: WebSection,
+    pub homeassistant: HomeAssistantSection,
     /// The file this was loaded from (for the installer page's check-config).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -61,6 +62,37 @@ pub struct WebSection {
     pub listen: String,
     /// Argon2 PHC string (`lockhub web hash-password` makes one); required with `listen`.
     pub password_hash: String,
+}
+
+/// Home Assistant MQTT discovery (opt-in): each lock announced as entities
+/// on the same broker (`crate::homeassistant`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantSection {
+    pub enabled: bool,
+    /// Home Assistant's discovery prefix (its MQTT integration's setting).
+    pub discovery_prefix: String,
+    /// Whether Home Assistant may lock and unlock (a `lock` entity with a
+    /// command topic). Unset: yes with `[auth] mode = "off"`, no with
+    /// `"signed"` (its commands are not signed; `true` lets them in anyway).
+    pub commands: Option<bool>,
+}
+
+impl Default for HomeAssistantSection {
+    fn default() -> Self {
+        HomeAssistantSection {
+            enabled: false,
+            discovery_prefix: "homeassistant".into(),
+            commands: None,
+        }
+    }
+}
+
+impl HomeAssistantSection {
+    /// Whether Home Assistant's lock commands are taken, given the auth mode.
+    pub fn commands_allowed(&self, mode: crate::auth::AuthMode) -> bool {
+        self.commands.unwrap_or(mode == crate::auth::AuthMode::Off)
+    }
 }
 
 /// Who may command the hub over MQTT.
@@ -351,6 +383,7 @@ impl Default for Config {
             ble: BleSection::default(),
             auth: AuthConfig::default(),
             web: WebSection::default(),
+            homeassistant: HomeAssistantSection::default(),
             source_file: None,
         }
     }
@@ -475,6 +508,22 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Set when Home Assistant's unsigned lock commands are let in although
+    /// commands must be signed (`[homeassistant] commands = true` with
+    /// `auth.mode = "signed"`): what to say about it.
+    pub fn unsigned_home_assistant(&self) -> Option<String> {
+        let ha = &self.homeassistant;
+        (ha.enabled
+            && ha.commands == Some(true)
+            && self.auth.mode == crate::auth::AuthMode::Signed)
+            .then(|| {
+                format!(
+                    "homeassistant.commands = true: Home Assistant's lock commands are taken unsigned although auth.mode is \"signed\"; let only Home Assistant publish on {}/{}/homeassistant/+/set (the broker's ACL)",
+                    self.mqtt.prefix, self.hub_id
+                )
+            })
+    }
+
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
@@ -495,6 +544,17 @@ impl Config {
         self.time_zone()?;
         if self.mqtt.prefix.is_empty() || self.mqtt.prefix.contains(['+', '#']) {
             return bad("mqtt.prefix", "must be non-empty, without '+' or '#'");
+        }
+        let ha = &self.homeassistant.discovery_prefix;
+        if ha.is_empty()
+            || ha.starts_with('/')
+            || ha.ends_with('/')
+            || ha.chars().any(|c| matches!(c, '+' | '#') || c.is_control())
+        {
+            return bad(
+                "homeassistant.discovery_prefix",
+                "must be non-empty, without '+', '#', control characters or a leading or trailing '/'",
+            );
         }
         if self.mqtt.max_batch == 0 {
             return bad("mqtt.max_batch", "must be at least 1");
@@ -629,9 +689,11 @@ impl Config {
         u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
     }
 
-    pub fn hub_settings(&self) -> HubSettings {
+    /// The core's settings; fails only on a `timezone` the tz database does
+    /// not name (`check` refuses it first).
+    pub fn hub_settings(&self) -> Result<HubSettings, ConfigError> {
         let e = &self.engine;
-        HubSettings {
+        Ok(HubSettings {
             workspace_id: self.workspace_id.clone(),
             set_before_start: chrono::Duration::seconds(e.set_before_start_secs),
             max_devices_per_request: e.max_devices_per_request,
@@ -646,8 +708,9 @@ impl Config {
             retention: chrono::Duration::days(e.retention_days),
             pin_reuse: chrono::Duration::days(e.pin_reuse_days),
             audit_retention: chrono::Duration::days(e.audit_retention_days),
+            timezone: self.time_zone()?,
             ..HubSettings::default()
-        }
+        })
     }
 
     /// The MQTT password: from `password_file`, else `LOCKHUB_MQTT_PASSWORD`.
@@ -793,6 +856,31 @@ mod tests {
             e.contains("zwave.lock_utc_offset: removed") && e.contains("timezone"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn home_assistant_section() {
+        use crate::auth::AuthMode::{Off, Signed};
+        let c = load("").unwrap();
+        assert!(!c.homeassistant.enabled, "opt-in");
+        assert_eq!(c.homeassistant.discovery_prefix, "homeassistant");
+        // Commands follow the auth mode unless said.
+        assert!(c.homeassistant.commands_allowed(Off));
+        assert!(!c.homeassistant.commands_allowed(Signed));
+        let c = load("[homeassistant]\nenabled = true\ncommands = true\n").unwrap();
+        assert!(c.homeassistant.commands_allowed(Signed));
+        assert!(c.unsigned_home_assistant().is_none(), "auth is off");
+        let c = load("[homeassistant]\ncommands = false\n").unwrap();
+        assert!(!c.homeassistant.commands_allowed(Off));
+        for bad in ["", "a/#", "ha/+", "/ha", "ha/"] {
+            let e = load(&format!("[homeassistant]\ndiscovery_prefix = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("homeassistant.discovery_prefix"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -124,7 +124,13 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         .clone()
         .unwrap_or_else(|| Store::default_key_file(&cfg.store.path));
     let store = Arc::new(Store::open_checked(&cfg.store.path, &key_file)?);
-    let mut settings = cfg.hub_settings();
+    let mut settings = cfg.hub_settings()?;
+    // One notion of local time: the engine's weekly windows and the locks' clocks.
+    let timezone = settings.timezone.clone();
+    tracing::info!(
+        timezone = timezone.iana_name().unwrap_or("(unnamed)"),
+        "the property's local time (weekly windows, the locks' clocks)"
+    );
     if cfg.auth.mode == crate::auth::AuthMode::Signed {
         let file = cfg
             .auth
@@ -162,11 +168,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         let mut z = ZwaveConfig::new(cfg.zwave.port.clone());
         let trust = hub.engine.trust.clone();
         z.hub_clock = crate::drivers::zwave::HubClockTrust(Arc::new(move || trust.is_trusted()));
-        z.timezone = cfg.time_zone()?;
-        tracing::info!(
-            timezone = z.timezone.iana_name().unwrap_or("(unnamed)"),
-            "the locks' clocks run in this time zone"
-        );
+        z.timezone = timezone.clone();
         if let Some(ms) = cfg.zwave.report_timeout_ms {
             z.report_timeout = Duration::from_millis(ms);
         }
@@ -239,18 +241,12 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
     if cfg.socket.enabled {
         let mut access = status::peer::Access::new(&cfg.socket.group);
         let listener = status::bind(&cfg.socket.path, cfg.socket_mode(), &mut access).await?;
-        // Z-Wave inclusion / exclusion routes when there is a controller.
-        let extra = zwave_admin
-            .clone()
-            .map(status::zwave::routes)
-            .unwrap_or_default();
         tasks.spawn(status::serve(
             listener,
             hub.clone(),
             link.clone(),
             access,
             page.clone(),
-            extra,
             shutdown.clone(),
         ));
     }

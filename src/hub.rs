@@ -129,18 +129,22 @@ impl Hub {
         self.store.outbox_changed().await
     }
 
-    /// Retained device state, republished on every (re)connect.
+    /// Retained device state (and each lock's last code used), republished on
+    /// every (re)connect.
     pub fn retained_state(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.store.read(|tx| {
-            tx.devices()?
-                .iter()
-                .map(|d| {
-                    Ok((
-                        format!("devices/{}", d.info.device_id),
-                        serde_json::to_vec(&device_json(tx, d)?)?,
-                    ))
-                })
-                .collect()
+            let mut state = Vec::new();
+            for d in tx.devices()? {
+                let id = &d.info.device_id;
+                state.push((
+                    format!("devices/{id}"),
+                    serde_json::to_vec(&device_json(tx, &d)?)?,
+                ));
+                if let Some(last) = tx.last_code_used(id)? {
+                    state.push((format!("last_code_used/{id}"), last.into_bytes()));
+                }
+            }
+            Ok(state)
         })
     }
 

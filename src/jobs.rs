@@ -82,6 +82,15 @@ impl Jobs {
         }
     }
 
+    /// How many jobs are kept (running and ended).
+    pub fn len(&self) -> usize {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn view(&self, id: &str) -> Option<JobView> {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         jobs.iter()

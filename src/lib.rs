@@ -11,7 +11,10 @@
 //! - [`config`]: the configuration file and its layers; [`settings`]: the core's settings.
 //! - [`logging`]: stderr for a terminal, a file, journald (no timestamps) or JSON.
 //! - [`mqtt`]: the broker link (MQTT 5 or 3.1.1), the ingest (ack after commit) and the
-//!   outbox publisher (no row the broker refuses blocks it).
+//!   outbox publisher (no row the broker refuses blocks it; Home Assistant's
+//!   discovery configs on every connect).
+//! - [`homeassistant`]: what Home Assistant's MQTT discovery is told (entity
+//!   configs from the public device objects; `mqtt` publishes them).
 //! - [`auth`]: signed commands (JWS with EdDSA, the trusted JWK Set).
 //! - [`status`]: the local socket (HTTP over a Unix socket; who may do what from the
 //!   peer's credentials) and the CLI's tables.
@@ -25,7 +28,8 @@
 //!   PINs sealed at rest, the audit chain, used jtis, each lock's codes decoded in
 //!   memory and kept true by the transactions).
 //! - [`model`]: access codes (recurring ones: [`model::weekly`]), devices, capabilities,
-//!   events and the masked [`model::Pin`].
+//!   events, the masked [`model::Pin`] and the property's local time ([`model::zone`]:
+//!   one time zone for the engine's weekly windows and the locks' clocks).
 //! - [`pin`]: choosing one PIN every lock of a group accepts (pure, property-tested).
 //! - [`drivers`]: the [`drivers::LockDriver`] boundary: [`drivers::sim`] (simulated
 //!   locks), [`drivers::zwave`] (Serial API, command classes, S0/S2, the locks'
@@ -43,6 +47,7 @@ pub mod demo;
 pub mod drivers;
 pub mod engine;
 pub mod fuzzing;
+pub mod homeassistant;
 pub mod hub;
 pub mod jobs;
 pub mod logging;

@@ -474,6 +474,9 @@ fn main() -> ExitCode {
                             );
                         }
                     }
+                    if let Some(why) = c.unsigned_home_assistant() {
+                        eprintln!("{}: warning: {why}", file.display());
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -39,9 +39,10 @@ pub struct HubSettings {
     /// Signed commands (`[auth] mode = "signed"`): the trusted keys. `None`:
     /// commands from the broker are not signed.
     pub trust: Option<std::sync::Arc<crate::auth::Trust>>,
-    /// The property's local time, in which weekly schedules are written: UTC
-    /// until the hub's time zone is configurable (issue 9 brings it).
-    pub local_offset: chrono::FixedOffset,
+    /// The property's time zone (top-level `timezone`): hub-driven weekly
+    /// windows are written in its wall-clock time, and the Z-Wave locks'
+    /// clocks are set from the same value (`model::zone`).
+    pub timezone: jiff::tz::TimeZone,
 }
 
 impl Default for HubSettings {
@@ -63,7 +64,7 @@ impl Default for HubSettings {
             pin_reuse: chrono::Duration::days(365),
             audit_retention: chrono::Duration::days(180),
             trust: None,
-            local_offset: chrono::FixedOffset::east_opt(0).expect("UTC"),
+            timezone: jiff::tz::TimeZone::UTC,
         }
     }
 }
@@ -73,7 +74,7 @@ impl HubSettings {
         Timing {
             set_before_start: self.set_before_start,
             native_schedule_horizon: self.native_schedule_horizon,
-            local_offset: self.local_offset,
+            timezone: self.timezone.clone(),
         }
     }
 }

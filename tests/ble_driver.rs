@@ -758,3 +758,40 @@ async fn a_changed_code_is_found_after_a_crash() {
     let read = read_map(&rig.driver.read_slots("nuki-0").await.unwrap());
     assert_eq!(read, BTreeMap::from([(4, "456789".into())]));
 }
+
+/// Found by `faults_never_leave_the_lock_wrong` in CI: a clear whose removal
+/// was only noted in memory came back after a crash as the slot's old add
+/// intent, and the next clear of that slot took the same PIN from the slot
+/// it had moved to.
+#[tokio::test]
+async fn a_cleared_slot_stays_cleared_after_a_crash() {
+    let mut rig = Rig::new(1, 10, 13).await;
+    let apply = |d: &Arc<BleDriver>, op: SlotOp| {
+        let d = d.clone();
+        async move { d.apply("nuki-0", &[op]).await }
+    };
+    assert_eq!(
+        apply(&rig.driver, set(4, "456789", None)).await,
+        vec![Ok(())]
+    );
+    assert_eq!(
+        apply(&rig.driver, SlotOp::Clear { slot: 4 }).await,
+        vec![Ok(())]
+    );
+    // "Killed" at once: nothing lingers long enough to write the map.
+    rig.restart(1, 10);
+    assert_eq!(
+        apply(&rig.driver, set(1, "456789", None)).await,
+        vec![Ok(())]
+    );
+    assert_eq!(
+        apply(&rig.driver, SlotOp::Clear { slot: 4 }).await,
+        vec![Ok(())]
+    );
+    assert_eq!(
+        rig.codes_on(0).values().cloned().collect::<Vec<_>>(),
+        vec!["Guest 1".to_owned()]
+    );
+    let read = read_map(&rig.driver.read_slots("nuki-0").await.unwrap());
+    assert_eq!(read, BTreeMap::from([(1, "456789".into())]));
+}

@@ -6,7 +6,7 @@
 
 use lockhub::drivers::zwave::inclusion::{IncludeOptions, InclusionError, PinSource, Progress};
 use lockhub::drivers::zwave::security::NetworkKeys;
-use lockhub::drivers::zwave::testing::MockController;
+use lockhub::drivers::zwave::testing::{MockController, SECURE_MOCK_KEYS};
 use lockhub::drivers::zwave::{default_device_id, ZwaveConfig, ZwaveDriver};
 use lockhub::drivers::{LockDriver, LockEvent, SlotCode, SlotOp};
 use lockhub::model::Pin;
@@ -15,17 +15,13 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const HOME_ID: u32 = 0xC0FFEE01;
-const MOCK_KEYS: &str = r#"{"S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
-  "S2_Unauthenticated": "11111111111111111111111111111111",
-  "S2_Authenticated": "22222222222222222222222222222222",
-  "S2_AccessControl": "33333333333333333333333333333333"}"#;
 
 async fn start(config: &str) -> (MockController, ZwaveDriver, UnboundedReceiver<LockEvent>) {
     let mock = MockController::start_with(config).expect("mock (run scripts/test-deps-zwave.sh)");
     let mut c = ZwaveConfig::new(mock.url());
     c.report_timeout = Duration::from_secs(3);
     c.offline_ping_interval = None;
-    c.keys = Some(NetworkKeys::from_json(MOCK_KEYS).unwrap());
+    c.keys = Some(NetworkKeys::from_json(SECURE_MOCK_KEYS).unwrap());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = ZwaveDriver::connect(c, tx).await.expect("connect");
     assert!(driver.wait_interviews(Duration::from_secs(40)).await);
@@ -212,7 +208,10 @@ async fn exclusion_and_an_inclusion_that_times_out() {
             .await,
         Ok(3)
     );
-    assert_eq!(mock.log_lines("EXCLUDED node=3").len(), 1);
+    let excluded = mock
+        .wait_log("EXCLUDED node=3", 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(excluded.len(), 1);
     let left: Vec<String> = driver
         .devices()
         .await

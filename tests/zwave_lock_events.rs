@@ -2,8 +2,9 @@
 //! Notification, v1 Alarm, Door Lock and Battery reports (through its
 //! control channel's `send`) and the hub turns them into the public events
 //! and device state; `locks/lock_door` / `locks/unlock_door` move the mock's
-//! bolt (read back from the mock's own state) and are answered once it has.
-//! Needs scripts/test-deps-zwave.sh.
+//! bolt (read back from the mock's own state) and are answered once it has;
+//! a code with lockhub's `max_uses` goes after that many keypad unlocks, a
+//! Supervision Get the lock repeats counted once. Needs scripts/test-deps-zwave.sh.
 
 mod support;
 
@@ -264,6 +265,29 @@ async fn lock_reports_become_public_events_and_device_state() {
     rig.send("8003 0e").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rig.count("device.low_battery"), 1, "once per crossing");
+    // New batteries, then the lock's own warnings without a level (v1
+    // Alarm 167 low, 168 critical; Yale/Kwikset): low_battery once more,
+    // then critical.
+    rig.send("8003 64").await;
+    rig.event_where("device.battery_status_changed", |e| {
+        e["battery_status"] == "full"
+    })
+    .await;
+    rig.send("7105 a7 01").await;
+    let e = rig.event("device.low_battery", 2).await;
+    assert_eq!(e["battery_status"], "low", "{e}");
+    rig.send("7105 a7 01").await;
+    rig.send("7105 a8 01").await;
+    rig.event_where("device.battery_status_changed", |e| {
+        e["battery_status"] == "critical"
+    })
+    .await;
+    assert_eq!(
+        rig.count("device.low_battery"),
+        2,
+        "a repeated warning is no news"
+    );
+    assert_eq!(rig.device()["properties"]["battery"]["status"], "critical");
 
     // The retained device state carries it too.
     let retained = hub.retained_state().unwrap();
@@ -323,6 +347,63 @@ async fn lock_door_and_unlock_door_move_the_mock_bolt() {
     assert_eq!(a["error"]["type"], "lock_did_not_confirm", "{a}");
     assert_eq!(rig.mock_mode().await, Some(0x00));
     assert_eq!(rig.device()["properties"]["locked"], false);
+    rig.shutdown.cancel();
+    rig.hub.stopped().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_uses_counts_each_keypad_unlock_once() {
+    let rig = rig().await;
+    let hub = &rig.hub;
+    let r = cmd(
+        hub,
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Handyman", "preferred_code_length": 4, "max_uses": 2}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_status(hub, &id, "set").await;
+    let slot = hub
+        .store
+        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
+        .unwrap();
+    let get = || cmd(hub, "access_codes/get", json!({"access_code_id": id}));
+    // The first use, in a Supervision Get (session 5) the lock sends twice,
+    // as a lock that missed our Supervision Report does.
+    let supervised =
+        |session: u8| format!("6c01 {session:02x} 0a 7105 0000 00 ff 06 06 01 {slot:02x}");
+    rig.send(&supervised(5)).await;
+    rig.send(&supervised(5)).await;
+    // Then locked by hand: once that is in, both copies were handled.
+    rig.send("7105 0000 00 ff 06 01 00").await;
+    rig.event("lock.locked", 1).await;
+    assert_eq!(
+        rig.count("lock.unlocked"),
+        1,
+        "the repeat is not a second unlock"
+    );
+    let c = get()["access_code"].clone();
+    assert_eq!(
+        (&c["use_count"], &c["max_uses"]),
+        (&json!(1), &json!(2)),
+        "{c}"
+    );
+    // The second use (a new session): the code goes, and off the lock.
+    rig.send(&supervised(6)).await;
+    let e = rig
+        .event_where("access_code.deleted", |e| {
+            e["access_code_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(e["reason"], "max_uses", "{e}");
+    rig.event_where("access_code.removed_from_device", |e| {
+        e["access_code_id"] == id.as_str()
+    })
+    .await;
+    assert_eq!(rig.count("lock.unlocked"), 2);
     rig.shutdown.cancel();
     rig.hub.stopped().await;
 }

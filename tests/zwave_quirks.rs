@@ -5,7 +5,7 @@
 
 mod support;
 
-use lockhub::drivers::zwave::testing::MockController;
+use lockhub::drivers::zwave::testing::{MockController, SECURE_MOCK_KEYS};
 use lockhub::drivers::zwave::{default_device_id, GetRetry, LockQuirks};
 use lockhub::drivers::{DriverError, LockDriver, SlotOp};
 use serde_json::json;
@@ -139,6 +139,8 @@ async fn masked_lock_is_verified_by_status_and_read_as_written() {
         );
     })
     .await;
+    // A remembered code the lock's checksum does not confirm is not believed.
+    driver.remember(&id2, &[slot_code(4, "9999")]);
     assert_eq!(
         codes(driver.read_slots(&id2).await.unwrap()),
         vec![(4, "****".into())]
@@ -150,6 +152,28 @@ async fn masked_lock_is_verified_by_status_and_read_as_written() {
         vec![(4, "4321".into())]
     );
     assert_eq!(mock.log_lines("MOCK_UC_SET node=2 user=4").len(), 2);
+
+    // A restart: what the engine's store remembers, confirmed by the lock's
+    // checksum, is what the slot holds; nothing is set again.
+    drop(driver);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    driver.remember(&id2, &[slot_code(4, "4321")]);
+    assert_eq!(
+        codes(driver.read_slots(&id2).await.unwrap()),
+        vec![(4, "4321".into())]
+    );
+    assert_eq!(mock.log_lines("MOCK_UC_SET node=2 user=4").len(), 2);
+}
+
+fn slot_code(slot: u32, pin: &str) -> lockhub::drivers::SlotCode {
+    lockhub::drivers::SlotCode {
+        slot,
+        code: lockhub::model::Pin::new(pin),
+        name: None,
+        window: None,
+        recurring: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,14 +313,6 @@ async fn supervision_and_code_lengths_per_lock() {
     );
 }
 
-/// The keys of mocks/secure-locks.cjs (zwave-js's names).
-const MOCK_KEYS: &str = r#"{
-  "S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
-  "S2_Unauthenticated": "11111111111111111111111111111111",
-  "S2_Authenticated": "22222222222222222222222222222222",
-  "S2_AccessControl": "33333333333333333333333333333333"
-}"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_credential_under_s2() {
     use lockhub::drivers::zwave::security::{NetworkKeys, SecurityClass};
@@ -304,7 +320,7 @@ async fn user_credential_under_s2() {
     let (driver, _rx) = connect(&mock, |c| {
         c.report_timeout = Duration::from_secs(3);
         c.offline_ping_interval = None;
-        c.keys = Some(NetworkKeys::from_json(MOCK_KEYS).unwrap());
+        c.keys = Some(NetworkKeys::from_json(SECURE_MOCK_KEYS).unwrap());
     })
     .await;
     let id2 = default_device_id(HOME_ID, 2);
@@ -345,16 +361,7 @@ async fn user_credential_under_s2() {
 /// TRACE (the PIN credential travels in new frames: Credential Set/Report).
 #[tokio::test(flavor = "current_thread")]
 async fn no_pin_in_any_log_line() {
-    let log = support::realtime::Capture::default();
-    let w = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        // No timestamps: their digits could spell a PIN by chance.
-        .without_time()
-        .with_writer(move || w.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = support::realtime::Capture::global();
     let mock = MockController::start_with("mocks/user-credential.cjs").expect("mock");
     let (driver, _rx) = connect(&mock, |_| {}).await;
     let id2 = default_device_id(HOME_ID, 2);
@@ -376,4 +383,67 @@ async fn no_pin_in_any_log_line() {
         !text.contains("918273") && !text.contains("5544"),
         "PIN in the log"
     );
+}
+
+/// The hub on a masked lock, restarted on the same store: the code it set
+/// is recalled from the store (confirmed by the lock's checksum), not set
+/// again after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_codes_are_not_set_again_after_a_restart() {
+    use lockhub::engine::clock::SystemClock;
+    use lockhub::hub::Hub;
+    use std::sync::Arc;
+    use support::realtime::{cmd, until_read, until_status};
+    let mock = MockController::start_with("mocks/masked.cjs").expect("mock");
+    let id2 = default_device_id(HOME_ID, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lockhub.db");
+    let start = async || {
+        let store = Arc::new(lockhub::store::Store::open(&db).unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let hub = Hub::start(
+            store,
+            Arc::new(SystemClock),
+            Default::default(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        let (driver, mut rx) = connect(&mock, |_| {}).await;
+        let sink = hub.event_sink();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let _ = sink.send(e);
+            }
+        });
+        let driver = Arc::new(driver);
+        hub.add_driver(driver.clone()).await.unwrap();
+        until_read(&hub, &[&id2]).await;
+        (hub, shutdown, driver)
+    };
+    let sets = || mock.log_lines("MOCK_UC_SET node=2").len();
+    let (hub, shutdown, driver) = start().await;
+    let r = cmd(
+        &hub,
+        "access_codes/create",
+        json!({"device_id": id2, "name": "Guest", "code": "5927"}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_status(&hub, &id, "set").await;
+    assert_eq!(sets(), 1);
+    shutdown.cancel();
+    hub.stopped().await;
+    drop((hub, driver));
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
+
+    let (hub, shutdown, _driver) = start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let c = cmd(&hub, "access_codes/get", json!({"access_code_id": id}))["access_code"].clone();
+    assert_eq!(c["status"], "set", "{c}");
+    assert_eq!(sets(), 1, "nothing set again after the restart");
+    shutdown.cancel();
+    hub.stopped().await;
 }

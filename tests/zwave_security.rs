@@ -6,7 +6,7 @@
 //! Needs scripts/test-deps-zwave.sh.
 
 use lockhub::drivers::zwave::security::{NetworkKeys, SecurityClass};
-use lockhub::drivers::zwave::testing::MockController;
+use lockhub::drivers::zwave::testing::{MockController, SECURE_MOCK_KEYS};
 use lockhub::drivers::zwave::{default_device_id, ZwaveConfig, ZwaveDriver};
 use lockhub::drivers::{DriverError, LockDriver, LockEvent, LockMethod, SlotCode, SlotOp};
 use lockhub::model::Pin;
@@ -17,19 +17,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 const HOME_ID: u32 = 0xC0FFEE01;
 const CONFIG: &str = "mocks/secure-locks.cjs";
 
-/// The mock network's keys, as a user would paste them into the keys file.
-pub const MOCK_KEYS: &str = r#"{
-  "S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
-  "S2_Unauthenticated": "11111111111111111111111111111111",
-  "S2_Authenticated": "22222222222222222222222222222222",
-  "S2_AccessControl": "33333333333333333333333333333333"
-}"#;
-
 /// Writes the keys file (mode 0600) and loads it the way the daemon does.
 fn keys(dir: &std::path::Path) -> NetworkKeys {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("zwave-keys.json");
-    std::fs::write(&path, MOCK_KEYS).unwrap();
+    std::fs::write(&path, SECURE_MOCK_KEYS).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     NetworkKeys::load_or_create(&path).unwrap()
 }

@@ -30,19 +30,7 @@ async fn seed_group_and_late_checkout_on_s2_and_s0_locks() {
     let mock = MockController::start_with("mocks/secure-locks.cjs")
         .expect("mock controller (run scripts/test-deps-zwave.sh)");
     let dir = tempfile::tempdir().unwrap();
-    let keys_file = dir.path().join("zwave-keys.json");
-    std::fs::write(
-        &keys_file,
-        r#"{"S0_Legacy": "0102030405060708090a0b0c0d0e0f10",
-            "S2_Unauthenticated": "11111111111111111111111111111111",
-            "S2_Authenticated": "22222222222222222222222222222222",
-            "S2_AccessControl": "33333333333333333333333333333333"}"#,
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keys_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let keys_file = support::zwave::secure_keys_file(dir.path());
     let store = Arc::new(Store::open(&dir.path().join("lockhub.db")).unwrap());
     let shutdown = CancellationToken::new();
     let settings = HubSettings {

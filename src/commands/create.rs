@@ -46,6 +46,42 @@ struct Body {
     sync: Option<bool>,
     /// lockhub's own: a recurring weekly schedule (`model::weekly`).
     weekly_schedule: Option<Value>,
+    /// lockhub's own: removed after this many unlocks the lock reports
+    /// (`is_one_time_use` is 1).
+    max_uses: Option<Value>,
+}
+
+/// The most `max_uses` a code may have (a limit beyond it is no limit).
+pub const MAX_USES_LIMIT: u64 = 100_000;
+
+/// The uses after which the code goes: `max_uses` (a whole number, 1 to
+/// [`MAX_USES_LIMIT`]) or 1 for `is_one_time_use`; both given must agree.
+fn use_limit(body: &Body) -> Result<Option<u32>, CommandError> {
+    let max = match &body.max_uses {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| (1..=MAX_USES_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    CommandError::invalid(
+                        "max_uses",
+                        format!("max_uses must be a whole number from 1 to {MAX_USES_LIMIT}"),
+                    )
+                })? as u32,
+        ),
+    };
+    match (body.is_one_time_use, max) {
+        (Some(true), Some(n)) if n != 1 => Err(CommandError::invalid(
+            "max_uses",
+            "a one-time code (is_one_time_use) has max_uses 1; send one of them",
+        )),
+        (Some(false), Some(1)) => Err(CommandError::invalid(
+            "max_uses",
+            "max_uses 1 makes a one-time code, but is_one_time_use is false",
+        )),
+        (Some(true), _) => Ok(Some(1)),
+        (_, m) => Ok(m),
+    }
 }
 
 /// Fields of the public API that lockhub's locks cannot honour (offline
@@ -220,21 +256,19 @@ fn plan(
         }
     }
     check_unsupported(&body)?;
-    // Removed from the lock after its first use, as the lock reports it.
-    let one_time = body.is_one_time_use == Some(true);
+    // Removed from the lock after its first use (or its `max_uses`th), as
+    // the lock reports them.
+    let use_limit = use_limit(&body)?;
     let name = parse::opt_name("name", body.name.as_deref())?;
     if let Some(code) = &body.code {
         pin::validate_syntax(code.expose()).map_err(|m| CommandError::invalid("code", m))?;
     }
     let preferred = preferred_length(body.preferred_code_length.as_ref())?;
     let window = plan::window(body.starts_at.as_deref(), body.ends_at.as_deref(), ctx.now)?;
-    let weekly = body
-        .weekly_schedule
-        .as_ref()
-        .filter(|v| !v.is_null())
-        .map(crate::model::WeeklySchedule::from_json)
-        .transpose()
-        .map_err(|e| CommandError::invalid("weekly_schedule", e.to_string()))?;
+    let weekly = match &body.weekly_schedule {
+        Some(v) => parse::weekly_schedule(v)?,
+        None => None,
+    };
     let allow_ext = parse::external_modification(
         body.allow_external_modification,
         body.is_external_modification_allowed,
@@ -447,8 +481,8 @@ fn plan(
             ));
         }
         tx.insert_code(&code)?;
-        if one_time {
-            tx.set_one_time_use(&code.access_code_id)?;
+        if let Some(n) = use_limit {
+            tx.set_use_limit(&code.access_code_id, n)?;
         }
         tx.event(&Event::code("access_code.created", &code, ctx.now))?;
         ctx.publish_code(tx, &code)?;

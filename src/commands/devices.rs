@@ -42,6 +42,20 @@ pub fn battery_status(percent: u8) -> &'static str {
     }
 }
 
+/// The battery's public status from its last level and the lock's own
+/// warning (`low` / `critical`, without a level), whichever is worse; `None`
+/// when the lock never said either.
+pub fn battery_state(level: Option<u8>, warning: Option<&str>) -> Option<&'static str> {
+    const ORDER: [&str; 4] = ["critical", "low", "good", "full"];
+    let rank = |s: &str| ORDER.iter().position(|o| *o == s);
+    let from_level = level.map(battery_status);
+    let from_warning = warning.and_then(|w| rank(w).map(|i| ORDER[i]));
+    match (from_level, from_warning) {
+        (Some(a), Some(b)) => Some(if rank(b) < rank(a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The device as the cloud sees it: the public device object (`device_id`,
 /// `device_type`, `display_name`, `workspace_id`, `created_at`, `errors`,
 /// `warnings`, `is_managed`, `capabilities_supported`,
@@ -97,7 +111,8 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
     if let Some(b) = d.battery_level {
         let level = f64::from(b.min(100)) / 100.0;
         properties["battery_level"] = json!(level);
-        properties["battery"] = json!({ "level": level, "status": battery_status(b) });
+        let status = battery_state(Some(b), state.battery_warning.as_deref());
+        properties["battery"] = json!({ "level": level, "status": status });
         supported.push("battery");
     }
     let mut errors = if d.online || !d.presence_known {

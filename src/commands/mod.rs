@@ -23,7 +23,7 @@ mod unmanaged;
 mod update;
 mod update_multiple;
 
-pub use devices::{battery_status, device_json};
+pub use devices::{battery_state, battery_status, device_json};
 pub use error::{CommandError, ErrorKind};
 pub use parse::{check_request_id, is_noncharacter, scan_request_id};
 
@@ -137,10 +137,16 @@ pub fn code_json(
 }
 
 /// `last_used_at` (lockhub's addition): when the lock last reported an
-/// unlock with this code; `null` until it has. And `is_one_time_use`.
+/// unlock with this code; `null` until it has. `is_one_time_use`, and
+/// lockhub's use counts: `max_uses` (`null`: no limit) and `use_count`
+/// (the unlocks the lock reported with it).
 fn with_last_use(tx: &Tx<'_>, code: &AccessCode, body: &mut Value) -> Result<(), StoreError> {
-    body["last_used_at"] = json!(tx.code_last_used(&code.access_code_id)?);
-    body["is_one_time_use"] = json!(tx.is_one_time_use(&code.access_code_id)?);
+    let id = &code.access_code_id;
+    let limit = tx.use_limit(id)?;
+    body["last_used_at"] = json!(tx.code_last_used(id)?);
+    body["is_one_time_use"] = json!(limit == Some(1));
+    body["max_uses"] = json!(limit);
+    body["use_count"] = json!(tx.code_use_count(id)?);
     Ok(())
 }
 
@@ -154,8 +160,9 @@ pub struct Request<'a> {
     /// Refused by the transport before it is read (a retained publish, a bad
     /// Response Topic): answered with this error, nothing changed, nothing stored.
     pub refused: Option<&'a CommandError>,
-    /// From the local socket, whose peer credentials were checked: not signed
-    /// even in signed mode.
+    /// Not signed even in signed mode: from the local socket (whose peer
+    /// credentials were checked), or Home Assistant's lock command where
+    /// `[homeassistant] commands = true` lets it in.
     pub local: bool,
 }
 

@@ -207,6 +207,23 @@ pub fn opt_name(field: &str, s: Option<&str>) -> Result<Option<String>, CommandE
     s.map(|s| name(field, s)).transpose()
 }
 
+/// For a field where `null` means something (clear it): present, even as
+/// `null`, is `Some` (use with `#[serde(default, deserialize_with = "present")]`).
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// lockhub's `weekly_schedule`: `None` for `null`; a bad one is
+/// `invalid_input` naming the field and saying what is wrong.
+pub fn weekly_schedule(v: &Value) -> Result<Option<crate::model::WeeklySchedule>, CommandError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    crate::model::WeeklySchedule::from_json(v)
+        .map(Some)
+        .map_err(|e| CommandError::invalid("weekly_schedule", e.to_string()))
+}
+
 /// The public API spells this flag two ways; both given must agree.
 pub fn external_modification(
     allow: Option<bool>,

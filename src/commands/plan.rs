@@ -264,7 +264,8 @@ pub fn new_code(
     code
 }
 
-/// Makes `code` recurring on `weekly` (or not, `None`). The lock holds the
+/// Makes `code` recurring on `weekly` (or not, `None`: then
+/// `is_scheduled_on_device` stays as its window alone decides). The lock holds the
 /// schedule itself where it can take this many weekdays (and the window, if
 /// any) and the request did not ask otherwise; else lockhub sets and removes
 /// the code at each window (`is_scheduled_on_device` false).
@@ -274,6 +275,7 @@ pub fn set_weekly(
     device: &crate::model::DeviceInfo,
 ) {
     let Some(w) = weekly else {
+        code.weekly = None;
         return;
     };
     let caps = &device.capabilities;

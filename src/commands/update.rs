@@ -1,9 +1,10 @@
-//! `access_codes/update`: change one code (PIN, name, window, flags). Changing
+//! `access_codes/update`: change one code (PIN, name, window, flags, and
+//! lockhub's `weekly_schedule`: a new one, or `null` to clear it). Changing
 //! the PIN of a linked code takes it out of its group.
 
 use super::error::{CommandError, ErrorKind};
 use super::{capacity, parse, plan, CmdResult, CommandFailed, Ctx};
-use crate::model::{AccessCode, Event, Pin, TimeWindow};
+use crate::model::{AccessCode, Event, Pin, TimeWindow, WeeklySchedule};
 use crate::pin::{self, LockView, Refusal};
 use crate::store::Tx;
 use serde::Deserialize;
@@ -32,6 +33,19 @@ struct Body {
     attempt_for_offline_device: Option<bool>,
     prefer_native_scheduling: Option<bool>,
     use_backup_access_code_pool: Option<bool>,
+    /// lockhub's own: a new recurring schedule, or `null` to clear it.
+    #[serde(default, deserialize_with = "parse::present")]
+    weekly_schedule: Option<Value>,
+}
+
+/// What one update does to the code's fields; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub name: Option<Option<String>>,
+    pub window: Option<Option<TimeWindow>>,
+    pub new_pin: Option<Pin>,
+    /// A new weekly schedule, or `Some(None)` to make the code non-recurring.
+    pub weekly: Option<Option<WeeklySchedule>>,
 }
 
 pub fn not_found(id: &str) -> CommandFailed {
@@ -55,6 +69,11 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
     let body: Body = parse::body(fields)?;
     let mut code = live_code(tx, &body.access_code_id)?;
     let name = parse::opt_name("name", body.name.as_deref())?;
+    let weekly = body
+        .weekly_schedule
+        .as_ref()
+        .map(parse::weekly_schedule)
+        .transpose()?;
 
     let window = match body.code_type {
         Some(CodeType::Ongoing) => {
@@ -131,20 +150,30 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
     if let Some(v) = body.use_backup_access_code_pool {
         code.use_backup_access_code_pool = v;
     }
-    apply_changes(ctx, tx, code, name.map(Some), window, new_pin)?;
+    let changes = Changes {
+        name: name.map(Some),
+        window,
+        new_pin,
+        weekly,
+    };
+    apply_changes(ctx, tx, code, changes)?;
     Ok(Map::new())
 }
 
-/// Apply a new name / window / PIN to one code, with its events and state.
-/// `None` leaves a field as it is.
+/// Apply a new name / window / PIN / weekly schedule to one code, with its
+/// events and state.
 pub fn apply_changes(
     ctx: &mut Ctx<'_>,
     tx: &Tx<'_>,
     mut code: AccessCode,
-    name: Option<Option<String>>,
-    window: Option<Option<TimeWindow>>,
-    new_pin: Option<Pin>,
+    changes: Changes,
 ) -> Result<(), CommandFailed> {
+    let Changes {
+        name,
+        window,
+        new_pin,
+        weekly,
+    } = changes;
     let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
     let caps = &device.info.capabilities;
     let timing = ctx.settings.timing();
@@ -184,10 +213,14 @@ pub fn apply_changes(
     }
     code.is_scheduled_on_device =
         code.window.is_some() && code.prefer_native_scheduling && caps.supports_native_scheduling;
-    // A recurring code decides by its schedule and the new window.
-    let weekly = code.weekly;
+    // A new schedule (or none) is a change of the code: lockhub's own, so
+    // `access_code.changed` alone tells it.
+    let weekly_changed = weekly.is_some_and(|w| w != code.weekly);
+    // A recurring code decides by its schedule and the new window: held by
+    // the lock (the driver re-programs it) or driven by the hub.
+    let weekly = weekly.unwrap_or(code.weekly);
     plan::set_weekly(&mut code, weekly, &device.info);
-    if changed.is_empty() {
+    if changed.is_empty() && !weekly_changed {
         fits(&code)?;
         tx.save_code(&code)?;
         return Ok(());

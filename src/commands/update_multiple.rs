@@ -1,5 +1,6 @@
-//! `access_codes/update_multiple`: a new window and/or name for every code of a
-//! linked group (late checkout, early check-in). It supersedes whatever was
+//! `access_codes/update_multiple`: a new window, name and/or (lockhub's own)
+//! `weekly_schedule` for every code of a linked group (late checkout, early
+//! check-in, a cleaner's new days). It supersedes whatever was
 //! still pending for them: the engine reconciles toward the new desired state.
 
 use super::error::{CommandError, ErrorKind};
@@ -16,18 +17,30 @@ struct Body {
     starts_at: Option<String>,
     ends_at: Option<String>,
     name: Option<String>,
+    /// lockhub's own: a new recurring schedule, or `null` to clear it.
+    #[serde(default, deserialize_with = "parse::present")]
+    weekly_schedule: Option<Value>,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdResult {
     let body: Body = parse::body(fields)?;
-    if body.starts_at.is_none() && body.ends_at.is_none() && body.name.is_none() {
+    if body.starts_at.is_none()
+        && body.ends_at.is_none()
+        && body.name.is_none()
+        && body.weekly_schedule.is_none()
+    {
         return Err(CommandError::invalid(
             "common_code_key",
-            "nothing to update: give starts_at, ends_at or name",
+            "nothing to update: give starts_at, ends_at, name or weekly_schedule",
         )
         .into());
     }
     let name = parse::opt_name("name", body.name.as_deref())?;
+    let weekly = body
+        .weekly_schedule
+        .as_ref()
+        .map(parse::weekly_schedule)
+        .transpose()?;
     let starts = parse::opt_timestamp("starts_at", body.starts_at.as_deref())?;
     let ends = parse::opt_timestamp("ends_at", body.ends_at.as_deref())?;
     let codes: Vec<_> = tx
@@ -73,14 +86,13 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
         windows.push(w.map(|w| plan::checked(w, ctx.now)).transpose()?);
     }
     for (c, w) in codes.into_iter().zip(windows) {
-        update::apply_changes(
-            ctx,
-            tx,
-            c,
-            name.as_ref().map(|n| Some(n.clone())),
-            Some(w),
-            None,
-        )?;
+        let changes = update::Changes {
+            name: name.as_ref().map(|n| Some(n.clone())),
+            window: Some(w),
+            new_pin: None,
+            weekly,
+        };
+        update::apply_changes(ctx, tx, c, changes)?;
     }
     Ok(Map::new())
 }

@@ -194,6 +194,14 @@ pub enum LockEvent {
         device_id: String,
         level: u8,
     },
+    /// The lock warns that its battery is low (`critical`: too low to go on
+    /// for long), without a level: a Z-Wave Power Management "replace
+    /// battery soon / now" (or the v1 alarm for it), a Nuki's critical
+    /// battery flag. Sent again as long as the lock says so.
+    BatteryLow {
+        device_id: String,
+        critical: bool,
+    },
     /// The bolt's state as the lock reports it when asked or on its own
     /// (Door Lock report, Keyturner States), without saying how it got there.
     DoorLock {
@@ -215,6 +223,7 @@ impl LockEvent {
             | LockEvent::SlotChanged { device_id, .. }
             | LockEvent::SlotsMayHaveChanged { device_id }
             | LockEvent::Battery { device_id, .. }
+            | LockEvent::BatteryLow { device_id, .. }
             | LockEvent::DoorLock { device_id, .. } => device_id,
         }
     }
@@ -236,6 +245,14 @@ pub trait LockDriver: Send + Sync + 'static {
     fn presence(&self, _device_id: &str) -> Option<bool> {
         None
     }
+
+    /// What lockhub last knew the lock's slots to hold (its store, kept over
+    /// a restart), told when the lock is adopted. A driver whose lock hides
+    /// codes on read-back takes a hidden slot to hold that code once the lock
+    /// confirms it (its checksum, else the slot's occupied status) rather
+    /// than calling it unknown, which would set every code again after each
+    /// restart. Default: nothing to do.
+    fn remember(&self, _device_id: &str, _slots: &[SlotCode]) {}
 
     /// Every occupied slot of the lock, as the lock reports it.
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError>;

@@ -13,10 +13,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How long after its own report of a bolt move a simulated lock confirms
+/// the command that moved it (a real lock's confirmation follows its report).
+const CONFIRM_AFTER_REPORT: Duration = Duration::from_millis(20);
+
 /// A fault the next operation on a simulated lock runs into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     Timeout,
+    /// Done at the lock, but its answer never comes (a timeout for lockhub).
+    LostReply,
     Busy,
     RejectCode,
     Duplicate,
@@ -288,6 +294,14 @@ impl SimDriver {
         });
     }
 
+    /// The lock warns its battery is low (or `critical`), without a level.
+    pub fn battery_warning(&self, id: &str, critical: bool) {
+        self.emit(LockEvent::BatteryLow {
+            device_id: id.to_owned(),
+            critical,
+        });
+    }
+
     /// Someone opens the lock with the code in `slot`.
     pub fn keypad_unlock(&self, id: &str, slot: u32) {
         self.operate(id, false, LockMethod::Keycode, Some(slot));
@@ -328,8 +342,15 @@ impl SimDriver {
             return Err(DriverError::Offline);
         }
         if let Some(f) = lock.state.faults.pop_front() {
+            if f == Fault::LostReply {
+                // The same attempt, done, and its answer lost.
+                lock.state.attempts -= 1;
+                let _ = Self::apply_one(lock, op);
+                return Err(DriverError::Timeout);
+            }
             return Err(match f {
                 Fault::Timeout => DriverError::Timeout,
+                Fault::LostReply => unreachable!("handled above"),
                 Fault::Busy => DriverError::Busy,
                 Fault::RejectCode => DriverError::CodeRejected("refused by the keypad".into()),
                 Fault::Duplicate => DriverError::DuplicateCode,
@@ -442,25 +463,37 @@ impl LockDriver for SimDriver {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        self.with(device_id, |l| {
-            l.state.attempts += 1;
-            if !l.info.capabilities.supports_remote_lock {
-                return Err(DriverError::Unsupported(
-                    "this simulated lock has no motor".into(),
-                ));
-            }
-            if !l.state.online {
-                return Err(DriverError::Offline);
-            }
-            if let Some(f) = l.state.faults.pop_front() {
-                return Err(match f {
-                    Fault::Timeout => DriverError::Timeout,
-                    _ => DriverError::Busy,
-                });
-            }
-            l.state.locked = locked;
-            Ok(())
-        })
-        .unwrap_or(Err(DriverError::UnknownDevice))
+        let r = self
+            .with(device_id, |l| {
+                l.state.attempts += 1;
+                if !l.info.capabilities.supports_remote_lock {
+                    return Err(DriverError::Unsupported(
+                        "this simulated lock has no motor".into(),
+                    ));
+                }
+                if !l.state.online {
+                    return Err(DriverError::Offline);
+                }
+                let fault = l.state.faults.pop_front();
+                match fault {
+                    None | Some(Fault::LostReply) => {}
+                    Some(Fault::Timeout) => return Err(DriverError::Timeout),
+                    Some(_) => return Err(DriverError::Busy),
+                }
+                l.state.locked = locked;
+                Ok(fault)
+            })
+            .unwrap_or(Err(DriverError::UnknownDevice))?;
+        // Like a real lock, it tells of the bolt's move on its own, before
+        // the command's confirmation reaches lockhub.
+        self.emit(LockEvent::DoorLock {
+            device_id: device_id.to_owned(),
+            locked,
+        });
+        tokio::time::sleep(CONFIRM_AFTER_REPORT).await;
+        match r {
+            Some(Fault::LostReply) => Err(DriverError::Timeout),
+            _ => Ok(()),
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! command's answer, `lock.locked` / `lock.unlocked` with `method: seamapi`,
 //! the device's state) is one transaction.
 
+use super::observe::bolt_event;
 use super::Engine;
 use crate::commands::{action_reply, ErrorKind};
 use crate::drivers::{DriverError, LockMethod};
@@ -26,6 +27,15 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// explains a later report of the same move that does not say how.
 pub(super) const SAME_MOVE: Duration = Duration::from_secs(10);
 
+/// A lock/unlock lockhub is carrying out: the lock may report the bolt's
+/// move before it confirms the command, and that report is the same move.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFlight {
+    locked: bool,
+    /// The lock reported the move while lockhub waited for its answer.
+    seen: bool,
+}
+
 impl Engine {
     /// The bolt of `device_id` moved (to `locked`) and that was reported with
     /// its method.
@@ -36,8 +46,16 @@ impl Engine {
             .insert(device_id.to_owned(), (locked, tokio::time::Instant::now()));
     }
 
-    /// Whether a move to `locked` was reported (or made) moments ago.
+    /// Whether a move to `locked` was reported (or made) moments ago, or is
+    /// the one lockhub is making right now (then noted as seen: the attempt's
+    /// end tells of it).
     pub(super) fn moved_recently(&self, device_id: &str, locked: bool) -> bool {
+        if let Some(f) = self.moving.lock().unwrap().get_mut(device_id) {
+            if f.locked == locked {
+                f.seen = true;
+                return true;
+            }
+        }
         self.moves
             .lock()
             .unwrap()
@@ -85,8 +103,22 @@ impl Engine {
                     .find(|a| a.device_id == device_id))
             });
             let Ok(Some(a)) = next else { break };
+            let locked = a.action_type == "LOCK_DOOR";
+            self.moving.lock().unwrap().insert(
+                device_id.clone(),
+                InFlight {
+                    locked,
+                    seen: false,
+                },
+            );
             let outcome = self.carry_out(&a).await;
-            if let Err(e) = self.store.write(|tx| self.finish(tx, &a, &outcome)) {
+            let seen = self
+                .moving
+                .lock()
+                .unwrap()
+                .remove(&device_id)
+                .is_some_and(|f| f.seen);
+            if let Err(e) = self.store.write(|tx| self.finish(tx, &a, &outcome, seen)) {
                 tracing::error!(action_attempt_id = %a.action_attempt_id, error = %e, "could not record a lock action");
                 break;
             }
@@ -138,6 +170,7 @@ impl Engine {
         tx: &Tx<'_>,
         a: &ActionAttempt,
         outcome: &Result<(), (ErrorKind, String)>,
+        seen: bool,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let locked = a.action_type == "LOCK_DOOR";
@@ -175,17 +208,20 @@ impl Engine {
         if outcome.is_ok() {
             self.note_move(&a.device_id, locked);
             tx.set_locked(&a.device_id, locked, now)?;
-            let ev = if locked {
-                "lock.locked"
-            } else {
-                "lock.unlocked"
-            };
             tx.event(
-                &Event::device(ev, &a.device_id, now)
+                &Event::device(bolt_event(locked), &a.device_id, now)
                     .with("method", LockMethod::Seamapi.as_str())
                     .with("action_attempt_id", a.action_attempt_id.clone()),
             )?;
             self.publish_device(tx, &a.device_id)?;
+        } else if seen {
+            // The lock reported the bolt's move, yet did not confirm the
+            // command: it moved, and lockhub cannot say it was its doing.
+            self.note_move(&a.device_id, locked);
+            tx.event(
+                &Event::device(bolt_event(locked), &a.device_id, now)
+                    .with("method", LockMethod::Unknown.as_str()),
+            )?;
         }
         tx.audit(
             "lock_action",

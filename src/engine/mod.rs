@@ -94,10 +94,13 @@ pub struct Engine {
     record_jobs: mpsc::UnboundedSender<reconciler::RecordJob>,
     record_rx: Mutex<Option<mpsc::UnboundedReceiver<reconciler::RecordJob>>>,
     /// Remote lock/unlock (`actions`): woken by commands; the locks with a
-    /// worker at it; each lock's last bolt move reported with its method.
+    /// worker at it; each lock's last bolt move reported with its method;
+    /// the move each lock is making for an attempt now (and whether the lock
+    /// already reported it).
     actions_due: Notify,
     acting: Mutex<std::collections::HashSet<String>>,
     moves: Mutex<HashMap<String, (bool, tokio::time::Instant)>>,
+    moving: Mutex<HashMap<String, actions::InFlight>>,
 }
 
 /// One lock's queue, for the status socket.
@@ -155,6 +158,7 @@ impl Engine {
             actions_due: Notify::new(),
             acting: Mutex::new(Default::default()),
             moves: Mutex::new(HashMap::new()),
+            moving: Mutex::new(HashMap::new()),
         });
         engine.beat();
         engine
@@ -421,6 +425,21 @@ impl Engine {
             }
             Ok::<(), StoreError>(())
         })?;
+        // What the store says each lock's slots held (before a restart, for
+        // a lock that hides its codes on read-back), once per new reconciler.
+        let fresh: Vec<&DeviceInfo> = {
+            let locks = self.locks.lock().unwrap();
+            devices
+                .iter()
+                .filter(|i| !locks.contains_key(&i.device_id))
+                .collect()
+        };
+        for info in fresh {
+            let known = self.store.read(|tx| tx.observed(&info.device_id))?;
+            if !known.is_empty() {
+                driver.remember(&info.device_id, &known);
+            }
+        }
         for info in devices {
             self.routes
                 .lock()
@@ -448,6 +467,26 @@ impl Engine {
             ));
         }
         Ok(())
+    }
+
+    /// The kinds of driver running, and the locks they serve now (a lock
+    /// taken out of a driver's configuration, or excluded from its network,
+    /// is no longer among them, though the store keeps its row).
+    pub async fn served(
+        &self,
+    ) -> (
+        std::collections::HashSet<DriverKind>,
+        std::collections::HashSet<String>,
+    ) {
+        let drivers: Vec<Arc<dyn LockDriver>> =
+            self.drivers.lock().unwrap().values().cloned().collect();
+        let mut kinds = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for d in drivers {
+            kinds.insert(d.kind());
+            ids.extend(d.devices().await.into_iter().map(|i| i.device_id));
+        }
+        (kinds, ids)
     }
 
     fn driver_for(&self, device_id: &str) -> Option<Arc<dyn LockDriver>> {

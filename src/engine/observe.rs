@@ -5,7 +5,7 @@
 //! as the code's `is_external_modification_allowed` says.
 
 use super::Engine;
-use crate::commands::battery_status;
+use crate::commands::battery_state;
 use crate::drivers::{LockEvent, LockMethod, SlotCode};
 use crate::model::access_code::same_content;
 use crate::model::{Event, Issue};
@@ -66,11 +66,15 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             let mut e = Event::device(bolt_event(*locked), id, now).with("method", method.as_str());
             let mut used = None;
             if let Some(slot) = slot {
-                if let Some(c) = name_code(tx, &mut e, id, *slot)? {
+                let managed = name_code(tx, &mut e, id, *slot)?;
+                if !*locked {
+                    last_code_used(tx, id, &e, managed.as_ref(), now)?;
+                }
+                if let Some(c) = managed {
                     if !*locked {
-                        tx.set_code_used(&c.access_code_id, now)?;
+                        let uses = tx.set_code_used(&c.access_code_id, now)?;
                         crate::commands::publish_code_state(tx, &c, now, &engine.settings)?;
-                        used = Some(c);
+                        used = Some((c, uses));
                     }
                 }
             }
@@ -78,11 +82,16 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
             if changed {
                 engine.publish_device(tx, id)?;
             }
+            // A code with a use limit goes at its last use (`is_one_time_use`:
+            // the first; lockhub's `max_uses`: the Nth the lock reported).
             match used {
-                Some(c) if !c.deleted && tx.is_one_time_use(&c.access_code_id)? => {
-                    used_up(engine, tx, c, now)?;
-                    Ok(true)
-                }
+                Some((c, uses)) if !c.deleted => match tx.use_limit(&c.access_code_id)? {
+                    Some(max) if uses >= max => {
+                        used_up(engine, tx, c, max, now)?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                },
                 _ => Ok(false),
             }
         }
@@ -124,26 +133,46 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
         LockEvent::Battery { level, .. } => {
             let level = (*level).min(100);
             let before = tx.device(id)?.and_then(|d| d.battery_level);
-            if before == Some(level) {
+            let warning = tx.lock_state(id)?.battery_warning;
+            // A level of 20 % or more ends the lock's own warning (new batteries).
+            let clears = warning.is_some() && level >= LOW_BATTERY;
+            if before == Some(level) && !clears {
                 return Ok(false);
             }
             tx.set_device_battery(id, level)?;
-            let fraction = f64::from(level) / 100.0;
-            let status = battery_status(level);
-            if before.is_none_or(|b| battery_status(b) != status) {
-                tx.event(
-                    &Event::device("device.battery_status_changed", id, now)
-                        .with("battery_level", fraction)
-                        .with("battery_status", status),
-                )?;
+            if clears {
+                tx.set_battery_warning(id, None, now)?;
             }
-            if level < LOW_BATTERY && before.is_none_or(|b| b >= LOW_BATTERY) {
-                tx.event(
-                    &Event::device("device.low_battery", id, now)
-                        .with("battery_level", fraction)
-                        .with("battery_status", status),
-                )?;
+            let after = if clears { None } else { warning.as_deref() };
+            battery_events(
+                tx,
+                id,
+                now,
+                Some(level),
+                battery_state(before, warning.as_deref()),
+                battery_state(Some(level), after),
+            )?;
+            engine.publish_device(tx, id)?;
+            Ok(false)
+        }
+        LockEvent::BatteryLow { critical, .. } => {
+            let new = if *critical { "critical" } else { "low" };
+            let warning = tx.lock_state(id)?.battery_warning;
+            // Said again (locks repeat it at each operation), or less than
+            // the lock already said: nothing new.
+            if warning.as_deref() == Some(new) || warning.as_deref() == Some("critical") {
+                return Ok(false);
             }
+            let level = tx.device(id)?.and_then(|d| d.battery_level);
+            tx.set_battery_warning(id, Some(new), now)?;
+            battery_events(
+                tx,
+                id,
+                now,
+                level,
+                battery_state(level, warning.as_deref()),
+                battery_state(level, Some(new)),
+            )?;
             engine.publish_device(tx, id)?;
             Ok(false)
         }
@@ -169,27 +198,69 @@ pub(super) fn lock_event(engine: &Engine, tx: &Tx<'_>, ev: &LockEvent) -> Result
     }
 }
 
-/// A one-time code opened its lock: it goes, as `access_codes/delete` would
-/// take it (the reconciler clears its slot).
+/// A code opened its lock for the last time its limit allows (one use for
+/// `is_one_time_use`, `max_uses` for lockhub's use counts): it goes, as
+/// `access_codes/delete` would take it (the reconciler clears its slot).
 fn used_up(
     engine: &Engine,
     tx: &Tx<'_>,
     mut c: crate::model::AccessCode,
+    max_uses: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     c.deleted = true;
     c.retry = Default::default();
-    c.raise_warning(Issue::new(
-        "being_deleted",
-        "a one-time code was used: it is being removed from the lock",
-        now,
-    ));
-    tracing::info!(access_code_id = %c.access_code_id, "one-time code used; removing it");
-    tx.event(&Event::code("access_code.deleted", &c, now).with("reason", "one_time_use"))?;
+    let (message, reason) = if max_uses == 1 {
+        (
+            "a one-time code was used: it is being removed from the lock".to_owned(),
+            "one_time_use",
+        )
+    } else {
+        (
+            format!(
+                "the code was used {max_uses} times (max_uses): it is being removed from the lock"
+            ),
+            "max_uses",
+        )
+    };
+    c.raise_warning(Issue::new("being_deleted", message, now));
+    tracing::info!(access_code_id = %c.access_code_id, max_uses, "code used up; removing it");
+    tx.event(&Event::code("access_code.deleted", &c, now).with("reason", reason))?;
     engine.commit_code(tx, &mut c, now)
 }
 
-fn bolt_event(locked: bool) -> &'static str {
+/// `device.battery_status_changed` when the battery's status changed, and
+/// `device.low_battery` once when it became low or critical; the level (0 to
+/// 1) where the lock ever reported one, else `null` (a warning alone).
+fn battery_events(
+    tx: &Tx<'_>,
+    id: &str,
+    now: DateTime<Utc>,
+    level: Option<u8>,
+    before: Option<&'static str>,
+    after: Option<&'static str>,
+) -> Result<(), StoreError> {
+    let Some(status) = after.filter(|a| Some(*a) != before) else {
+        return Ok(());
+    };
+    let fraction = level.map(|l| f64::from(l) / 100.0);
+    tx.event(
+        &Event::device("device.battery_status_changed", id, now)
+            .with("battery_level", fraction)
+            .with("battery_status", status),
+    )?;
+    let low = |s: Option<&str>| matches!(s, Some("low" | "critical"));
+    if low(after) && !low(before) {
+        tx.event(
+            &Event::device("device.low_battery", id, now)
+                .with("battery_level", fraction)
+                .with("battery_status", status),
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn bolt_event(locked: bool) -> &'static str {
     if locked {
         "lock.locked"
     } else {
@@ -200,6 +271,33 @@ fn bolt_event(locked: bool) -> &'static str {
 /// Puts the code in `slot` on the event: a managed code's `access_code_id`
 /// and `common_code_key`, or an unmanaged code's id (`access_code_is_managed`
 /// says which). Returns the managed code.
+/// `last_code_used/{id}` (retained; lockhub's addition): the code
+/// that last opened the lock, by id and name, never its PIN.
+fn last_code_used(
+    tx: &Tx<'_>,
+    id: &str,
+    e: &Event,
+    managed: Option<&crate::model::AccessCode>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut body = serde_json::json!({
+        "device_id": id,
+        "access_code_id": e.access_code_id,
+        "name": managed.and_then(|c| c.name.clone()),
+        "is_managed": managed.is_some(),
+        "used_at": crate::model::access_code::ts(now),
+    });
+    if managed.is_none() {
+        body["slot"] = e.extra.get("slot").cloned().unwrap_or_default();
+    }
+    tx.set_last_code_used(id, &body, now)?;
+    tx.publish(
+        &format!("last_code_used/{id}"),
+        &serde_json::to_vec(&body)?,
+        true,
+    )
+}
+
 fn name_code(
     tx: &Tx<'_>,
     e: &mut Event,

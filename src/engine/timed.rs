@@ -17,7 +17,7 @@ fn pending_since(c: &AccessCode, now: DateTime<Utc>, timing: &Timing) -> DateTim
     };
     // A hub-driven weekly code is due from its current window's lead on.
     if let Some(w) = c.weekly.filter(|_| c.is_hub_driven_weekly()) {
-        if let Some(cur) = w.current(now, timing.set_before_start, timing.local_offset) {
+        if let Some(cur) = w.current(now, timing.set_before_start, &timing.timezone) {
             since = since.max(cur.starts_at - timing.set_before_start);
         }
     }
@@ -37,7 +37,7 @@ fn removal_due_since(c: &AccessCode, now: DateTime<Utc>, timing: &Timing) -> Dat
     let weekly_end = c
         .weekly
         .filter(|_| c.is_hub_driven_weekly())
-        .and_then(|w| w.last_end(now, timing.local_offset));
+        .and_then(|w| w.last_end(now, &timing.timezone));
     match (c.window.map(|w| w.ends_at.min(now)), weekly_end) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b).unwrap_or(now),
@@ -117,7 +117,7 @@ pub(super) fn check(
                 let opened = c
                     .weekly
                     .filter(|_| c.is_hub_driven_weekly())
-                    .and_then(|s| s.current(now, timing.set_before_start, timing.local_offset))
+                    .and_then(|s| s.current(now, timing.set_before_start, &timing.timezone))
                     .map_or(w.starts_at, |cur| cur.starts_at.max(w.starts_at));
                 if absent && now >= opened {
                     if c.raise_error(Issue::new(

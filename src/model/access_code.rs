@@ -155,7 +155,7 @@ pub struct Retry {
 }
 
 /// When codes go on their locks ahead of `starts_at`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Timing {
     /// A code lockhub times itself goes on the lock this long before `starts_at`.
     pub set_before_start: chrono::Duration,
@@ -163,8 +163,9 @@ pub struct Timing {
     /// this long before `starts_at` at the earliest, so that stays months
     /// ahead do not sit on the lock.
     pub native_schedule_horizon: chrono::Duration,
-    /// The property's local time, in which weekly schedules are written.
-    pub local_offset: chrono::FixedOffset,
+    /// The property's time zone (`model::zone`), in which weekly schedules
+    /// are written: each window at its own UTC offset across DST changes.
+    pub timezone: jiff::tz::TimeZone,
 }
 
 impl Timing {
@@ -174,7 +175,7 @@ impl Timing {
         Timing {
             set_before_start,
             native_schedule_horizon: chrono::Duration::hours(24),
-            local_offset: chrono::FixedOffset::east_opt(0).expect("UTC"),
+            timezone: jiff::tz::TimeZone::UTC,
         }
     }
 }
@@ -258,7 +259,7 @@ impl AccessCode {
         let on = self.alive(now, timing)
             && match self.weekly {
                 Some(s) if !self.is_scheduled_on_device => s
-                    .current(now, timing.set_before_start, timing.local_offset)
+                    .current(now, timing.set_before_start, &timing.timezone)
                     .is_some(),
                 _ => true,
             };
@@ -292,7 +293,7 @@ impl AccessCode {
         let s = self
             .weekly
             .filter(|_| self.is_hub_driven_weekly() && !self.deleted)?;
-        s.next_change(now, timing.set_before_start, timing.local_offset)
+        s.next_change(now, timing.set_before_start, &timing.timezone)
     }
 
     /// Status derived from what should be and what is on the lock.

@@ -5,6 +5,7 @@ pub mod device;
 pub mod event;
 pub mod secret;
 pub mod weekly;
+pub mod zone;
 
 pub use access_code::{AccessCode, Issue, Retry, Status, Timing};
 pub use device::{Capabilities, CodeConstraint, DeviceInfo, DriverKind};

@@ -5,11 +5,9 @@
 //!
 //! Pure: the windows a schedule opens, and the next moment that changes.
 
-use super::TimeWindow;
-use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Timelike, Utc,
-    Weekday,
-};
+use super::{zone, TimeWindow};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 /// Days of the week by their public names, Monday first.
@@ -109,14 +107,15 @@ impl WeeklySchedule {
     }
 
     /// The window it opens on local date `d`, if `d` is one of its days.
-    fn on(&self, d: NaiveDate, offset: FixedOffset) -> Option<TimeWindow> {
+    /// Each end at its own UTC offset, so the window opens at `start_time`
+    /// on the wall clock on both sides of a DST change.
+    fn on(&self, d: NaiveDate, tz: &TimeZone) -> Option<TimeWindow> {
         if !self.has(d.weekday()) {
             return None;
         }
-        let at = |t: NaiveTime| offset.from_local_datetime(&d.and_time(t)).single();
         Some(TimeWindow {
-            starts_at: at(self.start_time)?.with_timezone(&Utc),
-            ends_at: at(self.end_time)?.with_timezone(&Utc),
+            starts_at: zone::instant(tz, d, self.start_time)?,
+            ends_at: zone::instant(tz, d, self.end_time)?,
         })
     }
 
@@ -125,17 +124,13 @@ impl WeeklySchedule {
         &self,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
-        offset: FixedOffset,
+        tz: &TimeZone,
     ) -> Vec<TimeWindow> {
-        let first = from.with_timezone(&offset).date_naive() - Duration::days(1);
+        let first = zone::local_date(tz, from) - Duration::days(1);
         let mut out = Vec::new();
         let mut d = first;
-        while offset
-            .from_local_datetime(&d.and_time(NaiveTime::MIN))
-            .single()
-            .is_some_and(|t| t < until)
-        {
-            if let Some(w) = self.on(d, offset) {
+        while zone::instant(tz, d, NaiveTime::MIN).is_some_and(|t| t < until) {
+            if let Some(w) = self.on(d, tz) {
                 let w = TimeWindow {
                     starts_at: w.starts_at.max(from),
                     ends_at: w.ends_at.min(until),
@@ -151,15 +146,10 @@ impl WeeklySchedule {
 
     /// The window in effect at `now` when each one is entered `lead` early
     /// (a window whose start minus `lead` has come and whose end has not).
-    pub fn current(
-        &self,
-        now: DateTime<Utc>,
-        lead: Duration,
-        offset: FixedOffset,
-    ) -> Option<TimeWindow> {
-        let today = now.with_timezone(&offset).date_naive();
+    pub fn current(&self, now: DateTime<Utc>, lead: Duration, tz: &TimeZone) -> Option<TimeWindow> {
+        let today = zone::local_date(tz, now);
         (-1..=1)
-            .filter_map(|k| self.on(today + Duration::days(k), offset))
+            .filter_map(|k| self.on(today + Duration::days(k), tz))
             .find(|w| w.starts_at - lead <= now && now < w.ends_at)
     }
 
@@ -169,21 +159,21 @@ impl WeeklySchedule {
         &self,
         now: DateTime<Utc>,
         lead: Duration,
-        offset: FixedOffset,
+        tz: &TimeZone,
     ) -> Option<DateTime<Utc>> {
-        let today = now.with_timezone(&offset).date_naive();
+        let today = zone::local_date(tz, now);
         (-1..=8)
-            .filter_map(|k| self.on(today + Duration::days(k), offset))
+            .filter_map(|k| self.on(today + Duration::days(k), tz))
             .flat_map(|w| [w.starts_at - lead, w.ends_at])
             .filter(|t| *t > now)
             .min()
     }
 
     /// The last window end at or before `now` (when a code last had to leave).
-    pub fn last_end(&self, now: DateTime<Utc>, offset: FixedOffset) -> Option<DateTime<Utc>> {
-        let today = now.with_timezone(&offset).date_naive();
+    pub fn last_end(&self, now: DateTime<Utc>, tz: &TimeZone) -> Option<DateTime<Utc>> {
+        let today = zone::local_date(tz, now);
         (-8..=0)
-            .filter_map(|k| self.on(today + Duration::days(k), offset))
+            .filter_map(|k| self.on(today + Duration::days(k), tz))
             .map(|w| w.ends_at)
             .filter(|t| *t <= now)
             .max()
@@ -236,12 +226,12 @@ mod tests {
 
     #[test]
     fn windows_of_a_week_in_local_time() {
-        let plus1 = FixedOffset::east_opt(3600).unwrap();
+        let plus1 = TimeZone::fixed(jiff::tz::offset(1));
         // Monday 2026-11-30 ... Sunday 2026-12-06.
         let w = cleaner().windows(
             utc("2026-11-30T00:00:00+01:00"),
             utc("2026-12-07T00:00:00+01:00"),
-            plus1,
+            &plus1,
         );
         let starts: Vec<_> = w.iter().map(|w| w.starts_at).collect();
         assert_eq!(
@@ -259,7 +249,7 @@ mod tests {
         let cut = cleaner().windows(
             utc("2026-11-30T10:00:00+01:00"),
             utc("2026-12-02T10:00:00+01:00"),
-            plus1,
+            &plus1,
         );
         assert_eq!(cut.len(), 2);
         assert_eq!(cut[0].starts_at, utc("2026-11-30T10:00:00+01:00"));
@@ -268,7 +258,7 @@ mod tests {
 
     #[test]
     fn current_and_next_change() {
-        let z = FixedOffset::east_opt(0).unwrap();
+        let z = &TimeZone::UTC;
         let lead = Duration::minutes(5);
         let c = cleaner();
         // Monday 08:56: inside the lead.
@@ -294,6 +284,43 @@ mod tests {
         assert_eq!(
             c.next_change(sun, lead, z),
             Some(utc("2026-12-07T08:55:00Z"))
+        );
+    }
+
+    #[test]
+    fn windows_keep_the_wall_clock_across_dst() {
+        let vienna = TimeZone::get("Europe/Vienna").unwrap();
+        let staff = WeeklySchedule::from_json(&json!({
+            "days_of_week": ["friday", "monday"], "start_time": "07:30", "end_time": "16:00"
+        }))
+        .unwrap();
+        // Friday 2027-03-26 (+1) and Monday 2027-03-29 (+2, after the change).
+        let w = staff.windows(
+            utc("2027-03-26T00:00:00Z"),
+            utc("2027-03-30T00:00:00Z"),
+            &vienna,
+        );
+        let got: Vec<_> = w.iter().map(|w| (w.starts_at, w.ends_at)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (utc("2027-03-26T06:30:00Z"), utc("2027-03-26T15:00:00Z")),
+                (utc("2027-03-29T05:30:00Z"), utc("2027-03-29T14:00:00Z")),
+            ]
+        );
+        let lead = Duration::minutes(5);
+        assert_eq!(
+            staff.next_change(utc("2027-03-26T15:00:00Z"), lead, &vienna),
+            Some(utc("2027-03-29T05:25:00Z"))
+        );
+        // And back in October: Friday 2027-10-29 (+2), Monday 2027-11-01 (+1).
+        assert_eq!(
+            staff.next_change(utc("2027-10-29T14:00:00Z"), lead, &vienna),
+            Some(utc("2027-11-01T06:25:00Z"))
+        );
+        assert_eq!(
+            staff.last_end(utc("2027-11-01T06:00:00Z"), &vienna),
+            Some(utc("2027-10-29T14:00:00Z"))
         );
     }
 }

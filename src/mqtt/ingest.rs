@@ -25,6 +25,7 @@ use super::proto::{Client, Inbound};
 use super::publisher::Direct;
 use super::{topic, LinkState, Topics};
 use crate::commands::{CommandError, Reply, Request};
+use crate::homeassistant::Discovery;
 use crate::hub::Hub;
 use crate::store::ReplyTo;
 use std::collections::VecDeque;
@@ -48,9 +49,49 @@ struct Prepared {
     payload: bytes::Bytes,
     reply_to: Option<ReplyTo>,
     refused: Option<CommandError>,
+    /// Home Assistant's lock command, let in unsigned (`[homeassistant] commands`).
+    unsigned: bool,
 }
 
-fn prepare(topics: &Topics, p: &Inbound) -> Prepared {
+/// A `LOCK` / `UNLOCK` on a Home Assistant lock entity's command topic, as
+/// the public command it stands for (`locks/lock_door` / `unlock_door`, a
+/// fresh `request_id`: its answer goes to `responses/ha-...`). Only when Home
+/// Assistant may command the hub, so never a way around signing unless the
+/// configuration says so.
+fn prepare_ha(disc: &Discovery, p: &Inbound) -> Option<Prepared> {
+    let device_id = disc.command_device(&p.topic)?;
+    let action = crate::homeassistant::action(&p.payload);
+    let request_id = format!("ha-{}", uuid::Uuid::new_v4());
+    let body = serde_json::json!({ "request_id": request_id, "device_id": device_id });
+    let mut refused = None;
+    if p.retain {
+        refused = Some(CommandError::invalid(
+            "retain",
+            "Home Assistant's lock commands must not be retained",
+        ));
+    }
+    if action.is_none() {
+        refused.get_or_insert(CommandError::invalid(
+            "payload",
+            "a Home Assistant lock command is LOCK or UNLOCK",
+        ));
+    }
+    Some(Prepared {
+        command: action
+            .unwrap_or(crate::homeassistant::Action::Lock)
+            .command()
+            .to_owned(),
+        payload: serde_json::to_vec(&body).unwrap_or_default().into(),
+        reply_to: None,
+        refused,
+        unsigned: true,
+    })
+}
+
+fn prepare(topics: &Topics, ha: Option<&Discovery>, p: &Inbound) -> Prepared {
+    if let Some(prepared) = ha.filter(|d| d.commands).and_then(|d| prepare_ha(d, p)) {
+        return prepared;
+    }
     let mut refused = None;
     if p.retain {
         refused = Some(CommandError::invalid(
@@ -98,6 +139,7 @@ fn prepare(topics: &Topics, p: &Inbound) -> Prepared {
         payload: p.payload.clone(),
         reply_to,
         refused,
+        unsigned: false,
     }
 }
 
@@ -149,7 +191,7 @@ impl Ingest {
                     payload: &p.payload,
                     reply_to: p.reply_to.as_ref(),
                     refused: p.refused.as_ref(),
-                    local: false,
+                    local: p.unsigned,
                 })
                 .collect();
             hub.handle_requests(&requests)
@@ -244,7 +286,7 @@ pub(super) async fn run(
     link: Arc<LinkState>,
     mut rx: mpsc::Receiver<Box<Inbound>>,
     direct: mpsc::UnboundedSender<Direct>,
-    max_batch: usize,
+    (max_batch, ha): (usize, Option<Discovery>),
     shutdown: CancellationToken,
 ) {
     let ingest = Ingest {
@@ -275,7 +317,7 @@ pub(super) async fn run(
                     }
                 }
                 let batch = batch.into_iter().map(|inbound| Pending {
-                    prepared: prepare(&topics, &inbound),
+                    prepared: prepare(&topics, ha.as_ref(), &inbound),
                     inbound,
                 });
                 if !held.is_empty() {

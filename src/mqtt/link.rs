@@ -42,6 +42,10 @@ pub(super) async fn run(
     state: Arc<LinkState>,
     commands: mpsc::Sender<Box<super::proto::Inbound>>,
     publisher: mpsc::UnboundedSender<LinkEvent>,
+    ha: Option<(
+        crate::homeassistant::Discovery,
+        mpsc::UnboundedSender<super::discovery::Heard>,
+    )>,
     ((min, max), own_limit): ((Duration, Duration), u32),
     stop: CancellationToken,
 ) {
@@ -85,9 +89,28 @@ pub(super) async fn run(
                         }
                     });
                 }
+                if let Some((disc, _)) = &ha {
+                    let listen = [disc.ha_status_topic(), disc.configs_filter()];
+                    let cmds = disc.commands.then(|| disc.commands_filter());
+                    if client.try_subscribe_ha(&listen, cmds).is_err() {
+                        tracing::warn!("could not subscribe to Home Assistant's topics");
+                    }
+                }
                 let _ = publisher.send(LinkEvent::Connected { session_present });
             }
             Ok(Polled::Publish(mut p)) => {
+                if let Some((disc, heard)) = &ha {
+                    // Home Assistant's status and our own configs (QoS 0,
+                    // nothing to ack): never commands.
+                    if super::discovery::Announcer::listens_to(disc, &p.topic) {
+                        if let Some(h) =
+                            super::discovery::Announcer::heard(disc, &p.topic, &p.payload)
+                        {
+                            let _ = heard.send(h);
+                        }
+                        continue;
+                    }
+                }
                 p.generation = state.generation.load(Ordering::SeqCst);
                 if oversized > 0 {
                     oversized = 0;

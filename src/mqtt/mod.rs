@@ -8,9 +8,12 @@
 //!   directly, holds the commands and retries their commit itself.
 //! - [`publisher`]: drains the store's outbox in order (QoS 1), deletes a row
 //!   only on its PUBACK, and republishes `online` and device state on every connect.
+//! - [`discovery`]: Home Assistant discovery as the publisher runs it (which
+//!   locks are announced; Home Assistant's birth; stale configs cleared).
 //! - [`proto`]: MQTT 5 (default) and 3.1.1 behind one face.
 //! - [`topic`]: what a broker accepts as a topic, checked before anything is sent.
 
+mod discovery;
 mod ingest;
 mod link;
 mod proto;
@@ -254,6 +257,36 @@ pub fn start(
     );
     // The link outlives the other two: it must carry their last packets out.
     let link_stop = CancellationToken::new();
+    let (ha, heard_rx) = match &cfg.homeassistant {
+        h if h.enabled => {
+            if let Some(why) = cfg.unsigned_home_assistant() {
+                tracing::warn!("{why}");
+            }
+            let disc = crate::homeassistant::Discovery {
+                prefix: h.discovery_prefix.clone(),
+                base: topics.base.clone(),
+                hub_id: cfg.hub_id.clone(),
+                commands: h.commands_allowed(cfg.auth.mode),
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some((disc, tx)), Some(rx))
+        }
+        _ => (None, None),
+    };
+    let announcer = ha.as_ref().zip(heard_rx).map(|((disc, _), rx)| {
+        let mut configured = std::collections::HashSet::new();
+        if !cfg.sim.locks.is_empty() {
+            configured.insert(crate::model::DriverKind::Sim);
+        }
+        if !cfg.zwave.port.is_empty() {
+            configured.insert(crate::model::DriverKind::Zwave);
+        }
+        if cfg.ble.enabled && !cfg.ble.locks.is_empty() {
+            configured.insert(crate::model::DriverKind::Ble);
+        }
+        (discovery::Announcer::new(disc.clone(), configured), rx)
+    });
+    let ha_disc = ha.as_ref().map(|(d, _)| d.clone());
     tasks.spawn(link::run(
         eventloop,
         client.clone(),
@@ -261,6 +294,7 @@ pub fn start(
         state.clone(),
         cmd_tx,
         pub_tx,
+        ha,
         (backoff, own_limit),
         link_stop.clone(),
     ));
@@ -271,7 +305,7 @@ pub fn start(
         state.clone(),
         cmd_rx,
         direct_tx,
-        cfg.mqtt.max_batch,
+        (cfg.mqtt.max_batch, ha_disc),
         shutdown.clone(),
     ));
     tasks.spawn(publisher::run(
@@ -280,6 +314,7 @@ pub fn start(
         topics,
         state.clone(),
         (pub_rx, direct_rx),
+        announcer,
         shutdown,
         link_stop,
     ));

@@ -135,6 +135,51 @@ impl Client {
         }
     }
 
+    /// Home Assistant's filters, queued without waiting: `listen` at QoS 0
+    /// with retained messages sent at subscribe time (its status, our own
+    /// configs: nothing to ack), `commands` at QoS 1 as for the command
+    /// filter (acked after commit by the ingest).
+    pub fn try_subscribe_ha(
+        &self,
+        listen: &[String],
+        commands: Option<String>,
+    ) -> Result<(), Closed> {
+        match self {
+            Client::V4(c) => {
+                let mut f: Vec<rumqttc::SubscribeFilter> = listen
+                    .iter()
+                    .map(|l| rumqttc::SubscribeFilter::new(l.clone(), QoS::AtMostOnce))
+                    .collect();
+                if let Some(cmd) = commands {
+                    f.push(rumqttc::SubscribeFilter::new(cmd, QoS::AtLeastOnce));
+                }
+                c.try_subscribe_many(f).map_err(|_| Closed)
+            }
+            Client::V5(c) => {
+                let mut f: Vec<p5::Filter> = listen
+                    .iter()
+                    .map(|l| p5::Filter {
+                        path: l.clone(),
+                        qos: QoS5::AtMostOnce,
+                        nolocal: true,
+                        preserve_retain: true,
+                        retain_forward_rule: p5::RetainForwardRule::OnEverySubscribe,
+                    })
+                    .collect();
+                if let Some(cmd) = commands {
+                    f.push(p5::Filter {
+                        path: cmd,
+                        qos: QoS5::AtLeastOnce,
+                        nolocal: true,
+                        preserve_retain: true,
+                        retain_forward_rule: p5::RetainForwardRule::Never,
+                    });
+                }
+                c.try_subscribe_many(f).map_err(|_| Closed)
+            }
+        }
+    }
+
     /// [`Client::try_subscribe`], waiting for room in the queue.
     pub async fn subscribe(&self, filter: String) -> Result<(), Closed> {
         match self {

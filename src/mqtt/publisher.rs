@@ -3,7 +3,10 @@
 //! order). A row is deleted only after its PUBACK, in batches (one commit per
 //! burst, not one per message); while the broker is away rows stay, and on
 //! every connect the hub says `online` and republishes its device state first
-//! (and every code's, when the broker kept no session).
+//! (and every code's, when the broker kept no session). With Home Assistant
+//! discovery on, its configs follow (`super::discovery`): they are rebuilt
+//! from the device list, not queued, and go again on Home Assistant's birth
+//! message and when a lock is added or goes on or off line.
 //!
 //! No row may block the outbox. Before a row is handed to the client its
 //! topic is checked (a topic the broker refuses makes Mosquitto close the
@@ -14,6 +17,7 @@
 //! a time on the next connections; a suspect alone in flight when the link
 //! drops again, [`STRIKES`] times, is dropped.
 
+use super::discovery::{Announcer, Heard};
 use super::link::LinkEvent;
 use super::proto::Client;
 use super::{online_payload, topic, LinkState, Topics, OFFLINE};
@@ -153,9 +157,12 @@ pub(super) async fn run(
         mpsc::UnboundedReceiver<LinkEvent>,
         mpsc::UnboundedReceiver<Direct>,
     ),
+    mut ha: Option<(Announcer, mpsc::UnboundedReceiver<Heard>)>,
     shutdown: CancellationToken,
     link_stop: CancellationToken,
 ) {
+    // Locks added, or going on or off line, change what Home Assistant is told.
+    let mut device_events = ha.as_ref().map(|_| hub.store.recent_events.subscribe());
     let mut direct_open = true;
     let mut connected = false;
     let mut fl = InFlight::default();
@@ -188,6 +195,22 @@ pub(super) async fn run(
                 delete_by = None;
             }
             _ = hub.outbox_changed(), if connected => {}
+            h = heard(&mut ha) => match h {
+                Some(h) if connected => {
+                    if let Some((ann, _)) = ha.as_mut() {
+                        out.ha_heard(&mut fl, ann, h).await;
+                    }
+                }
+                Some(_) => {}
+                None => ha = None,
+            },
+            changed = devices_changed(&mut device_events) => {
+                if changed && connected {
+                    if let Some((ann, _)) = ha.as_mut() {
+                        out.ha_announce(&mut fl, ann).await;
+                    }
+                }
+            }
             d = direct.recv(), if direct_open => match d {
                 None => direct_open = false,
                 Some(d) if connected => out.direct(&mut fl, d).await,
@@ -203,6 +226,10 @@ pub(super) async fn run(
                             connected = true;
                             fl = InFlight::default();
                             out.announce(&mut fl, !session_present).await;
+                            if let Some((ann, _)) = ha.as_mut() {
+                                ann.announced.clear();
+                                out.ha_announce(&mut fl, ann).await;
+                            }
                         }
                         LinkEvent::Disconnected(done) => {
                             fl.flush(&hub);
@@ -260,6 +287,51 @@ pub(super) async fn run(
         .await;
     }
     link_stop.cancel();
+}
+
+/// The next thing Home Assistant's side said (`None`: that side is gone;
+/// never ready without discovery).
+async fn heard(ha: &mut Option<(Announcer, mpsc::UnboundedReceiver<Heard>)>) -> Option<Heard> {
+    match ha {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for committed events; true when one of them changes which locks
+/// are announced or how (added, connected, disconnected). A lagging reader
+/// (it missed some) says true.
+async fn devices_changed(
+    events: &mut Option<tokio::sync::broadcast::Receiver<serde_json::Value>>,
+) -> bool {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let Some(rx) = events else {
+        return std::future::pending().await;
+    };
+    let mut changed = match rx.recv().await {
+        Ok(e) => is_device_change(&e),
+        Err(RecvError::Lagged(_)) => true,
+        Err(RecvError::Closed) => {
+            *events = None;
+            return false;
+        }
+    };
+    // The whole burst at once: one announcement for many events.
+    loop {
+        match rx.try_recv() {
+            Ok(e) => changed |= is_device_change(&e),
+            Err(TryRecvError::Lagged(_)) => changed = true,
+            Err(_) => break,
+        }
+    }
+    changed
+}
+
+fn is_device_change(e: &serde_json::Value) -> bool {
+    matches!(
+        e["event_type"].as_str(),
+        Some("device.added" | "device.connected" | "device.disconnected")
+    )
 }
 
 /// What a row becomes on the wire, once checked.
@@ -421,21 +493,85 @@ impl Out<'_> {
     /// Publish an answer the outbox could not take (its row has no id: a
     /// lost one is not sent again; the held command's real answer follows).
     async fn direct(&self, fl: &mut InFlight, d: Direct) {
-        let corr = d.correlation.as_ref().map_or(0, Vec::len);
-        if topic::publishable(&d.topic).is_err()
-            || topic::packet_size(&d.topic, d.payload.len(), corr) > self.limit()
+        let what = "a direct answer";
+        self.unqueued(fl, what, d.topic, false, d.payload, d.correlation)
+            .await;
+    }
+
+    /// Publish something that is no outbox row (a direct answer, Home
+    /// Assistant's configs), checked as rows are; a lost one is not sent again
+    /// by the publisher (it is answered again, or announced again).
+    async fn unqueued(
+        &self,
+        fl: &mut InFlight,
+        what: &str,
+        topic: String,
+        retain: bool,
+        payload: Vec<u8>,
+        correlation: Option<Vec<u8>>,
+    ) {
+        let corr = correlation.as_ref().map_or(0, Vec::len);
+        if topic::publishable(&topic).is_err()
+            || topic::packet_size(&topic, payload.len(), corr) > self.limit()
         {
-            tracing::error!(topic = %d.topic.escape_debug(), "a direct answer the broker cannot accept; not published");
+            tracing::error!(topic = %topic.escape_debug(), "{what} the broker cannot accept; not published");
             return;
         }
         fl.unsent.push_back(None);
         if self
             .client
-            .publish(d.topic, false, d.payload, d.correlation)
+            .publish(topic, retain, payload, correlation)
             .await
             .is_err()
         {
             fl.unsent.pop_back();
+        }
+    }
+
+    /// A Home Assistant config (or its clearing), retained.
+    async fn retained(&self, fl: &mut InFlight, topic: String, payload: Vec<u8>) {
+        let what = "a Home Assistant config";
+        self.unqueued(fl, what, topic, true, payload, None).await;
+    }
+
+    /// Every config Home Assistant should have, retained; the ones announced
+    /// earlier on this connection and no longer wanted are cleared.
+    async fn ha_announce(&self, fl: &mut InFlight, ann: &mut Announcer) {
+        let configs = ann.current(self.hub).await;
+        let now: HashSet<String> = configs.iter().map(|c| c.topic.clone()).collect();
+        let gone: Vec<String> = ann.announced.difference(&now).cloned().collect();
+        for topic in gone {
+            tracing::info!(topic = %topic, "a lock left: its Home Assistant entity is removed");
+            self.retained(fl, topic, Vec::new()).await;
+        }
+        let n = configs.len();
+        for c in configs {
+            let payload = serde_json::to_vec(&c.payload).unwrap_or_default();
+            self.retained(fl, c.topic, payload).await;
+        }
+        tracing::debug!(configs = n, "Home Assistant discovery announced");
+        ann.announced = now;
+    }
+
+    async fn ha_heard(&self, fl: &mut InFlight, ann: &mut Announcer, h: Heard) {
+        match h {
+            Heard::Birth => {
+                tracing::info!("Home Assistant is online: announcing the locks again");
+                self.ha_announce(fl, ann).await;
+            }
+            Heard::Config { topic, empty } => {
+                if empty || ann.announced.contains(&topic) {
+                    return;
+                }
+                // Not announced now: a retained config from before (a lock
+                // removed while the hub was away) or a kind no longer used.
+                let wanted = ann.current(self.hub).await;
+                if wanted.iter().any(|c| c.topic == topic) {
+                    return;
+                }
+                tracing::info!(topic = %topic, "a stale Home Assistant config is removed");
+                self.retained(fl, topic, Vec::new()).await;
+            }
         }
     }
 

@@ -168,11 +168,9 @@ pub fn router(
     link: Option<Arc<LinkState>>,
     access: peer::Access,
     page: crate::web::PageInfo,
-    extra: Router,
 ) -> Router {
     views_router(hub.clone(), link)
         .merge(crate::web::socket_routes(hub, page))
-        .merge(extra)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(access),
             authorize,
@@ -225,19 +223,16 @@ pub async fn bind(
     Ok(listener)
 }
 
-/// Serve until `shutdown`; `extra` routes (the Z-Wave network management of
-/// [`zwave`]) pass the same peer check as the rest.
+/// Serve until `shutdown`.
 pub async fn serve(
     listener: tokio::net::UnixListener,
     hub: Arc<Hub>,
     link: Option<Arc<LinkState>>,
     access: peer::Access,
     page: crate::web::PageInfo,
-    extra: Router,
     shutdown: CancellationToken,
 ) {
-    let app =
-        router(hub, link, access, page, extra).into_make_service_with_connect_info::<peer::Peer>();
+    let app = router(hub, link, access, page).into_make_service_with_connect_info::<peer::Peer>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

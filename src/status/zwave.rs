@@ -1,15 +1,12 @@
-//! The socket's Z-Wave network management (lockhub's addition): inclusion
-//! and exclusion while the daemon owns the controller.
+//! Z-Wave network management (lockhub's addition): inclusion and exclusion
+//! while the daemon owns the controller, each as a job (`crate::jobs`) that
+//! the installer page and `lockhub zwave include | exclude` follow. The
+//! routes are the page's (`POST /v1/web/zwave/include`, `.../include/pin`,
+//! `.../exclude`, in `crate::web`); this module starts the jobs.
 //!
-//! - `POST /v1/zwave/include` `{"pin": "12345"?, "timeout_secs": 60?}`: waits
-//!   for a lock in inclusion mode and bootstraps it. Answers `{"ok": true,
-//!   "state": "done", "included": {...}}`, or, when an S2 Authenticated /
-//!   Access Control lock needs its DSK PIN and none was given, `{"ok": true,
-//!   "state": "pin_needed", "dsk": "?????-....."}`; the inclusion then waits
-//!   for `POST /v1/zwave/include/pin` `{"pin": "12345"}`, which answers as a
-//!   finished include does.
-//! - `POST /v1/zwave/exclude` `{"timeout_secs": 60?}`: `{"ok": true,
-//!   "node_id": N}`.
+//! A request that cannot start (no controller answering yet, an inclusion
+//! already waiting for its PIN) is refused at once with a typed error and
+//! leaves no job behind; once started, a job ends with its outcome.
 //!
 //! A PIN is never logged or echoed.
 
@@ -18,25 +15,18 @@ use crate::drivers::zwave::inclusion::{
 };
 use crate::drivers::zwave::ZwaveDriver;
 use crate::jobs::JobHandle;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-type Outcome = Result<Included, InclusionError>;
-
-/// An inclusion waiting for its PIN. `outcome` is there when the one who
-/// started it waits for the answer (the blocking route); a job finishes by
-/// itself.
+/// An inclusion waiting for its PIN.
 struct Waiting {
     pin: oneshot::Sender<String>,
-    outcome: Option<oneshot::Receiver<Outcome>>,
 }
 
 /// The Z-Wave driver (once its controller answers) and the inclusion that
@@ -72,19 +62,23 @@ impl ZwaveAdmin {
         })
     }
 
-    /// Start an inclusion as `job`: its steps are the job's lines, a DSK PIN
-    /// it needs is the job's input (answered with [`ZwaveAdmin::give_pin`]),
-    /// and the job ends with the outcome.
+    /// Start an inclusion as a new job of `jobs` (its id is returned): its
+    /// steps are the job's lines, a DSK PIN it needs is the job's input
+    /// (answered with [`give_pin_route`]), and the job ends with the
+    /// outcome. Refused, with no job made, while the controller does not
+    /// answer or another inclusion waits for its PIN.
     pub fn start_include(
         self: &Arc<Self>,
-        job: JobHandle,
+        jobs: &Arc<crate::jobs::Jobs>,
         pin: Option<String>,
         timeout_secs: Option<u64>,
-    ) -> Result<(), Box<Response>> {
+    ) -> Result<String, Box<Response>> {
         let driver = self.driver()?;
         if self.waiting.lock().unwrap().is_some() {
             return Err(Box::new(failed(InclusionError::Busy)));
         }
+        let job = jobs.start("zwave.include");
+        let job_id = job.id().to_owned();
         let (ask_tx, mut ask_rx) = mpsc::channel::<PinRequest>(1);
         let say = job.clone();
         let opts = IncludeOptions {
@@ -101,10 +95,7 @@ impl ZwaveAdmin {
             if let Some(req) = ask_rx.recv().await {
                 // Waiting before asking: a PIN sent the moment the job asks finds it.
                 let dsk = req.dsk.clone();
-                *admin.waiting.lock().unwrap() = Some(Waiting {
-                    pin: req.reply,
-                    outcome: None,
-                });
+                *admin.waiting.lock().unwrap() = Some(Waiting { pin: req.reply });
                 asking.ask(
                     &format!(
                         "the lock's DSK is {dsk}: enter its first five digits (the PIN on the lock's label)"
@@ -122,16 +113,19 @@ impl ZwaveAdmin {
                 Err(e) => Err(e.to_string()),
             });
         });
-        Ok(())
+        Ok(job_id)
     }
 
-    /// Start an exclusion as `job`.
+    /// Start an exclusion as a new job of `jobs` (its id is returned);
+    /// refused, with no job made, while the controller does not answer.
     pub fn start_exclude(
         self: &Arc<Self>,
-        job: JobHandle,
+        jobs: &Arc<crate::jobs::Jobs>,
         timeout_secs: Option<u64>,
-    ) -> Result<(), Box<Response>> {
+    ) -> Result<String, Box<Response>> {
         let driver = self.driver()?;
+        let job: JobHandle = jobs.start("zwave.exclude");
+        let job_id = job.id().to_owned();
         tokio::spawn(async move {
             let say = job.clone();
             let progress = Progress::new(move |l| say.progress(l));
@@ -142,13 +136,11 @@ impl ZwaveAdmin {
                 Err(e) => Err(e.to_string()),
             });
         });
-        Ok(())
+        Ok(job_id)
     }
 
-    /// Hand the DSK PIN to the inclusion waiting for it; the outcome when the
-    /// one who started it waits for it (the blocking route), else `None` (the
-    /// job says the rest).
-    async fn give_pin(&self, pin: String) -> Result<Option<Outcome>, Box<Response>> {
+    /// Hand the DSK PIN to the inclusion waiting for it (its job says the rest).
+    fn give_pin(&self, pin: String) -> Result<(), Box<Response>> {
         let Some(w) = self.waiting.lock().unwrap().take() else {
             return Err(Box::new(error(
                 StatusCode::CONFLICT,
@@ -157,13 +149,7 @@ impl ZwaveAdmin {
             )));
         };
         let _ = w.pin.send(pin);
-        Ok(match w.outcome {
-            Some(rx) => Some(
-                rx.await
-                    .unwrap_or(Err(InclusionError::Failed("inclusion task"))),
-            ),
-            None => None,
-        })
+        Ok(())
     }
 }
 
@@ -179,23 +165,10 @@ fn included_line(inc: &Included) -> String {
     line
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct IncludeBody {
-    pin: Option<String>,
-    timeout_secs: Option<u64>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PinBody {
     pin: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ExcludeBody {
-    timeout_secs: Option<u64>,
 }
 
 fn error(status: StatusCode, kind: &str, message: String) -> Response {
@@ -204,13 +177,6 @@ fn error(status: StatusCode, kind: &str, message: String) -> Response {
         Json(json!({"ok": false, "error": {"type": kind, "message": message}})),
     )
         .into_response()
-}
-
-fn answer(outcome: Outcome) -> Response {
-    match outcome {
-        Ok(inc) => Json(json!({"ok": true, "state": "done", "included": inc})).into_response(),
-        Err(e) => failed(e),
-    }
 }
 
 fn failed(e: InclusionError) -> Response {
@@ -229,56 +195,6 @@ fn timeout_of(secs: Option<u64>) -> Duration {
     Duration::from_secs(secs.unwrap_or(60).clamp(1, 600))
 }
 
-/// The body (empty: the defaults), or the answer to a bad one.
-fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Box<Response>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            e.to_string(),
-        ))
-    })
-}
-
-async fn include(State(a): State<Arc<ZwaveAdmin>>, body: axum::body::Bytes) -> Response {
-    let body: IncludeBody = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let driver = match a.driver() {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
-    if a.waiting.lock().unwrap().is_some() {
-        return failed(InclusionError::Busy);
-    }
-    let (ask_tx, mut ask_rx) = mpsc::channel::<PinRequest>(1);
-    let pin = match body.pin {
-        Some(p) => PinSource::Given(p),
-        None => PinSource::Ask(ask_tx),
-    };
-    let opts = IncludeOptions {
-        timeout: timeout_of(body.timeout_secs),
-        pin,
-        progress: Progress::none(),
-    };
-    let (out_tx, mut out_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let _ = out_tx.send(driver.include(opts).await);
-    });
-    tokio::select! {
-        outcome = &mut out_rx => answer(outcome.unwrap_or(Err(InclusionError::Failed("inclusion task")))),
-        Some(req) = ask_rx.recv() => {
-            let dsk = req.dsk.clone();
-            *a.waiting.lock().unwrap() = Some(Waiting { pin: req.reply, outcome: Some(out_rx) });
-            Json(json!({"ok": true, "state": "pin_needed", "dsk": dsk})).into_response()
-        }
-    }
-}
-
 /// The body of a PIN answer; a bad one is refused without quoting it.
 pub fn parse_pin(body: &[u8]) -> Result<String, Box<Response>> {
     serde_json::from_slice::<PinBody>(body)
@@ -292,20 +208,10 @@ pub fn parse_pin(body: &[u8]) -> Result<String, Box<Response>> {
         })
 }
 
-async fn include_pin(State(a): State<Arc<ZwaveAdmin>>, body: axum::body::Bytes) -> Response {
-    let pin = match parse_pin(&body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    give_pin_route(&a, pin).await
-}
-
-/// Answer a PIN handed over: the outcome when its starter waits for it, else
-/// that it was given (the job says the rest).
-pub async fn give_pin_route(a: &ZwaveAdmin, pin: String) -> Response {
-    match a.give_pin(pin).await {
-        Ok(Some(outcome)) => answer(outcome),
-        Ok(None) => Json(json!({"ok": true, "state": "pin_given"})).into_response(),
+/// Answer a PIN handed over: given (the job says the rest), or why not.
+pub fn give_pin_route(a: &ZwaveAdmin, pin: String) -> Response {
+    match a.give_pin(pin) {
+        Ok(()) => Json(json!({"ok": true, "state": "pin_given"})).into_response(),
         Err(r) => *r,
     }
 }
@@ -332,29 +238,30 @@ pub fn parse_job(body: &[u8]) -> Result<JobBody, Box<Response>> {
     })
 }
 
-async fn exclude(State(a): State<Arc<ZwaveAdmin>>, body: axum::body::Bytes) -> Response {
-    let body: ExcludeBody = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let driver = match a.driver() {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
-    match driver
-        .exclude(timeout_of(body.timeout_secs), &Progress::none())
-        .await
-    {
-        Ok(node) => Json(json!({"ok": true, "node_id": node})).into_response(),
-        Err(e) => failed(e),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The routes above, for the local socket.
-pub fn routes(admin: Arc<ZwaveAdmin>) -> Router {
-    Router::new()
-        .route("/v1/zwave/include", post(include))
-        .route("/v1/zwave/include/pin", post(include_pin))
-        .route("/v1/zwave/exclude", post(exclude))
-        .with_state(admin)
+    async fn refusal(r: Result<String, Box<Response>>) -> (StatusCode, serde_json::Value) {
+        let r = *r.expect_err("refused");
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_is_an_answer_and_no_job() {
+        let admin = ZwaveAdmin::new();
+        let jobs = Arc::new(crate::jobs::Jobs::default());
+        let (status, body) = refusal(admin.start_include(&jobs, None, None)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["type"], "zwave_unavailable", "{body}");
+        let (status, body) = refusal(admin.start_exclude(&jobs, None)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["type"], "zwave_unavailable", "{body}");
+        assert!(jobs.is_empty(), "a refusal left {} job entries", jobs.len());
+        // A PIN with no inclusion waiting is refused too, with its own type.
+        let r = give_pin_route(&admin, "12345".into());
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+    }
 }

@@ -7,11 +7,14 @@ use super::{Result, Tx};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-/// A lock's bolt and door as last reported (`None`: never reported).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A lock's bolt and door as last reported (`None`: never reported), and
+/// its standing low-battery warning (`low` or `critical`; cleared by a
+/// level report of 20 % or more).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockState {
     pub locked: Option<bool>,
     pub door_open: Option<bool>,
+    pub battery_warning: Option<String>,
 }
 
 /// A `locks/lock_door` or `locks/unlock_door` as recorded.
@@ -104,11 +107,14 @@ impl Tx<'_> {
     pub fn lock_state(&self, device_id: &str) -> Result<LockState> {
         Ok(self
             .tx
-            .prepare_cached("SELECT locked, door_open FROM lock_state WHERE device_id = ?1")?
+            .prepare_cached(
+                "SELECT locked, door_open, battery_warning FROM lock_state WHERE device_id = ?1",
+            )?
             .query_row([device_id], |r| {
                 Ok(LockState {
                     locked: r.get(0)?,
                     door_open: r.get(1)?,
+                    battery_warning: r.get(2)?,
                 })
             })
             .optional()?
@@ -137,6 +143,21 @@ impl Tx<'_> {
         Ok(changed > 0)
     }
 
+    /// Records (or, `None`, clears) the lock's low-battery warning.
+    pub fn set_battery_warning(
+        &self,
+        device_id: &str,
+        warning: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.tx.prepare_cached(
+            "INSERT INTO lock_state (device_id, battery_warning, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(device_id) DO UPDATE SET battery_warning = excluded.battery_warning, updated_at = excluded.updated_at",
+        )?
+        .execute(params![device_id, warning, ts(at)])?;
+        Ok(())
+    }
+
     /// When the code last opened its lock, as the lock reported it.
     pub fn code_last_used(&self, access_code_id: &str) -> Result<Option<String>> {
         Ok(self
@@ -146,31 +167,93 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    pub fn set_code_used(&self, access_code_id: &str, at: DateTime<Utc>) -> Result<()> {
+    /// The lock reported an unlock with this code at `at`: its last use, and
+    /// one more use counted. Returns the uses counted so far. In the same
+    /// transaction as the report's event, so a crash counts it with its
+    /// event or not at all.
+    pub fn set_code_used(&self, access_code_id: &str, at: DateTime<Utc>) -> Result<u32> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "INSERT INTO code_uses (access_code_id, last_used_at, use_count) VALUES (?1, ?2, 1)
+                 ON CONFLICT(access_code_id) DO UPDATE SET last_used_at = excluded.last_used_at,
+                   use_count = code_uses.use_count + 1
+                 RETURNING use_count",
+            )?
+            .query_row(params![access_code_id, ts(at)], |r| r.get(0))?)
+    }
+
+    /// How many unlocks the lock reported with this code.
+    pub fn code_use_count(&self, access_code_id: &str) -> Result<u32> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT use_count FROM code_uses WHERE access_code_id = ?1")?
+            .query_row([access_code_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// A code that goes once the lock reports it used `max_uses` times
+    /// (`is_one_time_use` is 1; more is lockhub's `max_uses`).
+    pub fn set_use_limit(&self, access_code_id: &str, max_uses: u32) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO code_uses (access_code_id, last_used_at) VALUES (?1, ?2)
-                 ON CONFLICT(access_code_id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                "INSERT INTO one_time_codes (access_code_id, max_uses) VALUES (?1, ?2)
+                 ON CONFLICT(access_code_id) DO UPDATE SET max_uses = excluded.max_uses",
             )?
-            .execute(params![access_code_id, ts(at)])?;
+            .execute(params![access_code_id, max_uses])?;
         Ok(())
     }
 
-    /// A code that goes once the lock reports it used (`is_one_time_use`).
-    pub fn set_one_time_use(&self, access_code_id: &str) -> Result<()> {
+    /// Records the code that last opened the lock (`body`: its id, name,
+    /// whether it is managed and when; never a PIN).
+    pub fn set_last_code_used(
+        &self,
+        device_id: &str,
+        body: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         self.tx
-            .prepare_cached("INSERT OR IGNORE INTO one_time_codes (access_code_id) VALUES (?1)")?
-            .execute([access_code_id])?;
+            .prepare_cached(
+                "INSERT INTO lock_state (device_id, last_code, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(device_id) DO UPDATE SET last_code = excluded.last_code, updated_at = excluded.updated_at",
+            )?
+            .execute(params![device_id, body.to_string(), ts(at)])?;
         Ok(())
+    }
+
+    /// What [`Tx::set_last_code_used`] recorded last, as JSON.
+    pub fn last_code_used(&self, device_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT last_code FROM lock_state WHERE device_id = ?1")?
+            .query_row([device_id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// The uses after which the code goes, if it has a limit.
+    pub fn use_limit(&self, access_code_id: &str) -> Result<Option<u32>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT max_uses FROM one_time_codes WHERE access_code_id = ?1")?
+            .query_row([access_code_id], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn is_one_time_use(&self, access_code_id: &str) -> Result<bool> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT 1 FROM one_time_codes WHERE access_code_id = ?1")?
-            .query_row([access_code_id], |_| Ok(()))
-            .optional()?
-            .is_some())
+        Ok(self.use_limit(access_code_id)? == Some(1))
+    }
+
+    /// A purged code's uses and limit go with it.
+    pub(super) fn forget_code_uses(&self, access_code_id: &str) -> Result<()> {
+        for sql in [
+            "DELETE FROM code_uses WHERE access_code_id = ?1",
+            "DELETE FROM one_time_codes WHERE access_code_id = ?1",
+        ] {
+            self.tx.prepare_cached(sql)?.execute([access_code_id])?;
+        }
+        Ok(())
     }
 
     // ---- action attempts ----

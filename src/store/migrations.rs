@@ -160,6 +160,15 @@ const STEPS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN fault_since TEXT;
     -- the weekly schedule a lock holds for a slot (recurring codes), JSON
     ALTER TABLE slots ADD COLUMN weekly TEXT;",
+    // 10 (issue 13): use counts (lockhub's `max_uses`; is_one_time_use is 1;
+    // a code already in code_uses was used at least once); battery warnings
+    "ALTER TABLE one_time_codes ADD COLUMN max_uses INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE code_uses ADD COLUMN use_count INTEGER NOT NULL DEFAULT 1;
+    -- a lock's own low-battery warning without a level: 'low' or 'critical'
+    ALTER TABLE lock_state ADD COLUMN battery_warning TEXT;",
+    // 11 (issue 15): the code that last opened each lock (its id, name and
+    // whether lockhub manages it; never its PIN), for `last_code_used/{id}`.
+    "ALTER TABLE lock_state ADD COLUMN last_code TEXT;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -781,6 +781,7 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("DELETE FROM access_codes WHERE access_code_id = ?1")?
             .execute([access_code_id])?;
+        self.forget_code_uses(access_code_id)?;
         if let Some(device) = device {
             self.changed_rows(&device, |r| {
                 r.delete(access_code_id);

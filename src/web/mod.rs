@@ -208,12 +208,11 @@ fn zwave_admin(c: &WebCtx) -> Result<Arc<crate::status::zwave::ZwaveAdmin>, Box<
 fn zwave_job(
     c: &WebCtx,
     body: &[u8],
-    kind: &str,
     start: impl FnOnce(
         &Arc<crate::status::zwave::ZwaveAdmin>,
-        crate::jobs::JobHandle,
+        &Arc<crate::jobs::Jobs>,
         crate::status::zwave::JobBody,
-    ) -> Result<(), Box<Response>>,
+    ) -> Result<String, Box<Response>>,
 ) -> Response {
     let admin = match zwave_admin(c) {
         Ok(a) => a,
@@ -223,22 +222,18 @@ fn zwave_job(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let job = c.info.jobs.start(kind);
-    let job_id = job.id().to_owned();
-    match start(&admin, job.clone(), b) {
-        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response(),
-        Err(r) => {
-            job.finish(Err("not started".into()));
-            *r
-        }
+    // A refusal (no controller yet, busy) is the answer; no job is made.
+    match start(&admin, &c.info.jobs, b) {
+        Ok(job_id) => (StatusCode::ACCEPTED, Json(json!({"job_id": job_id}))).into_response(),
+        Err(r) => *r,
     }
 }
 
 /// Start including a Z-Wave lock (the job's input asks for the DSK PIN when
 /// the lock needs one).
 async fn zwave_include(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
-    zwave_job(&c, &body, "zwave.include", |admin, job, b| {
-        admin.start_include(job, b.pin, b.timeout_secs)
+    zwave_job(&c, &body, |admin, jobs, b| {
+        admin.start_include(jobs, b.pin, b.timeout_secs)
     })
 }
 
@@ -252,12 +247,12 @@ async fn zwave_include_pin(State(c): State<WebCtx>, body: axum::body::Bytes) -> 
         Ok(p) => p,
         Err(r) => return *r,
     };
-    crate::status::zwave::give_pin_route(&admin, pin).await
+    crate::status::zwave::give_pin_route(&admin, pin)
 }
 
 async fn zwave_exclude(State(c): State<WebCtx>, body: axum::body::Bytes) -> Response {
-    zwave_job(&c, &body, "zwave.exclude", |admin, job, b| {
-        admin.start_exclude(job, b.timeout_secs)
+    zwave_job(&c, &body, |admin, jobs, b| {
+        admin.start_exclude(jobs, b.timeout_secs)
     })
 }
 

@@ -348,6 +348,35 @@ pub async fn lock_activity_on_nuki(
     // The log was read only for the changes: the two signals and the lock action.
     let reads = nuki.lock().unwrap().keyturner.log_reads - reads_before;
     assert!(reads <= 3, "{reads} log reads");
+
+    // The lock's critical battery flag: device.low_battery once, no level
+    // (a Nuki states none), and the device's battery status.
+    nuki.lock().unwrap().keyturner.states.critical_battery = true;
+    signal(&ble).await;
+    let low = |events: &[serde_json::Value]| {
+        events
+            .iter()
+            .filter(|e| e["event_type"] == "device.low_battery")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    until(
+        "device.low_battery from the critical flag",
+        10,
+        async || !low(&events()).is_empty(),
+    )
+    .await;
+    nuki.lock().unwrap().keyturner.manual(false);
+    signal(&ble).await;
+    until("the next state read", 10, async || {
+        cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"]["properties"]["locked"]
+            == false
+    })
+    .await;
+    let low = low(&events());
+    assert_eq!(low.len(), 1, "once while it lasts: {low:?}");
+    assert_eq!(low[0]["battery_status"], "critical", "{:?}", low[0]);
+    assert_eq!(low[0]["battery_level"], serde_json::Value::Null);
     shutdown.cancel();
     hub.stopped().await;
 }

@@ -61,6 +61,9 @@ pub struct Hub {
     pub clock: Arc<dyn Clock>,
     pub shutdown: CancellationToken,
     n: std::sync::atomic::AtomicU64,
+    /// Request ids are this hub's own: a hub restarted on the same store
+    /// never meets its predecessor's (`request_id_conflict`).
+    tag: String,
 }
 
 impl Hub {
@@ -78,9 +81,19 @@ impl Hub {
         specs: Vec<SimLockSpec>,
         settings: HubSettings,
     ) -> Hub {
+        Self::start_with_at(store, specs, settings, base_time()).await
+    }
+
+    /// As `start_with`, the (paused) clock starting at `base`.
+    pub async fn start_with_at(
+        store: Arc<Store>,
+        specs: Vec<SimLockSpec>,
+        settings: HubSettings,
+        base: DateTime<Utc>,
+    ) -> Hub {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sim = Arc::new(SimDriver::new(specs, Some(tx)));
-        Self::start_on(store, sim, rx, settings).await
+        Self::start_on_at(store, sim, rx, settings, base).await
     }
 
     pub async fn start_on(
@@ -89,7 +102,17 @@ impl Hub {
         rx: tokio::sync::mpsc::UnboundedReceiver<lockhub::drivers::LockEvent>,
         settings: HubSettings,
     ) -> Hub {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(base_time()));
+        Self::start_on_at(store, sim, rx, settings, base_time()).await
+    }
+
+    async fn start_on_at(
+        store: Arc<Store>,
+        sim: Arc<SimDriver>,
+        rx: tokio::sync::mpsc::UnboundedReceiver<lockhub::drivers::LockEvent>,
+        settings: HubSettings,
+        base: DateTime<Utc>,
+    ) -> Hub {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(base));
         let shutdown = CancellationToken::new();
         let engine = Engine::new(
             store.clone(),
@@ -108,6 +131,7 @@ impl Hub {
             clock,
             shutdown,
             n: Default::default(),
+            tag: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         }
     }
 
@@ -115,7 +139,7 @@ impl Hub {
     pub fn cmd(&self, command: &str, mut body: Value) -> Value {
         let n = self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if body.get("request_id").is_none() {
-            body["request_id"] = json!(format!("r-{n}"));
+            body["request_id"] = json!(format!("r-{}-{n}", self.tag));
         }
         self.commands
             .execute(command, &serde_json::to_vec(&body).unwrap())

@@ -55,6 +55,28 @@ impl Capture {
         (capture, tracing::subscriber::set_default(subscriber))
     }
 
+    /// Captures every log line of this test binary from now on, from every
+    /// thread, at every level, without ANSI or timestamps (their digits could
+    /// spell a PIN by chance). Set once, globally: a scoped subscriber misses
+    /// what other threads log, and came back empty under load.
+    pub fn global() -> Capture {
+        static LOG: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+        LOG.get_or_init(|| {
+            let capture = Capture::default();
+            let writer = capture.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            capture
+        })
+        .clone()
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }

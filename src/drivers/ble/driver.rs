@@ -488,10 +488,10 @@ impl BleDriver {
                 // An add of another code may have landed here: find it, so
                 // it is changed rather than left behind.
                 let entries = session.list_codes().await?;
-                before = match entries
-                    .iter()
-                    .find(|e| intent(key, e.code.code) == *earlier)
-                {
+                let others = self.slots.slots(address);
+                before = match entries.iter().find(|e| {
+                    intent(key, e.code.code) == *earlier && !bound_elsewhere(&others, e.id)
+                }) {
                     Some(e) => {
                         self.bind(address, c.slot, e.id, None);
                         Some(Binding::bound(e.id, None))
@@ -599,17 +599,19 @@ impl BleDriver {
         key: &SharedKey,
         slot: u32,
     ) -> Result<(), OpError> {
-        let Some(b) = self.slots.slots(address).remove(&slot) else {
+        let mut slots = self.slots.slots(address);
+        let Some(b) = slots.remove(&slot) else {
             return Ok(());
         };
         let id = match (b.id, &b.intent) {
             (Some(id), _) => Some(id),
             (None, Some(mark)) => {
-                // An add of unknown outcome: look for it.
+                // An add of unknown outcome: look for it, but never take the
+                // entry another slot holds (the same PIN, moved there).
                 let entries = session.list_codes().await?;
                 entries
                     .iter()
-                    .find(|e| intent(key, e.code.code) == *mark)
+                    .find(|e| intent(key, e.code.code) == *mark && !bound_elsewhere(&slots, e.id))
                     .map(|e| e.id)
             }
             (None, None) => None,
@@ -621,7 +623,10 @@ impl BleDriver {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.slots.note(address, |m| m.remove(&slot));
+        // On disk before the clear is reported done: a removal lost in a
+        // crash would bring back the slot's add intent, which names the PIN
+        // and so would find that PIN's next entry, in another slot.
+        self.slots.update(address, |m| m.remove(&slot))?;
         Ok(())
     }
 
@@ -644,6 +649,12 @@ fn flush_or_warn(slots: &SlotMap) {
     if let Err(e) = slots.flush() {
         tracing::warn!(error = %e, "the BLE slot map will be rebuilt from the locks");
     }
+}
+
+/// Whether an entry of the lock is another slot's (a stale intent naming
+/// the same PIN must not take it).
+fn bound_elsewhere(others: &BTreeMap<u32, Binding>, id: u16) -> bool {
+    others.values().any(|b| b.id == Some(id))
 }
 
 /// Credentials a session can use (pairing always stores a security PIN).
@@ -676,11 +687,18 @@ fn bind_listing(
     capacity: u32,
     intent_of: impl Fn(u32) -> String,
 ) {
-    for b in map.values_mut().filter(|b| b.id.is_none()) {
-        let hit = entries
-            .iter()
-            .find(|e| b.intent.as_deref() == Some(intent_of(e.code.code).as_str()));
+    let pending: Vec<u32> = map
+        .iter()
+        .filter(|(_, b)| b.id.is_none())
+        .map(|(s, _)| *s)
+        .collect();
+    for slot in pending {
+        let mark = map[&slot].intent.clone();
+        let hit = entries.iter().find(|e| {
+            mark.as_deref() == Some(intent_of(e.code.code).as_str()) && !bound_elsewhere(map, e.id)
+        });
         if let Some(e) = hit {
+            let b = map.get_mut(&slot).expect("pending slot");
             b.id = Some(e.id);
             b.intent = None;
         }

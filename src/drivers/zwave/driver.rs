@@ -22,6 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A node repeats a Supervision Get whose Report it missed within its
+/// transmission retries (seconds); the same session and command again within
+/// this is that repeat (Supervision CC: the receiver must not carry it out twice).
+const SUPERVISION_REPEAT: Duration = Duration::from_secs(30);
+
 /// Why the driver could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ZwaveError {
@@ -239,8 +244,21 @@ impl Inner {
                 return;
             }
         };
-        // A node asking for confirmation: confirm, then act on the inner command.
+        // A node asking for confirmation: confirm, then act on the inner
+        // command, once: a node that missed our Supervision Report sends the
+        // same session again (a keypad unlock counted twice would use up a
+        // code with a use limit early), so a repeat is confirmed only.
         if let Incoming::SupervisionGet(g) = parsed {
+            let now = tokio::time::Instant::now();
+            let repeat = self
+                .with_node(node, |n| {
+                    let same = n.supervised_in.as_ref().is_some_and(|(s, c, at)| {
+                        *s == g.session && *c == g.inner && now - *at < SUPERVISION_REPEAT
+                    });
+                    n.supervised_in = Some((g.session, g.inner.clone(), now));
+                    same
+                })
+                .unwrap_or(false);
             let i = self.clone();
             // The answer goes back in the class the question came in.
             tokio::spawn(async move {
@@ -252,6 +270,14 @@ impl Inner {
                     )
                     .await;
             });
+            if repeat {
+                tracing::debug!(
+                    node,
+                    session = g.session,
+                    "a Supervision Get repeated: confirmed again, not acted on twice"
+                );
+                return;
+            }
             Box::pin(self.on_command(node, g.inner, class)).await;
             return;
         }
@@ -562,6 +588,17 @@ impl LockDriver for ZwaveDriver {
             .values()
             .filter_map(|n| n.info.clone())
             .collect()
+    }
+
+    fn remember(&self, device_id: &str, slots: &[SlotCode]) {
+        let Some(node) = self.node_of(device_id) else {
+            return;
+        };
+        self.inner.with_node(node, |n| {
+            n.remembered = slots.iter().map(|s| (s.slot, s.code.clone())).collect();
+            // Slots read already (at the interview): recalled now.
+            super::quirks::recall(n);
+        });
     }
 
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {

@@ -15,6 +15,7 @@ use super::cc::{self, id, schedule_entry_lock as sel, time_parameters};
 use super::node::{Filter, Inner, NodeFacts};
 use super::serialapi::Listening;
 use crate::drivers::DriverError;
+use crate::model::zone::{self, timestamp};
 use chrono::{DateTime, Utc};
 use jiff::tz::TimeZone;
 use std::sync::Arc;
@@ -50,11 +51,6 @@ impl ClockKind {
     }
 }
 
-fn timestamp(t: DateTime<Utc>) -> jiff::Timestamp {
-    jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-}
-
 /// The zone's offsets as Time Offset Set carries them, as zwave-js's
 /// `getDSTInfo` finds them: the offset now and the other one of the year
 /// (the next transition's, within a year); the higher of a DST pair is the
@@ -86,13 +82,7 @@ pub fn time_offsets(tz: &TimeZone, now: DateTime<Utc>) -> sel::TimeOffsets {
 
 /// When the zone's offset next changes (a DST start or end), if ever.
 pub fn next_offset_change(tz: &TimeZone, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let t = tz.following(timestamp(now)).next()?.timestamp();
-    DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
-}
-
-/// The wall-clock time in `tz` now.
-fn local_now(tz: &TimeZone, now: DateTime<Utc>) -> jiff::civil::DateTime {
-    tz.to_datetime(timestamp(now))
+    zone::utc(tz.following(timestamp(now)).next()?.timestamp())
 }
 
 fn failed(e: cc::CcError) -> DriverError {
@@ -126,7 +116,7 @@ impl Inner {
                 self.send_set(node, set, supervise).await?;
             }
             ClockKind::Clock => {
-                let c = cc::clock::LocalClock::at(local_now(tz, now));
+                let c = cc::clock::LocalClock::at(zone::local(tz, now));
                 self.send_set(node, cc::clock::set(c), supervise).await?;
             }
         }

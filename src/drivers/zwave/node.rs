@@ -188,6 +188,12 @@ pub(super) struct NodeState {
     pub walk: Option<Walk>,
     /// Slots we gave week-day schedules (recurring codes) since start.
     pub weekly: std::collections::HashSet<u32>,
+    /// The node's last Supervision Get to us (session, command, when): the
+    /// same again soon is its retransmission, confirmed but not acted on.
+    pub supervised_in: Option<(u8, Vec<u8>, tokio::time::Instant)>,
+    /// What the engine's store says the slots held before a restart: for
+    /// a masked lock's hidden slots, once confirmed (`quirks::recall`).
+    pub remembered: BTreeMap<u32, Pin>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub woke: Arc<Notify>,
 }
@@ -295,6 +301,8 @@ impl Inner {
             owners: BTreeMap::new(),
             walk: None,
             weekly: Default::default(),
+            supervised_in: None,
+            remembered: BTreeMap::new(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
         });

@@ -7,8 +7,13 @@
 //! by Supervision, the slot's status or the checksum), and never compares
 //! digits: comparing would find a difference every time and set the code
 //! again forever. A masked slot lockhub never wrote reads as [`MASKED`].
+//! After a restart lockhub's memory of what it wrote is the engine's store
+//! (`LockDriver::remember`): a hidden slot is taken to hold the remembered
+//! code once the lock's checksum agrees (or, without one, by its status),
+//! so a restart sets nothing again ([`recall`]).
 
 use super::cc::user_code;
+use super::node::{checksum_of, NodeState};
 use crate::model::Pin;
 
 /// What a masked slot lockhub did not write reads as: occupied, code unknown
@@ -50,6 +55,53 @@ pub(super) fn resolve(
         Some(code) if !masked => Some(code),
         _ => Some(written.cloned().unwrap_or_else(|| Pin::new(MASKED))),
     }
+}
+
+/// Fills the node's hidden slots ([`MASKED`]) with the codes the engine
+/// remembers for them, where the lock confirms it: its User Code checksum
+/// over the filled slots equals the one it reported, or, for a lock without
+/// a checksum, the slot's occupied status alone. Once per remembrance: a
+/// refusal leaves the slots unknown (the engine sets them again, once).
+/// Nothing until the slots are read; User Credential locks are left alone.
+pub(super) fn recall(n: &mut NodeState) {
+    if n.remembered.is_empty() || !n.masked {
+        return;
+    }
+    let Some(slots) = n.slots.as_ref() else {
+        return;
+    };
+    let facts = n.facts.as_ref();
+    if facts.is_some_and(|f| f.credentials.is_some()) {
+        n.remembered.clear();
+        return;
+    }
+    let mut filled = slots.clone();
+    let mut recalled = Vec::new();
+    for (slot, pin) in filled.iter_mut() {
+        if let Some(code) = n.remembered.get(slot).filter(|_| is_placeholder(pin)) {
+            *pin = code.clone();
+            recalled.push(*slot);
+        }
+    }
+    if recalled.is_empty() {
+        return;
+    }
+    let checksum = facts.is_some_and(super::node::NodeFacts::checksum);
+    let confirmed = !checksum || n.slots_checksum == Some(checksum_of(&filled));
+    tracing::info!(
+        node = n.node,
+        slots = recalled.len(),
+        confirmed,
+        by = if checksum { "checksum" } else { "status" },
+        "hidden slots recalled from before the restart"
+    );
+    if confirmed {
+        for slot in recalled {
+            n.written.insert(slot, filled[&slot].clone());
+        }
+        n.slots = Some(filled);
+    }
+    n.remembered.clear();
 }
 
 #[cfg(test)]

@@ -7,9 +7,14 @@
 //! (zwave-js's device configs for Kwikset and Yale: `alarmType` 18/19 keypad
 //! lock/unlock with the user id in `alarmLevel`, 21/22 manual, 24/25 RF,
 //! 27 auto-lock, 32/33 codes deleted, 112/113 code added / duplicate,
-//! 161 tamper). Pure: the driver acts on the answer.
+//! 161 tamper, 167 low battery, 168 critical battery and 169 battery too low
+//! to operate as Power Management's "replace battery soon / now"). Pure: the
+//! driver acts on the answer.
 
-use super::cc::notification::{event, security_event, Report, ACCESS_CONTROL, HOME_SECURITY};
+use super::cc::notification::{
+    event, security_event, Report, ACCESS_CONTROL, HOME_SECURITY, POWER_MANAGEMENT,
+    REPLACE_BATTERY_NOW, REPLACE_BATTERY_SOON,
+};
 use crate::drivers::{DeniedReason, LockEvent, LockMethod};
 
 /// A v1 Alarm report (`notification_type` absent or 0, `v1_type` set) as
@@ -37,6 +42,8 @@ pub(super) fn normalize(r: &Report) -> Report {
             true,
         ),
         161 => (HOME_SECURITY, security_event::COVER_REMOVED, false),
+        167 => (POWER_MANAGEMENT, REPLACE_BATTERY_SOON, false),
+        168 | 169 => (POWER_MANAGEMENT, REPLACE_BATTERY_NOW, false),
         _ => return r.clone(),
     };
     Report {
@@ -101,6 +108,13 @@ pub(super) fn lock_event(device_id: &str, r: &Report) -> Option<LockEvent> {
             }
             _ => return None,
         }),
+        POWER_MANAGEMENT => match ev {
+            REPLACE_BATTERY_SOON | REPLACE_BATTERY_NOW => Some(LockEvent::BatteryLow {
+                device_id,
+                critical: ev == REPLACE_BATTERY_NOW,
+            }),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -215,5 +229,30 @@ mod tests {
             ev(&both),
             Some(LockEvent::Operated { locked: false, .. })
         ));
+    }
+
+    #[test]
+    fn battery_warnings_from_notifications_and_v1_alarms() {
+        let low = |critical| {
+            Some(LockEvent::BatteryLow {
+                device_id: "d".into(),
+                critical,
+            })
+        };
+        // Power Management: replace battery soon / now.
+        assert_eq!(
+            ev(&[0x71, 0x05, 0, 0, 0, 0xFF, 0x08, 0x0A, 0x00]),
+            low(false)
+        );
+        assert_eq!(
+            ev(&[0x71, 0x05, 0, 0, 0, 0xFF, 0x08, 0x0B, 0x00]),
+            low(true)
+        );
+        // v1 Alarm 167 low, 168 critical, 169 too low to operate.
+        assert_eq!(ev(&[0x71, 0x05, 167, 0x01]), low(false));
+        assert_eq!(ev(&[0x71, 0x05, 168, 0x01]), low(true));
+        assert_eq!(ev(&[0x71, 0x05, 169, 0x01]), low(true));
+        // Power applied is the driver's (a clock check), not a battery warning.
+        assert_eq!(ev(&[0x71, 0x05, 0, 0, 0, 0xFF, 0x08, 0x01, 0x00]), None);
     }
 }

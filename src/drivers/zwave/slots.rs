@@ -132,12 +132,16 @@ async fn read_locked(
     } else {
         Some(checksum_of(&slots))
     };
-    inner.with_node(node, |n| {
-        n.written.retain(|slot, _| slots.contains_key(slot));
-        n.slots = Some(slots.clone());
-        n.slots_checksum = sum;
-    });
-    Ok(slots)
+    Ok(inner
+        .with_node(node, |n| {
+            n.written.retain(|slot, _| slots.contains_key(slot));
+            n.slots = Some(slots.clone());
+            n.slots_checksum = sum;
+            // Hidden slots that held lockhub's codes before a restart.
+            quirks::recall(n);
+            n.slots.clone().unwrap_or_default()
+        })
+        .unwrap_or(slots))
 }
 
 /// The User Code checksum the lock reports.

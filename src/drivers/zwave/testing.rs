@@ -119,6 +119,20 @@ impl MockController {
             .collect()
     }
 
+    /// The mock's log lines containing `pattern`, once there are at least
+    /// `n` of them (or what there is after `within`): the mock writes its log
+    /// on its own time, after the frames it logs are answered.
+    pub async fn wait_log(&self, pattern: &str, n: usize, within: Duration) -> Vec<String> {
+        let until = Instant::now() + within;
+        loop {
+            let lines = self.log_lines(pattern);
+            if lines.len() >= n || Instant::now() >= until {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `tcp://127.0.0.1:PORT`, for [`super::ZwaveConfig::port`].
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)

@@ -154,6 +154,13 @@ impl BleDriver {
                 open,
             });
         }
+        // The lock's critical battery flag (the engine reports it once).
+        if s.critical_battery {
+            self.emit(LockEvent::BatteryLow {
+                device_id: device_id.clone(),
+                critical: true,
+            });
+        }
         self.seen.lock().unwrap().insert(
             device_id,
             Seen {

@@ -15,6 +15,9 @@ pub const HOME_SECURITY: u8 = 0x07;
 pub const POWER_MANAGEMENT: u8 = 0x08;
 /// Power Management: "power has been applied" (the node restarted).
 pub const POWER_APPLIED: u8 = 0x01;
+/// Power Management: "replace battery soon" / "replace battery now".
+pub const REPLACE_BATTERY_SOON: u8 = 0x0A;
+pub const REPLACE_BATTERY_NOW: u8 = 0x0B;
 
 /// Access Control events the driver acts on (Z-Wave Notification CC event
 /// list, as zwave-js's registry names them).

@@ -3,7 +3,7 @@
 //! traffic at check-in or check-out.
 
 use super::{id, need, CcError};
-use crate::model::TimeWindow;
+use crate::model::{zone, TimeWindow};
 use chrono::{DateTime, Duration, Timelike, Utc};
 
 pub const ENABLE_SET: u8 = 0x01;
@@ -54,13 +54,6 @@ fn fields(t: jiff::civil::DateTime) -> Result<[u8; 5], CcError> {
     ])
 }
 
-/// The wall-clock time in `tz` at instant `t`.
-fn local(t: DateTime<Utc>, tz: &jiff::tz::TimeZone) -> Result<jiff::civil::DateTime, CcError> {
-    let ts = jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
-        .map_err(|e| CcError::Invalid(e.to_string()))?;
-    Ok(tz.to_datetime(ts))
-}
-
 /// Year-Day Schedule Set (action "set") for `user` in schedule slot `slot`.
 /// The lock counts in whole minutes of its local time (the wall clock of
 /// `tz`, each end at its own UTC offset, so a window across a DST change
@@ -80,8 +73,8 @@ pub fn year_day_set(
         ));
     }
     let mut v = vec![id::SCHEDULE_ENTRY_LOCK, YEAR_DAY_SET, 0x01, user, slot];
-    v.extend_from_slice(&fields(local(start, tz)?)?);
-    v.extend_from_slice(&fields(local(stop, tz)?)?);
+    v.extend_from_slice(&fields(zone::local(tz, start))?);
+    v.extend_from_slice(&fields(zone::local(tz, stop))?);
     Ok(v)
 }
 
