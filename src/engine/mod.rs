@@ -346,7 +346,27 @@ impl Engine {
         self.tasks.spawn(async move { me.action_loop().await });
         if let Some(rx) = self.record_rx.lock().unwrap().take() {
             let me = self.clone();
-            self.tasks.spawn(async move { me.committer(rx).await });
+            let rt = tokio::runtime::Handle::current();
+            if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                // Its own thread (commits block); the tracker waits for it.
+                let (done, finished) = tokio::sync::oneshot::channel::<()>();
+                let spawned = std::thread::Builder::new()
+                    .name("lockhub-committer".into())
+                    .spawn(move || {
+                        me.committer_thread(rx, rt);
+                        let _ = done.send(());
+                    });
+                if let Err(e) = spawned {
+                    return Err(StoreError::Other(format!(
+                        "cannot start the engine's committer: {e}"
+                    )));
+                }
+                self.tasks.spawn(async move {
+                    let _ = finished.await;
+                });
+            } else {
+                self.tasks.spawn(async move { me.committer(rx).await });
+            }
         }
         Ok(())
     }

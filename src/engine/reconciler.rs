@@ -52,6 +52,12 @@ const STORE_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Most batches committed in one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 64;
 
+/// A transaction of the committer this long lets a waiting command go
+/// first (between two locks' jobs); a shorter one commits all it took, so
+/// a stream of commands does not split the engine's work into an fsync per
+/// lock.
+const YIELD_AFTER: Duration = Duration::from_millis(2);
+
 /// What a pass says about the next one.
 enum Next {
     /// More to do right away.
@@ -431,46 +437,108 @@ impl Engine {
     }
 
     /// Commits the results of every batch waiting, in one transaction: with
-    /// many locks busy, one fsync serves them all.
+    /// many locks busy, one fsync serves them all. A task of the runtime
+    /// (a current-thread runtime: tests); the daemon runs [`Engine::committer_thread`].
     pub(super) async fn committer(
         self: Arc<Self>,
         mut rx: tokio::sync::mpsc::UnboundedReceiver<RecordJob>,
     ) {
+        let mut carried = std::collections::VecDeque::new();
         loop {
-            let first = tokio::select! {
-                j = rx.recv() => match j { Some(j) => j, None => return },
-                _ = self.shutdown.cancelled() => match rx.try_recv() { Ok(j) => j, Err(_) => return },
+            let first = match carried.pop_front() {
+                Some(j) => j,
+                None => match self.next_job(&mut rx).await {
+                    Some(j) => j,
+                    None => return,
+                },
             };
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_JOBS_PER_COMMIT {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
+            self.commit_jobs(first, &mut rx, &mut carried);
+        }
+    }
+
+    /// [`Engine::committer`] on a thread of its own: its commits (and their
+    /// fsync) never hold up an async worker, so the MQTT link, the ingest and
+    /// the publisher keep moving while the engine's results are written.
+    pub(super) fn committer_thread(
+        self: Arc<Self>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<RecordJob>,
+        rt: tokio::runtime::Handle,
+    ) {
+        let mut carried = std::collections::VecDeque::new();
+        loop {
+            let first = match carried.pop_front() {
+                Some(j) => j,
+                None => match rt.block_on(self.next_job(&mut rx)) {
+                    Some(j) => j,
+                    None => return,
+                },
+            };
+            self.commit_jobs(first, &mut rx, &mut carried);
+        }
+    }
+
+    /// The next job, or `None` once the engine stops (what was sent before
+    /// the stop is still committed).
+    async fn next_job(
+        &self,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<RecordJob>,
+    ) -> Option<RecordJob> {
+        tokio::select! {
+            j = rx.recv() => j,
+            _ = self.shutdown.cancelled() => rx.try_recv().ok(),
+        }
+    }
+
+    /// Commit `first` and the jobs waiting behind it in one transaction, and
+    /// answer each. A command waiting for the writer once the transaction has
+    /// run [`YIELD_AFTER`] goes first: what is done so far commits then, the
+    /// rest (`carried`) in the next transaction.
+    fn commit_jobs(
+        &self,
+        first: RecordJob,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<RecordJob>,
+        carried: &mut std::collections::VecDeque<RecordJob>,
+    ) {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_JOBS_PER_COMMIT {
+            match carried.pop_front().map(Ok).unwrap_or_else(|| rx.try_recv()) {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let _busy = self.committing.guard();
+        let started = std::time::Instant::now();
+        let result = self.store.write(|tx| {
+            let mut outs = Vec::with_capacity(jobs.len());
+            for j in &jobs {
+                if !outs.is_empty()
+                    && started.elapsed() >= YIELD_AFTER
+                    && self.store.urgent_waiting()
+                {
+                    break;
+                }
+                for (slot, pin) in &j.intents {
+                    tx.note_issued(&j.id, *slot, pin)?;
+                }
+                outs.push(self.record(tx, &j.id, &j.batch, &j.results, j.done)?);
+            }
+            Ok::<_, StoreError>(outs)
+        });
+        match result {
+            Ok(outs) => {
+                self.store_trouble.lock().unwrap().take();
+                let rest = jobs.split_off(outs.len());
+                for j in rest.into_iter().rev() {
+                    carried.push_front(j);
+                }
+                for (j, out) in jobs.into_iter().zip(outs) {
+                    let _ = j.reply.send(Ok(out));
                 }
             }
-            let _busy = self.committing.guard();
-            let result = self.store.write(|tx| {
-                jobs.iter()
-                    .map(|j| {
-                        for (slot, pin) in &j.intents {
-                            tx.note_issued(&j.id, *slot, pin)?;
-                        }
-                        self.record(tx, &j.id, &j.batch, &j.results, j.done)
-                    })
-                    .collect::<Result<Vec<Recorded>, StoreError>>()
-            });
-            match result {
-                Ok(outs) => {
-                    self.store_trouble.lock().unwrap().take();
-                    for (j, out) in jobs.into_iter().zip(outs) {
-                        let _ = j.reply.send(Ok(out));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not commit lock results");
-                    for j in jobs {
-                        let _ = j.reply.send(Err(StoreError::Other(e.to_string())));
-                    }
+            Err(e) => {
+                tracing::error!(error = %e, "could not commit lock results");
+                for j in jobs {
+                    let _ = j.reply.send(Err(StoreError::Other(e.to_string())));
                 }
             }
         }

@@ -28,11 +28,14 @@ pub struct SlotPlan {
     pub removal_pending: bool,
 }
 
-fn on_lock(c: &AccessCode, observed: &[SlotCode]) -> bool {
-    c.slot != NO_SLOT
-        && observed
-            .iter()
-            .any(|o| o.slot == c.slot && o.code == c.code)
+/// What each slot holds, looked up by slot (the reconciler's copy of a
+/// lock's slots is not kept in slot order).
+fn by_slot(observed: &[SlotCode]) -> std::collections::HashMap<u32, &SlotCode> {
+    observed.iter().map(|o| (o.slot, o)).collect()
+}
+
+fn on_lock(c: &AccessCode, observed: &std::collections::HashMap<u32, &SlotCode>) -> bool {
+    c.slot != NO_SLOT && observed.get(&c.slot).is_some_and(|o| o.code == c.code)
 }
 
 /// The slot changes due at `now`. Pure.
@@ -44,20 +47,23 @@ pub fn plan(
     timing: &Timing,
 ) -> SlotPlan {
     let mut p = SlotPlan::default();
+    let held = by_slot(observed);
+    let mut released = vec![false; codes.len()];
     for (i, c) in codes.iter().enumerate() {
         if c.slot == NO_SLOT || c.needs_slot(now, timing) {
             continue;
         }
-        if on_lock(c, observed) {
+        if on_lock(c, &held) {
             p.removal_pending = true;
         } else {
             p.releases.push(i);
+            released[i] = true;
         }
     }
     let mut taken: BTreeSet<u32> = codes
         .iter()
         .enumerate()
-        .filter(|(i, c)| c.slot != NO_SLOT && !p.releases.contains(i))
+        .filter(|(i, c)| c.slot != NO_SLOT && !released[*i])
         .map(|(_, c)| c.slot)
         .collect();
     taken.extend(observed.iter().map(|o| o.slot));

@@ -71,8 +71,10 @@ pub(super) fn check(
     let mut next = None;
     let mut purged = Vec::new();
     let mut wrote = false;
+    let by_slot: std::collections::HashMap<u32, &SlotCode> =
+        observed.iter().rev().map(|s| (s.slot, s)).collect();
     for c in codes.iter_mut() {
-        let obs = observed.iter().find(|s| s.slot == c.slot);
+        let obs = by_slot.get(&c.slot).copied();
         let desired = c.desired(now, &timing);
         let on_lock = obs.is_some_and(|o| o.code == c.code);
         // A deleted code is forgotten only once its slot is known not to hold

@@ -34,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 const WINDOW: usize = 64;
 /// Acknowledged rows deleted together.
 const DELETE_BATCH: usize = 128;
+/// Longest an acknowledged row waits for its delete (fewer, larger deletes
+/// while messages flow; a lost delete only sends a delivered row again).
+const DELETE_DELAY: Duration = Duration::from_millis(100);
 /// Times a row may be alone in flight when the link drops before it is dropped.
 const STRIKES: u32 = 3;
 
@@ -167,6 +170,8 @@ pub(super) async fn run(
     let mut connected = false;
     let mut fl = InFlight::default();
     let mut suspects = Suspects::default();
+    // When the oldest acknowledged row not yet deleted must be.
+    let mut delete_by: Option<tokio::time::Instant> = None;
     let out = Out {
         client: &client,
         hub: &hub,
@@ -177,9 +182,21 @@ pub(super) async fn run(
         if connected && out.fill(&mut fl, &mut suspects).await {
             continue;
         }
-        fl.flush(&hub);
+        if fl.len() == 0 {
+            // Nothing more in flight: the burst is over.
+            fl.flush(&hub);
+        }
+        if fl.acked.is_empty() {
+            delete_by = None;
+        } else if delete_by.is_none() {
+            delete_by = Some(tokio::time::Instant::now() + DELETE_DELAY);
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(delete_by.unwrap_or_else(tokio::time::Instant::now)), if delete_by.is_some() => {
+                fl.flush(&hub);
+                delete_by = None;
+            }
             _ = hub.outbox_changed(), if connected => {}
             h = heard(&mut ha) => match h {
                 Some(h) if connected => {

@@ -100,6 +100,9 @@ pub struct OutboxRow {
     pub reply_to: Option<ReplyTo>,
 }
 
+/// Prepared statements kept per connection (more than lockhub has).
+const STATEMENT_CACHE: usize = 256;
+
 pub struct Store {
     conn: Mutex<Connection>,
     /// A second connection for reads (WAL lets it read while the writer
@@ -109,6 +112,9 @@ pub struct Store {
     /// Writers with someone waiting on them (commands: a cloud waits for the
     /// answer) that the engine's background writes step aside for.
     urgent: std::sync::atomic::AtomicUsize,
+    /// Where background writes wait for the urgent ones to finish.
+    urgent_gate: Mutex<()>,
+    urgent_gone: std::sync::Condvar,
     outbox_changed: Notify,
     /// The writer's current transaction (for the watchdog).
     pub writing: crate::progress::Busy,
@@ -170,6 +176,7 @@ impl Store {
         )?;
         reader.pragma_update(None, "cache_size", -1024)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         store.reader = Some(Mutex::new(reader));
         store.audit_anchor = Some(audit::anchor_file(path));
         Ok(store)
@@ -186,6 +193,8 @@ impl Store {
             conn: Mutex::new(conn),
             reader: None,
             urgent: std::sync::atomic::AtomicUsize::new(0),
+            urgent_gate: Mutex::new(()),
+            urgent_gone: std::sync::Condvar::new(),
             outbox_changed: Notify::new(),
             sealer,
             writing: Default::default(),
@@ -208,6 +217,10 @@ impl Store {
         // Enough page cache that a busy hub re-reads little from the OS (grows only as used).
         conn.pragma_update(None, "cache_size", -4096)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement lockhub runs stays prepared: rusqlite's default of
+        // 16 is fewer than one command and its fan-out use, and each miss
+        // parsed its SQL again (a tenth of the daemon's CPU under load).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::migrate(conn)?;
         Ok(())
     }
@@ -249,14 +262,24 @@ impl Store {
     {
         use std::sync::atomic::Ordering;
         self.urgent.fetch_add(1, Ordering::SeqCst);
-        struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+        struct Done<'a>(&'a Store);
         impl Drop for Done<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
+                if self.0.urgent.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    // Wake the background writers that stepped aside.
+                    let _gate = self.0.urgent_gate.lock().unwrap_or_else(|e| e.into_inner());
+                    self.0.urgent_gone.notify_all();
+                }
             }
         }
-        let _done = Done(&self.urgent);
+        let _done = Done(self);
         self.write_now(f)
+    }
+
+    /// A command is waiting for the writer (long background transactions
+    /// commit what they have and let it go first).
+    pub fn urgent_waiting(&self) -> bool {
+        self.urgent.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     /// Run `f` in one transaction; commit if it returns `Ok`, else roll back.
@@ -269,10 +292,22 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let mut spins = 0;
-        while self.urgent.load(std::sync::atomic::Ordering::SeqCst) > 0 && spins < 2000 {
-            std::thread::sleep(std::time::Duration::from_micros(50));
-            spins += 1;
+        if self.urgent_waiting() {
+            // Asleep until the last urgent write is done (at most 100 ms):
+            // polling for it cost a tenth of the daemon's CPU under load.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+            let mut gate = self.urgent_gate.lock().unwrap_or_else(|e| e.into_inner());
+            while self.urgent_waiting() {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                gate = self
+                    .urgent_gone
+                    .wait_timeout(gate, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
         self.write_now(f)
     }
@@ -326,7 +361,8 @@ impl Store {
         // commit can land, and note which commit it includes.
         let snapshot = {
             let cache = self.locks.lock();
-            tx.query_row("SELECT 1 FROM clock_state LIMIT 1", [], |_| Ok(()))
+            tx.prepare_cached("SELECT 1 FROM clock_state LIMIT 1")?
+                .query_row([], |_| Ok(()))
                 .optional()?;
             cache.seq()
         };
@@ -429,16 +465,27 @@ impl Store {
             .collect()
     }
 
+    /// Delete delivered rows. Not made durable on its own (WAL with
+    /// synchronous=NORMAL for this one transaction: no fsync, still safe from
+    /// corruption; the next durable commit's fsync carries it): a delete lost
+    /// to a power cut only sends a delivered row again, which QoS 1 allows.
     pub fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-            for id in ids {
-                st.execute([id])?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let done = (|| {
+            let tx = conn.transaction()?;
+            {
+                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                for id in ids {
+                    st.execute([id])?;
+                }
             }
-        }
-        tx.commit()?;
+            tx.commit()
+        })();
+        // Every other commit stays durable, whatever happened above.
+        let back = conn.pragma_update(None, "synchronous", "FULL");
+        done?;
+        back?;
         Ok(())
     }
 
@@ -640,36 +687,35 @@ impl Tx<'_> {
     /// What a driver says about a lock's reachability. Returns whether that
     /// changed what was known (an unknown lock becoming known counts).
     pub fn set_device_online(&self, device_id: &str, online: bool) -> Result<bool> {
-        let changed = self.tx.execute(
-            "UPDATE devices SET online = ?2, presence_known = 1,
+        let changed = self
+            .tx
+            .prepare_cached(
+                "UPDATE devices SET online = ?2, presence_known = 1,
                offline_since = CASE WHEN ?2 THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END
              WHERE device_id = ?1 AND (online != ?2 OR presence_known = 0)",
-            params![device_id, online],
-        )?;
+            )?
+            .execute(params![device_id, online])?;
         Ok(changed > 0)
     }
 
     pub fn set_device_battery(&self, device_id: &str, level: u8) -> Result<()> {
-        self.tx.execute(
-            "UPDATE devices SET battery_level = ?2 WHERE device_id = ?1",
-            params![device_id, level],
-        )?;
+        self.tx
+            .prepare_cached("UPDATE devices SET battery_level = ?2 WHERE device_id = ?1")?
+            .execute(params![device_id, level])?;
         Ok(())
     }
 
     pub fn set_device_error(&self, device_id: &str, error: Option<&str>) -> Result<()> {
-        self.tx.execute(
-            "UPDATE devices SET last_error = ?2 WHERE device_id = ?1",
-            params![device_id, error],
-        )?;
+        self.tx
+            .prepare_cached("UPDATE devices SET last_error = ?2 WHERE device_id = ?1")?
+            .execute(params![device_id, error])?;
         Ok(())
     }
 
     pub fn set_slots_known(&self, device_id: &str, known: bool) -> Result<()> {
-        self.tx.execute(
-            "UPDATE devices SET slots_known = ?2 WHERE device_id = ?1",
-            params![device_id, known],
-        )?;
+        self.tx
+            .prepare_cached("UPDATE devices SET slots_known = ?2 WHERE device_id = ?1")?
+            .execute(params![device_id, known])?;
         Ok(())
     }
 
