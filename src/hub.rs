@@ -121,6 +121,16 @@ impl Hub {
         self.store.outbox_peek_lane(lane, after_id, limit)
     }
 
+    /// See [`Store::outbox_written`]: right after an outbox read.
+    pub fn outbox_written(&self) -> u64 {
+        self.store.outbox_written()
+    }
+
+    /// See [`Store::outbox_durable`].
+    pub async fn outbox_durable(&self, seq: u64) {
+        self.store.outbox_durable(seq).await
+    }
+
     pub fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {
         self.store.outbox_remove(ids)
     }

@@ -26,7 +26,8 @@
 //!   what locks report (events, lock state), remote lock/unlock.
 //! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events;
 //!   PINs sealed at rest, the audit chain, used jtis, each lock's codes decoded in
-//!   memory and kept true by the transactions).
+//!   memory and kept true by the transactions; commits synced after the writer's lock is
+//!   let go, one fsync shared by what committed meanwhile: `store::durable`).
 //! - [`model`]: access codes (recurring ones: [`model::weekly`]), devices, capabilities,
 //!   events, the masked [`model::Pin`] and the property's local time ([`model::zone`]:
 //!   one time zone for the engine's weekly windows and the locks' clocks).

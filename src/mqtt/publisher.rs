@@ -465,6 +465,12 @@ impl Out<'_> {
                 }
             }
         }
+        // Only what is on disk goes out: the commits this read may include
+        // are synced by their writers, usually by now (`store::durable`).
+        if !rows.is_empty() {
+            let written = self.hub.outbox_written();
+            self.hub.outbox_durable(written).await;
+        }
         if probing {
             // Past every suspect (they were delivered or superseded): back to the window.
             if rows.iter().all(|(_, r)| Some(r.id) > suspects.max()) {

@@ -2,12 +2,14 @@
 //!
 //! One connection behind a mutex (SQLite serialises writers anyway); every
 //! command's and every lock operation's whole effect is one transaction, made
-//! durable (WAL, synchronous=FULL) before anyone is told it happened.
+//! durable (WAL, fdatasync after the commit: [`durable`]) before anyone is
+//! told it happened.
 
 pub mod audit;
 pub mod backup;
 mod check;
 mod clock;
+mod durable;
 pub mod faults;
 pub mod issued;
 mod jti;
@@ -46,6 +48,10 @@ pub enum StoreError {
     /// A failure reported on behalf of a shared commit (the original is not `Clone`).
     #[error("{0}")]
     Other(String),
+    /// The commit could not be made durable (the WAL's fdatasync failed): it
+    /// must not be answered as done (see [`durable`]).
+    #[error("database: the commit could not be synced to disk: {0}")]
+    Sync(std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -67,6 +73,7 @@ impl StoreError {
                     | C::DatabaseLocked
                     | C::OutOfMemory
             ),
+            StoreError::Sync(_) => true,
             _ => false,
         }
     }
@@ -135,6 +142,9 @@ pub struct Store {
     /// Write transactions committed, and their count when the anchor last looked.
     commits: std::sync::atomic::AtomicU64,
     anchored_at_commit: std::sync::atomic::AtomicU64,
+    /// Commits made durable after the writer's lock is let go, one fsync
+    /// for all that came before it (see [`durable`]).
+    durable: durable::Durable,
 }
 
 impl Store {
@@ -169,7 +179,14 @@ impl Store {
             )));
         }
         secret::seal_existing(&mut conn, &sealer)?;
+        // From here on a commit does not sync; its writer syncs the WAL after
+        // letting go of the lock, before returning (`durable`): as durable
+        // as synchronous=FULL, one fsync shared by what committed meanwhile.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut store = Self::finish(conn, sealer);
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        store.durable = durable::Durable::new(Some(wal.into()));
         let reader = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -205,6 +222,7 @@ impl Store {
             anchored: std::sync::atomic::AtomicI64::new(0),
             commits: std::sync::atomic::AtomicU64::new(1),
             anchored_at_commit: std::sync::atomic::AtomicU64::new(0),
+            durable: durable::Durable::new(None),
         }
     }
 
@@ -321,7 +339,7 @@ impl Store {
     {
         let _writing = self.writing.guard();
         let mut conn = self.conn();
-        let (out, wrote) = {
+        let (out, wrote, seq) = {
             let tx = conn.transaction().map_err(StoreError::from)?;
             // No other commit can come while this connection is held.
             let snapshot = self.locks.lock().seq();
@@ -329,7 +347,7 @@ impl Store {
             let out = f(&wrapped)?;
             let wrote = wrapped.wrote_outbox.get();
             let overlay = wrapped.overlay.take();
-            {
+            let seq = {
                 // Held across the commit: a reader's snapshot and the entries
                 // it may use always agree (see `locks`).
                 let mut cache = self.locks.lock();
@@ -338,13 +356,18 @@ impl Store {
                     return Err(StoreError::from(e).into());
                 }
                 cache.committed(overlay);
-            }
+                self.durable.wrote(cache.seq());
+                cache.seq()
+            };
             self.commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.recent_events.extend(wrapped.new_events.take());
-            (out, wrote)
+            (out, wrote, seq)
         };
         drop(conn);
+        // Durable before anyone hears of it; the next transaction meanwhile
+        // runs, and may share this fsync.
+        self.durable.wait(seq).map_err(StoreError::Sync)?;
         if wrote {
             self.outbox_changed.notify_waiters();
             self.outbox_changed.notify_one();
@@ -465,27 +488,47 @@ impl Store {
             .collect()
     }
 
-    /// Delete delivered rows. Not made durable on its own (WAL with
-    /// synchronous=NORMAL for this one transaction: no fsync, still safe from
-    /// corruption; the next durable commit's fsync carries it): a delete lost
-    /// to a power cut only sends a delivered row again, which QoS 1 allows.
+    /// The commits an outbox read just made can include (call right after
+    /// it): its rows go out only once [`Store::outbox_durable`] of this says so.
+    pub fn outbox_written(&self) -> u64 {
+        // A commit a read could see has noted itself by the time the cache's
+        // lock is free (the writer holds it from COMMIT to `wrote`).
+        let _cache = self.locks.lock();
+        self.durable.written()
+    }
+
+    /// Resolves once every commit up to `seq` is on disk (its writer is
+    /// syncing it): nothing leaves for the broker before it is durable.
+    pub async fn outbox_durable(&self, seq: u64) {
+        self.durable.wait_async(seq).await
+    }
+
+    /// Write transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// WAL fsyncs made so far (each may cover several commits).
+    pub fn syncs(&self) -> u64 {
+        self.durable
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Delete delivered rows. Not made durable on its own (no fsync, still
+    /// safe from corruption; the next durable commit's fsync carries it): a
+    /// delete lost to a power cut only sends a delivered row again, which
+    /// QoS 1 allows.
     pub fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
         let mut conn = self.conn();
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let done = (|| {
-            let tx = conn.transaction()?;
-            {
-                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-                for id in ids {
-                    st.execute([id])?;
-                }
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in ids {
+                st.execute([id])?;
             }
-            tx.commit()
-        })();
-        // Every other commit stays durable, whatever happened above.
-        let back = conn.pragma_update(None, "synchronous", "FULL");
-        done?;
-        back?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
