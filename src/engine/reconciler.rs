@@ -32,6 +32,8 @@ struct Recorded {
     codes: Vec<AccessCode>,
     purged: Vec<String>,
     slots: Vec<(u32, Option<crate::drivers::SlotCode>)>,
+    /// A slot step's result: the lock's codes and slots as committed.
+    lock: Option<(Vec<AccessCode>, Vec<crate::drivers::SlotCode>)>,
 }
 
 /// One lock's batch results, waiting to be committed with others.
@@ -42,6 +44,8 @@ pub(super) struct RecordJob {
     done: DateTime<Utc>,
     /// PINs about to be sent (`store::issued`), committed before the batch goes out.
     intents: Vec<(u32, Pin)>,
+    /// Run the slot step (`slots::check`) on a lock with this many slots.
+    slot_step: Option<u32>,
     reply: tokio::sync::oneshot::Sender<Result<Recorded, StoreError>>,
 }
 
@@ -257,12 +261,7 @@ impl Engine {
             now,
         )?;
         if due {
-            (cached.codes, cached.observed) = self.store.write(|tx| {
-                let mut codes = tx.codes_for_device(id)?;
-                let observed = tx.observed(id)?;
-                super::slots::check(self, Some(tx), capacity, &mut codes, &observed, now)?;
-                Ok::<_, StoreError>((codes, observed))
-            })?;
+            (cached.codes, cached.observed) = self.commit_slot_step(id, capacity, now).await?;
         }
         let next_check = [next_check, slot_check].into_iter().flatten().min();
         let mut ops = plan::diff(&cached.codes, &cached.observed, now, &timing);
@@ -345,6 +344,7 @@ impl Engine {
             results,
             done,
             intents: Vec::new(),
+            slot_step: None,
             reply,
         };
         let committed = self.commit_job(job, answer).await;
@@ -431,9 +431,37 @@ impl Engine {
             results: Vec::new(),
             done: self.clock.now(),
             intents: pins.to_vec(),
+            slot_step: None,
             reply,
         };
         self.commit_job(job, answer).await.map(|_| ())
+    }
+
+    /// Take and give back a lock's slots as due at `now` (`slots::check`),
+    /// in the committer's transaction: with a command's fan-out, the slot
+    /// steps of every lock it touched share one commit (and its fsync), and
+    /// no async worker waits for the disk. Returns the lock's codes and
+    /// slots as committed.
+    async fn commit_slot_step(
+        &self,
+        id: &str,
+        capacity: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<AccessCode>, Vec<crate::drivers::SlotCode>), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RecordJob {
+            id: id.to_owned(),
+            batch: Vec::new(),
+            results: Vec::new(),
+            done: now,
+            intents: Vec::new(),
+            slot_step: Some(capacity),
+            reply,
+        };
+        let recorded = self.commit_job(job, answer).await?;
+        recorded
+            .lock
+            .ok_or_else(|| StoreError::Other("the slot step returned no codes".into()))
     }
 
     /// Commits the results of every batch waiting, in one transaction: with
@@ -520,7 +548,14 @@ impl Engine {
                 for (slot, pin) in &j.intents {
                     tx.note_issued(&j.id, *slot, pin)?;
                 }
-                outs.push(self.record(tx, &j.id, &j.batch, &j.results, j.done)?);
+                let mut out = self.record(tx, &j.id, &j.batch, &j.results, j.done)?;
+                if let Some(capacity) = j.slot_step {
+                    let mut codes = tx.codes_for_device(&j.id)?;
+                    let observed = tx.observed(&j.id)?;
+                    super::slots::check(self, Some(tx), capacity, &mut codes, &observed, j.done)?;
+                    out.lock = Some((codes, observed));
+                }
+                outs.push(out);
             }
             Ok::<_, StoreError>(outs)
         });
@@ -629,7 +664,19 @@ impl Engine {
                 tx.confirm_slot(id, slot, content.as_ref().map(|c| &c.code))?;
                 out.slots.push((slot, content));
             }
-            let Some(mut c) = tx.code(&p.access_code_id)? else {
+            // The lock's decoded codes (`store::locks`), not its row again:
+            // a code no longer among them (purged) is looked up in SQL.
+            let cached = tx.lock_view(id, |codes, _| {
+                codes
+                    .iter()
+                    .find(|c| c.access_code_id == p.access_code_id)
+                    .map(|c| AccessCode::clone(c))
+            })?;
+            let found = match cached {
+                Some(c) => Some(c),
+                None => tx.code(&p.access_code_id)?,
+            };
+            let Some(mut c) = found else {
                 // A PIN of lockhub's that no code owns any more (`issued`).
                 match r {
                     Ok(()) => {
