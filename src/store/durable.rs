@@ -16,6 +16,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
+/// How long a reader waits for a commit's own writer to sync it before
+/// syncing it itself (a writer whose fsync failed leaves it to others).
+pub const STRAGGLER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The commits written and the commits known durable, by the store's commit
 /// sequence number (`locks::LockCache::seq` of a successful commit).
 pub struct Durable {
@@ -98,14 +102,20 @@ impl Durable {
         }
     }
 
-    /// Wait (without blocking a thread) until commit `seq` is durable; its
-    /// writer is syncing it, and returns only once it is.
+    /// Wait until commit `seq` is durable. Its writer is syncing it, so this
+    /// only waits for that; should that sync have failed (and no later
+    /// commit's sync covered it), it syncs itself after [`STRAGGLER`], and
+    /// again every [`STRAGGLER`] while the disk refuses.
     pub async fn wait_async(&self, seq: u64) {
-        if self.is_durable(seq) {
-            return;
-        }
         let mut rx = self.synced.subscribe();
-        let _ = rx.wait_for(|s| *s >= seq).await;
+        while !self.is_durable(seq) {
+            let timed_out = tokio::time::timeout(STRAGGLER, rx.wait_for(|s| *s >= seq))
+                .await
+                .is_err();
+            if timed_out && self.wait(seq).is_err() {
+                tokio::time::sleep(STRAGGLER).await;
+            }
+        }
     }
 
     fn sync_wal(&self) -> std::io::Result<()> {
@@ -151,6 +161,22 @@ mod tests {
         d.wrote(1);
         assert!(d.wait(1).is_err());
         assert!(!d.is_durable(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_syncs_a_commit_whose_writer_could_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("x-wal");
+        let d = Durable::new(Some(wal.clone()));
+        d.wrote(1);
+        // The writer's fsync failed (here: no file to sync).
+        assert!(d.wait(1).is_err());
+        // The disk is back; no other commit comes.
+        std::fs::write(&wal, b"frames").unwrap();
+        tokio::time::timeout(STRAGGLER * 3, d.wait_async(1))
+            .await
+            .expect("the reader synced it itself");
+        assert!(d.is_durable(1));
     }
 
     #[test]
