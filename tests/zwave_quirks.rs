@@ -447,3 +447,128 @@ async fn masked_codes_are_not_set_again_after_a_restart() {
     shutdown.cancel();
     hub.stopped().await;
 }
+
+/// A lossy lock with many slots (mocks/lossy-many.cjs: 60 slots, every
+/// third Get lost, no Get retried): its slot walk stops again and again, yet
+/// a new code goes on the lock long before the walk ends, into a slot the
+/// walk had read (the mock's log shows each Get and Set in order), and all
+/// ends right once the walk is done. Before partial reads, nothing was
+/// written to the lock until its whole walk had succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_lock_gets_a_new_code_before_its_walk_ends() {
+    use lockhub::engine::clock::SystemClock;
+    use lockhub::hub::Hub;
+    use std::sync::Arc;
+    use support::realtime::{cmd, until, until_read, until_status};
+    let mock = MockController::start_with("mocks/lossy-many.cjs").expect("mock");
+    let id2 = default_device_id(HOME_ID, 2);
+    // Strangers' codes at both ends of the walk (slot 1 is not free).
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    let seed = [set(1, "1111"), set(58, "5858")];
+    assert_eq!(driver.apply(&id2, &seed).await, vec![Ok(()); 2]);
+    drop(driver);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lockhub::store::Store::open(&dir.path().join("lockhub.db")).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let settings = lockhub::settings::HubSettings {
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone()).unwrap();
+    let (driver, mut rx) = connect(&mock, |c| {
+        c.report_timeout = Duration::from_millis(200);
+        c.get_retry = GetRetry {
+            retries: 0,
+            backoff: Duration::from_millis(50),
+        };
+    })
+    .await;
+    let sink = hub.event_sink();
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            let _ = sink.send(e);
+        }
+    });
+    let from = mock.log_lines("MOCK_").len();
+    hub.add_driver(Arc::new(driver)).await.unwrap();
+    until("the hub knows the lock", 20, async || {
+        cmd(&hub, "devices/get", json!({"device_id": id2}))["ok"] == true
+    })
+    .await;
+    let r = cmd(
+        &hub,
+        "access_codes/create",
+        json!({"device_id": id2, "name": "Guest", "code": "5927"}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_status(&hub, &id, "set").await;
+    until_read(&hub, &[&id2]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock's log catches up
+
+    let slot = hub
+        .store
+        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
+        .unwrap();
+    let log: Vec<String> = mock.log_lines("MOCK_")[from..].to_vec();
+    let at = |line: &str| log.iter().position(|l| l.starts_with(line));
+    let read = |user: u32| at(&format!("MOCK_GET node=2 user={user} "));
+    let sets: Vec<(usize, &String)> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("MOCK_UC_SET"))
+        .collect();
+    println!(
+        "60 slots: the code's set is line {:?} of {}; the walk's last slot read at line {:?}; {} gets lost",
+        sets.first().map(|(i, _)| i),
+        log.len(),
+        read(60),
+        log.iter().filter(|l| l.starts_with("MOCK_GET_DROPPED")).count()
+    );
+    assert_eq!(
+        sets.len(),
+        1,
+        "the new code, set once, nothing else: {sets:?}"
+    );
+    let (set_at, line) = sets[0];
+    assert_eq!(line, &format!("MOCK_UC_SET node=2 user={slot}"));
+    assert!(
+        read(slot).is_some_and(|r| r < set_at),
+        "slot {slot} was read before it was written"
+    );
+    assert!(
+        read(60).is_some_and(|end| set_at < end),
+        "the code went on before the walk ended (set at line {set_at}, slot 60 read at {:?})",
+        read(60)
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("MOCK_GET_DROPPED")),
+        "the walk was interrupted"
+    );
+    // Once the walk is done: the strangers' codes and the guest's, each once.
+    let held = mock.codes(2).await.unwrap();
+    assert_eq!(held.get(&1).map(String::as_str), Some("1111"));
+    assert_eq!(held.get(&58).map(String::as_str), Some("5858"));
+    assert_eq!(held.get(&slot).map(String::as_str), Some("5927"));
+    assert_eq!(held.values().filter(|c| *c == "5927").count(), 1);
+    let c = cmd(&hub, "access_codes/get", json!({"access_code_id": id}))["access_code"].clone();
+    assert_eq!(c["status"], "set", "{c}");
+    let unmanaged = cmd(
+        &hub,
+        "access_codes/unmanaged/list",
+        json!({"device_id": id2}),
+    );
+    assert_eq!(
+        unmanaged["access_codes"].as_array().map(Vec::len),
+        Some(2),
+        "{unmanaged}"
+    );
+    shutdown.cancel();
+    hub.stopped().await;
+}

@@ -13,7 +13,7 @@ use super::security::{Security, SecurityClass};
 use super::serialapi::{self, func, Listening};
 use super::session::{Session, SessionError};
 use super::transport::{self, TransportError};
-use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp};
+use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp, SlotRead};
 use crate::model::{DeviceInfo, DriverKind, Pin};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -597,11 +597,20 @@ impl LockDriver for ZwaveDriver {
         self.inner.with_node(node, |n| {
             n.remembered = slots.iter().map(|s| (s.slot, s.code.clone())).collect();
             // Slots read already (at the interview): recalled now.
-            super::quirks::recall(n);
+            let sum = super::node::SlotSum::of(n.facts.as_ref());
+            super::quirks::recall(n, sum);
         });
     }
 
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {
+        let read = self.read_partial(device_id).await?;
+        match read.partial {
+            Some(p) => Err(p.stopped),
+            None => Ok(read.slots),
+        }
+    }
+
+    async fn read_partial(&self, device_id: &str) -> Result<SlotRead, DriverError> {
         let node = self.node_of(device_id).ok_or(DriverError::UnknownDevice)?;
         super::slots::read_slots(&self.inner, node).await
     }
