@@ -407,3 +407,55 @@ async fn max_uses_counts_each_keypad_unlock_once() {
     rig.shutdown.cancel();
     rig.hub.stopped().await;
 }
+
+/// A lock that missed our ack sends the same Notification report again,
+/// with the same sequence number (Notification v3+, the Sequence bit): one
+/// unlock, one event, one use of a code with `max_uses`. A new sequence
+/// number is a new unlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_sent_again_under_its_sequence_number_counts_once() {
+    let rig = rig().await;
+    let hub = &rig.hub;
+    let r = cmd(
+        hub,
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Cleaner", "preferred_code_length": 4, "max_uses": 2}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_status(hub, &id, "set").await;
+    let slot = hub
+        .store
+        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
+        .unwrap();
+    // Keypad unlock by the code's user id; Properties1 0x81: the Sequence
+    // bit and one parameter byte; then the sequence number.
+    let unlock = |seq: u8| format!("7105 0000 00 ff 06 06 81 {slot:02x} {seq:02x}");
+    rig.send(&unlock(0x21)).await;
+    rig.send(&unlock(0x21)).await;
+    // Then locked by hand: once that is in, both copies were handled.
+    rig.send("7105 0000 00 ff 06 01 80 22").await;
+    rig.event("lock.locked", 1).await;
+    assert_eq!(
+        rig.count("lock.unlocked"),
+        1,
+        "the repeat is not a second unlock: {:?}",
+        rig.events()
+    );
+    let c = cmd(hub, "access_codes/get", json!({"access_code_id": id}))["access_code"].clone();
+    assert_eq!(c["use_count"], json!(1), "{c}");
+    // The next report (a new number): the second use, and the code goes.
+    rig.send(&unlock(0x23)).await;
+    let e = rig
+        .event_where("access_code.deleted", |e| {
+            e["access_code_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(e["reason"], "max_uses", "{e}");
+    assert_eq!(rig.count("lock.unlocked"), 2);
+    rig.shutdown.cancel();
+    rig.hub.stopped().await;
+}

@@ -302,7 +302,7 @@ impl Inner {
                 }
             }
             _ if taken => {}
-            Incoming::Notification(r) => self.on_notification(node, device_id, r),
+            Incoming::Notification(r) => self.on_notification(node, device_id, r, &command),
             Incoming::UserCode(r) => {
                 let user = r.user;
                 let code = super::slots::slot_content(self, node, r);
@@ -320,8 +320,31 @@ impl Inner {
         }
     }
 
-    fn on_notification(self: &Arc<Self>, node: u8, device_id: String, r: cc::notification::Report) {
+    /// A Notification (or v1 Alarm) report, `raw` as it came.
+    fn on_notification(
+        self: &Arc<Self>,
+        node: u8,
+        device_id: String,
+        r: cc::notification::Report,
+        raw: &[u8],
+    ) {
         use cc::notification::event;
+        if let Some(seq) = r.sequence {
+            // The lock missed our ack and sent the same report again: one
+            // unlock, one event, one use of the code.
+            let now = tokio::time::Instant::now();
+            let repeat = self
+                .with_node(node, |n| n.notified.repeated(seq, raw, now))
+                .unwrap_or(false);
+            if repeat {
+                tracing::debug!(
+                    node,
+                    sequence = seq,
+                    "a Notification report sent again: not acted on twice"
+                );
+                return;
+            }
+        }
         let r = super::reports::normalize(&r);
         if r.notification_type == Some(cc::notification::POWER_MANAGEMENT)
             && r.event == Some(cc::notification::POWER_APPLIED)

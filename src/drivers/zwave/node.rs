@@ -191,6 +191,8 @@ pub(super) struct NodeState {
     /// The node's last Supervision Get to us (session, command, when): the
     /// same again soon is its retransmission, confirmed but not acted on.
     pub supervised_in: Option<(u8, Vec<u8>, tokio::time::Instant)>,
+    /// Notification v3+ reports lately, by sequence number (`reports::Repeats`).
+    pub notified: super::reports::Repeats,
     /// What the engine's store says the slots held before a restart: for
     /// a masked lock's hidden slots, once confirmed (`quirks::recall`).
     pub remembered: BTreeMap<u32, Pin>,
@@ -336,6 +338,7 @@ impl Inner {
             walk: None,
             weekly: Default::default(),
             supervised_in: None,
+            notified: Default::default(),
             remembered: BTreeMap::new(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),
