@@ -109,6 +109,55 @@ async fn user_credential_lock_holds_pins_as_slots() {
     assert_eq!(mock.credentials(2).await.unwrap().len(), 2);
 }
 
+/// A User Credential lock that keeps only hashes of its PINs
+/// (mocks/user-credential-hashed.cjs: no read-back): a PIN lockhub set reads
+/// as what it wrote; after a restart the PINs the engine's store remembers
+/// are taken as the lock's once its PIN credential checksum agrees, so
+/// nothing is set again; a remembered PIN the checksum refutes stays unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_user_credential_pins_are_recalled_after_a_restart() {
+    let mock = MockController::start_with("mocks/user-credential-hashed.cjs").expect("mock");
+    let id2 = default_device_id(HOME_ID, 2);
+    let sets = || mock.log_lines("MOCK_UCRED_SET node=2").len();
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    let r = driver
+        .apply(&id2, &[set(1, "123456"), set(2, "7654321")])
+        .await;
+    assert_eq!(r, vec![Ok(()), Ok(())]);
+    let expect = vec![(1, "123456".into()), (2, "7654321".into())];
+    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
+    // The lock's own state: the PINs are there (as data the mock sums).
+    assert_eq!(mock.credentials(2).await.unwrap().len(), 2);
+    let before = mock
+        .wait_log("MOCK_UCRED_SET node=2", 2, Duration::from_secs(2))
+        .await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // A restart with a wrong memory of slot 2: refused by the checksum.
+    drop(driver);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    driver.remember(&id2, &[slot_code(1, "123456"), slot_code(2, "1111111")]);
+    assert_eq!(
+        codes(driver.read_slots(&id2).await.unwrap()),
+        vec![(1, "****".into()), (2, "****".into())],
+        "not confirmed: unknown"
+    );
+
+    // A restart with the store's true memory: confirmed, nothing to set.
+    drop(driver);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    driver.remember(&id2, &[slot_code(1, "123456"), slot_code(2, "7654321")]);
+    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
+    // Confirmed and cached: the next read is the checksum alone.
+    let frames = driver.frames_sent();
+    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
+    assert_eq!(driver.frames_sent() - frames, 1, "checksum get only");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sets(), 2, "no Credential Set after the restarts");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_lock_is_verified_by_status_and_read_as_written() {
     let mock = MockController::start_with("mocks/masked.cjs").expect("mock");
@@ -390,11 +439,29 @@ async fn no_pin_in_any_log_line() {
 /// again after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_codes_are_not_set_again_after_a_restart() {
+    set_once_over_a_restart("mocks/masked.cjs", "MOCK_UC_SET node=2", "5927").await;
+}
+
+/// The same on a User Credential lock that keeps only hashes of its PINs,
+/// confirmed by its PIN credential checksum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_user_credential_codes_are_not_set_again_after_a_restart() {
+    set_once_over_a_restart(
+        "mocks/user-credential-hashed.cjs",
+        "MOCK_UCRED_SET node=2",
+        "592713",
+    )
+    .await;
+}
+
+/// A code set by the hub on `mock`'s node 2 (each Set logged as `set_log`),
+/// then the hub restarted on the same store: not set again.
+async fn set_once_over_a_restart(mock: &str, set_log: &str, pin: &str) {
     use lockhub::engine::clock::SystemClock;
     use lockhub::hub::Hub;
     use std::sync::Arc;
     use support::realtime::{cmd, until_read, until_status};
-    let mock = MockController::start_with("mocks/masked.cjs").expect("mock");
+    let mock = MockController::start_with(mock).expect("mock");
     let id2 = default_device_id(HOME_ID, 2);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lockhub.db");
@@ -420,12 +487,12 @@ async fn masked_codes_are_not_set_again_after_a_restart() {
         until_read(&hub, &[&id2]).await;
         (hub, shutdown, driver)
     };
-    let sets = || mock.log_lines("MOCK_UC_SET node=2").len();
+    let sets = || mock.log_lines(set_log).len();
     let (hub, shutdown, driver) = start().await;
     let r = cmd(
         &hub,
         "access_codes/create",
-        json!({"device_id": id2, "name": "Guest", "code": "5927"}),
+        json!({"device_id": id2, "name": "Guest", "code": pin}),
     );
     assert_eq!(r["ok"], true, "{r}");
     let id = r["access_code"]["access_code_id"]
@@ -433,7 +500,8 @@ async fn masked_codes_are_not_set_again_after_a_restart() {
         .unwrap()
         .to_owned();
     until_status(&hub, &id, "set").await;
-    assert_eq!(sets(), 1);
+    let first = mock.wait_log(set_log, 1, Duration::from_secs(2)).await;
+    assert_eq!(first.len(), 1, "{first:?}");
     shutdown.cancel();
     hub.stopped().await;
     drop((hub, driver));
