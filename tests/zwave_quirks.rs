@@ -215,6 +215,20 @@ async fn masked_lock_is_verified_by_status_and_read_as_written() {
     assert_eq!(mock.log_lines("MOCK_UC_SET node=2 user=4").len(), 2);
 }
 
+/// A guest's code with `pin` on the lock: its access_code_id.
+fn create(hub: &lockhub::hub::Hub, device_id: &str, pin: &str) -> String {
+    let r = support::realtime::cmd(
+        hub,
+        "access_codes/create",
+        json!({"device_id": device_id, "name": "Guest", "code": pin}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn slot_code(slot: u32, pin: &str) -> lockhub::drivers::SlotCode {
     lockhub::drivers::SlotCode {
         slot,
@@ -489,16 +503,7 @@ async fn set_once_over_a_restart(mock: &str, set_log: &str, pin: &str) {
     };
     let sets = || mock.log_lines(set_log).len();
     let (hub, shutdown, driver) = start().await;
-    let r = cmd(
-        &hub,
-        "access_codes/create",
-        json!({"device_id": id2, "name": "Guest", "code": pin}),
-    );
-    assert_eq!(r["ok"], true, "{r}");
-    let id = r["access_code"]["access_code_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create(&hub, &id2, pin);
     until_status(&hub, &id, "set").await;
     let first = mock.wait_log(set_log, 1, Duration::from_secs(2)).await;
     assert_eq!(first.len(), 1, "{first:?}");
@@ -566,16 +571,7 @@ async fn lossy_lock_gets_a_new_code_before_its_walk_ends() {
         cmd(&hub, "devices/get", json!({"device_id": id2}))["ok"] == true
     })
     .await;
-    let r = cmd(
-        &hub,
-        "access_codes/create",
-        json!({"device_id": id2, "name": "Guest", "code": "5927"}),
-    );
-    assert_eq!(r["ok"], true, "{r}");
-    let id = r["access_code"]["access_code_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create(&hub, &id2, "5927");
     until_status(&hub, &id, "set").await;
     until_read(&hub, &[&id2]).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // the mock's log catches up

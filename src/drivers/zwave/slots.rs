@@ -106,6 +106,12 @@ async fn read_locked(
     if let Some(slots) = unchanged(inner, node, facts, sum).await? {
         return Ok((slots, None));
     }
+    // The cache is not what the lock holds now: while the walk goes on,
+    // what it has read is what lockhub knows (`apply`'s duplicate check).
+    inner.with_node(node, |n| {
+        n.slots = None;
+        n.slots_checksum = None;
+    });
     let mut walk = Walk::resume(inner, node);
     let from = walk.next;
     let r = if facts.credentials.is_some() {
