@@ -525,7 +525,8 @@ async fn set_once_over_a_restart(mock: &str, set_log: &str, pin: &str) {
 /// third Get lost, no Get retried): its slot walk stops again and again, yet
 /// a new code goes on the lock long before the walk ends, into a slot the
 /// walk had read (the mock's log shows each Get and Set in order), and all
-/// ends right once the walk is done. Before partial reads, nothing was
+/// ends right once the walk is done; after a restart, the code deleted is
+/// cleared before the new walk ends. Before partial reads, nothing was
 /// written to the lock until its whole walk had succeeded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_lock_gets_a_new_code_before_its_walk_ends() {
@@ -543,34 +544,41 @@ async fn lossy_lock_gets_a_new_code_before_its_walk_ends() {
     tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(lockhub::store::Store::open(&dir.path().join("lockhub.db")).unwrap());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let settings = lockhub::settings::HubSettings {
-        retry_base: Duration::from_millis(100),
-        retry_max: Duration::from_millis(400),
-        ..Default::default()
-    };
-    let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone()).unwrap();
-    let (driver, mut rx) = connect(&mock, |c| {
-        c.report_timeout = Duration::from_millis(200);
-        c.get_retry = GetRetry {
-            retries: 0,
-            backoff: Duration::from_millis(50),
+    let db = dir.path().join("lockhub.db");
+    // The hub on the store, the lock read with no Get retried (every third
+    // one lost); returns where the mock's log stood when it began.
+    let start = async || {
+        let store = Arc::new(lockhub::store::Store::open(&db).unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let settings = lockhub::settings::HubSettings {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(400),
+            ..Default::default()
         };
-    })
-    .await;
-    let sink = hub.event_sink();
-    tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            let _ = sink.send(e);
-        }
-    });
-    let from = mock.log_lines("MOCK_").len();
-    hub.add_driver(Arc::new(driver)).await.unwrap();
-    until("the hub knows the lock", 20, async || {
-        cmd(&hub, "devices/get", json!({"device_id": id2}))["ok"] == true
-    })
-    .await;
+        let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone()).unwrap();
+        let (driver, mut rx) = connect(&mock, |c| {
+            c.report_timeout = Duration::from_millis(200);
+            c.get_retry = GetRetry {
+                retries: 0,
+                backoff: Duration::from_millis(50),
+            };
+        })
+        .await;
+        let sink = hub.event_sink();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let _ = sink.send(e);
+            }
+        });
+        let from = mock.log_lines("MOCK_").len();
+        hub.add_driver(Arc::new(driver)).await.unwrap();
+        until("the hub knows the lock", 20, async || {
+            cmd(&hub, "devices/get", json!({"device_id": id2}))["ok"] == true
+        })
+        .await;
+        (hub, shutdown, from)
+    };
+    let (hub, shutdown, from) = start().await;
     let id = create(&hub, &id2, "5927");
     until_status(&hub, &id, "set").await;
     until_read(&hub, &[&id2]).await;
@@ -632,6 +640,48 @@ async fn lossy_lock_gets_a_new_code_before_its_walk_ends() {
         unmanaged["access_codes"].as_array().map(Vec::len),
         Some(2),
         "{unmanaged}"
+    );
+    shutdown.cancel();
+    hub.stopped().await;
+    drop(hub);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
+
+    // A restart, and the code deleted at once: its slot (read early in the
+    // new walk) is cleared before the walk ends; the strangers' stay.
+    let (hub, shutdown, from) = start().await;
+    let r = cmd(&hub, "access_codes/delete", json!({"access_code_id": id}));
+    assert_eq!(r["ok"], true, "{r}");
+    until_read(&hub, &[&id2]).await;
+    until("the code is off the lock", 10, async || {
+        !mock.codes(2).await.unwrap().contains_key(&slot)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock's log catches up
+    let log: Vec<String> = mock.log_lines("MOCK_")[from..].to_vec();
+    let at = |line: &str| log.iter().position(|l| l.starts_with(line));
+    let read = |user: u32| at(&format!("MOCK_GET node=2 user={user} "));
+    let clears: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("MOCK_UC_SET"))
+        .map(|(i, _)| i)
+        .collect();
+    println!(
+        "after the restart: the clear is line {clears:?} of {}; slot 60 read at {:?}",
+        log.len(),
+        read(60)
+    );
+    assert_eq!(clears.len(), 1, "one write, the clear: {log:?}");
+    assert_eq!(log[clears[0]], format!("MOCK_UC_SET node=2 user={slot}"));
+    assert!(read(slot).is_some_and(|r| r < clears[0]));
+    assert!(
+        read(60).is_some_and(|end| clears[0] < end),
+        "cleared before the walk ended"
+    );
+    let held = mock.codes(2).await.unwrap();
+    assert_eq!(
+        held.into_iter().collect::<Vec<_>>(),
+        vec![(1, "1111".into()), (58, "5858".into())]
     );
     shutdown.cancel();
     hub.stopped().await;
