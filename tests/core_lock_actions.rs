@@ -14,6 +14,13 @@ use support::core::*;
 
 const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
 
+/// The slot the store gave a code.
+fn slot_of(hub: &Hub, access_code_id: &str) -> u32 {
+    hub.store
+        .read(|tx| Ok(tx.code(access_code_id)?.unwrap().slot))
+        .unwrap()
+}
+
 fn events_of(hub: &Hub, event_type: &str) -> Vec<Value> {
     hub.events()
         .into_iter()
@@ -205,10 +212,7 @@ async fn keypad_manual_and_refused_entries_name_the_code() {
         .unwrap()
         .to_owned();
     hub.run_for(Duration::from_secs(2)).await;
-    let slot = hub
-        .store
-        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
-        .unwrap();
+    let slot = slot_of(&hub, &id);
     hub.sim.keypad_unlock(FRONT, slot);
     hub.sim.operate(FRONT, true, LockMethod::Automatic, None);
     hub.sim
@@ -350,10 +354,7 @@ async fn a_code_with_max_uses_goes_after_its_nth_use_across_a_restart() {
         .clone();
     assert_eq!(ordinary["max_uses"], json!(null));
     hub.run_for(Duration::from_secs(2)).await;
-    let slot = hub
-        .store
-        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
-        .unwrap();
+    let slot = slot_of(&hub, &id);
     assert_eq!(hub.code_on(FRONT, slot).as_deref(), Some("5974"));
     for _ in 0..2 {
         sim.keypad_unlock(FRONT, slot);
@@ -410,10 +411,7 @@ async fn max_uses_is_changed_by_update_and_update_multiple() {
         .unwrap()
         .to_owned();
     hub.run_for(Duration::from_secs(2)).await;
-    let slot = hub
-        .store
-        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
-        .unwrap();
+    let slot = slot_of(&hub, &id);
     for _ in 0..2 {
         hub.sim.keypad_unlock(FRONT, slot);
         hub.run_for(Duration::from_secs(1)).await;
@@ -505,10 +503,7 @@ async fn max_uses_is_changed_by_update_and_update_multiple() {
             (&json!(1), &json!(true))
         );
     }
-    let front_slot = hub
-        .store
-        .read(|tx| Ok(tx.code(&ids[0])?.unwrap().slot))
-        .unwrap();
+    let front_slot = slot_of(&hub, &ids[0]);
     hub.sim.keypad_unlock(FRONT, front_slot);
     hub.run_for(Duration::from_secs(2)).await;
     let r = hub.cmd("access_codes/get", json!({"access_code_id": ids[0]}));

@@ -367,13 +367,17 @@ pub async fn lock_activity_on_nuki(
         async || !low(&events()).is_empty(),
     )
     .await;
-    nuki.lock().unwrap().keyturner.manual(false);
-    signal(&ble).await;
-    until("the next state read", 10, async || {
-        cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"]["properties"]["locked"]
-            == false
-    })
-    .await;
+    // A manual move, and the state read it causes.
+    let moved = async |locked: bool| {
+        nuki.lock().unwrap().keyturner.manual(locked);
+        signal(&ble).await;
+        until("the next state read", 10, async || {
+            cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"]["properties"]["locked"]
+                == locked
+        })
+        .await;
+    };
+    moved(false).await;
     let once = low(&events());
     assert_eq!(once.len(), 1, "once while it lasts: {once:?}");
     assert_eq!(once[0]["battery_status"], "critical", "{:?}", once[0]);
@@ -389,13 +393,7 @@ pub async fn lock_activity_on_nuki(
             == json!({"level": 0.8, "status": "good"})
     })
     .await;
-    nuki.lock().unwrap().keyturner.manual(false);
-    signal(&ble).await;
-    until("the next state read", 10, async || {
-        cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"]["properties"]["locked"]
-            == false
-    })
-    .await;
+    moved(false).await;
     let device = cmd(&hub, "devices/get", json!({"device_id": BACK}));
     assert_eq!(
         device["device"]["properties"]["battery"]["status"], "good",
