@@ -44,9 +44,16 @@ pub enum ZwaveError {
 #[derive(Clone)]
 pub struct ZwaveDriver {
     inner: Arc<Inner>,
+    /// Whether the controller's port is open (it is reopened when it closes).
+    port_open: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ZwaveDriver {
+    /// Whether the controller's port is open now, and its changes (for health).
+    pub fn port_open(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.port_open.clone()
+    }
+
     /// Opens the controller, reads who it is and which nodes it knows, and
     /// starts interviewing them in the background (see
     /// [`ZwaveDriver::wait_interviews`]). Locks are announced on `sink` as
@@ -114,7 +121,7 @@ impl ZwaveDriver {
             netmgmt_events: Mutex::new(None),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), inbound));
-        tokio::spawn(watch_port(Arc::downgrade(&inner), port_state));
+        tokio::spawn(watch_port(Arc::downgrade(&inner), port_state.clone()));
         if let Some(every) = inner.config.clock_check_interval {
             tokio::spawn(super::lock_clock::clock_keeper(
                 Arc::downgrade(&inner),
@@ -136,7 +143,10 @@ impl ZwaveDriver {
                 .interviews
                 .spawn(async move { i.interview(node).await });
         }
-        Ok(ZwaveDriver { inner })
+        Ok(ZwaveDriver {
+            inner,
+            port_open: port_state,
+        })
     }
 
     /// Waits until every interview started so far has ended (done or given
