@@ -78,21 +78,33 @@ impl Issued {
         timing: &Timing,
     ) -> Vec<Planned> {
         let touched: BTreeSet<u32> = planned.iter().map(|p| p.op.slot()).collect();
+        // The first code and the first report of each slot, looked up by
+        // slot (a scan of every code per slot grew with the square of a
+        // lock's codes).
+        let mut rows: std::collections::HashMap<u32, &AccessCode> = Default::default();
+        for c in codes {
+            rows.entry(c.slot).or_insert(c);
+        }
+        let mut reports: std::collections::HashMap<u32, &SlotCode> = Default::default();
+        for o in observed {
+            reports.entry(o.slot).or_insert(o);
+        }
         let mut out = Vec::new();
         for (&slot, digests) in &self.by_slot {
             if digests.is_empty() || touched.contains(&slot) {
                 continue;
             }
-            let row = codes.iter().find(|c| c.slot == slot);
-            let obs = observed.iter().find(|s| s.slot == slot);
+            let row = rows.get(&slot).copied();
+            let obs = reports.get(&slot).copied();
             if row.is_some_and(|c| c.retry.next_attempt_at.is_some_and(|t| t > now)) {
                 continue;
             }
-            let stranger = obs.is_some_and(|o| !self.holds(slot, &o.code));
+            // A digest per slot only where the answer matters (each is a SHA-256).
+            let stranger = || obs.is_some_and(|o| !self.holds(slot, &o.code));
             match row.and_then(|c| c.desired(now, timing).map(|d| (c, d))) {
                 Some((c, d)) => {
                     // Our older PIN sits where this code goes: replace it.
-                    let older = obs.filter(|o| o.code != d.code && !stranger);
+                    let older = obs.filter(|o| o.code != d.code && !stranger());
                     if let Some(o) = older {
                         if !c.retry.gave_up {
                             out.push(Planned {
@@ -103,7 +115,7 @@ impl Issued {
                         }
                     }
                 }
-                None if stranger => {}
+                None if stranger() => {}
                 None => out.push(Planned {
                     access_code_id: row.map(|c| c.access_code_id.clone()).unwrap_or_default(),
                     op: SlotOp::Clear { slot },
