@@ -34,6 +34,14 @@ pub struct Running {
 async fn start_ble(cfg: &Config, hub: &Arc<Hub>, shutdown: &CancellationToken) {
     use crate::drivers::ble::{btle::BtleRadio, keys::FileKeyStore, slot_map::SlotMap, BleDriver};
     let radio = BtleRadio::supervised(cfg.ble.adapter().map(str::to_owned), shutdown);
+    if let Some(up) = crate::drivers::ble::link::Radio::adapter_up(&radio) {
+        tokio::spawn(radio_health(hub.clone(), "ble", up, |up| {
+            match up {
+            Some(false) => Some("no Bluetooth adapter (or bluetoothd is not running): the Nuki locks are offline; retrying with backoff"),
+            _ => None,
+        }
+        }));
+    }
     let slots = match SlotMap::open(&cfg.ble.slots_file) {
         Ok(s) => s,
         Err(e) => {
@@ -52,6 +60,37 @@ async fn start_ble(cfg: &Config, hub: &Arc<Hub>, shutdown: &CancellationToken) {
     if let Err(e) = hub.add_driver(driver).await {
         tracing::error!(error = %e, "adding the Nuki locks failed");
     }
+}
+
+/// Keeps `radio`'s line in health true to `state` (`missing` says what is
+/// missing, if anything) until the hub stops.
+async fn radio_health<T: Clone + Send + Sync + 'static>(
+    hub: Arc<Hub>,
+    radio: &'static str,
+    mut state: tokio::sync::watch::Receiver<T>,
+    missing: fn(T) -> Option<&'static str>,
+) {
+    loop {
+        let now = state.borrow_and_update().clone();
+        match missing(now) {
+            Some(why) => hub.radios.down(radio, why),
+            None => hub.radios.up(radio),
+        }
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Health's line while no Z-Wave controller answers.
+const NO_CONTROLLER: &str =
+    "no Z-Wave controller answers on its port: its locks are offline; retrying with backoff";
+
+/// Health follows the open controller's port from now on.
+fn watch_zwave_port(hub: &Arc<Hub>, d: &ZwaveDriver) {
+    tokio::spawn(radio_health(hub.clone(), "zwave", d.port_open(), |open| {
+        (!open).then_some("the Z-Wave controller's port closed: its locks are offline; reopening")
+    }));
 }
 
 /// Opens the Z-Wave controller and adds its driver; while the controller is
@@ -76,6 +115,7 @@ async fn start_zwave(
                 if attempt > 0 {
                     tracing::info!(port = %z.port, attempts = attempt + 1, "Z-Wave controller found");
                 }
+                watch_zwave_port(&hub, &d);
                 admin.connected(d.clone());
                 if let Err(e) = hub.add_driver(Arc::new(d)).await {
                     tracing::error!(error = %e, "adding the Z-Wave locks failed");
@@ -94,6 +134,7 @@ async fn start_zwave(
                     Duration::from_secs(60),
                 );
                 if attempt == 1 {
+                    hub.radios.down("zwave", NO_CONTROLLER);
                     tracing::error!(port = %z.port, error = %e, "no Z-Wave controller: serving everything else, retrying with backoff; its locks are offline meanwhile");
                     if let Err(e) = hub.engine.mark_offline(crate::model::DriverKind::Zwave) {
                         tracing::warn!(error = %e, "could not mark the Z-Wave locks offline");
@@ -202,6 +243,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
         zwave_admin = Some(admin.clone());
         match ZwaveDriver::connect(z.clone(), hub.event_sink()).await {
             Ok(d) => {
+                watch_zwave_port(&hub, &d);
                 admin.connected(d.clone());
                 hub.add_driver(Arc::new(d)).await?;
             }
@@ -210,6 +252,7 @@ pub async fn start(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<
                     .context(format!("the Z-Wave configuration ({})", cfg.zwave.port)));
             }
             Err(e) => {
+                hub.radios.down("zwave", NO_CONTROLLER);
                 tracing::error!(port = %cfg.zwave.port, error = %e, "no Z-Wave controller: serving everything else, retrying with backoff; its locks are offline meanwhile");
                 if let Err(e) = hub.engine.mark_offline(crate::model::DriverKind::Zwave) {
                     tracing::warn!(error = %e, "could not mark the Z-Wave locks offline");

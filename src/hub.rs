@@ -25,6 +25,8 @@ pub struct Hub {
     commands_refused: AtomicU64,
     /// Commands the MQTT ingest holds uncommitted (the store cannot be written).
     pub held: HeldCommands,
+    /// Whether each configured radio has its hardware (for health).
+    pub radios: Radios,
 }
 
 /// Commands received and not yet committed because the store cannot be
@@ -54,6 +56,68 @@ impl HeldCommands {
     }
 }
 
+/// Each configured radio's hold on its hardware, as the daemon and the
+/// drivers see it: a Z-Wave controller missing or its port lost, a Bluetooth
+/// adapter absent or bluetoothd gone. Its locks are offline meanwhile; health
+/// says why, so an integrator's monitoring sees the hub, not the locks, is
+/// the problem.
+#[derive(Debug, Default)]
+pub struct Radios(std::sync::Mutex<std::collections::BTreeMap<&'static str, RadioState>>);
+
+#[derive(Debug, Clone)]
+struct RadioState {
+    /// `None` while the hardware answers; else what is missing.
+    missing: Option<String>,
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+impl Radios {
+    /// `radio` ("zwave", "ble") has its hardware.
+    pub fn up(&self, radio: &'static str) {
+        self.set(radio, None);
+    }
+
+    /// `radio` lacks its hardware, and `why`.
+    pub fn down(&self, radio: &'static str, why: &str) {
+        self.set(radio, Some(why.to_owned()));
+    }
+
+    fn set(&self, radio: &'static str, missing: Option<String>) {
+        let mut all = self.0.lock().unwrap();
+        if all.get(radio).is_some_and(|s| s.missing == missing) {
+            return;
+        }
+        all.insert(
+            radio,
+            RadioState {
+                missing,
+                since: chrono::Utc::now(),
+            },
+        );
+    }
+
+    /// Health's `radios`: `{"zwave": {"status": "ok" | "missing", "since",
+    /// "problem"}}`, and whether every radio is up.
+    pub fn json(&self) -> (Value, bool) {
+        let all = self.0.lock().unwrap();
+        let mut out = serde_json::Map::new();
+        for (name, s) in all.iter() {
+            let mut r = json!({
+                "status": if s.missing.is_some() { "missing" } else { "ok" },
+                "since": ts(s.since),
+            });
+            if let Some(why) = &s.missing {
+                r["problem"] = json!(why);
+            }
+            out.insert((*name).to_owned(), r);
+        }
+        (
+            Value::Object(out),
+            all.values().all(|s| s.missing.is_none()),
+        )
+    }
+}
+
 impl Hub {
     /// Open the store and start the engine (no drivers yet: add them with
     /// [`Hub::add_driver`], giving each the sink from [`Hub::event_sink`]).
@@ -76,6 +140,7 @@ impl Hub {
             commands_ok: AtomicU64::new(0),
             commands_refused: AtomicU64::new(0),
             held: HeldCommands::default(),
+            radios: Radios::default(),
         }))
     }
 
@@ -225,13 +290,15 @@ impl Hub {
             .unwrap()
             .clone()
             .or_else(|| held.as_ref().map(|(_, why)| why.clone()));
+        let (radios, radios_up) = self.radios.json();
         json!({
-            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() && watchdog.is_none() && store_trouble.is_none() { "ok" } else { "degraded" },
+            "status": if store_ok && heartbeat.as_secs() < 60 && self.engine.trust.is_trusted() && watchdog.is_none() && store_trouble.is_none() && radios_up { "ok" } else { "degraded" },
             "commands_held": held.map_or(0, |(n, _)| n),
             "watchdog": watchdog.unwrap_or_else(|| "ok".into()),
             "clock": if self.engine.trust.is_trusted() { "trusted" } else { "clock_untrusted" },
             "version": env!("CARGO_PKG_VERSION"),
             "started_at": ts(self.started_at),
+            "radios": radios,
             "broker": match broker_connected { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
             "store": match (store_ok, &store_trouble) { (true, None) => "ok".to_owned(), (true, Some(e)) => format!("error: {e}"), (false, _) => "error".to_owned() },
             "engine_heartbeat_age_ms": heartbeat.as_millis() as u64,

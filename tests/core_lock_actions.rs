@@ -14,6 +14,13 @@ use support::core::*;
 
 const NUKI: &str = "5a1e0d1b-0000-4000-8000-00000000000a";
 
+/// The slot the store gave a code.
+fn slot_of(hub: &Hub, access_code_id: &str) -> u32 {
+    hub.store
+        .read(|tx| Ok(tx.code(access_code_id)?.unwrap().slot))
+        .unwrap()
+}
+
 fn events_of(hub: &Hub, event_type: &str) -> Vec<Value> {
     hub.events()
         .into_iter()
@@ -205,10 +212,7 @@ async fn keypad_manual_and_refused_entries_name_the_code() {
         .unwrap()
         .to_owned();
     hub.run_for(Duration::from_secs(2)).await;
-    let slot = hub
-        .store
-        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
-        .unwrap();
+    let slot = slot_of(&hub, &id);
     hub.sim.keypad_unlock(FRONT, slot);
     hub.sim.operate(FRONT, true, LockMethod::Automatic, None);
     hub.sim
@@ -350,10 +354,7 @@ async fn a_code_with_max_uses_goes_after_its_nth_use_across_a_restart() {
         .clone();
     assert_eq!(ordinary["max_uses"], json!(null));
     hub.run_for(Duration::from_secs(2)).await;
-    let slot = hub
-        .store
-        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
-        .unwrap();
+    let slot = slot_of(&hub, &id);
     assert_eq!(hub.code_on(FRONT, slot).as_deref(), Some("5974"));
     for _ in 0..2 {
         sim.keypad_unlock(FRONT, slot);
@@ -386,6 +387,135 @@ async fn a_code_with_max_uses_goes_after_its_nth_use_across_a_restart() {
     assert_eq!(r["error"]["type"], "access_code_not_found", "{r}");
     let slots = hub.slots(FRONT);
     assert_eq!(slots.len(), 1, "the ordinary code stays: {slots:?}");
+    hub.stop().await;
+}
+
+/// `access_codes/update` changes a code's use limit (`max_uses`, `null` for
+/// none, `is_one_time_use`), never below the uses already counted;
+/// `update_multiple` changes it for every code of a group. Only
+/// `access_code.changed` tells it: nothing on the lock changes.
+#[tokio::test(start_paused = true)]
+async fn max_uses_is_changed_by_update_and_update_multiple() {
+    let hub = Hub::start(vec![
+        spec(FRONT, "Front door", keypad(&[4], 30)),
+        spec(BACK, "Back door", keypad(&[4], 30)),
+    ])
+    .await;
+    hub.run_for(Duration::from_secs(1)).await;
+    let r = hub.cmd(
+        "access_codes/create",
+        json!({"device_id": FRONT, "name": "Handyman", "code": "5974", "max_uses": 3}),
+    );
+    let id = r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hub.run_for(Duration::from_secs(2)).await;
+    let slot = slot_of(&hub, &id);
+    for _ in 0..2 {
+        hub.sim.keypad_unlock(FRONT, slot);
+        hub.run_for(Duration::from_secs(1)).await;
+    }
+    assert_eq!(hub.get(&id)["use_count"], 2);
+    let update = |body: Value| {
+        let mut b = json!({"access_code_id": id});
+        b.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        hub.cmd("access_codes/update", b)
+    };
+    let changed = || {
+        events_of(&hub, "access_code.changed")
+            .into_iter()
+            .filter(|e| e["access_code_id"] == id.as_str())
+            .count()
+    };
+    for (bad, why) in [
+        (json!({"max_uses": 2}), "already used twice"),
+        (json!({"is_one_time_use": true}), "already used"),
+        (json!({"max_uses": 0}), "zero"),
+        (json!({"max_uses": "5"}), "a string"),
+        (json!({"max_uses": 4, "is_one_time_use": true}), "disagrees"),
+    ] {
+        let r = update(bad);
+        assert_eq!(r["error"]["type"], "invalid_input", "{why}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains("max_uses"),
+            "{why}: {r}"
+        );
+    }
+    assert_eq!(hub.get(&id)["max_uses"], 3, "nothing changed");
+    assert_eq!(changed(), 0);
+
+    let r = update(json!({"max_uses": 5}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(hub.get(&id)["max_uses"], 5);
+    assert_eq!(changed(), 1);
+    // The same again is no change.
+    update(json!({"max_uses": 5}));
+    assert_eq!(changed(), 1);
+    // No limit: the third and fourth uses keep it on the lock.
+    assert_eq!(update(json!({"max_uses": null}))["ok"], true);
+    let c = hub.get(&id);
+    assert_eq!((&c["max_uses"], &c["use_count"]), (&json!(null), &json!(2)));
+    for _ in 0..2 {
+        hub.sim.keypad_unlock(FRONT, slot);
+        hub.run_for(Duration::from_secs(1)).await;
+    }
+    assert_eq!(hub.get(&id)["use_count"], 4);
+    assert_eq!(hub.code_on(FRONT, slot).as_deref(), Some("5974"));
+    // And a limit again, above the uses: the 5th is the last.
+    assert_eq!(update(json!({"max_uses": 5}))["ok"], true);
+    hub.sim.keypad_unlock(FRONT, slot);
+    hub.run_for(Duration::from_secs(2)).await;
+    assert_eq!(hub.code_on(FRONT, slot), None, "gone after its 5th use");
+
+    // A group becomes one-time: each code goes after its own first use.
+    let r = hub.cmd(
+        "access_codes/create_multiple",
+        json!({"device_ids": [FRONT, BACK], "name": "Cleaner"}),
+    );
+    let key = r["access_codes"][0]["common_code_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ids: Vec<String> = r["access_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["access_code_id"].as_str().unwrap().to_owned())
+        .collect();
+    hub.run_for(Duration::from_secs(2)).await;
+    let r = hub.cmd(
+        "access_codes/update_multiple",
+        json!({"common_code_key": key, "max_uses": "one"}),
+    );
+    assert_eq!(r["error"]["type"], "invalid_input", "{r}");
+    let r = hub.cmd(
+        "access_codes/update_multiple",
+        json!({"common_code_key": key, "max_uses": 1}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    for id in &ids {
+        let c = hub.get(id);
+        assert_eq!(
+            (&c["max_uses"], &c["is_one_time_use"]),
+            (&json!(1), &json!(true))
+        );
+    }
+    let front_slot = slot_of(&hub, &ids[0]);
+    hub.sim.keypad_unlock(FRONT, front_slot);
+    hub.run_for(Duration::from_secs(2)).await;
+    let r = hub.cmd("access_codes/get", json!({"access_code_id": ids[0]}));
+    assert_eq!(r["error"]["type"], "access_code_not_found", "{r}");
+    assert_eq!(hub.get(&ids[1])["status"], "set", "the back door's stays");
+    // `is_one_time_use: false` alone makes the back door's code ordinary.
+    let r = hub.cmd(
+        "access_codes/update",
+        json!({"access_code_id": ids[1], "is_one_time_use": false}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(hub.get(&ids[1])["max_uses"], json!(null));
     hub.stop().await;
 }
 

@@ -50,6 +50,25 @@ async fn says(daemon: &Daemon, what: &str) {
 }
 
 /// Creates a code on the Nuki; returns its PIN.
+/// Health's line for the Bluetooth radio comes to `status` ("ok",
+/// "missing"); the hub is degraded while it is missing.
+async fn radio_is(daemon: &Daemon, status: &str) {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        last = daemon.health().await;
+        if last["radios"]["ble"]["status"] == status {
+            assert_eq!(
+                last["status"] == "ok",
+                status == "ok",
+                "degraded exactly while the radio is missing: {last}"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("health never said the Bluetooth radio is {status}: {last}");
+}
+
 async fn create_on_nuki(cloud: &Cloud, request_id: &str) -> String {
     cloud
         .send_json(
@@ -113,6 +132,7 @@ async fn bluetoothd_missing_at_start_then_restarted() {
     })
     .await;
     says(&daemon, "no Bluetooth adapter").await;
+    radio_is(&daemon, "missing").await;
     // A guest's code, taken while the lock cannot be reached.
     let first = create_on_nuki(&cloud, "guest-1").await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -126,6 +146,7 @@ async fn bluetoothd_missing_at_start_then_restarted() {
     })
     .await;
     says(&daemon, "Bluetooth adapter found").await;
+    radio_is(&daemon, "ok").await;
 
     // bluetoothd dies and systemd starts another one.
     bluez.kill_bluez();
@@ -134,6 +155,7 @@ async fn bluetoothd_missing_at_start_then_restarted() {
     })
     .await;
     says(&daemon, "Bluetooth adapter lost").await;
+    radio_is(&daemon, "missing").await;
     let second = create_on_nuki(&cloud, "guest-2").await;
     bluez.start_bluez(Cache::Empty).unwrap();
     wait_for("the Nuki back, with the second code", 90, || {
@@ -159,6 +181,7 @@ async fn bluetoothd_missing_at_start_then_restarted() {
     )
     .await;
     says(&daemon, "the adapter is gone").await;
+    radio_is(&daemon, "ok").await;
     // Each code on the lock once. An add is sent again only when its reply
     // may have died with the link (at most once per loss here): the lock
     // then refuses it as existing and the driver takes its entry over.

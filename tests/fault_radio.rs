@@ -59,6 +59,9 @@ async fn zwave_port_closed_at_start_then_opened() {
         "says the controller is missing: {}",
         daemon.log()
     );
+    let h = daemon.health().await;
+    assert_eq!(h["radios"]["zwave"]["status"], "missing", "{h}");
+    assert_eq!(h["status"], "degraded", "{h}");
 
     // The stick is plugged in: the port opens.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -86,6 +89,8 @@ async fn zwave_port_closed_at_start_then_opened() {
         "{}",
         daemon.log()
     );
+    let h = daemon.health().await;
+    assert_eq!(h["radios"]["zwave"]["status"], "ok", "{h}");
     let (status, _) = daemon.terminate();
     assert!(status.success());
 }

@@ -136,6 +136,28 @@ impl Rig {
         v.first().and_then(|(_, m)| m.as_u64())
     }
 
+    /// A new code on the front door with `max_uses`, once it is set: its
+    /// id and slot (the user id the lock's reports name).
+    async fn code_with_max_uses(&self, name: &str, max_uses: u32) -> (String, u32) {
+        let r = cmd(
+            &self.hub,
+            "access_codes/create",
+            json!({"device_id": FRONT, "name": name, "preferred_code_length": 4, "max_uses": max_uses}),
+        );
+        assert_eq!(r["ok"], true, "{r}");
+        let id = r["access_code"]["access_code_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        until_status(&self.hub, &id, "set").await;
+        let slot = self
+            .hub
+            .store
+            .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
+            .unwrap();
+        (id, slot)
+    }
+
     /// Sends a lock action and waits for its answer (published once the lock confirmed).
     async fn action(&self, command: &str) -> Value {
         let rid = uuid::Uuid::new_v4().to_string();
@@ -355,21 +377,7 @@ async fn lock_door_and_unlock_door_move_the_mock_bolt() {
 async fn max_uses_counts_each_keypad_unlock_once() {
     let rig = rig().await;
     let hub = &rig.hub;
-    let r = cmd(
-        hub,
-        "access_codes/create",
-        json!({"device_id": FRONT, "name": "Handyman", "preferred_code_length": 4, "max_uses": 2}),
-    );
-    assert_eq!(r["ok"], true, "{r}");
-    let id = r["access_code"]["access_code_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    until_status(hub, &id, "set").await;
-    let slot = hub
-        .store
-        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
-        .unwrap();
+    let (id, slot) = rig.code_with_max_uses("Handyman", 2).await;
     let get = || cmd(hub, "access_codes/get", json!({"access_code_id": id}));
     // The first use, in a Supervision Get (session 5) the lock sends twice,
     // as a lock that missed our Supervision Report does.
@@ -403,6 +411,44 @@ async fn max_uses_counts_each_keypad_unlock_once() {
         e["access_code_id"] == id.as_str()
     })
     .await;
+    assert_eq!(rig.count("lock.unlocked"), 2);
+    rig.shutdown.cancel();
+    rig.hub.stopped().await;
+}
+
+/// A lock that missed our ack sends the same Notification report again,
+/// with the same sequence number (Notification v3+, the Sequence bit): one
+/// unlock, one event, one use of a code with `max_uses`. A new sequence
+/// number is a new unlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_sent_again_under_its_sequence_number_counts_once() {
+    let rig = rig().await;
+    let hub = &rig.hub;
+    let (id, slot) = rig.code_with_max_uses("Cleaner", 2).await;
+    // Keypad unlock by the code's user id; Properties1 0x81: the Sequence
+    // bit and one parameter byte; then the sequence number.
+    let unlock = |seq: u8| format!("7105 0000 00 ff 06 06 81 {slot:02x} {seq:02x}");
+    rig.send(&unlock(0x21)).await;
+    rig.send(&unlock(0x21)).await;
+    // Then locked by hand: once that is in, both copies were handled.
+    rig.send("7105 0000 00 ff 06 01 80 22").await;
+    rig.event("lock.locked", 1).await;
+    assert_eq!(
+        rig.count("lock.unlocked"),
+        1,
+        "the repeat is not a second unlock: {:?}",
+        rig.events()
+    );
+    let c = cmd(hub, "access_codes/get", json!({"access_code_id": id}))["access_code"].clone();
+    assert_eq!(c["use_count"], json!(1), "{c}");
+    // The next report (a new number): the second use, and the code goes.
+    rig.send(&unlock(0x23)).await;
+    let e = rig
+        .event_where("access_code.deleted", |e| {
+            e["access_code_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(e["reason"], "max_uses", "{e}");
     assert_eq!(rig.count("lock.unlocked"), 2);
     rig.shutdown.cancel();
     rig.hub.stopped().await;

@@ -109,6 +109,55 @@ async fn user_credential_lock_holds_pins_as_slots() {
     assert_eq!(mock.credentials(2).await.unwrap().len(), 2);
 }
 
+/// A User Credential lock that keeps only hashes of its PINs
+/// (mocks/user-credential-hashed.cjs: no read-back): a PIN lockhub set reads
+/// as what it wrote; after a restart the PINs the engine's store remembers
+/// are taken as the lock's once its PIN credential checksum agrees, so
+/// nothing is set again; a remembered PIN the checksum refutes stays unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_user_credential_pins_are_recalled_after_a_restart() {
+    let mock = MockController::start_with("mocks/user-credential-hashed.cjs").expect("mock");
+    let id2 = default_device_id(HOME_ID, 2);
+    let sets = || mock.log_lines("MOCK_UCRED_SET node=2").len();
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    let r = driver
+        .apply(&id2, &[set(1, "123456"), set(2, "7654321")])
+        .await;
+    assert_eq!(r, vec![Ok(()), Ok(())]);
+    let expect = vec![(1, "123456".into()), (2, "7654321".into())];
+    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
+    // The lock's own state: the PINs are there (as data the mock sums).
+    assert_eq!(mock.credentials(2).await.unwrap().len(), 2);
+    let before = mock
+        .wait_log("MOCK_UCRED_SET node=2", 2, Duration::from_secs(2))
+        .await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // A restart with a wrong memory of slot 2: refused by the checksum.
+    drop(driver);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    driver.remember(&id2, &[slot_code(1, "123456"), slot_code(2, "1111111")]);
+    assert_eq!(
+        codes(driver.read_slots(&id2).await.unwrap()),
+        vec![(1, "****".into()), (2, "****".into())],
+        "not confirmed: unknown"
+    );
+
+    // A restart with the store's true memory: confirmed, nothing to set.
+    drop(driver);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    driver.remember(&id2, &[slot_code(1, "123456"), slot_code(2, "7654321")]);
+    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
+    // Confirmed and cached: the next read is the checksum alone.
+    let frames = driver.frames_sent();
+    assert_eq!(codes(driver.read_slots(&id2).await.unwrap()), expect);
+    assert_eq!(driver.frames_sent() - frames, 1, "checksum get only");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sets(), 2, "no Credential Set after the restarts");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_lock_is_verified_by_status_and_read_as_written() {
     let mock = MockController::start_with("mocks/masked.cjs").expect("mock");
@@ -164,6 +213,20 @@ async fn masked_lock_is_verified_by_status_and_read_as_written() {
         vec![(4, "4321".into())]
     );
     assert_eq!(mock.log_lines("MOCK_UC_SET node=2 user=4").len(), 2);
+}
+
+/// A guest's code with `pin` on the lock: its access_code_id.
+fn create(hub: &lockhub::hub::Hub, device_id: &str, pin: &str) -> String {
+    let r = support::realtime::cmd(
+        hub,
+        "access_codes/create",
+        json!({"device_id": device_id, "name": "Guest", "code": pin}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    r["access_code"]["access_code_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn slot_code(slot: u32, pin: &str) -> lockhub::drivers::SlotCode {
@@ -390,11 +453,29 @@ async fn no_pin_in_any_log_line() {
 /// again after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_codes_are_not_set_again_after_a_restart() {
+    set_once_over_a_restart("mocks/masked.cjs", "MOCK_UC_SET node=2", "5927").await;
+}
+
+/// The same on a User Credential lock that keeps only hashes of its PINs,
+/// confirmed by its PIN credential checksum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_user_credential_codes_are_not_set_again_after_a_restart() {
+    set_once_over_a_restart(
+        "mocks/user-credential-hashed.cjs",
+        "MOCK_UCRED_SET node=2",
+        "592713",
+    )
+    .await;
+}
+
+/// A code set by the hub on `mock`'s node 2 (each Set logged as `set_log`),
+/// then the hub restarted on the same store: not set again.
+async fn set_once_over_a_restart(mock: &str, set_log: &str, pin: &str) {
     use lockhub::engine::clock::SystemClock;
     use lockhub::hub::Hub;
     use std::sync::Arc;
     use support::realtime::{cmd, until_read, until_status};
-    let mock = MockController::start_with("mocks/masked.cjs").expect("mock");
+    let mock = MockController::start_with(mock).expect("mock");
     let id2 = default_device_id(HOME_ID, 2);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lockhub.db");
@@ -420,20 +501,12 @@ async fn masked_codes_are_not_set_again_after_a_restart() {
         until_read(&hub, &[&id2]).await;
         (hub, shutdown, driver)
     };
-    let sets = || mock.log_lines("MOCK_UC_SET node=2").len();
+    let sets = || mock.log_lines(set_log).len();
     let (hub, shutdown, driver) = start().await;
-    let r = cmd(
-        &hub,
-        "access_codes/create",
-        json!({"device_id": id2, "name": "Guest", "code": "5927"}),
-    );
-    assert_eq!(r["ok"], true, "{r}");
-    let id = r["access_code"]["access_code_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create(&hub, &id2, pin);
     until_status(&hub, &id, "set").await;
-    assert_eq!(sets(), 1);
+    let first = mock.wait_log(set_log, 1, Duration::from_secs(2)).await;
+    assert_eq!(first.len(), 1, "{first:?}");
     shutdown.cancel();
     hub.stopped().await;
     drop((hub, driver));
@@ -444,6 +517,172 @@ async fn masked_codes_are_not_set_again_after_a_restart() {
     let c = cmd(&hub, "access_codes/get", json!({"access_code_id": id}))["access_code"].clone();
     assert_eq!(c["status"], "set", "{c}");
     assert_eq!(sets(), 1, "nothing set again after the restart");
+    shutdown.cancel();
+    hub.stopped().await;
+}
+
+/// A lossy lock with many slots (mocks/lossy-many.cjs: 60 slots, every
+/// third Get lost, no Get retried): its slot walk stops again and again, yet
+/// a new code goes on the lock long before the walk ends, into a slot the
+/// walk had read (the mock's log shows each Get and Set in order), and all
+/// ends right once the walk is done; after a restart, the code deleted is
+/// cleared before the new walk ends. Before partial reads, nothing was
+/// written to the lock until its whole walk had succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_lock_gets_a_new_code_before_its_walk_ends() {
+    use lockhub::engine::clock::SystemClock;
+    use lockhub::hub::Hub;
+    use std::sync::Arc;
+    use support::realtime::{cmd, until, until_read, until_status};
+    let mock = MockController::start_with("mocks/lossy-many.cjs").expect("mock");
+    let id2 = default_device_id(HOME_ID, 2);
+    // Strangers' codes at both ends of the walk (slot 1 is not free).
+    let (driver, _rx) = connect(&mock, |_| {}).await;
+    let seed = [set(1, "1111"), set(58, "5858")];
+    assert_eq!(driver.apply(&id2, &seed).await, vec![Ok(()); 2]);
+    drop(driver);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lockhub.db");
+    // The hub on the store, the lock read with no Get retried (every third
+    // one lost); returns where the mock's log stood when it began.
+    let start = async || {
+        let store = Arc::new(lockhub::store::Store::open(&db).unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let settings = lockhub::settings::HubSettings {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(400),
+            ..Default::default()
+        };
+        let hub = Hub::start(store, Arc::new(SystemClock), settings, shutdown.clone()).unwrap();
+        let (driver, mut rx) = connect(&mock, |c| {
+            c.report_timeout = Duration::from_millis(200);
+            c.get_retry = GetRetry {
+                retries: 0,
+                backoff: Duration::from_millis(50),
+            };
+        })
+        .await;
+        let sink = hub.event_sink();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let _ = sink.send(e);
+            }
+        });
+        let from = mock.log_lines("MOCK_").len();
+        hub.add_driver(Arc::new(driver)).await.unwrap();
+        until("the hub knows the lock", 20, async || {
+            cmd(&hub, "devices/get", json!({"device_id": id2}))["ok"] == true
+        })
+        .await;
+        (hub, shutdown, from)
+    };
+    let (hub, shutdown, from) = start().await;
+    let id = create(&hub, &id2, "5927");
+    until_status(&hub, &id, "set").await;
+    until_read(&hub, &[&id2]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock's log catches up
+
+    let slot = hub
+        .store
+        .read(|tx| Ok(tx.code(&id)?.unwrap().slot))
+        .unwrap();
+    let log: Vec<String> = mock.log_lines("MOCK_")[from..].to_vec();
+    let at = |line: &str| log.iter().position(|l| l.starts_with(line));
+    let read = |user: u32| at(&format!("MOCK_GET node=2 user={user} "));
+    let sets: Vec<(usize, &String)> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("MOCK_UC_SET"))
+        .collect();
+    println!(
+        "60 slots: the code's set is line {:?} of {}; the walk's last slot read at line {:?}; {} gets lost",
+        sets.first().map(|(i, _)| i),
+        log.len(),
+        read(60),
+        log.iter().filter(|l| l.starts_with("MOCK_GET_DROPPED")).count()
+    );
+    assert_eq!(
+        sets.len(),
+        1,
+        "the new code, set once, nothing else: {sets:?}"
+    );
+    let (set_at, line) = sets[0];
+    assert_eq!(line, &format!("MOCK_UC_SET node=2 user={slot}"));
+    assert!(
+        read(slot).is_some_and(|r| r < set_at),
+        "slot {slot} was read before it was written"
+    );
+    assert!(
+        read(60).is_some_and(|end| set_at < end),
+        "the code went on before the walk ended (set at line {set_at}, slot 60 read at {:?})",
+        read(60)
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("MOCK_GET_DROPPED")),
+        "the walk was interrupted"
+    );
+    // Once the walk is done: the strangers' codes and the guest's, each once.
+    let held = mock.codes(2).await.unwrap();
+    assert_eq!(held.get(&1).map(String::as_str), Some("1111"));
+    assert_eq!(held.get(&58).map(String::as_str), Some("5858"));
+    assert_eq!(held.get(&slot).map(String::as_str), Some("5927"));
+    assert_eq!(held.values().filter(|c| *c == "5927").count(), 1);
+    let c = cmd(&hub, "access_codes/get", json!({"access_code_id": id}))["access_code"].clone();
+    assert_eq!(c["status"], "set", "{c}");
+    let unmanaged = cmd(
+        &hub,
+        "access_codes/unmanaged/list",
+        json!({"device_id": id2}),
+    );
+    assert_eq!(
+        unmanaged["access_codes"].as_array().map(Vec::len),
+        Some(2),
+        "{unmanaged}"
+    );
+    shutdown.cancel();
+    hub.stopped().await;
+    drop(hub);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock takes one host at a time
+
+    // A restart, and the code deleted at once: its slot (read early in the
+    // new walk) is cleared before the walk ends; the strangers' stay.
+    let (hub, shutdown, from) = start().await;
+    let r = cmd(&hub, "access_codes/delete", json!({"access_code_id": id}));
+    assert_eq!(r["ok"], true, "{r}");
+    until_read(&hub, &[&id2]).await;
+    until("the code is off the lock", 10, async || {
+        !mock.codes(2).await.unwrap().contains_key(&slot)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the mock's log catches up
+    let log: Vec<String> = mock.log_lines("MOCK_")[from..].to_vec();
+    let at = |line: &str| log.iter().position(|l| l.starts_with(line));
+    let read = |user: u32| at(&format!("MOCK_GET node=2 user={user} "));
+    let clears: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("MOCK_UC_SET"))
+        .map(|(i, _)| i)
+        .collect();
+    println!(
+        "after the restart: the clear is line {clears:?} of {}; slot 60 read at {:?}",
+        log.len(),
+        read(60)
+    );
+    assert_eq!(clears.len(), 1, "one write, the clear: {log:?}");
+    assert_eq!(log[clears[0]], format!("MOCK_UC_SET node=2 user={slot}"));
+    assert!(read(slot).is_some_and(|r| r < clears[0]));
+    assert!(
+        read(60).is_some_and(|end| clears[0] < end),
+        "cleared before the walk ended"
+    );
+    let held = mock.codes(2).await.unwrap();
+    assert_eq!(
+        held.into_iter().collect::<Vec<_>>(),
+        vec![(1, "1111".into()), (58, "5858".into())]
+    );
     shutdown.cancel();
     hub.stopped().await;
 }

@@ -51,39 +51,6 @@ struct Body {
     max_uses: Option<Value>,
 }
 
-/// The most `max_uses` a code may have (a limit beyond it is no limit).
-pub const MAX_USES_LIMIT: u64 = 100_000;
-
-/// The uses after which the code goes: `max_uses` (a whole number, 1 to
-/// [`MAX_USES_LIMIT`]) or 1 for `is_one_time_use`; both given must agree.
-fn use_limit(body: &Body) -> Result<Option<u32>, CommandError> {
-    let max = match &body.max_uses {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .filter(|n| (1..=MAX_USES_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    CommandError::invalid(
-                        "max_uses",
-                        format!("max_uses must be a whole number from 1 to {MAX_USES_LIMIT}"),
-                    )
-                })? as u32,
-        ),
-    };
-    match (body.is_one_time_use, max) {
-        (Some(true), Some(n)) if n != 1 => Err(CommandError::invalid(
-            "max_uses",
-            "a one-time code (is_one_time_use) has max_uses 1; send one of them",
-        )),
-        (Some(false), Some(1)) => Err(CommandError::invalid(
-            "max_uses",
-            "max_uses 1 makes a one-time code, but is_one_time_use is false",
-        )),
-        (Some(true), _) => Ok(Some(1)),
-        (_, m) => Ok(m),
-    }
-}
-
 /// Fields of the public API that lockhub's locks cannot honour (offline
 /// codes, synchronous answers) are refused when asked for, never ignored.
 fn check_unsupported(body: &Body) -> Result<(), CommandError> {
@@ -258,7 +225,8 @@ fn plan(
     check_unsupported(&body)?;
     // Removed from the lock after its first use (or its `max_uses`th), as
     // the lock reports them.
-    let use_limit = use_limit(&body)?;
+    let use_limit =
+        parse::use_limit(body.is_one_time_use, body.max_uses.as_ref())?.applied_to(None);
     let name = parse::opt_name("name", body.name.as_deref())?;
     if let Some(code) = &body.code {
         pin::validate_syntax(code.expose()).map_err(|m| CommandError::invalid("code", m))?;

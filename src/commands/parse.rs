@@ -213,6 +213,70 @@ pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, 
     <Value as serde::Deserialize>::deserialize(d).map(Some)
 }
 
+/// The most `max_uses` a code may have (a limit beyond it is no limit).
+pub const MAX_USES_LIMIT: u64 = 100_000;
+
+/// What `is_one_time_use` and lockhub's `max_uses` ask of a code's use
+/// limit (the unlocks after which it goes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UseLimit {
+    /// Neither was given.
+    #[default]
+    Unchanged,
+    /// `is_one_time_use: false` alone: not a one-time code (a larger
+    /// `max_uses` stays).
+    NotOneTime,
+    /// Goes after this many unlocks; `None` (`max_uses: null`): no limit.
+    Set(Option<u32>),
+}
+
+impl UseLimit {
+    /// The limit of a code that had `current`, once this is applied.
+    pub fn applied_to(self, current: Option<u32>) -> Option<u32> {
+        match self {
+            UseLimit::Unchanged => current,
+            UseLimit::NotOneTime => current.filter(|&n| n != 1),
+            UseLimit::Set(limit) => limit,
+        }
+    }
+}
+
+/// `max_uses` (a whole number from 1 to [`MAX_USES_LIMIT`], or `null`) and
+/// `is_one_time_use` (a limit of 1); both given must agree.
+pub fn use_limit(
+    is_one_time_use: Option<bool>,
+    max_uses: Option<&Value>,
+) -> Result<UseLimit, CommandError> {
+    let max = match max_uses {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(v) => Some(Some(
+            v.as_u64()
+                .filter(|n| (1..=MAX_USES_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    CommandError::invalid(
+                        "max_uses",
+                        format!("max_uses must be a whole number from 1 to {MAX_USES_LIMIT}, or null for no limit"),
+                    )
+                })? as u32,
+        )),
+    };
+    match (is_one_time_use, max) {
+        (Some(true), Some(Some(n))) if n != 1 => Err(CommandError::invalid(
+            "max_uses",
+            "a one-time code (is_one_time_use) has max_uses 1; send one of them",
+        )),
+        (Some(false), Some(Some(1))) => Err(CommandError::invalid(
+            "max_uses",
+            "max_uses 1 makes a one-time code, but is_one_time_use is false",
+        )),
+        (Some(true), _) => Ok(UseLimit::Set(Some(1))),
+        (_, Some(m)) => Ok(UseLimit::Set(m)),
+        (Some(false), None) => Ok(UseLimit::NotOneTime),
+        (None, None) => Ok(UseLimit::Unchanged),
+    }
+}
+
 /// lockhub's `weekly_schedule`: `None` for `null`; a bad one is
 /// `invalid_input` naming the field and saying what is wrong.
 pub fn weekly_schedule(v: &Value) -> Result<Option<crate::model::WeeklySchedule>, CommandError> {

@@ -1,6 +1,7 @@
-//! `access_codes/update`: change one code (PIN, name, window, flags, and
-//! lockhub's `weekly_schedule`: a new one, or `null` to clear it). Changing
-//! the PIN of a linked code takes it out of its group.
+//! `access_codes/update`: change one code (PIN, name, window, flags,
+//! `is_one_time_use`, and lockhub's `weekly_schedule` and `max_uses`: a new
+//! one, or `null` to clear it). Changing the PIN of a linked code takes it
+//! out of its group.
 
 use super::error::{CommandError, ErrorKind};
 use super::{capacity, parse, plan, CmdResult, CommandFailed, Ctx};
@@ -33,9 +34,13 @@ struct Body {
     attempt_for_offline_device: Option<bool>,
     prefer_native_scheduling: Option<bool>,
     use_backup_access_code_pool: Option<bool>,
+    is_one_time_use: Option<bool>,
     /// lockhub's own: a new recurring schedule, or `null` to clear it.
     #[serde(default, deserialize_with = "parse::present")]
     weekly_schedule: Option<Value>,
+    /// lockhub's own: a new use limit, or `null` for none.
+    #[serde(default, deserialize_with = "parse::present")]
+    max_uses: Option<Value>,
 }
 
 /// What one update does to the code's fields; `None` leaves a field as it is.
@@ -46,6 +51,8 @@ pub struct Changes {
     pub new_pin: Option<Pin>,
     /// A new weekly schedule, or `Some(None)` to make the code non-recurring.
     pub weekly: Option<Option<WeeklySchedule>>,
+    /// A new number of unlocks after which the code goes (or none).
+    pub use_limit: parse::UseLimit,
 }
 
 pub fn not_found(id: &str) -> CommandFailed {
@@ -74,6 +81,7 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
         .as_ref()
         .map(parse::weekly_schedule)
         .transpose()?;
+    let use_limit = parse::use_limit(body.is_one_time_use, body.max_uses.as_ref())?;
 
     let window = match body.code_type {
         Some(CodeType::Ongoing) => {
@@ -155,6 +163,7 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
         window,
         new_pin,
         weekly,
+        use_limit,
     };
     apply_changes(ctx, tx, code, changes)?;
     Ok(Map::new())
@@ -173,6 +182,7 @@ pub fn apply_changes(
         window,
         new_pin,
         weekly,
+        use_limit,
     } = changes;
     let device = plan::devices(tx, std::slice::from_ref(&code.device_id))?.remove(0);
     let caps = &device.info.capabilities;
@@ -220,9 +230,15 @@ pub fn apply_changes(
     // the lock (the driver re-programs it) or driven by the hub.
     let weekly = weekly.unwrap_or(code.weekly);
     plan::set_weekly(&mut code, weekly, &device.info);
+    let limit_changed = set_use_limit(tx, &code.access_code_id, use_limit)?;
     if changed.is_empty() && !weekly_changed {
         fits(&code)?;
         tx.save_code(&code)?;
+        if limit_changed {
+            // Counted by the hub, nothing on the lock changes.
+            tx.event(&Event::code("access_code.changed", &code, ctx.now))?;
+            ctx.publish_code(tx, &code)?;
+        }
         return Ok(());
     }
     // A new desired state supersedes the pending operation and its failures.
@@ -249,4 +265,30 @@ pub fn apply_changes(
         tx.event(&Event::code(e, &code, ctx.now))?;
     }
     Ok(ctx.publish_code(tx, &code)?)
+}
+
+/// A new use limit for the code: whether it changed. A limit the code has
+/// already reached (its `use_count`) is refused: the code would have to go
+/// at once, and an update never deletes a code.
+fn set_use_limit(tx: &Tx<'_>, id: &str, asked: parse::UseLimit) -> Result<bool, CommandFailed> {
+    let current = tx.use_limit(id)?;
+    let new = asked.applied_to(current);
+    if new == current {
+        return Ok(false);
+    }
+    match new {
+        Some(n) => {
+            let used = tx.code_use_count(id)?;
+            if used >= n {
+                return Err(CommandError::invalid(
+                    "max_uses",
+                    format!("access code {} was already used {used} times: a limit of {n} would remove it now (delete it instead, or give a larger max_uses)", parse::printable(id)),
+                )
+                .into());
+            }
+            tx.set_use_limit(id, n)?;
+        }
+        None => tx.clear_use_limit(id)?,
+    }
+    Ok(true)
 }

@@ -1,5 +1,5 @@
 //! `access_codes/update_multiple`: a new window, name and/or (lockhub's own)
-//! `weekly_schedule` for every code of a linked group (late checkout, early
+//! `weekly_schedule` and `max_uses` for every code of a linked group (late checkout, early
 //! check-in, a cleaner's new days). It supersedes whatever was
 //! still pending for them: the engine reconciles toward the new desired state.
 
@@ -20,6 +20,9 @@ struct Body {
     /// lockhub's own: a new recurring schedule, or `null` to clear it.
     #[serde(default, deserialize_with = "parse::present")]
     weekly_schedule: Option<Value>,
+    /// lockhub's own: a new use limit for each code, or `null` for none.
+    #[serde(default, deserialize_with = "parse::present")]
+    max_uses: Option<Value>,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdResult {
@@ -28,10 +31,11 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
         && body.ends_at.is_none()
         && body.name.is_none()
         && body.weekly_schedule.is_none()
+        && body.max_uses.is_none()
     {
         return Err(CommandError::invalid(
             "common_code_key",
-            "nothing to update: give starts_at, ends_at, name or weekly_schedule",
+            "nothing to update: give starts_at, ends_at, name, weekly_schedule or max_uses",
         )
         .into());
     }
@@ -41,6 +45,7 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
         .as_ref()
         .map(parse::weekly_schedule)
         .transpose()?;
+    let use_limit = parse::use_limit(None, body.max_uses.as_ref())?;
     let starts = parse::opt_timestamp("starts_at", body.starts_at.as_deref())?;
     let ends = parse::opt_timestamp("ends_at", body.ends_at.as_deref())?;
     let codes: Vec<_> = tx
@@ -91,6 +96,7 @@ pub fn run(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> CmdRes
             window: Some(w),
             new_pin: None,
             weekly,
+            use_limit,
         };
         update::apply_changes(ctx, tx, c, changes)?;
     }

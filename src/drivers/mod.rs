@@ -12,6 +12,7 @@ pub mod zwave;
 
 use crate::model::{DeviceInfo, DriverKind, Pin, TimeWindow, WeeklySchedule};
 use async_trait::async_trait;
+use std::collections::BTreeSet;
 
 /// One code as it sits (or should sit) in a slot of a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,41 @@ impl SlotOp {
             SlotOp::Set(c) => c.slot,
             SlotOp::Clear { slot } => *slot,
         }
+    }
+}
+
+/// What a read of a lock's slots found: the occupied slots among those it
+/// read, and (for a read that stopped part way) which slots those were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRead {
+    /// Occupied slots, as the lock reports them (only known slots).
+    pub slots: Vec<SlotCode>,
+    /// `None`: every slot was read (a slot not in `slots` is empty).
+    pub partial: Option<PartialRead>,
+}
+
+/// A read that stopped part way (a lossy mesh): the slots it read, and why
+/// it stopped. A slot outside `known` may hold anything, a code included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialRead {
+    pub known: BTreeSet<u32>,
+    pub stopped: DriverError,
+}
+
+impl SlotRead {
+    /// A read of every slot.
+    pub fn whole(slots: Vec<SlotCode>) -> Self {
+        SlotRead {
+            slots,
+            partial: None,
+        }
+    }
+
+    /// Whether the read tells what `slot` holds.
+    pub fn knows(&self, slot: u32) -> bool {
+        self.partial
+            .as_ref()
+            .is_none_or(|p| p.known.contains(&slot))
     }
 }
 
@@ -254,8 +290,19 @@ pub trait LockDriver: Send + Sync + 'static {
     /// restart. Default: nothing to do.
     fn remember(&self, _device_id: &str, _slots: &[SlotCode]) {}
 
-    /// Every occupied slot of the lock, as the lock reports it.
+    /// Every occupied slot of the lock, as the lock reports it; an error
+    /// when not every slot could be read.
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError>;
+
+    /// What the engine reads with: like `read_slots`, but a read that stopped
+    /// part way and still learned something (a slot walk on a lossy mesh)
+    /// may come back as a [`PartialRead`], so writes to the slots it knows
+    /// need not wait for the whole walk; the next call goes on from where
+    /// it stopped. A read that learned nothing is an error. Default: whole
+    /// reads only.
+    async fn read_partial(&self, device_id: &str) -> Result<SlotRead, DriverError> {
+        self.read_slots(device_id).await.map(SlotRead::whole)
+    }
 
     /// Carry out `ops` on one lock, in order, as one batch (one wake-up of a
     /// sleeping lock, one connection, multi-code frames where the radio has

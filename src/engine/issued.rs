@@ -40,6 +40,11 @@ impl Issued {
         self.by_slot.get(&slot).is_some_and(|s| !s.is_empty())
     }
 
+    /// The slots lockhub may have put a PIN in.
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_slot.keys().copied()
+    }
+
     pub fn note(&mut self, slot: u32, pin: &Pin) {
         self.by_slot
             .entry(slot)

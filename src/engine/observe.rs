@@ -6,7 +6,7 @@
 
 use super::Engine;
 use crate::commands::battery_state;
-use crate::drivers::{LockEvent, LockMethod, SlotCode};
+use crate::drivers::{LockEvent, LockMethod, SlotCode, SlotRead};
 use crate::model::access_code::same_content;
 use crate::model::{Event, Issue};
 use crate::store::{StoreError, Tx};
@@ -359,24 +359,29 @@ fn unmanaged_changed(
     Ok(())
 }
 
-/// Everything a lock reported when its slots were read.
+/// Everything a lock reported when its slots were read. A read that
+/// stopped part way tells only of the slots it read: the others stay as
+/// lockhub last knew them, and the lock's slots are not known yet.
 pub(super) fn absorb_read(
     engine: &Engine,
     tx: &Tx<'_>,
     id: &str,
-    slots: &[SlotCode],
+    read: &SlotRead,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let slots = &read.slots;
     let mut known: BTreeSet<u32> = tx.observed(id)?.iter().map(|s| s.slot).collect();
     known.extend(tx.issued(id)?.into_iter().map(|(slot, _)| slot));
     let reported: BTreeSet<u32> = slots.iter().map(|s| s.slot).collect();
-    for slot in known.union(&reported) {
+    for slot in known.union(&reported).filter(|s| read.knows(**s)) {
         let content = slots.iter().find(|s| s.slot == *slot);
         absorb(engine, tx, id, *slot, content, now)?;
         // What the lock holds is now known: other PINs lockhub may have put there are gone.
         tx.confirm_slot(id, *slot, content.map(|c| &c.code))?;
     }
-    tx.set_slots_known(id, true)?;
+    if read.partial.is_none() {
+        tx.set_slots_known(id, true)?;
+    }
     engine.publish_device(tx, id)
 }
 

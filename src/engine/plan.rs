@@ -1,11 +1,12 @@
 //! The diff at the heart of the engine: what should be on a lock now versus
 //! what is known to be on it, as the operations that close the gap. Pure.
 
+use super::issued::Issued;
 use crate::drivers::{SlotCode, SlotOp};
 use crate::model::access_code::same_content;
 use crate::model::{AccessCode, Timing};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One operation and the code it is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +67,37 @@ pub fn diff(
     removals
         .into_iter()
         .chain(sets.into_iter().map(|(_, p)| p))
+        .collect()
+}
+
+/// Of `ops`, those a read that stopped part way allows (`known`: the slots
+/// it read): an op on a slot outside it waits for the rest of the read (the
+/// slot may hold anything), and so does a Set of a PIN that lockhub last saw,
+/// or sent, in a slot outside it (it may sit there still: the lock would hold
+/// it twice, or refuse it as a duplicate). A PIN someone entered at the
+/// keypad into an unread slot lockhub cannot know of: the lock takes it twice
+/// or refuses it, as it would a code added at the lock between any read and
+/// a set, and the whole read then shows it (an unmanaged code).
+pub fn known_only(
+    ops: Vec<Planned>,
+    known: &BTreeSet<u32>,
+    observed: &[SlotCode],
+    issued: &Issued,
+) -> Vec<Planned> {
+    let unread = |s: &u32| !known.contains(s);
+    let maybe_elsewhere = |slot: u32, pin: &crate::model::Pin| {
+        observed
+            .iter()
+            .any(|o| o.slot != slot && unread(&o.slot) && &o.code == pin)
+            || issued
+                .slots()
+                .any(|s| s != slot && unread(&s) && issued.holds(s, pin))
+    };
+    ops.into_iter()
+        .filter(|p| match &p.op {
+            SlotOp::Clear { slot } => !unread(slot),
+            SlotOp::Set(c) => !unread(&c.slot) && !maybe_elsewhere(c.slot, &c.code),
+        })
         .collect()
 }
 
@@ -184,6 +216,42 @@ pub(crate) mod tests {
             diff(&[c], &[], at(10) - chrono::Duration::minutes(4), &timing).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_part_read_lets_through_only_ops_on_known_slots() {
+        let timing = Timing::new(chrono::Duration::minutes(5));
+        let held = |slot, pin: &str| SlotCode {
+            recurring: None,
+            slot,
+            code: Pin::new(pin),
+            name: None,
+            window: None,
+        };
+        let mut deleted = code(1, "5974", None);
+        deleted.deleted = true;
+        let codes = [
+            deleted,
+            code(2, "3816", None),
+            code(3, "2749", None),
+            code(4, "1357", None),
+            code(9, "8642", None),
+        ];
+        // Slot 7 (unread) held 2749 when lockhub last looked; lockhub sent
+        // 1357 to slot 8 (unread) once.
+        let observed = [held(1, "5974"), held(7, "2749")];
+        let mut issued = Issued::new("d", vec![]);
+        issued.note(8, &Pin::new("1357"));
+        let ops = diff(&codes, &observed, at(1), &timing);
+        assert_eq!(ops.len(), 5);
+        let known: BTreeSet<u32> = [1, 2, 3, 4].into();
+        let slots: Vec<u32> = known_only(ops, &known, &observed, &issued)
+            .iter()
+            .map(|p| p.op.slot())
+            .collect();
+        // Clear 1 and set 2 go; 3 and 4 wait (their PIN may be in 7 or 8);
+        // 9 waits (unread).
+        assert_eq!(slots, vec![1, 2]);
     }
 
     #[test]

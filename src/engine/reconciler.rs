@@ -120,6 +120,32 @@ impl Engine {
         }
     }
 
+    /// The lock's codes and slots as the store holds them, unless the cached
+    /// copy is still current. Read without the writer.
+    fn load(
+        &self,
+        id: &str,
+        handle: &LockHandle,
+        cache: &mut Option<Cached>,
+    ) -> Result<(), StoreError> {
+        let generation = handle.generation.load(Ordering::SeqCst);
+        if cache.as_ref().is_none_or(|c| c.generation != generation) {
+            *cache = self.store.read(|tx| {
+                let Some(device) = tx.device(id)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Cached {
+                    generation,
+                    device,
+                    codes: tx.codes_for_device(id)?,
+                    observed: tx.observed(id)?,
+                    issued: Issued::new(id, tx.issued(id)?),
+                }))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Wait for the radio: not engine work (a sleeping Z-Wave lock may take
     /// minutes to wake), so the watchdog does not count it.
     async fn outside<T>(handle: &LockHandle, f: impl std::future::Future<Output = T>) -> T {
@@ -168,22 +194,7 @@ impl Engine {
         let trusted = self.trust.judge_clock(self.wall.as_ref());
         let now = self.clock.now();
         let timing = self.settings.timing();
-        let generation = handle.generation.load(Ordering::SeqCst);
-        if cache.as_ref().is_none_or(|c| c.generation != generation) {
-            // Read without the writer.
-            *cache = self.store.read(|tx| {
-                let Some(device) = tx.device(id)? else {
-                    return Ok(None);
-                };
-                Ok(Some(Cached {
-                    generation,
-                    device,
-                    codes: tx.codes_for_device(id)?,
-                    observed: tx.observed(id)?,
-                    issued: Issued::new(id, tx.issued(id)?),
-                }))
-            })?;
-        }
+        self.load(id, handle, cache)?;
         let Some(cached) = cache.as_mut() else {
             return Ok(Next::After(self.settings.max_idle_sleep));
         };
@@ -191,29 +202,44 @@ impl Engine {
         // (after a start, or when the lock said its slots may have changed):
         // a stale "not on the lock" must never purge a code or raise an error.
         let known = cached.device.slots_known && !handle.reread.load(Ordering::SeqCst);
+        // A read that stopped part way: only these slots are known, and only
+        // ops on them go out (`plan::known_only`) before the read goes on.
+        let mut part: Option<std::collections::BTreeSet<u32>> = None;
         if !known && Self::backoff_wait(handle).is_none() {
-            return match Self::outside(handle, driver.read_slots(id)).await {
-                Ok(slots) => {
-                    self.store.write(|tx| {
-                        let now = self.clock.now();
-                        // The lock answered: it is reachable.
-                        if tx.set_device_online(id, true)? {
-                            tx.event(&Event::device("device.connected", id, now))?;
-                        }
-                        self.note_fault(tx, id, None, now)?;
-                        observe::absorb_read(self, tx, id, &slots, now)
-                    })?;
-                    handle.reread.store(false, Ordering::SeqCst);
-                    *cache = None;
-                    Self::succeeded(handle);
-                    Ok(Next::Now)
-                }
+            let read = match Self::outside(handle, driver.read_partial(id)).await {
+                Ok(read) => read,
                 Err(e) => {
                     self.note_failure(id, &e)?;
-                    Ok(Next::After(self.back_off(handle)))
+                    return Ok(Next::After(self.back_off(handle)));
                 }
             };
+            self.store.write(|tx| {
+                let now = self.clock.now();
+                // The lock answered: it is reachable.
+                if tx.set_device_online(id, true)? {
+                    tx.event(&Event::device("device.connected", id, now))?;
+                }
+                self.note_fault(tx, id, None, now)?;
+                observe::absorb_read(self, tx, id, &read, now)
+            })?;
+            *cache = None;
+            // It answered (a partial read learned something): a fresh backoff.
+            Self::succeeded(handle);
+            let Some(p) = read.partial else {
+                handle.reread.store(false, Ordering::SeqCst);
+                return Ok(Next::Now);
+            };
+            tracing::info!(
+                known = p.known.len(),
+                error = %p.stopped,
+                "the lock's slots were read part way: writing to the slots read, then reading on"
+            );
+            part = Some(p.known);
+            self.load(id, handle, cache)?;
         }
+        let Some(cached) = cache.as_mut() else {
+            return Ok(Next::After(self.settings.max_idle_sleep));
+        };
         // Write only when a time-driven change is due.
         let (mut next_check, due) = if trusted {
             super::timed::check(
@@ -244,14 +270,19 @@ impl Engine {
             let check = wall_wait(next_check).unwrap_or(w);
             return Ok(Next::After(w.min(check)));
         }
-        debug_assert!(known, "an unread lock is read before anything else");
+        debug_assert!(
+            known || part.is_some(),
+            "an unread lock is read before anything else"
+        );
 
         // Slots over time: codes now due take a slot, codes off the lock give theirs back.
         let capacity = cached.device.info.capabilities.max_active_codes_supported;
+        let part_known = part.as_ref();
         let (slot_check, due) = super::slots::check(
             self,
             None,
             capacity,
+            part_known,
             &mut cached.codes,
             &cached.observed,
             now,
@@ -260,7 +291,15 @@ impl Engine {
             (cached.codes, cached.observed) = self.store.write(|tx| {
                 let mut codes = tx.codes_for_device(id)?;
                 let observed = tx.observed(id)?;
-                super::slots::check(self, Some(tx), capacity, &mut codes, &observed, now)?;
+                super::slots::check(
+                    self,
+                    Some(tx),
+                    capacity,
+                    part_known,
+                    &mut codes,
+                    &observed,
+                    now,
+                )?;
                 Ok::<_, StoreError>((codes, observed))
             })?;
         }
@@ -283,6 +322,13 @@ impl Engine {
                 .map(|c| c.access_code_id.as_str())
                 .collect();
             ops.retain(|p| !windowed.contains(p.access_code_id.as_str()));
+        }
+        if let Some(known) = part_known {
+            ops = plan::known_only(ops, known, &cached.observed, &cached.issued);
+        }
+        if part.is_some() && ops.is_empty() {
+            // Nothing to write yet: the read goes on after a pause.
+            return Ok(Next::After(self.back_off(handle)));
         }
         if ops.is_empty() {
             let next = [plan::next_boundary(&cached.codes, now, &timing), next_check]
@@ -381,7 +427,8 @@ impl Engine {
         cached
             .codes
             .retain(|c| !recorded.purged.contains(&c.access_code_id));
-        if recorded.transient {
+        if recorded.transient || part.is_some() {
+            // A read that stopped part way goes on after a pause, as a failed one.
             Ok(Next::After(self.back_off(handle)))
         } else if all_in_batch {
             // Everything planned was done: nothing more until the next boundary

@@ -38,19 +38,24 @@ fn on_lock(c: &AccessCode, observed: &std::collections::HashMap<u32, &SlotCode>)
     c.slot != NO_SLOT && observed.get(&c.slot).is_some_and(|o| o.code == c.code)
 }
 
-/// The slot changes due at `now`. Pure.
+/// The slot changes due at `now`. Pure. With `known` (a read that stopped
+/// part way: only these slots are known) a slot outside it is neither given
+/// back (it may still hold the code) nor given out (it may hold another),
+/// and a code that finds no known free slot waits for the rest of the read.
 pub fn plan(
     codes: &[AccessCode],
     observed: &[SlotCode],
     capacity: u32,
+    known: Option<&BTreeSet<u32>>,
     now: DateTime<Utc>,
     timing: &Timing,
 ) -> SlotPlan {
     let mut p = SlotPlan::default();
     let held = by_slot(observed);
+    let knows = |s: &u32| known.is_none_or(|k| k.contains(s));
     let mut released = vec![false; codes.len()];
     for (i, c) in codes.iter().enumerate() {
-        if c.slot == NO_SLOT || c.needs_slot(now, timing) {
+        if c.slot == NO_SLOT || c.needs_slot(now, timing) || !knows(&c.slot) {
             continue;
         }
         if on_lock(c, &held) {
@@ -75,11 +80,13 @@ pub fn plan(
         .collect();
     due.sort_by_key(|&i| (codes[i].on_lock_from(timing), codes[i].created_at));
     for i in due {
-        match (1..=capacity).find(|s| !taken.contains(s)) {
+        match (1..=capacity).find(|s| !taken.contains(s) && knows(s)) {
             Some(s) => {
                 taken.insert(s);
                 p.assigns.push((i, s));
             }
+            // The rest of the read may find one free.
+            None if known.is_some() => {}
             None => p.blocked.push(i),
         }
     }
@@ -108,16 +115,18 @@ const NO_SPACE: &str = "no_space_for_access_code_on_device";
 /// Run the slot step for one lock. With `tx` `None` nothing is written: it
 /// only tells (second value) whether it would write. The first value is when
 /// to look again (soon, while a code waits for a slot a removal is freeing).
+/// `known`: as for [`plan`].
 pub(super) fn check(
     engine: &Engine,
     tx: Option<&Tx<'_>>,
     capacity: u32,
+    known: Option<&BTreeSet<u32>>,
     codes: &mut [AccessCode],
     observed: &[SlotCode],
     now: DateTime<Utc>,
 ) -> Result<(Option<DateTime<Utc>>, bool), StoreError> {
     let timing = engine.settings.timing();
-    let p = plan(codes, observed, capacity, now, &timing);
+    let p = plan(codes, observed, capacity, known, now, &timing);
     let stuck = !p.removal_pending;
     let mut due = !p.releases.is_empty() || !p.assigns.is_empty();
     if stuck {
@@ -234,26 +243,45 @@ mod tests {
             code("c", NO_SLOT, "2749", Some((30, 40))),
         ];
         // At 12h: a is over and off the lock; b is due; c is not yet.
-        let p = plan(&codes, &[], 1, at(12), &timing);
+        let p = plan(&codes, &[], 1, None, at(12), &timing);
         assert_eq!(p.releases, vec![0]);
         assert_eq!(p.assigns, vec![(1, 1)]);
         assert!(p.blocked.is_empty());
         // Still on the lock: a removal is pending and b waits for it.
-        let p = plan(&codes, &[held(1, "5974")], 1, at(12), &timing);
+        let p = plan(&codes, &[held(1, "5974")], 1, None, at(12), &timing);
         assert!(p.releases.is_empty() && p.removal_pending);
         assert_eq!(p.blocked, vec![1]);
+    }
+
+    #[test]
+    fn a_part_read_lock_gives_out_and_back_only_known_slots() {
+        let timing = Timing::new(chrono::Duration::minutes(5));
+        let codes = vec![
+            code("a", 5, "5974", Some((1, 10))),
+            code("b", NO_SLOT, "3816", None),
+        ];
+        // Slots 1 and 3 known (1 held by a stranger); 2 and 5 not read yet.
+        let known: BTreeSet<u32> = [1, 3].into();
+        let p = plan(&codes, &[held(1, "1111")], 5, Some(&known), at(12), &timing);
+        assert!(p.releases.is_empty(), "slot 5 may still hold a's code");
+        assert_eq!(p.assigns, vec![(1, 3)], "the known free slot, not 2");
+        // No known free slot: b waits for the rest of the read (no error).
+        let known: BTreeSet<u32> = [1].into();
+        let p = plan(&codes, &[held(1, "1111")], 5, Some(&known), at(12), &timing);
+        assert!(p.assigns.is_empty() && p.blocked.is_empty());
     }
 
     #[test]
     fn a_strangers_code_is_never_a_free_slot() {
         let timing = Timing::new(chrono::Duration::minutes(5));
         let codes = vec![code("b", NO_SLOT, "3816", None)];
-        let p = plan(&codes, &[held(1, "1111")], 2, at(0), &timing);
+        let p = plan(&codes, &[held(1, "1111")], 2, None, at(0), &timing);
         assert_eq!(p.assigns, vec![(0, 2)]);
         let p = plan(
             &codes,
             &[held(1, "1111"), held(2, "2222")],
             2,
+            None,
             at(0),
             &timing,
         );

@@ -205,6 +205,14 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The code no longer goes after a number of uses (its count stays).
+    pub fn clear_use_limit(&self, access_code_id: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM one_time_codes WHERE access_code_id = ?1")?
+            .execute([access_code_id])?;
+        Ok(())
+    }
+
     /// Records the code that last opened the lock (`body`: its id, name,
     /// whether it is managed and when; never a PIN).
     pub fn set_last_code_used(

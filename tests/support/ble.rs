@@ -11,6 +11,7 @@ use lockhub::drivers::ble::fake_lock::FakeNuki;
 use lockhub::drivers::ble::keys::FileKeyStore;
 use lockhub::drivers::ble::link::Radio;
 use lockhub::drivers::ble::nuki::keypad::SecurityPin;
+use lockhub::drivers::ble::nuki::states::Battery;
 use lockhub::drivers::ble::pair::{pair, PairOptions};
 use lockhub::drivers::ble::slot_map::SlotMap;
 use lockhub::drivers::ble::{BleConfig, BleDriver, BleLockConfig};
@@ -349,9 +350,9 @@ pub async fn lock_activity_on_nuki(
     let reads = nuki.lock().unwrap().keyturner.log_reads - reads_before;
     assert!(reads <= 3, "{reads} log reads");
 
-    // The lock's critical battery flag: device.low_battery once, no level
-    // (a Nuki states none), and the device's battery status.
-    nuki.lock().unwrap().keyturner.states.critical_battery = true;
+    // The lock's critical battery flag (API 2.1: 0x01): device.low_battery
+    // once, no level (such a lock states none), and the device's status.
+    nuki.lock().unwrap().keyturner.states.battery_state = 0x01;
     signal(&ble).await;
     let low = |events: &[serde_json::Value]| {
         events
@@ -366,17 +367,40 @@ pub async fn lock_activity_on_nuki(
         async || !low(&events()).is_empty(),
     )
     .await;
-    nuki.lock().unwrap().keyturner.manual(false);
+    // A manual move, and the state read it causes.
+    let moved = async |locked: bool| {
+        nuki.lock().unwrap().keyturner.manual(locked);
+        signal(&ble).await;
+        until("the next state read", 10, async || {
+            cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"]["properties"]["locked"]
+                == locked
+        })
+        .await;
+    };
+    moved(false).await;
+    let once = low(&events());
+    assert_eq!(once.len(), 1, "once while it lasts: {once:?}");
+    assert_eq!(once[0]["battery_status"], "critical", "{:?}", once[0]);
+    assert_eq!(once[0]["battery_level"], serde_json::Value::Null);
+
+    // Later firmware sends its level in the same byte (bit 0 still the
+    // critical flag): 80 % is a level, not a critical battery.
+    nuki.lock().unwrap().keyturner.states.battery_state = Battery::byte(80, false);
+    nuki.lock().unwrap().keyturner.manual(true);
     signal(&ble).await;
-    until("the next state read", 10, async || {
-        cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"]["properties"]["locked"]
-            == false
+    until("the level from the state byte", 10, async || {
+        cmd(&hub, "devices/get", json!({"device_id": BACK}))["device"]["properties"]["battery"]
+            == json!({"level": 0.8, "status": "good"})
     })
     .await;
+    moved(false).await;
+    let device = cmd(&hub, "devices/get", json!({"device_id": BACK}));
+    assert_eq!(
+        device["device"]["properties"]["battery"]["status"], "good",
+        "{device}"
+    );
     let low = low(&events());
-    assert_eq!(low.len(), 1, "once while it lasts: {low:?}");
-    assert_eq!(low[0]["battery_status"], "critical", "{:?}", low[0]);
-    assert_eq!(low[0]["battery_level"], serde_json::Value::Null);
+    assert_eq!(low.len(), 1, "80 % is no low battery: {low:?}");
     shutdown.cancel();
     hub.stopped().await;
 }

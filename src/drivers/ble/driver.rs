@@ -769,7 +769,8 @@ fn reported_window(
     }
 }
 
-/// Nuki windows are UTC wall-clock times to the second.
+/// Nuki windows are UTC wall-clock times to the second (see
+/// [`KeypadCode::window`]).
 fn to_lock_window(w: TimeWindow) -> (NaiveDateTime, NaiveDateTime) {
     (
         w.starts_at.trunc_subsecs(0).naive_utc(),

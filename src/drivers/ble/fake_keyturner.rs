@@ -54,7 +54,7 @@ impl FakeKeyturner {
                 trigger: trigger::MANUAL,
                 time: now_stamp(),
                 timezone_offset: 0,
-                critical_battery: false,
+                battery_state: 0x00,
                 config_update_count: 1,
                 lock_n_go_timer: 0,
                 last_action: action::LOCK,

@@ -3,7 +3,7 @@
 //! someone else enrolled keeps its owner). The lock answers every Set with a
 //! User or Credential Report, so no Supervision and no read-back are needed
 //! to know a Set landed; the PIN credential checksum tells whether a re-read
-//! can be skipped. Same radio discipline as `slots` (one op at a time under
+//! can be skipped, and confirms remembered PINs a lock keeps only as hashes. Same radio discipline as `slots` (one op at a time under
 //! the node's lock, Gets retried by `retry`, Sets not).
 
 use super::cc::user_credential::{self as uc, credential_report as cr, user_report as ur};
@@ -12,7 +12,6 @@ use super::node::{Filter, Inner, NodeFacts, Walk};
 use super::quirks;
 use crate::drivers::{DriverError, SlotOp};
 use crate::model::Pin;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 fn failed(e: cc::CcError) -> DriverError {
@@ -25,7 +24,7 @@ const CREDENTIAL_SLOT_AT: usize = 6;
 const USER_ID_AT: usize = 8;
 
 /// The lock's PIN credential checksum.
-async fn lock_checksum(inner: &Arc<Inner>, node: u8) -> Result<u16, DriverError> {
+pub(super) async fn lock_checksum(inner: &Arc<Inner>, node: u8) -> Result<u16, DriverError> {
     let r = inner
         .get(
             node,
@@ -37,52 +36,38 @@ async fn lock_checksum(inner: &Arc<Inner>, node: u8) -> Result<u16, DriverError>
     Ok(uc::parse_credential_checksum(&r).map_err(failed)?.1)
 }
 
-/// Every occupied PIN slot: skipped when the lock's checksum matches what
-/// lockhub knows; else a walk from credential to next credential (only the
-/// occupied ones cost a frame), resumed where it stopped after an error.
-pub(super) async fn read(
+/// Walks the PIN slots from `walk.next` on, from credential to next
+/// credential (only the occupied ones cost a frame); on an error `walk`
+/// holds what was read and where to go on (`slots::read_locked` resumes it,
+/// and skips the walk where the checksum matches). A PIN the lock does not
+/// read back (it keeps a hash) marks the lock as hiding codes.
+pub(super) async fn walk(
     inner: &Arc<Inner>,
     node: u8,
     facts: &NodeFacts,
-) -> Result<BTreeMap<u32, Pin>, DriverError> {
+    walk: &mut Walk,
+) -> Result<(), DriverError> {
     let slots_max = facts.users as u32;
-    let cached = inner
-        .with_node(node, |n| n.slots.clone().zip(n.slots_checksum))
-        .flatten();
-    if facts.checksum() {
-        if let Some((slots, sum)) = cached {
-            if lock_checksum(inner, node).await? == sum {
-                return Ok(slots);
-            }
-        }
-    }
-    let mut walk = inner
-        .with_node(node, |n| n.walk.take())
-        .flatten()
-        .unwrap_or(Walk {
-            next: 1,
-            ..Default::default()
-        });
     while walk.next != 0 && walk.next <= slots_max {
         let slot = walk.next;
-        let r = inner
+        let b = inner
             .get(
                 node,
                 uc::credential_get(slot),
                 (id::USER_CREDENTIAL, uc::CREDENTIAL_REPORT),
                 Filter::U16At(CREDENTIAL_SLOT_AT, slot as u16),
             )
-            .await;
-        let r = match r.and_then(|b| uc::parse_credential_report(&b).map_err(failed)) {
-            Ok(r) => r,
-            Err(e) => {
-                inner.with_node(node, |n| n.walk = Some(walk));
-                tracing::debug!(node, resume_at = slot, error = %e, "credential walk stopped; the next read resumes");
-                return Err(e);
-            }
-        };
+            .await?;
+        let r = uc::parse_credential_report(&b).map_err(failed)?;
         let code = inner
             .with_node(node, |n| {
+                if r.occupied() && !r.read_back && !n.masked {
+                    tracing::info!(
+                        node,
+                        "the lock keeps PINs it does not read back: verified by checksum from now on"
+                    );
+                    n.masked = true;
+                }
                 quirks::resolve(
                     r.occupied(),
                     r.code.clone(),
@@ -106,20 +91,7 @@ pub(super) async fn read(
             _ => 0,
         };
     }
-    let Walk { found, owners, .. } = walk;
-    let unknown = found.values().any(quirks::is_placeholder);
-    let sum = match (unknown, facts.checksum()) {
-        (false, _) => Some(uc::checksum(found.iter().map(|(s, p)| (*s, p)))),
-        (true, true) => Some(lock_checksum(inner, node).await?),
-        (true, false) => None,
-    };
-    inner.with_node(node, |n| {
-        n.written.retain(|slot, _| found.contains_key(slot));
-        n.slots = Some(found.clone());
-        n.owners = owners;
-        n.slots_checksum = sum;
-    });
-    Ok(found)
+    Ok(())
 }
 
 /// Puts one op on the lock and keeps the owners and the cache in step.

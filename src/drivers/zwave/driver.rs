@@ -13,7 +13,7 @@ use super::security::{Security, SecurityClass};
 use super::serialapi::{self, func, Listening};
 use super::session::{Session, SessionError};
 use super::transport::{self, TransportError};
-use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp};
+use crate::drivers::{DriverError, EventSink, LockDriver, LockEvent, SlotCode, SlotOp, SlotRead};
 use crate::model::{DeviceInfo, DriverKind, Pin};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -44,9 +44,16 @@ pub enum ZwaveError {
 #[derive(Clone)]
 pub struct ZwaveDriver {
     inner: Arc<Inner>,
+    /// Whether the controller's port is open (it is reopened when it closes).
+    port_open: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ZwaveDriver {
+    /// Whether the controller's port is open now, and its changes (for health).
+    pub fn port_open(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.port_open.clone()
+    }
+
     /// Opens the controller, reads who it is and which nodes it knows, and
     /// starts interviewing them in the background (see
     /// [`ZwaveDriver::wait_interviews`]). Locks are announced on `sink` as
@@ -114,7 +121,7 @@ impl ZwaveDriver {
             netmgmt_events: Mutex::new(None),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), inbound));
-        tokio::spawn(watch_port(Arc::downgrade(&inner), port_state));
+        tokio::spawn(watch_port(Arc::downgrade(&inner), port_state.clone()));
         if let Some(every) = inner.config.clock_check_interval {
             tokio::spawn(super::lock_clock::clock_keeper(
                 Arc::downgrade(&inner),
@@ -136,7 +143,10 @@ impl ZwaveDriver {
                 .interviews
                 .spawn(async move { i.interview(node).await });
         }
-        Ok(ZwaveDriver { inner })
+        Ok(ZwaveDriver {
+            inner,
+            port_open: port_state,
+        })
     }
 
     /// Waits until every interview started so far has ended (done or given
@@ -302,7 +312,7 @@ impl Inner {
                 }
             }
             _ if taken => {}
-            Incoming::Notification(r) => self.on_notification(node, device_id, r),
+            Incoming::Notification(r) => self.on_notification(node, device_id, r, &command),
             Incoming::UserCode(r) => {
                 let user = r.user;
                 let code = super::slots::slot_content(self, node, r);
@@ -320,8 +330,31 @@ impl Inner {
         }
     }
 
-    fn on_notification(self: &Arc<Self>, node: u8, device_id: String, r: cc::notification::Report) {
+    /// A Notification (or v1 Alarm) report, `raw` as it came.
+    fn on_notification(
+        self: &Arc<Self>,
+        node: u8,
+        device_id: String,
+        r: cc::notification::Report,
+        raw: &[u8],
+    ) {
         use cc::notification::event;
+        if let Some(seq) = r.sequence {
+            // The lock missed our ack and sent the same report again: one
+            // unlock, one event, one use of the code.
+            let now = tokio::time::Instant::now();
+            let repeat = self
+                .with_node(node, |n| n.notified.repeated(seq, raw, now))
+                .unwrap_or(false);
+            if repeat {
+                tracing::debug!(
+                    node,
+                    sequence = seq,
+                    "a Notification report sent again: not acted on twice"
+                );
+                return;
+            }
+        }
         let r = super::reports::normalize(&r);
         if r.notification_type == Some(cc::notification::POWER_MANAGEMENT)
             && r.event == Some(cc::notification::POWER_APPLIED)
@@ -597,11 +630,20 @@ impl LockDriver for ZwaveDriver {
         self.inner.with_node(node, |n| {
             n.remembered = slots.iter().map(|s| (s.slot, s.code.clone())).collect();
             // Slots read already (at the interview): recalled now.
-            super::quirks::recall(n);
+            let sum = super::node::SlotSum::of(n.facts.as_ref());
+            super::quirks::recall(n, sum);
         });
     }
 
     async fn read_slots(&self, device_id: &str) -> Result<Vec<SlotCode>, DriverError> {
+        let read = self.read_partial(device_id).await?;
+        match read.partial {
+            Some(p) => Err(p.stopped),
+            None => Ok(read.slots),
+        }
+    }
+
+    async fn read_partial(&self, device_id: &str) -> Result<SlotRead, DriverError> {
         let node = self.node_of(device_id).ok_or(DriverError::UnknownDevice)?;
         super::slots::read_slots(&self.inner, node).await
     }

@@ -15,9 +15,10 @@
 //!   a lock can do, `slots` reads and writes codes (User Code, handing User
 //!   Credential locks to `credentials`), `quirks` judges masked read-backs,
 //!   `retry` asks a lost Get again, `bolt` locks and unlocks, `reports` sorts
-//!   what Notification / v1 Alarm reports mean; all work through `node`, the
-//!   shared node state (imports point one way: driver ->
-//!   interview/slots/bolt -> credentials -> quirks/retry -> node);
+//!   what Notification / v1 Alarm reports mean (and knows a report sent
+//!   again by its sequence number); all work through `node`, the shared node
+//!   state (imports point one way: driver -> interview/slots/bolt ->
+//!   credentials -> quirks/retry -> node -> reports, pure);
 //! - [`lock_clock`]: the lock's own clock and time zone (set at the
 //!   interview, kept when it drifts, after DST changes and restarts);
 //! - [`config`]: what the driver is told at start (per-lock [`LockQuirks`],

@@ -191,6 +191,8 @@ pub(super) struct NodeState {
     /// The node's last Supervision Get to us (session, command, when): the
     /// same again soon is its retransmission, confirmed but not acted on.
     pub supervised_in: Option<(u8, Vec<u8>, tokio::time::Instant)>,
+    /// Notification v3+ reports lately, by sequence number (`reports::Repeats`).
+    pub notified: super::reports::Repeats,
     /// What the engine's store says the slots held before a restart: for
     /// a masked lock's hidden slots, once confirmed (`quirks::recall`).
     pub remembered: BTreeMap<u32, Pin>,
@@ -206,12 +208,32 @@ impl NodeState {
         if slots.values().any(|p| p.expose() == super::quirks::MASKED) {
             return None;
         }
-        Some(
-            match self.facts.as_ref().and_then(|f| f.credentials.as_ref()) {
-                Some(_) => user_credential::checksum(slots.iter().map(|(s, p)| (*s, p))),
-                None => checksum_of(slots),
-            },
-        )
+        Some(SlotSum::of(self.facts.as_ref()).compute(slots))
+    }
+}
+
+/// The checksum a lock keeps over its slots: User Code's (over every user
+/// code), or User Credential's over its PIN credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SlotSum {
+    UserCode,
+    PinCredential,
+}
+
+impl SlotSum {
+    pub fn of(facts: Option<&NodeFacts>) -> SlotSum {
+        match facts.and_then(|f| f.credentials.as_ref()) {
+            Some(_) => SlotSum::PinCredential,
+            None => SlotSum::UserCode,
+        }
+    }
+
+    /// What the lock should report for `slots`.
+    pub fn compute(self, slots: &BTreeMap<u32, Pin>) -> u16 {
+        match self {
+            SlotSum::UserCode => checksum_of(slots),
+            SlotSum::PinCredential => user_credential::checksum(slots.iter().map(|(s, p)| (*s, p))),
+        }
     }
 }
 
@@ -221,6 +243,20 @@ pub(super) struct Walk {
     pub next: u32,
     pub found: BTreeMap<u32, Pin>,
     pub owners: BTreeMap<u32, u32>,
+}
+
+impl Walk {
+    /// The walk a read left part way (the next read goes on from there),
+    /// else a new one from slot 1.
+    pub fn resume(inner: &Inner, node: u8) -> Walk {
+        inner
+            .with_node(node, |n| n.walk.take())
+            .flatten()
+            .unwrap_or(Walk {
+                next: 1,
+                ..Default::default()
+            })
+    }
 }
 
 /// AddNode / RemoveNode callbacks: (function, payload).
@@ -302,6 +338,7 @@ impl Inner {
             walk: None,
             weekly: Default::default(),
             supervised_in: None,
+            notified: Default::default(),
             remembered: BTreeMap::new(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             woke: Arc::new(Notify::new()),

@@ -10,10 +10,15 @@
 //! After a restart lockhub's memory of what it wrote is the engine's store
 //! (`LockDriver::remember`): a hidden slot is taken to hold the remembered
 //! code once the lock's checksum agrees (or, without one, by its status),
-//! so a restart sets nothing again ([`recall`]).
+//! so a restart sets nothing again ([`recall`]). A User Credential lock
+//! that keeps only a hash of a PIN is recalled the same way, by its PIN
+//! credential checksum (the CRC over each PIN credential's slot, length and
+//! data, as zwave-js's mock and the Z-Wave reference lock compute it over the
+//! data they store: a lock that sums the hashes instead cannot be confirmed,
+//! and its codes are set once more, never in a loop).
 
 use super::cc::user_code;
-use super::node::{checksum_of, NodeState};
+use super::node::{NodeState, SlotSum};
 use crate::model::Pin;
 
 /// What a masked slot lockhub did not write reads as: occupied, code unknown
@@ -58,23 +63,19 @@ pub(super) fn resolve(
 }
 
 /// Fills the node's hidden slots ([`MASKED`]) with the codes the engine
-/// remembers for them, where the lock confirms it: its User Code checksum
-/// over the filled slots equals the one it reported, or, for a lock without
-/// a checksum, the slot's occupied status alone. Once per remembrance: a
+/// remembers for them, where the lock confirms it: its checksum (`sum`:
+/// User Code's, or a User Credential lock's PIN credential checksum) over
+/// the filled slots equals the one it reported, or, for a lock without a
+/// checksum, the slot's occupied status alone. Once per remembrance: a
 /// refusal leaves the slots unknown (the engine sets them again, once).
-/// Nothing until the slots are read; User Credential locks are left alone.
-pub(super) fn recall(n: &mut NodeState) {
-    if n.remembered.is_empty() || !n.masked {
+/// Nothing until the slots are read.
+pub(super) fn recall(n: &mut NodeState, sum: SlotSum) {
+    if n.remembered.is_empty() {
         return;
     }
     let Some(slots) = n.slots.as_ref() else {
         return;
     };
-    let facts = n.facts.as_ref();
-    if facts.is_some_and(|f| f.credentials.is_some()) {
-        n.remembered.clear();
-        return;
-    }
     let mut filled = slots.clone();
     let mut recalled = Vec::new();
     for (slot, pin) in filled.iter_mut() {
@@ -86,8 +87,11 @@ pub(super) fn recall(n: &mut NodeState) {
     if recalled.is_empty() {
         return;
     }
-    let checksum = facts.is_some_and(super::node::NodeFacts::checksum);
-    let confirmed = !checksum || n.slots_checksum == Some(checksum_of(&filled));
+    let checksum = n
+        .facts
+        .as_ref()
+        .is_some_and(super::node::NodeFacts::checksum);
+    let confirmed = !checksum || n.slots_checksum == Some(sum.compute(&filled));
     tracing::info!(
         node = n.node,
         slots = recalled.len(),

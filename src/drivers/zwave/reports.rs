@@ -9,13 +9,50 @@
 //! 27 auto-lock, 32/33 codes deleted, 112/113 code added / duplicate,
 //! 161 tamper, 167 low battery, 168 critical battery and 169 battery too low
 //! to operate as Power Management's "replace battery soon / now"). Pure: the
-//! driver acts on the answer.
+//! driver acts on the answer. A v3+ report sent again under the same
+//! sequence number is told apart here too ([`Repeats`]).
 
 use super::cc::notification::{
     event, security_event, Report, ACCESS_CONTROL, HOME_SECURITY, POWER_MANAGEMENT,
     REPLACE_BATTERY_NOW, REPLACE_BATTERY_SOON,
 };
 use crate::drivers::{DeniedReason, LockEvent, LockMethod};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a Notification report's sequence number marks the same report
+/// sent again (a lock that missed our ack resends within seconds; a new
+/// report with the same number needs 256 reports in between).
+pub(super) const REPEAT_WINDOW: Duration = Duration::from_secs(30);
+
+/// The Notification v3+ reports a node sent lately, by sequence number: the
+/// same number with the same bytes within [`REPEAT_WINDOW`] is the lock
+/// sending a report again (it missed our ack), not a second event.
+#[derive(Debug, Default)]
+pub(super) struct Repeats {
+    seen: VecDeque<(u8, Vec<u8>, Instant)>,
+}
+
+impl Repeats {
+    /// Whether `report` (sequence number `seq`) repeats one seen lately;
+    /// notes it either way.
+    pub fn repeated(&mut self, seq: u8, report: &[u8], now: Instant) -> bool {
+        self.seen
+            .retain(|(_, _, at)| now.saturating_duration_since(*at) < REPEAT_WINDOW);
+        let repeat = self
+            .seen
+            .iter()
+            .any(|(s, bytes, _)| *s == seq && bytes == report);
+        if !repeat {
+            if self.seen.len() >= 16 {
+                self.seen.pop_front();
+            }
+            self.seen.push_back((seq, report.to_vec(), now));
+        }
+        repeat
+    }
+}
 
 /// A v1 Alarm report (`notification_type` absent or 0, `v1_type` set) as
 /// the Access Control / Home Security notification it stands for; other
@@ -52,6 +89,7 @@ pub(super) fn normalize(r: &Report) -> Report {
         notification_type: Some(kind),
         event: Some(ev),
         params: if user { vec![level] } else { Vec::new() },
+        sequence: r.sequence,
     }
 }
 
@@ -229,6 +267,22 @@ mod tests {
             ev(&both),
             Some(LockEvent::Operated { locked: false, .. })
         ));
+    }
+
+    #[test]
+    fn a_report_sent_again_under_its_sequence_number_is_a_repeat() {
+        let t = Instant::now();
+        let mut r = Repeats::default();
+        let unlock = [0x71, 0x05, 0, 0, 0, 0xFF, 0x06, 0x06, 0x81, 0x03, 0x07];
+        assert!(!r.repeated(7, &unlock, t));
+        assert!(r.repeated(7, &unlock, t + Duration::from_secs(2)));
+        // Another report, or the same number with other bytes: new.
+        let next = [0x71, 0x05, 0, 0, 0, 0xFF, 0x06, 0x06, 0x81, 0x03, 0x08];
+        assert!(!r.repeated(8, &next, t + Duration::from_secs(3)));
+        let other = [0x71, 0x05, 0, 0, 0, 0xFF, 0x06, 0x01, 0x80, 0x07];
+        assert!(!r.repeated(7, &other, t + Duration::from_secs(3)));
+        // Long after: the number came round again.
+        assert!(!r.repeated(7, &unlock, t + REPEAT_WINDOW + Duration::from_secs(1)));
     }
 
     #[test]

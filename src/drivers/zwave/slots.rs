@@ -7,12 +7,12 @@
 //! User Code checksum to skip re-reading slots that did not change.
 
 use super::cc::{self, id, schedule_entry_lock as sel, user_code};
-use super::node::{checksum_of, Filter, Inner, NodeFacts, Walk};
+use super::node::{checksum_of, Filter, Inner, NodeFacts, SlotSum, Walk};
 use super::quirks;
 use super::serialapi::Listening;
-use crate::drivers::{DriverError, SlotCode, SlotOp};
+use crate::drivers::{DriverError, PartialRead, SlotCode, SlotOp, SlotRead};
 use crate::model::Pin;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The most command bytes put in one frame (classic Z-Wave's smallest
@@ -73,12 +73,13 @@ pub(super) async fn release(inner: &Arc<Inner>, node: u8) {
 }
 
 #[tracing::instrument(level = "debug", skip(inner), err(level = "debug"))]
-pub(super) async fn read_slots(inner: &Arc<Inner>, node: u8) -> Result<Vec<SlotCode>, DriverError> {
+pub(super) async fn read_slots(inner: &Arc<Inner>, node: u8) -> Result<SlotRead, DriverError> {
     let (_guard, facts) = prepare(inner, node).await?;
     let result = read_locked(inner, node, &facts).await;
     release(inner, node).await;
-    result.map(|slots| {
-        slots
+    let (slots, partial) = result?;
+    Ok(SlotRead {
+        slots: slots
             .into_iter()
             .map(|(slot, code)| SlotCode {
                 recurring: None,
@@ -87,65 +88,129 @@ pub(super) async fn read_slots(inner: &Arc<Inner>, node: u8) -> Result<Vec<SlotC
                 name: None,
                 window: None,
             })
-            .collect()
+            .collect(),
+        partial,
     })
 }
 
+/// The lock's slots: the cache where the lock's checksum says nothing
+/// changed, else a walk (User Code or User Credential), resumed where the
+/// last one stopped. A walk that stops again after reading more is a
+/// partial read of the slots read so far.
 async fn read_locked(
     inner: &Arc<Inner>,
     node: u8,
     facts: &NodeFacts,
-) -> Result<BTreeMap<u32, Pin>, DriverError> {
-    if facts.credentials.is_some() {
-        return super::credentials::read(inner, node, facts).await;
+) -> Result<(BTreeMap<u32, Pin>, Option<PartialRead>), DriverError> {
+    let sum = SlotSum::of(Some(facts));
+    if let Some(slots) = unchanged(inner, node, facts, sum).await? {
+        return Ok((slots, None));
     }
+    // The cache is not what the lock holds now: while the walk goes on,
+    // what it has read is what lockhub knows (`apply`'s duplicate check).
+    inner.with_node(node, |n| {
+        n.slots = None;
+        n.slots_checksum = None;
+    });
+    let mut walk = Walk::resume(inner, node);
+    let from = walk.next;
+    let r = if facts.credentials.is_some() {
+        super::credentials::walk(inner, node, facts, &mut walk).await
+    } else {
+        walk_user_codes(inner, node, facts, &mut walk).await
+    };
+    if let Err(e) = r {
+        return stopped(inner, node, walk, from, e).map(|(s, p)| (s, Some(p)));
+    }
+    let Walk { found, owners, .. } = walk;
+    let hidden = inner.with_node(node, |n| n.masked).unwrap_or(false)
+        || found.values().any(quirks::is_placeholder);
+    // Codes the lock hides cannot be summed here: keep the lock's own sum.
+    let lock_sum = if facts.checksum() {
+        Some(if hidden {
+            lock_checksum(inner, node, sum).await?
+        } else {
+            sum.compute(&found)
+        })
+    } else {
+        None
+    };
+    Ok((
+        inner
+            .with_node(node, |n| {
+                n.written.retain(|slot, _| found.contains_key(slot));
+                n.slots = Some(found.clone());
+                n.owners = owners;
+                n.slots_checksum = lock_sum;
+                // Hidden slots that held lockhub's codes before a restart.
+                quirks::recall(n, sum);
+                n.slots.clone().unwrap_or_default()
+            })
+            .unwrap_or(found),
+        None,
+    ))
+}
+
+/// The cached slots, when the lock's checksum says they did not change.
+async fn unchanged(
+    inner: &Arc<Inner>,
+    node: u8,
+    facts: &NodeFacts,
+    sum: SlotSum,
+) -> Result<Option<BTreeMap<u32, Pin>>, DriverError> {
     let cached = inner
         .with_node(node, |n| n.slots.clone().zip(n.slots_checksum))
         .flatten();
-    if facts.checksum() {
-        if let Some((slots, sum)) = cached {
-            if lock_checksum(inner, node).await? == sum {
-                return Ok(slots);
-            }
+    match cached {
+        Some((slots, known)) if facts.checksum() => {
+            Ok((lock_checksum(inner, node, sum).await? == known).then_some(slots))
         }
+        _ => Ok(None),
     }
-    // Resume a walk that stopped part way; else start at user 1.
-    let mut walk = inner
-        .with_node(node, |n| n.walk.take())
-        .flatten()
-        .unwrap_or(Walk {
-            next: 1,
-            ..Default::default()
-        });
-    let r = walk_user_codes(inner, node, facts, &mut walk).await;
-    if let Err(e) = r {
-        let at = walk.next;
-        inner.with_node(node, |n| n.walk = Some(walk));
-        tracing::debug!(node, resume_at = at, error = %e, "slot walk stopped; the next read resumes");
-        return Err(e);
-    }
-    let slots = walk.found;
-    let masked = inner.with_node(node, |n| n.masked).unwrap_or(false);
-    // A masked lock's codes cannot be summed here: keep the lock's own sum.
-    let sum = if masked && facts.checksum() {
-        Some(lock_checksum(inner, node).await?)
-    } else {
-        Some(checksum_of(&slots))
-    };
-    Ok(inner
-        .with_node(node, |n| {
-            n.written.retain(|slot, _| slots.contains_key(slot));
-            n.slots = Some(slots.clone());
-            n.slots_checksum = sum;
-            // Hidden slots that held lockhub's codes before a restart.
-            quirks::recall(n);
-            n.slots.clone().unwrap_or_default()
-        })
-        .unwrap_or(slots))
 }
 
-/// The User Code checksum the lock reports.
-async fn lock_checksum(inner: &Arc<Inner>, node: u8) -> Result<u16, DriverError> {
+/// A walk that met an error: kept for the next read to resume. What it
+/// read this time and before is a partial read, unless it got no further
+/// (then the error). A hidden slot that lockhub remembers from before a
+/// restart is not known yet: only the whole walk's checksum can confirm it.
+fn stopped(
+    inner: &Arc<Inner>,
+    node: u8,
+    walk: Walk,
+    from: u32,
+    e: DriverError,
+) -> Result<(BTreeMap<u32, Pin>, PartialRead), DriverError> {
+    let at = walk.next;
+    let read = inner
+        .with_node(node, |n| {
+            let unconfirmed = |slot: &u32| {
+                n.remembered.contains_key(slot)
+                    && walk.found.get(slot).is_some_and(quirks::is_placeholder)
+            };
+            let known: BTreeSet<u32> = (1..at).filter(|s| !unconfirmed(s)).collect();
+            let slots: BTreeMap<u32, Pin> = walk
+                .found
+                .iter()
+                .filter(|(s, _)| known.contains(s))
+                .map(|(s, p)| (*s, p.clone()))
+                .collect();
+            n.walk = Some(walk);
+            (known, slots)
+        })
+        .ok_or(DriverError::UnknownDevice)?;
+    tracing::debug!(node, resume_at = at, error = %e, "slot walk stopped; the next read resumes");
+    if at <= from {
+        return Err(e);
+    }
+    let (known, slots) = read;
+    Ok((slots, PartialRead { known, stopped: e }))
+}
+
+/// The checksum the lock reports (User Code's, or its PIN credentials').
+async fn lock_checksum(inner: &Arc<Inner>, node: u8, sum: SlotSum) -> Result<u16, DriverError> {
+    if sum == SlotSum::PinCredential {
+        return super::credentials::lock_checksum(inner, node).await;
+    }
     let r = inner
         .get(
             node,
@@ -305,7 +370,14 @@ pub(super) async fn apply(
         Err(e) => return ops.iter().map(|_| Err(e.clone())).collect(),
     };
     let mut results: Vec<Option<Result<(), DriverError>>> = vec![None; ops.len()];
-    let known = inner.with_node(node, |n| n.slots.clone()).flatten();
+    // The slots lockhub knows: all of them, or those a stopped walk read.
+    let known = inner
+        .with_node(node, |n| {
+            n.slots
+                .clone()
+                .or_else(|| n.walk.as_ref().map(|w| w.found.clone()))
+        })
+        .flatten();
     let mut plan = Vec::new();
     let mut batch: Vec<usize> = Vec::new();
     let mut batch_bytes = 3;
@@ -580,7 +652,7 @@ async fn verify(
             None => slots.remove(&slot),
         };
         if !slots.values().any(quirks::is_placeholder)
-            && lock_checksum(inner, node).await? != checksum_of(&slots)
+            && lock_checksum(inner, node, SlotSum::UserCode).await? != checksum_of(&slots)
         {
             tracing::info!(
                 node,

@@ -26,6 +26,7 @@ const LOG_PAGES: usize = 5;
 pub(super) struct Seen {
     state: Option<[u8; 6]>,
     log_index: Option<u32>,
+    battery: Option<u8>,
 }
 
 fn state_key(s: &KeyturnerStates) -> [u8; 6] {
@@ -35,7 +36,9 @@ fn state_key(s: &KeyturnerStates) -> [u8; 6] {
         s.last_action,
         s.last_action_trigger,
         s.last_action_status,
-        u8::from(s.critical_battery),
+        // The critical flag only: a level that drops 2 % is no reason to
+        // read the log (the level is reported on its own).
+        u8::from(s.battery().critical),
     ]
 }
 
@@ -107,10 +110,18 @@ impl BleDriver {
             device_id: device_id.clone(),
             locked,
         });
+        let battery = s.battery();
+        if battery.percent.is_some() && battery.percent != seen.battery {
+            self.emit(LockEvent::Battery {
+                device_id: device_id.clone(),
+                level: battery.percent.unwrap_or_default(),
+            });
+        }
         if !signalled && seen.state == Some(state_key(&s)) && seen.log_index.is_some() {
             if let Some(b) = bolt {
                 self.emit(b);
             }
+            self.note_battery(&device_id, battery.percent);
             return;
         }
         let mut index = seen.log_index;
@@ -155,7 +166,7 @@ impl BleDriver {
             });
         }
         // The lock's critical battery flag (the engine reports it once).
-        if s.critical_battery {
+        if battery.critical {
             self.emit(LockEvent::BatteryLow {
                 device_id: device_id.clone(),
                 critical: true,
@@ -166,8 +177,15 @@ impl BleDriver {
             Seen {
                 state: Some(state_key(&s)),
                 log_index: index,
+                battery: battery.percent,
             },
         );
+    }
+
+    fn note_battery(&self, device_id: &str, percent: Option<u8>) {
+        if let Some(seen) = self.seen.lock().unwrap().get_mut(device_id) {
+            seen.battery = percent;
+        }
     }
 
     fn seen(&self, device_id: &str) -> Seen {

@@ -28,7 +28,10 @@ pub struct KeypadCode {
     pub code: u32,
     pub name: String,
     pub enabled: bool,
-    /// `(allowed from, allowed until)`, local time of the lock.
+    /// `(allowed from, allowed until)`, in UTC. The lock keeps UTC: its
+    /// Keyturner States send the time and, apart, its offset from UTC; its
+    /// time zone applies to `daily`'s times of day, which are local.
+    /// (The BLE driver's `to_lock_window` writes them.)
     pub window: Option<(NaiveDateTime, NaiveDateTime)>,
     /// Allowed weekdays and time of day (the rest of the "time limited" fields).
     pub daily: Option<DailyLimits>,

@@ -54,6 +54,23 @@ fn bad(command: Command, reason: &'static str) -> ProtocolError {
     }
 }
 
+/// A Nuki's battery, from its Keyturner States.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Battery {
+    pub critical: bool,
+    pub charging: bool,
+    /// 0 to 100, where the firmware states it.
+    pub percent: Option<u8>,
+}
+
+impl Battery {
+    /// The state byte a lock of later firmware sends for `percent` (even
+    /// values; an odd one is rounded down, as the lock's 2 % steps are).
+    pub fn byte(percent: u8, critical: bool) -> u8 {
+        ((percent.min(100) / 2) << 2) | u8::from(critical)
+    }
+}
+
 /// `year u16 | month | day | hour | minute | second`, as the lock sends it.
 pub type Stamp = [u8; 7];
 
@@ -65,7 +82,9 @@ pub struct KeyturnerStates {
     pub trigger: u8,
     pub time: Stamp,
     pub timezone_offset: i16,
-    pub critical_battery: bool,
+    /// "Critical Battery state", as sent: API 2.1 says 0x00 ok / 0x01
+    /// critical; later firmware packs more into it (see [`Self::battery`]).
+    pub battery_state: u8,
     pub config_update_count: u8,
     pub lock_n_go_timer: u8,
     pub last_action: u8,
@@ -97,12 +116,27 @@ impl KeyturnerStates {
         }
     }
 
+    /// The battery as the state byte tells it. Bit 0 is the critical flag
+    /// (API 2.1's 0x01). Later firmware adds bit 1, charging, and the level
+    /// in bits 2 to 7, in steps of 2 %: read the byte whole ("non-zero is
+    /// critical") and every such lock is critical at any charge. Decoded as
+    /// Nuki Hub (technyon/nuki_hub, `NukiNetworkLock.cpp`) decodes it. No
+    /// level bits means no level: a 2.1 lock states none.
+    pub fn battery(&self) -> Battery {
+        let level = (self.battery_state & 0b1111_1100) >> 1;
+        Battery {
+            critical: self.battery_state & 0x01 != 0,
+            charging: self.battery_state & 0x02 != 0,
+            percent: (level != 0).then_some(level.min(100)),
+        }
+    }
+
     pub fn encode(&self) -> Message {
         let mut p = vec![self.nuki_state, self.lock_state, self.trigger];
         p.extend_from_slice(&self.time);
         p.extend_from_slice(&self.timezone_offset.to_le_bytes());
         p.extend_from_slice(&[
-            u8::from(self.critical_battery),
+            self.battery_state,
             self.config_update_count,
             self.lock_n_go_timer,
             self.last_action,
@@ -131,7 +165,7 @@ pub fn parse_states(m: &Message) -> Result<KeyturnerStates, ProtocolError> {
         trigger: p[2],
         time: p[3..10].try_into().expect("7 bytes"),
         timezone_offset: i16::from_le_bytes([p[10], p[11]]),
-        critical_battery: p[12] != 0,
+        battery_state: p[12],
         config_update_count: p[13],
         lock_n_go_timer: p[14],
         last_action: p[15],
@@ -292,22 +326,26 @@ pub fn parse_log_entry(m: &Message) -> Result<LogEntry, ProtocolError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn states_round_trip_and_meaning() {
-        let s = KeyturnerStates {
+    fn sample() -> KeyturnerStates {
+        KeyturnerStates {
             nuki_state: 0x02,
             lock_state: lock_state::LOCKED,
             trigger: trigger::MANUAL,
             time: [0xEA, 0x07, 12, 1, 15, 42, 7],
             timezone_offset: -60,
-            critical_battery: false,
+            battery_state: 0,
             config_update_count: 3,
             lock_n_go_timer: 0,
             last_action: action::LOCK,
             last_action_trigger: trigger::MANUAL,
             last_action_status: 0,
             door_sensor: 0x03,
-        };
+        }
+    }
+
+    #[test]
+    fn states_round_trip_and_meaning() {
+        let s = sample();
         let m = s.encode();
         assert_eq!(m.payload.len(), STATES_LEN);
         assert_eq!(m.payload[10..12], [0xC4, 0xFF], "sint16 LE");
@@ -321,6 +359,33 @@ mod tests {
         let mut short = m;
         short.payload.pop();
         assert!(parse_states(&short).is_err());
+    }
+
+    #[test]
+    fn battery_byte_as_each_firmware_sends_it() {
+        let at = |b: u8| KeyturnerStates {
+            battery_state: b,
+            ..sample()
+        };
+        let b = |critical, charging, percent| Battery {
+            critical,
+            charging,
+            percent,
+        };
+        // API 2.1: 0x00 ok, 0x01 critical, no level.
+        assert_eq!(at(0x00).battery(), b(false, false, None));
+        assert_eq!(at(0x01).battery(), b(true, false, None));
+        // Later firmware: 80 % is 0b1010_0000, not critical.
+        assert_eq!(at(0xA0).battery(), b(false, false, Some(80)));
+        assert_eq!(at(0xA2).battery(), b(false, true, Some(80)));
+        assert_eq!(at(0x0D).battery(), b(true, false, Some(6)));
+        assert_eq!(at(0xFC).battery(), b(false, false, Some(100)), "capped");
+        for p in (0..=100).step_by(2) {
+            assert_eq!(
+                at(Battery::byte(p, false)).battery().percent,
+                (p > 0).then_some(p)
+            );
+        }
     }
 
     #[test]

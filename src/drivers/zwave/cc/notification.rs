@@ -6,6 +6,8 @@
 use super::{id, need, CcError};
 
 pub const REPORT: u8 = 0x05;
+/// Properties1's Sequence bit (v3+): a sequence number follows the parameters.
+const SEQUENCE: u8 = 0x80;
 
 /// Notification type Access Control.
 pub const ACCESS_CONTROL: u8 = 0x06;
@@ -65,6 +67,9 @@ pub struct Report {
     pub notification_type: Option<u8>,
     pub event: Option<u8>,
     pub params: Vec<u8>,
+    /// The sequence number of a v3+ report with the Sequence bit set: the
+    /// same number again is the lock sending the same report again.
+    pub sequence: Option<u8>,
 }
 
 impl Report {
@@ -106,6 +111,7 @@ pub fn parse_report(b: &[u8]) -> Result<Report, CcError> {
         notification_type: None,
         event: None,
         params: Vec::new(),
+        sequence: None,
     };
     if b.len() >= 8 {
         r.notification_type = Some(b[6]);
@@ -114,6 +120,10 @@ pub fn parse_report(b: &[u8]) -> Result<Report, CcError> {
             let len = (props & 0x1F) as usize;
             need(b, 9 + len)?;
             r.params = b[9..9 + len].to_vec();
+            if props & SEQUENCE != 0 {
+                need(b, 10 + len)?;
+                r.sequence = Some(b[9 + len]);
+            }
         }
     }
     Ok(r)
@@ -142,6 +152,18 @@ mod tests {
         assert_eq!(r.user_id(), Some(5));
         let uc = r.user_code_report().unwrap();
         assert_eq!(uc.code.as_ref().unwrap().expose(), "1357");
+    }
+
+    #[test]
+    fn sequence_number_after_the_params() {
+        // Keypad unlock by user 3, Sequence bit set, sequence number 7.
+        let b = [0x71, 0x05, 0, 0, 0, 0xFF, 0x06, 0x06, 0x81, 0x03, 0x07];
+        let r = parse_report(&b).unwrap();
+        assert_eq!((r.user_id(), r.sequence), (Some(3), Some(7)));
+        let plain = parse_report(&b[..10]).err();
+        assert!(plain.is_some(), "the Sequence bit without its byte");
+        let r = parse_report(&[0x71, 0x05, 0, 0, 0, 0xFF, 0x06, 0x06, 0x01, 0x03]).unwrap();
+        assert_eq!(r.sequence, None);
     }
 
     #[test]
