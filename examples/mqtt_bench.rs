@@ -85,7 +85,6 @@ fn start_daemon(dir: &Path, config: &Path, bus: Option<&str>) -> (Child, Duratio
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let t = Instant::now();
-    #[allow(clippy::zombie_processes)] // the caller stops and waits for it
     let mut cmd = Command::new(lockhub_bin());
     cmd.args(["run", "--config"])
         .arg(config)
@@ -103,6 +102,7 @@ fn start_daemon(dir: &Path, config: &Path, bus: Option<&str>) -> (Child, Duratio
             cmd.env(k, v);
         }
     }
+    #[allow(clippy::zombie_processes)] // the caller stops and waits for it
     let child = cmd
         .stdout(Stdio::null())
         .stderr(
@@ -438,6 +438,7 @@ async fn main() {
             parts_loaded.1 as f64 / 1024.0,
             map_loaded.line()
         );
+        stop(broker);
         return;
     }
     let s0 = switches(daemon.id());

@@ -140,14 +140,15 @@ pub fn breakdown(pid: u32) -> Breakdown {
                     && p.end == m.start
                     && p.end - p.start <= 64 << 10
             });
+            // Aligned, and either all of the reservation or its front.
             let arena = m.start % ARENA == 0
-                && next.is_some_and(|n| {
-                    n.path.is_empty()
-                        && n.perms.starts_with("---")
-                        && n.start == m.end
-                        && n.end - m.start == ARENA
-                })
-                || m.start % ARENA == 0 && m.end - m.start == ARENA;
+                && (m.end - m.start == ARENA
+                    || next.is_some_and(|n| {
+                        n.path.is_empty()
+                            && n.perms.starts_with("---")
+                            && n.start == m.end
+                            && n.end - m.start == ARENA
+                    }));
             if arena {
                 b.arenas += m.rss;
             } else if guard_below {
