@@ -11,7 +11,7 @@
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{cpu_ms, rss_kib, switches};
+use proc::{breakdown, cpu_ms, rss_kib, switches};
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::json;
@@ -52,7 +52,7 @@ fn mosquitto(dir: &Path, port: u16) -> Child {
     c
 }
 
-fn config(dir: &Path, port: u16, locks: usize) -> PathBuf {
+fn config(dir: &Path, port: u16, locks: usize, ble: bool) -> PathBuf {
     let mut s = format!(
         "hub_id = \"bench\"\nlog_level = \"{}\"\n[store]\npath = \"{}\"\n[mqtt]\nport = {port}\n[socket]\npath = \"{}\"\n[sim]\nstate_dir = \"{}\"\n",
         std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
@@ -63,24 +63,47 @@ fn config(dir: &Path, port: u16, locks: usize) -> PathBuf {
     for i in 0..locks {
         s += &format!("[[sim.locks]]\ndevice_id = \"00000000-0000-4000-8000-{i:012}\"\nname = \"Lock {i}\"\nslots = 150\n");
     }
+    if ble {
+        // One Nuki, unpaired: the radio, btleplug and D-Bus are up and
+        // watching advertisements, as on a hub with BLE on.
+        s += &format!(
+            "[ble]\nenabled = true\nkeys_file = \"{}\"\nslots_file = \"{}\"\n[[ble.locks]]\naddress = \"{BLE_ADDRESS}\"\nname = \"Nuki\"\n",
+            dir.join("ble-keys.json").display(),
+            dir.join("ble-slots.json").display()
+        );
+    }
     let p = dir.join("lockhub.toml");
     std::fs::write(&p, s).unwrap();
     p
 }
 
 /// Start the daemon with a NOTIFY_SOCKET of ours; returns it and the time to READY=1.
-fn start_daemon(dir: &Path, config: &Path) -> (Child, Duration) {
+fn start_daemon(dir: &Path, config: &Path, bus: Option<&str>) -> (Child, Duration) {
     let notify = dir.join("notify.sock");
     let _ = std::fs::remove_file(&notify);
     let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let t = Instant::now();
-    #[allow(clippy::zombie_processes)] // the caller stops and waits for it
-    let child = Command::new(lockhub_bin())
-        .args(["run", "--config"])
+    let mut cmd = Command::new(lockhub_bin());
+    cmd.args(["run", "--config"])
         .arg(config)
-        .env("NOTIFY_SOCKET", &notify)
+        .env("NOTIFY_SOCKET", &notify);
+    if let Some(bus) = bus {
+        cmd.env("DBUS_SYSTEM_BUS_ADDRESS", bus);
+    }
+    // BENCH_DAEMON_ENV="K=V K=V": for profiling the daemon (LD_PRELOAD of a
+    // heap profiler, MALLOC_ARENA_MAX, ...).
+    for kv in std::env::var("BENCH_DAEMON_ENV")
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    #[allow(clippy::zombie_processes)] // the caller stops and waits for it
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(
             std::fs::OpenOptions::new()
@@ -108,6 +131,83 @@ fn stop(mut c: Child) {
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The Nuki the fake BlueZ knows (tests/bluez/fake_nuki.py's default).
+const BLE_ADDRESS: &str = "54:D2:72:AA:BB:CC";
+
+/// A private system bus with a fake bluetoothd on it (tests/bluez, as the BLE
+/// tests run it; needs dbus-daemon and python3-dbusmock:
+/// scripts/test-deps-ble.sh), so the daemon runs with BLE on. `None` (and
+/// the figures say BLE off) when they are missing.
+struct Bluez {
+    bus: String,
+    procs: Vec<Child>,
+}
+
+impl Bluez {
+    fn start(dir: &Path) -> Option<Bluez> {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez");
+        let sock = dir.join("bus.sock");
+        let conf = std::fs::read_to_string(here.join("bus.conf"))
+            .ok()?
+            .replace("@SOCKET@", sock.to_str()?);
+        std::fs::write(dir.join("bus.conf"), conf).ok()?;
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", dir.join("bus.conf").display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()?;
+        let bus = format!("unix:path={}", sock.display());
+        let mut me = Bluez {
+            bus,
+            procs: vec![daemon],
+        };
+        let relay = dir.join("relay.sock");
+        // The fake lock's GATT relay: nothing connects while the lock is unpaired.
+        let listener = std::os::unix::net::UnixListener::bind(&relay).ok()?;
+        std::mem::forget(listener);
+        let mock = Command::new("/usr/bin/python3")
+            .args(["-m", "dbusmock", "--system", "-t"])
+            .arg(here.join("fake_nuki.py"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &me.bus)
+            .env("FAKENUKI_RELAY", &relay)
+            .env("FAKENUKI_ADDRESS", BLE_ADDRESS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        me.procs.push(mock);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            let owned = Command::new("dbus-send")
+                .arg(format!("--bus={}", me.bus))
+                .args([
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.bluez",
+                ])
+                .output()
+                .ok()?;
+            if String::from_utf8_lossy(&owned.stdout).contains("boolean true") {
+                return Some(me);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Bluez {
+    fn drop(&mut self) {
+        for p in self.procs.iter_mut().rev() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
 }
 
 type Inbox = Arc<Mutex<HashMap<String, Instant>>>;
@@ -265,12 +365,25 @@ async fn main() {
     let port = free_port();
     let broker = mosquitto(dir.path(), port);
     let locks = 200;
-    let cfg = config(dir.path(), port, locks);
-    let (daemon, ready_empty) = start_daemon(dir.path(), &cfg);
+    let bluez = Bluez::start(dir.path());
+    let bus = bluez.as_ref().map(|b| b.bus.clone());
+    let cfg = config(dir.path(), port, locks, bluez.is_some());
+    let (daemon, ready_empty) = start_daemon(dir.path(), &cfg, bus.as_deref());
     let (c, inbox) = cloud(port).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle_empty = rss_kib(daemon.id());
     let parts_idle = rss_parts(daemon.id());
+    let map_idle = breakdown(daemon.id());
+    let ble = if bluez.is_some() {
+        "MQTT and BLE on (fake BlueZ)"
+    } else {
+        "MQTT on, BLE off (no dbus-daemon/python3-dbusmock)"
+    };
+    eprintln!(
+        "idle: {:.1} MiB: {}",
+        rss_idle_empty as f64 / 1024.0,
+        map_idle.line()
+    );
 
     // Baseline: a plain QoS 1 round trip through the same broker.
     let mut base = Vec::new();
@@ -290,22 +403,62 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     let rss_loaded = rss_kib(daemon.id());
     let parts_loaded = rss_parts(daemon.id());
+    let map_loaded = breakdown(daemon.id());
+    eprintln!(
+        "after the load: {:.1} MiB: {}",
+        rss_loaded as f64 / 1024.0,
+        map_loaded.line()
+    );
+    if std::env::var_os("BENCH_MEMORY_ONLY").is_some() {
+        // Memory only: end here, the daemon killed (-9) so that a heap
+        // profiler's last snapshot is what was live after the load
+        // (BENCH_HOLD_SECS: first leave it running that long, to look at it).
+        if let Some(secs) = std::env::var("BENCH_HOLD_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            eprintln!("holding the daemon (pid {}) for {secs} s", daemon.id());
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+        }
+        let mut daemon = daemon;
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        println!("mqtt_bench (memory only): {ble}, {locks} simulated locks");
+        println!(
+            "  RSS idle, no codes         : {:.1} MiB ({:.1} anonymous, {:.1} file-backed): {}",
+            rss_idle_empty as f64 / 1024.0,
+            parts_idle.0 as f64 / 1024.0,
+            parts_idle.1 as f64 / 1024.0,
+            map_idle.line()
+        );
+        println!(
+            "  RSS 200 locks x 100 codes  : {:.1} MiB ({:.1} anonymous, {:.1} file-backed): {}",
+            rss_loaded as f64 / 1024.0,
+            parts_loaded.0 as f64 / 1024.0,
+            parts_loaded.1 as f64 / 1024.0,
+            map_loaded.line()
+        );
+        stop(broker);
+        return;
+    }
     let s0 = switches(daemon.id());
     tokio::time::sleep(Duration::from_secs(10)).await;
     let wakeups_loaded = (switches(daemon.id()) - s0) as f64 / 10.0;
     stop(daemon);
     // Restart with 20,000 codes stored: time to READY=1, then idle.
-    let (daemon, ready_full) = start_daemon(dir.path(), &cfg);
+    let (daemon, ready_full) = start_daemon(dir.path(), &cfg, bus.as_deref());
     tokio::time::sleep(Duration::from_secs(15)).await;
     let s0 = switches(daemon.id());
     tokio::time::sleep(Duration::from_secs(10)).await;
     let wakeups_idle = (switches(daemon.id()) - s0) as f64 / 10.0;
     let rss_idle_full = rss_kib(daemon.id());
+    let map_idle_full = breakdown(daemon.id());
     // The same figures with 20,000 codes stored (20,000 -> 30,000: 150 a
     // lock, each lock's capacity).
     let full = round(&c, &inbox, daemon.id(), locks, "f", 500).await;
     stop(daemon);
     drop(broker);
+    drop(bluez);
     let mut commits = sqlite_commits(dir.path(), 300);
     let commit_rate = 1e3 / (commits.iter().sum::<f64>() / commits.len() as f64);
     let (s50, s99) = (pct(&mut commits.clone(), 0.5), pct(&mut commits, 0.99));
@@ -329,11 +482,12 @@ async fn main() {
     println!("  with 20,000 codes stored   : p50 {f50:.2} ms, p99 {f99:.2} ms, CPU {:.2} ms, {:.0}/s  (vs the first figures: p50 {:.2}x, p99 {:.2}x, CPU {:.2}x, rate 1/{:.2})",
         full.cpu_per_cmd, full.rate, f50 / l50, f99 / l99, full.cpu_per_cmd / first.cpu_per_cmd, first.rate / full.rate);
     println!(
-        "  RSS idle, no codes         : {:.1} MiB ({:.1} anonymous, {:.1} file-backed)",
+        "  RSS idle, no codes         : {:.1} MiB ({:.1} anonymous, {:.1} file-backed; {ble})",
         rss_idle_empty as f64 / 1024.0,
         parts_idle.0 as f64 / 1024.0,
         parts_idle.1 as f64 / 1024.0
     );
+    println!("    by mapping (MiB)         : {}", map_idle.line());
     println!(
         "  RSS 200 locks x 100 codes  : {:.1} MiB (after the load: {:.1} anonymous, {:.1} file-backed), {:.1} MiB (restarted, idle)",
         rss_loaded as f64 / 1024.0,
@@ -341,6 +495,8 @@ async fn main() {
         parts_loaded.1 as f64 / 1024.0,
         rss_idle_full as f64 / 1024.0
     );
+    println!("    after the load (MiB)     : {}", map_loaded.line());
+    println!("    restarted, idle (MiB)    : {}", map_idle_full.line());
     println!("  idle wake-ups              : {wakeups_idle:.1}/s (restarted, 20,000 codes), {wakeups_loaded:.1}/s (right after the load)");
     println!(
         "  ready (READY=1)            : {:.0} ms empty, {:.0} ms with 20,000 codes stored",
