@@ -341,6 +341,8 @@ impl Engine {
         let me = self.clone();
         self.tasks.spawn(async move { me.ticker().await });
         let me = self.clone();
+        self.tasks.spawn(async move { me.shedder().await });
+        let me = self.clone();
         self.tasks.spawn(async move { me.clock_watch().await });
         let me = self.clone();
         self.tasks.spawn(async move { me.action_loop().await });
@@ -562,6 +564,25 @@ impl Engine {
         }
     }
 
+    /// Locks no one looked at lately keep no decoded codes in memory: looked
+    /// at every [`crate::store::CACHE_IDLE`] while any are held, so a burst's
+    /// memory goes back within seconds of its end; every 10 s when none are
+    /// (a hub at rest wakes no more for it).
+    async fn shedder(self: Arc<Self>) {
+        loop {
+            let wait = if self.store.cached_locks().0 > 0 {
+                crate::store::CACHE_IDLE
+            } else {
+                std::time::Duration::from_secs(10)
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            self.store.shed_idle();
+        }
+    }
+
     /// Keeps the heartbeat fresh and forgets old request ids, at a low rate.
     async fn ticker(self: Arc<Self>) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
@@ -573,8 +594,6 @@ impl Engine {
                 _ = tick.tick() => {}
             }
             self.beat();
-            // Locks no one looked at lately keep no decoded codes in memory.
-            self.store.shed_idle();
             if let Err(e) = self.store.anchor_audit() {
                 tracing::warn!(error = %e, "could not write the audit chain's anchor");
             }

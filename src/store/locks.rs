@@ -22,8 +22,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// An entry unused this long is dropped.
-pub const IDLE: Duration = Duration::from_secs(10);
+/// An entry unused this long is dropped. Short: during a burst every lock
+/// is used many times a second, and a lock read again after a pause pays
+/// one decode of its codes (about a millisecond for a hundred).
+pub const IDLE: Duration = Duration::from_secs(2);
 
 /// One lock's rows as `codes_for_device` and `observed` return them.
 #[derive(Debug, Clone, Default)]

@@ -21,6 +21,8 @@ pub mod recent;
 mod reply;
 mod secret;
 
+/// How long a lock's decoded codes stay in memory unused.
+pub use locks::IDLE as CACHE_IDLE;
 pub use reply::ReplyTo;
 pub use secret::Sealer;
 
