@@ -532,20 +532,11 @@ impl Engine {
     /// the publisher keep moving while the engine's results are written.
     pub(super) fn committer_thread(
         self: Arc<Self>,
-        mut rx: tokio::sync::mpsc::UnboundedReceiver<RecordJob>,
+        rx: tokio::sync::mpsc::UnboundedReceiver<RecordJob>,
         rt: tokio::runtime::Handle,
     ) {
-        let mut carried = std::collections::VecDeque::new();
-        loop {
-            let first = match carried.pop_front() {
-                Some(j) => j,
-                None => match rt.block_on(self.next_job(&mut rx)) {
-                    Some(j) => j,
-                    None => return,
-                },
-            };
-            self.commit_jobs(first, &mut rx, &mut carried);
-        }
+        // Driven here, not on a worker: its blocking commits block only this thread.
+        rt.block_on(self.committer(rx))
     }
 
     /// The next job, or `None` once the engine stops (what was sent before
