@@ -169,6 +169,9 @@ const STEPS: &[&str] = &[
     // 11 (issue 15): the code that last opened each lock (its id, name and
     // whether lockhub manages it; never its PIN), for `last_code_used/{id}`.
     "ALTER TABLE lock_state ADD COLUMN last_code TEXT;",
+    // 12 (issue 14): a code's PIN lives in its sealed body only; the sealed copy in
+    // its own column was written on every save and never read.
+    "ALTER TABLE access_codes DROP COLUMN code;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

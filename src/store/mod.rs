@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod backup;
 mod check;
+mod checkpoint;
 mod clock;
 mod durable;
 pub mod faults;
@@ -147,6 +148,8 @@ pub struct Store {
     /// Commits made durable after the writer's lock is let go, one fsync
     /// for all that came before it (see [`durable`]).
     durable: durable::Durable,
+    /// WAL checkpoints on a thread of their own (`None`: in memory).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Store {
@@ -185,7 +188,10 @@ impl Store {
         // letting go of the lock, before returning (`durable`): as durable
         // as synchronous=FULL, one fsync shared by what committed meanwhile.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Checkpoints are the checkpoint thread's, not a commit's (`checkpoint`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let mut store = Self::finish(conn, sealer);
+        store.checkpointer = Some(checkpoint::Checkpointer::start(path)?);
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         store.durable = durable::Durable::new(Some(wal.into()));
@@ -225,6 +231,7 @@ impl Store {
             commits: std::sync::atomic::AtomicU64::new(1),
             anchored_at_commit: std::sync::atomic::AtomicU64::new(0),
             durable: durable::Durable::new(None),
+            checkpointer: None,
         }
     }
 
@@ -361,8 +368,12 @@ impl Store {
                 self.durable.wrote(cache.seq());
                 cache.seq()
             };
-            self.commits
+            let commits = self
+                .commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(c) = &self.checkpointer {
+                c.committed(commits);
+            }
             self.recent_events.extend(wrapped.new_events.take());
             (out, wrote, seq)
         };
@@ -776,15 +787,14 @@ impl Tx<'_> {
     pub fn insert_code(&self, c: &AccessCode) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO access_codes (access_code_id, device_id, common_code_key, slot, code, deleted, ends_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO access_codes (access_code_id, device_id, common_code_key, slot, deleted, ends_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 c.access_code_id,
                 c.device_id,
                 c.common_code_key,
                 c.slot,
-                self.sealer.seal_text("access_codes.code", c.code.expose()),
                 c.deleted,
                 c.window.map(|w| w.ends_at.timestamp()),
                 self.sealer
@@ -800,14 +810,13 @@ impl Tx<'_> {
     pub fn save_code(&self, c: &AccessCode) -> Result<()> {
         self.tx
             .prepare_cached(
-                "UPDATE access_codes SET common_code_key = ?2, slot = ?3, code = ?4, deleted = ?5, ends_at = ?6, body = ?7
+                "UPDATE access_codes SET common_code_key = ?2, slot = ?3, deleted = ?4, ends_at = ?5, body = ?6
                  WHERE access_code_id = ?1",
             )?
             .execute(params![
                 c.access_code_id,
                 c.common_code_key,
                 c.slot,
-                self.sealer.seal_text("access_codes.code", c.code.expose()),
                 c.deleted,
                 c.window.map(|w| w.ends_at.timestamp()),
                 self.sealer
@@ -867,6 +876,16 @@ impl Tx<'_> {
         self.lock_view(device_id, |codes, _| {
             codes.iter().map(|c| AccessCode::clone(c)).collect()
         })
+    }
+
+    /// [`Tx::codes_for_device`] without copying the codes: shared with the
+    /// store's decoded copy (`store::locks`); a caller that changes one
+    /// copies it then (`Arc::make_mut`).
+    pub fn shared_codes_for_device(
+        &self,
+        device_id: &str,
+    ) -> Result<Vec<std::sync::Arc<AccessCode>>> {
+        self.lock_view(device_id, |codes, _| codes.to_vec())
     }
 
     /// Every code but deleted ones already off their lock (kept only for retention).

@@ -27,7 +27,6 @@ const NONCE: usize = 24;
 
 /// The columns sealed, as `(table, column, key column, blob)`.
 const SEALED: &[(&str, &str, &str, bool)] = &[
-    ("access_codes", "code", "access_code_id", false),
     ("access_codes", "body", "access_code_id", false),
     ("slots", "code", "device_id || '/' || slot", false),
     ("requests", "response", "request_id", false),
