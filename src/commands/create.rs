@@ -448,6 +448,18 @@ fn plan(
                 ctx.now,
             ));
         }
+        if m.device.slots_known {
+            // Due now: its slot now, in this transaction (`slots::at_creation`).
+            let capacity = m.device.info.capabilities.max_active_codes_supported;
+            let slot = tx.lock_view(&code.device_id, |codes, observed| {
+                crate::engine::slots::at_creation(
+                    codes, &code, observed, capacity, ctx.now, &timing,
+                )
+            })?;
+            if let Some(slot) = slot {
+                code.slot = slot;
+            }
+        }
         tx.insert_code(&code)?;
         if let Some(n) = use_limit {
             tx.set_use_limit(&code.access_code_id, n)?;

@@ -71,7 +71,7 @@ impl Issued {
     /// is the diff's output (slots it already touches are left alone).
     pub fn settle(
         &self,
-        codes: &[AccessCode],
+        codes: &[impl std::borrow::Borrow<AccessCode>],
         observed: &[SlotCode],
         planned: &[Planned],
         now: DateTime<Utc>,
@@ -83,6 +83,7 @@ impl Issued {
         // lock's codes).
         let mut rows: std::collections::HashMap<u32, &AccessCode> = Default::default();
         for c in codes {
+            let c = c.borrow();
             rows.entry(c.slot).or_insert(c);
         }
         let mut reports: std::collections::HashMap<u32, &SlotCode> = Default::default();

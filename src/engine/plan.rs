@@ -6,6 +6,7 @@ use crate::drivers::{SlotCode, SlotOp};
 use crate::model::access_code::same_content;
 use crate::model::{AccessCode, Timing};
 use chrono::{DateTime, Utc};
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 
 /// One operation and the code it is for.
@@ -21,7 +22,7 @@ pub struct Planned {
 /// Removals come first (an expired code is a security duty), then sets, soonest
 /// window first. Codes whose last attempt failed finally are left out.
 pub fn diff(
-    codes: &[AccessCode],
+    codes: &[impl Borrow<AccessCode>],
     observed: &[SlotCode],
     now: DateTime<Utc>,
     timing: &Timing,
@@ -30,6 +31,7 @@ pub fn diff(
     let mut removals = Vec::new();
     let mut sets = Vec::new();
     for c in codes {
+        let c = c.borrow();
         // A code waiting for a slot (see `engine::slots`) has nothing to do yet.
         if c.slot == crate::model::access_code::NO_SLOT {
             continue;
@@ -109,19 +111,17 @@ fn waiting(c: &AccessCode, now: DateTime<Utc>) -> bool {
 /// The next moment the desired state of any code changes by itself, or a
 /// code's wait for its next attempt ends.
 pub fn next_boundary(
-    codes: &[AccessCode],
+    codes: &[impl Borrow<AccessCode>],
     now: DateTime<Utc>,
     timing: &Timing,
 ) -> Option<DateTime<Utc>> {
-    let windows = codes
-        .iter()
+    let codes = || codes.iter().map(|c| -> &AccessCode { c.borrow() });
+    let windows = codes()
         .filter(|c| !c.deleted)
         .filter_map(|c| Some((c.window?, c.on_lock_from(timing)?)))
         .flat_map(|(w, from)| [from, w.starts_at, w.ends_at]);
-    let retries = codes.iter().filter_map(|c| c.retry.next_attempt_at);
-    let weekly = codes
-        .iter()
-        .filter_map(|c| c.next_weekly_change(now, timing));
+    let retries = codes().filter_map(|c| c.retry.next_attempt_at);
+    let weekly = codes().filter_map(|c| c.next_weekly_change(now, timing));
     windows
         .chain(retries)
         .chain(weekly)

@@ -17,7 +17,8 @@ use std::time::Duration;
 struct Cached {
     generation: u64,
     device: crate::store::DeviceRow,
-    codes: Vec<AccessCode>,
+    /// Shared with the store's decoded copy: a pass copies only what it changes.
+    codes: Vec<Arc<AccessCode>>,
     observed: Vec<crate::drivers::SlotCode>,
     issued: Issued,
 }
@@ -33,7 +34,7 @@ struct Recorded {
     purged: Vec<String>,
     slots: Vec<(u32, Option<crate::drivers::SlotCode>)>,
     /// A slot step's result: the lock's codes and slots as committed.
-    lock: Option<(Vec<AccessCode>, Vec<crate::drivers::SlotCode>)>,
+    lock: Option<(Vec<Arc<AccessCode>>, Vec<crate::drivers::SlotCode>)>,
 }
 
 /// One lock's batch results, waiting to be committed with others.
@@ -142,7 +143,7 @@ impl Engine {
                 Ok(Some(Cached {
                     generation,
                     device,
-                    codes: tx.codes_for_device(id)?,
+                    codes: tx.shared_codes_for_device(id)?,
                     observed: tx.observed(id)?,
                     issued: Issued::new(id, tx.issued(id)?),
                 }))
@@ -262,7 +263,7 @@ impl Engine {
         if due {
             let issued = &cached.issued;
             (cached.codes, cached.observed, next_check) = self.store.write(|tx| {
-                let mut codes = tx.codes_for_device(id)?;
+                let mut codes = tx.shared_codes_for_device(id)?;
                 let observed = tx.observed(id)?;
                 let (next, _) =
                     super::timed::check(self, Some(tx), &mut codes, &observed, issued, known, now)?;
@@ -415,8 +416,8 @@ impl Engine {
                 .iter_mut()
                 .find(|x| x.access_code_id == c.access_code_id)
             {
-                Some(x) => *x = c,
-                None => cached.codes.push(c),
+                Some(x) => *x = Arc::new(c),
+                None => cached.codes.push(Arc::new(c)),
             }
         }
         cached
@@ -490,7 +491,7 @@ impl Engine {
         capacity: u32,
         known: Option<std::collections::BTreeSet<u32>>,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<AccessCode>, Vec<crate::drivers::SlotCode>), StoreError> {
+    ) -> Result<(Vec<Arc<AccessCode>>, Vec<crate::drivers::SlotCode>), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
             id: id.to_owned(),
@@ -584,7 +585,7 @@ impl Engine {
                 }
                 let mut out = self.record(tx, &j.id, &j.batch, &j.results, j.done)?;
                 if let Some((capacity, known)) = &j.slot_step {
-                    let mut codes = tx.codes_for_device(&j.id)?;
+                    let mut codes = tx.shared_codes_for_device(&j.id)?;
                     let observed = tx.observed(&j.id)?;
                     super::slots::check(
                         self,

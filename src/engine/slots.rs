@@ -13,7 +13,9 @@ use crate::model::access_code::NO_SLOT;
 use crate::model::{AccessCode, Event, Issue, Timing};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// What to change about a lock's slots now (indexes into its codes).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,13 +45,14 @@ fn on_lock(c: &AccessCode, observed: &std::collections::HashMap<u32, &SlotCode>)
 /// back (it may still hold the code) nor given out (it may hold another),
 /// and a code that finds no known free slot waits for the rest of the read.
 pub fn plan(
-    codes: &[AccessCode],
+    codes: &[impl Borrow<AccessCode>],
     observed: &[SlotCode],
     capacity: u32,
     known: Option<&BTreeSet<u32>>,
     now: DateTime<Utc>,
     timing: &Timing,
 ) -> SlotPlan {
+    let codes: Vec<&AccessCode> = codes.iter().map(Borrow::borrow).collect();
     let mut p = SlotPlan::default();
     let held = by_slot(observed);
     let knows = |s: &u32| known.is_none_or(|k| k.contains(s));
@@ -93,6 +96,31 @@ pub fn plan(
     p
 }
 
+/// The slot a new code takes in the transaction that creates it, when it is
+/// due now: the one the slot step would give it on the lock's next pass (the
+/// same [`plan`]), so the fan-out of a `create_multiple` pays no slot-step
+/// commit per lock. `None` leaves it to the slot step: another code waits for
+/// a slot or has one to give back first, or no slot is free. The caller
+/// asks only for a lock whose slots have been read (`slots_known`).
+pub fn at_creation(
+    codes: &[Arc<AccessCode>],
+    new: &AccessCode,
+    observed: &[SlotCode],
+    capacity: u32,
+    now: DateTime<Utc>,
+    timing: &Timing,
+) -> Option<u32> {
+    let mut all: Vec<&AccessCode> = codes.iter().map(|c| &**c).collect();
+    all.push(new);
+    let p = plan(&all, observed, capacity, None, now, timing);
+    match p.assigns.as_slice() {
+        [(i, slot)] if *i == codes.len() && p.releases.is_empty() && p.blocked.is_empty() => {
+            Some(*slot)
+        }
+        _ => None,
+    }
+}
+
 /// Give back a code's slot: it is off the lock and not due. A code that ended
 /// or was deleted is then finished (the retention clock starts).
 pub(super) fn release(
@@ -121,7 +149,7 @@ pub(super) fn check(
     tx: Option<&Tx<'_>>,
     capacity: u32,
     known: Option<&BTreeSet<u32>>,
-    codes: &mut [AccessCode],
+    codes: &mut [Arc<AccessCode>],
     observed: &[SlotCode],
     now: DateTime<Utc>,
 ) -> Result<(Option<DateTime<Utc>>, bool), StoreError> {
@@ -138,7 +166,7 @@ pub(super) fn check(
         return Ok((next, due));
     };
     for &i in &p.releases {
-        let c = &mut codes[i];
+        let c = Arc::make_mut(&mut codes[i]);
         if c.deleted {
             engine.purge(tx, c)?;
             c.slot = NO_SLOT;
@@ -149,7 +177,7 @@ pub(super) fn check(
         }
     }
     for &(i, slot) in &p.assigns {
-        let c = &mut codes[i];
+        let c = Arc::make_mut(&mut codes[i]);
         c.slot = slot;
         c.clear_error(NO_SPACE);
         tracing::debug!(slot, access_code_id = %c.access_code_id, "slot taken for a code now due");
@@ -157,7 +185,7 @@ pub(super) fn check(
     }
     if stuck {
         for &i in &p.blocked {
-            let c = &mut codes[i];
+            let c = Arc::make_mut(&mut codes[i]);
             if c.raise_error(Issue::new(
                 NO_SPACE,
                 "every slot of the lock is taken (codes set at the lock itself, or removals still pending)",

@@ -8,6 +8,8 @@ use crate::drivers::SlotCode;
 use crate::model::{AccessCode, Event, Issue, Timing};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Since when a code has been waiting to go on its lock.
 fn pending_since(c: &AccessCode, now: DateTime<Utc>, timing: &Timing) -> DateTime<Utc> {
@@ -60,7 +62,7 @@ fn earliest(a: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
 pub(super) fn check(
     engine: &Engine,
     tx: Option<&Tx<'_>>,
-    codes: &mut Vec<AccessCode>,
+    codes: &mut Vec<Arc<AccessCode>>,
     observed: &[SlotCode],
     issued: &Issued,
     known: bool,
@@ -73,7 +75,9 @@ pub(super) fn check(
     let mut wrote = false;
     let by_slot: std::collections::HashMap<u32, &SlotCode> =
         observed.iter().rev().map(|s| (s.slot, s)).collect();
-    for c in codes.iter_mut() {
+    for shared in codes.iter_mut() {
+        // Copied only if this pass changes it (most passes change nothing).
+        let mut c = Cow::Borrowed(&**shared);
         let obs = by_slot.get(&c.slot).copied();
         let desired = c.desired(now, &timing);
         let on_lock = obs.is_some_and(|o| o.code == c.code);
@@ -81,7 +85,7 @@ pub(super) fn check(
         // a PIN of lockhub's (else `Issued::settle` clears the slot first).
         if c.deleted && !on_lock && !issued.any(c.slot) {
             if let Some(tx) = tx {
-                engine.purge(tx, c)?;
+                engine.purge(tx, &c)?;
             }
             purged.push(c.access_code_id.clone());
             continue;
@@ -93,16 +97,18 @@ pub(super) fn check(
             (Some(_), None) => false,
         };
         if desired.is_some() && !settled && !c.retry.gave_up {
-            let due = pending_since(c, now, &timing) + delay;
+            let due = pending_since(&c, now, &timing) + delay;
             if now >= due {
-                if c.raise_warning(Issue::new(
-                    "delay_in_setting_on_device",
-                    "the code is taking longer than expected to reach the lock",
-                    now,
-                )) {
+                if !c.has_warning("delay_in_setting_on_device")
+                    && c.to_mut().raise_warning(Issue::new(
+                        "delay_in_setting_on_device",
+                        "the code is taking longer than expected to reach the lock",
+                        now,
+                    ))
+                {
                     emit(
                         tx,
-                        &Event::code("access_code.delay_in_setting_on_device", c, now),
+                        &Event::code("access_code.delay_in_setting_on_device", &c, now),
                     )?;
                     changed = true;
                 }
@@ -120,12 +126,14 @@ pub(super) fn check(
                     .and_then(|s| s.current(now, timing.set_before_start, &timing.timezone))
                     .map_or(w.starts_at, |cur| cur.starts_at.max(w.starts_at));
                 if absent && now >= opened {
-                    if c.raise_error(Issue::new(
-                        "failed_to_issue",
-                        "the code was not on the lock when its window opened",
-                        now,
-                    )) {
-                        emit(tx, &Event::code("access_code.failed_to_issue", c, now))?;
+                    if !c.has_error("failed_to_issue")
+                        && c.to_mut().raise_error(Issue::new(
+                            "failed_to_issue",
+                            "the code was not on the lock when its window opened",
+                            now,
+                        ))
+                    {
+                        emit(tx, &Event::code("access_code.failed_to_issue", &c, now))?;
                         changed = true;
                     }
                 } else if w.starts_at > now {
@@ -134,28 +142,31 @@ pub(super) fn check(
             }
         }
         if desired.is_none() && on_lock {
-            let due = removal_due_since(c, now, &timing) + delay;
+            let due = removal_due_since(&c, now, &timing) + delay;
             if now >= due {
-                if c.raise_warning(Issue::new(
-                    "delay_in_removing_from_device",
-                    "the code is taking longer than expected to leave the lock",
-                    now,
-                )) {
+                if !c.has_warning("delay_in_removing_from_device")
+                    && c.to_mut().raise_warning(Issue::new(
+                        "delay_in_removing_from_device",
+                        "the code is taking longer than expected to leave the lock",
+                        now,
+                    ))
+                {
                     emit(
                         tx,
-                        &Event::code("access_code.delay_in_removing_from_device", c, now),
+                        &Event::code("access_code.delay_in_removing_from_device", &c, now),
                     )?;
                     changed = true;
                 }
                 let expired = known && c.window.is_some_and(|w| now >= w.ends_at) && !c.deleted;
                 if expired
-                    && c.raise_error(Issue::new(
+                    && !c.has_error("failed_to_expire")
+                    && c.to_mut().raise_error(Issue::new(
                         "failed_to_expire",
                         "the code is still on the lock after its ends_at",
                         now,
                     ))
                 {
-                    emit(tx, &Event::code("access_code.failed_to_expire", c, now))?;
+                    emit(tx, &Event::code("access_code.failed_to_expire", &c, now))?;
                     changed = true;
                 }
             } else {
@@ -172,9 +183,12 @@ pub(super) fn check(
         let status = c.status(obs, now, &timing);
         if changed || c.reported_status != Some(status) {
             if let Some(tx) = tx {
-                engine.commit_code(tx, c, now)?;
+                engine.commit_code(tx, c.to_mut(), now)?;
             }
             wrote = true;
+        }
+        if let Cow::Owned(changed) = c {
+            *shared = Arc::new(changed);
         }
     }
     wrote |= !purged.is_empty();
