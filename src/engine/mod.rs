@@ -53,6 +53,11 @@ struct LockHandle {
     /// Bumped whenever something other than the lock's own reconciler may have
     /// changed its codes or slots: the reconciler's cached copy is then stale.
     generation: std::sync::atomic::AtomicU64,
+    /// Bumped with `generation` by everything but commands, which never
+    /// touch `store::issued`: while it is unchanged the reconciler keeps its
+    /// copy of the lock's issued PINs (read again, a hundred digests of SQL
+    /// per pass after each command).
+    issued_generation: std::sync::atomic::AtomicU64,
     /// In engine code (a pass, not waiting for the radio): for the watchdog.
     busy: crate::progress::Busy,
     /// A batch's results could not be recorded (the store failed): what the
@@ -173,17 +178,32 @@ impl Engine {
         let me = Arc::downgrade(self);
         Arc::new(move |ids: &[String]| {
             if let Some(e) = me.upgrade() {
-                e.wake(ids);
+                e.wake_after_command(ids);
             }
         })
     }
 
+    /// Reconcile these locks now: something may have changed their codes,
+    /// slots or issued PINs.
     pub fn wake(&self, device_ids: &[String]) {
+        self.wake_locks(device_ids, true);
+    }
+
+    /// [`Engine::wake`] after a command's commit: codes changed, issued PINs
+    /// did not (commands never write them).
+    fn wake_after_command(&self, device_ids: &[String]) {
+        self.wake_locks(device_ids, false);
+    }
+
+    fn wake_locks(&self, device_ids: &[String], issued: bool) {
         // A command may have asked a lock to lock or unlock.
         self.actions_due.notify_one();
         let locks = self.locks.lock().unwrap();
         for id in device_ids {
             if let Some(h) = locks.get(id) {
+                if issued {
+                    h.issued_generation.fetch_add(1, Ordering::SeqCst);
+                }
                 h.generation.fetch_add(1, Ordering::SeqCst);
                 h.wake.notify_one();
             }
@@ -217,6 +237,7 @@ impl Engine {
     /// Reconcile every lock now (the clock became trusted again).
     fn wake_all(&self) {
         for h in self.locks.lock().unwrap().values() {
+            h.issued_generation.fetch_add(1, Ordering::SeqCst);
             h.generation.fetch_add(1, Ordering::SeqCst);
             h.wake.notify_one();
         }
@@ -467,6 +488,7 @@ impl Engine {
                 wake: Notify::new(),
                 backoff: Mutex::new(LockBackoff::default()),
                 generation: std::sync::atomic::AtomicU64::new(0),
+                issued_generation: std::sync::atomic::AtomicU64::new(0),
                 busy: Default::default(),
                 reread: Default::default(),
             });

@@ -16,6 +16,8 @@ use std::time::Duration;
 /// hundred codes then costs no parsing.
 struct Cached {
     generation: u64,
+    /// `LockHandle::issued_generation` when `issued` was read.
+    issued_generation: u64,
     device: crate::store::DeviceRow,
     /// Shared with the store's decoded copy: a pass copies only what it changes.
     codes: Vec<Arc<AccessCode>>,
@@ -134,18 +136,33 @@ impl Engine {
         handle: &LockHandle,
         cache: &mut Option<Cached>,
     ) -> Result<(), StoreError> {
+        // In this order (wakers bump `issued_generation` first): a wake
+        // between the two loads leaves `generation` behind, so the next pass
+        // loads again, and the store's snapshot below comes after both.
         let generation = handle.generation.load(Ordering::SeqCst);
+        let issued_generation = handle.issued_generation.load(Ordering::SeqCst);
         if cache.as_ref().is_none_or(|c| c.generation != generation) {
+            // The issued PINs as this reconciler last kept them, unless
+            // something besides a command touched the lock since.
+            let kept = cache
+                .take()
+                .filter(|c| c.issued_generation == issued_generation)
+                .map(|c| c.issued);
             *cache = self.store.read(|tx| {
                 let Some(device) = tx.device(id)? else {
                     return Ok(None);
                 };
+                let issued = match kept {
+                    Some(i) => i,
+                    None => Issued::new(id, tx.issued(id)?),
+                };
                 Ok(Some(Cached {
                     generation,
+                    issued_generation,
                     device,
                     codes: tx.shared_codes_for_device(id)?,
                     observed: tx.observed(id)?,
-                    issued: Issued::new(id, tx.issued(id)?),
+                    issued,
                 }))
             })?;
         }

@@ -256,14 +256,7 @@ impl AccessCode {
     /// hub-driven weekly code is, during each of its windows (from
     /// `set_before_start` ahead); one the lock holds, for its whole life.
     pub fn desired(&self, now: DateTime<Utc>, timing: &Timing) -> Option<SlotCode> {
-        let on = self.alive(now, timing)
-            && match self.weekly {
-                Some(s) if !self.is_scheduled_on_device => s
-                    .current(now, timing.set_before_start, &timing.timezone)
-                    .is_some(),
-                _ => true,
-            };
-        on.then(|| SlotCode {
+        self.wanted_on_lock(now, timing).then(|| SlotCode {
             slot: self.slot,
             code: self.code.clone(),
             name: self.appearance_name.clone(),
@@ -280,12 +273,23 @@ impl AccessCode {
         })
     }
 
+    /// Whether [`AccessCode::desired`] is `Some`, without building it (the
+    /// slot step and capacity ask this of every code of a lock).
+    pub fn wanted_on_lock(&self, now: DateTime<Utc>, timing: &Timing) -> bool {
+        self.alive(now, timing)
+            && match self.weekly {
+                Some(s) if !self.is_scheduled_on_device => s
+                    .current(now, timing.set_before_start, &timing.timezone)
+                    .is_some(),
+                _ => true,
+            }
+    }
+
     /// Does the code keep a slot on its lock at `now`? While it should be on
     /// the lock, and a recurring code for its whole life, between its windows
     /// too: each window then finds its slot (see `commands::capacity`).
     pub fn needs_slot(&self, now: DateTime<Utc>, timing: &Timing) -> bool {
-        self.desired(now, timing).is_some()
-            || (self.is_hub_driven_weekly() && self.alive(now, timing))
+        self.wanted_on_lock(now, timing) || (self.is_hub_driven_weekly() && self.alive(now, timing))
     }
 
     /// The next moment a hub-driven weekly code goes on or comes off its lock.

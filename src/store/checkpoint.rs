@@ -2,19 +2,26 @@
 //! inside the COMMIT that crosses it) ran with the writer's lock held: it
 //! syncs the WAL, copies every page into the database and syncs that, and
 //! the command committing then waited for all of it. Here the writer only
-//! nudges a thread of the store's every [`EVERY`] commits; the thread runs a
-//! PASSIVE checkpoint on a connection of its own, which neither waits for nor
-//! blocks the writer or the reader (SQLite restarts the WAL from its start
-//! at the next write once every frame is in the database). At the last
-//! connection's close SQLite checkpoints what is left, as before.
+//! looks at the WAL's size every [`LOOK_EVERY`] commits and, past
+//! [`WAL_BYTES`] (SQLite's 1000 pages), nudges a thread of the store's; the
+//! thread runs a PASSIVE checkpoint on a connection of its own, which neither
+//! waits for nor blocks the writer or the reader. SQLite then restarts the
+//! WAL from its start at the next write, and `journal_size_limit=0` makes
+//! that write truncate the file, so the file's size is what was written since
+//! (how the writer can tell). At the last connection's close SQLite
+//! checkpoints what is left, as before.
 
 use rusqlite::Connection;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 
-/// Commits between two checkpoints: a command with its fan-out writes about
-/// 10-30 pages, so about SQLite's default of 1000 pages.
-pub const EVERY: u64 = 48;
+/// The WAL's size that calls for a checkpoint: SQLite's default of 1000
+/// pages of 4 KiB, with their frame headers.
+pub const WAL_BYTES: u64 = 1000 * (4096 + 24);
+
+/// Commits between two looks at the WAL's size (a `stat`): a command with
+/// its fan-out writes a few dozen pages.
+pub const LOOK_EVERY: u64 = 8;
 
 /// The writer's end: nudges the checkpoint thread, which ends (closing its
 /// connection, the store's last: SQLite then checkpoints what is left and
@@ -22,11 +29,12 @@ pub const EVERY: u64 = 48;
 pub struct Checkpointer {
     nudge: Option<SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    wal: PathBuf,
 }
 
 impl Checkpointer {
     /// Start the thread, with its own connection to the database at `path`.
-    pub fn start(path: &Path) -> super::Result<Checkpointer> {
+    pub fn start(path: &Path, wal: PathBuf) -> super::Result<Checkpointer> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // The checkpoint syncs the WAL before copying and the database
@@ -46,14 +54,20 @@ impl Checkpointer {
         Ok(Checkpointer {
             nudge: Some(nudge),
             thread: Some(thread),
+            wal,
         })
     }
 
-    /// Called after commit number `commits`: every [`EVERY`] a checkpoint
-    /// (one already asked for and not yet begun covers this one too).
+    /// Called after commit number `commits`: every [`LOOK_EVERY`] commits,
+    /// a checkpoint if the WAL holds more than [`WAL_BYTES`] (one already
+    /// asked for and not yet begun covers this one too).
     pub fn committed(&self, commits: u64) {
         let Some(nudge) = &self.nudge else { return };
-        if commits % EVERY == 0 {
+        if commits % LOOK_EVERY != 0 {
+            return;
+        }
+        let big = std::fs::metadata(&self.wal).is_ok_and(|m| m.len() > WAL_BYTES);
+        if big {
             match nudge.try_send(()) {
                 Ok(()) | Err(TrySendError::Full(())) => {}
                 Err(TrySendError::Disconnected(())) => {
@@ -96,28 +110,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checkpoints_move_the_wal_into_the_database_without_the_writer() {
+    fn a_wal_past_its_size_is_checkpointed_and_starts_again_small() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
+        let wal = dir.path().join("db-wal");
         let w = Connection::open(&path).unwrap();
         w.pragma_update(None, "journal_mode", "WAL").unwrap();
         w.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        w.pragma_update(None, "journal_size_limit", 0).unwrap();
         w.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let c = Checkpointer::start(&path).unwrap();
-        for i in 1..=EVERY {
+        let c = Checkpointer::start(&path, wal.clone()).unwrap();
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut commits = 0;
+        // Small commits: no checkpoint while the WAL is small.
+        for _ in 0..LOOK_EVERY * 4 {
+            w.execute("INSERT INTO t VALUES (?1)", [vec![0u8; 100]])
+                .unwrap();
+            commits += 1;
+            c.committed(commits);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(size(&path) < 3 * 4096, "no checkpoint yet: {}", size(&path));
+        // Past WAL_BYTES: the rows reach the database file.
+        while size(&wal) <= WAL_BYTES {
             w.execute("INSERT INTO t VALUES (?1)", [vec![0u8; 4000]])
                 .unwrap();
-            c.committed(i);
+            commits += 1;
+            c.committed(commits);
         }
-        let db = || std::fs::metadata(&path).unwrap().len();
+        while commits % LOOK_EVERY != 0 {
+            w.execute("INSERT INTO t VALUES (?1)", [vec![0u8; 10]])
+                .unwrap();
+            commits += 1;
+            c.committed(commits);
+        }
         let t = std::time::Instant::now();
-        while db() < EVERY * 4000 && t.elapsed() < std::time::Duration::from_secs(10) {
+        // (about 300 rows of 4000 bytes: an overflow page each)
+        let moved = 256 * 4096;
+        while size(&path) < moved && t.elapsed() < std::time::Duration::from_secs(10) {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        assert!(size(&path) >= moved, "checkpointed: {}", size(&path));
+        // The next write starts the WAL again, truncated to what it wrote.
+        w.execute("INSERT INTO t VALUES (?1)", [vec![0u8; 10]])
+            .unwrap();
         assert!(
-            db() >= EVERY * 4000,
-            "the rows reached the database file: {} bytes",
-            db()
+            size(&wal) < 64 * 1024,
+            "the WAL started again: {}",
+            size(&wal)
         );
     }
 }

@@ -190,11 +190,14 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoints are the checkpoint thread's, not a commit's (`checkpoint`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The WAL's size is then what was written since its last restart.
+        conn.pragma_update(None, "journal_size_limit", 0)?;
         let mut store = Self::finish(conn, sealer);
-        store.checkpointer = Some(checkpoint::Checkpointer::start(path)?);
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        store.durable = durable::Durable::new(Some(wal.into()));
+        let wal = std::path::PathBuf::from(wal);
+        store.checkpointer = Some(checkpoint::Checkpointer::start(path, wal.clone())?);
+        store.durable = durable::Durable::new(Some(wal));
         let reader = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
