@@ -3,12 +3,23 @@
 //! commands per second, memory (idle, and 200 locks x 100 codes), idle wake-ups
 //! per second, and time to ready with 20,000 codes stored; then the command
 //! figures again with 20,000 codes stored. Floors measured in the same run: a
-//! broker round trip and a durable SQLite commit (WAL, synchronous=FULL) on
-//! the same disk. Prints figures; never fails on them. Needs mosquitto and a
-//! release build of lockhub:
+//! broker round trip and a durable SQLite commit on the same disk (WAL,
+//! synchronous=FULL: SQLite syncs each commit itself; the daemon's writer
+//! commits with synchronous=NORMAL and fdatasyncs the WAL itself after letting
+//! go of the lock, `store::durable`, as durable and one sync shared by what
+//! committed meanwhile). Prints figures; never fails on them. Needs mosquitto
+//! and a release build of lockhub, built on its own:
 //!
-//!     cargo build --release && cargo run --release --example mqtt_bench
+//!     cargo build --release --bin lockhub && cargo run --release --example mqtt_bench
+//!
+//! (Built in one command with the example, lockhub would get the features the
+//! dev-dependencies turn on in shared crates: not the binary that ships, and
+//! 0.4 MiB more of its data resident, 0.5-1 MiB more RSS at rest.) BENCH_MEMORY_ONLY=1: the memory figures only;
+//! BENCH_HOLD_IDLE_SECS / BENCH_HOLD_SECS: leave the daemon running that long
+//! at rest / after the load, to look at it (/proc/PID/smaps).
 
+#[path = "../tests/support/fake_bluez.rs"]
+mod fake_bluez;
 #[path = "common/proc.rs"]
 mod proc;
 use proc::{breakdown, cpu_ms, rss_kib, switches};
@@ -136,78 +147,17 @@ extern "C" {
 /// The Nuki the fake BlueZ knows (tests/bluez/fake_nuki.py's default).
 const BLE_ADDRESS: &str = "54:D2:72:AA:BB:CC";
 
-/// A private system bus with a fake bluetoothd on it (tests/bluez, as the BLE
-/// tests run it; needs dbus-daemon and python3-dbusmock:
+/// A private system bus with a fake bluetoothd on it, as the BLE tests run it
+/// (tests/support/fake_bluez.rs; needs dbus-daemon and python3-dbusmock:
 /// scripts/test-deps-ble.sh), so the daemon runs with BLE on. `None` (and
-/// the figures say BLE off) when they are missing.
-struct Bluez {
-    bus: String,
-    procs: Vec<Child>,
-}
-
-impl Bluez {
-    fn start(dir: &Path) -> Option<Bluez> {
-        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez");
-        let sock = dir.join("bus.sock");
-        let conf = std::fs::read_to_string(here.join("bus.conf"))
-            .ok()?
-            .replace("@SOCKET@", sock.to_str()?);
-        std::fs::write(dir.join("bus.conf"), conf).ok()?;
-        let daemon = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", dir.join("bus.conf").display()))
-            .arg("--nofork")
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        let bus = format!("unix:path={}", sock.display());
-        let mut me = Bluez {
-            bus,
-            procs: vec![daemon],
-        };
-        let relay = dir.join("relay.sock");
-        // The fake lock's GATT relay: nothing connects while the lock is unpaired.
-        let listener = std::os::unix::net::UnixListener::bind(&relay).ok()?;
-        std::mem::forget(listener);
-        let mock = Command::new("/usr/bin/python3")
-            .args(["-m", "dbusmock", "--system", "-t"])
-            .arg(here.join("fake_nuki.py"))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &me.bus)
-            .env("FAKENUKI_RELAY", &relay)
-            .env("FAKENUKI_ADDRESS", BLE_ADDRESS)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        me.procs.push(mock);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            let owned = Command::new("dbus-send")
-                .arg(format!("--bus={}", me.bus))
-                .args([
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.NameHasOwner",
-                    "string:org.bluez",
-                ])
-                .output()
-                .ok()?;
-            if String::from_utf8_lossy(&owned.stdout).contains("boolean true") {
-                return Some(me);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Bluez {
-    fn drop(&mut self) {
-        for p in self.procs.iter_mut().rev() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
+/// the figures say BLE off) when they are missing. The Nuki is unpaired:
+/// nothing connects to it, so its fake lock answers nothing.
+fn bluez() -> Option<fake_bluez::FakeBluez> {
+    fake_bluez::FakeBluez::start(BLE_ADDRESS, |_, _| fake_bluez::Reply {
+        messages: Vec::new(),
+        disconnect: true,
+    })
+    .ok()
 }
 
 type Inbox = Arc<Mutex<HashMap<String, Instant>>>;
@@ -260,7 +210,8 @@ async fn wait_topic(inbox: &Inbox, topic: &str) -> Instant {
 }
 
 /// The floor of a command's commit: one small durable SQLite transaction
-/// (WAL, synchronous=FULL) in the same directory. Returns the times (ms) of
+/// (WAL, synchronous=FULL: SQLite syncs the WAL in the commit) in the same
+/// directory. Returns the times (ms) of
 /// `n` commits one after the other.
 fn sqlite_commits(dir: &Path, n: usize) -> Vec<f64> {
     let conn = rusqlite::Connection::open(dir.join("floor.db")).unwrap();
@@ -278,17 +229,43 @@ fn sqlite_commits(dir: &Path, n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// RSS split as the kernel counts it: anonymous (heap, stacks, SQLite's
-/// cache) and file-backed (the mapped binary and libraries), in KiB.
-fn rss_parts(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let get = |k: &str| {
-        s.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("RssAnon:"), get("RssFile:"))
+/// The daemon's resident memory at one moment: in all (KiB), as the kernel
+/// splits it (anonymous: heap, stacks, SQLite's cache; file-backed: the
+/// mapped binary and libraries) and by mapping.
+struct Idle {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    map: proc::Breakdown,
+}
+
+impl Idle {
+    fn of(pid: u32) -> Idle {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let get = |k: &str| {
+            s.lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+        };
+        Idle {
+            rss: rss_kib(pid),
+            anon: get("RssAnon:"),
+            file: get("RssFile:"),
+            map: breakdown(pid),
+        }
+    }
+
+    fn print(&self, what: &str) {
+        let m = |k: u64| k as f64 / 1024.0;
+        println!(
+            "  {what:<27}: {:.1} MiB ({:.1} anonymous, {:.1} file-backed)",
+            m(self.rss),
+            m(self.anon),
+            m(self.file)
+        );
+        println!("    by mapping (MiB)         : {}", self.map.line());
+    }
 }
 
 /// What one round of commands measured.
@@ -365,25 +342,35 @@ async fn main() {
     let port = free_port();
     let broker = mosquitto(dir.path(), port);
     let locks = 200;
-    let bluez = Bluez::start(dir.path());
+    let bluez = bluez();
     let bus = bluez.as_ref().map(|b| b.bus.clone());
     let cfg = config(dir.path(), port, locks, bluez.is_some());
     let (daemon, ready_empty) = start_daemon(dir.path(), &cfg, bus.as_deref());
+    let ready_at = Instant::now();
     let (c, inbox) = cloud(port).await;
+    // Idle twice: 2 s after the cloud connected (the start's allocations,
+    // page caches and blocking threads still there), and at rest 15 s after
+    // READY=1 (the engine's shedder has given the start's memory back,
+    // tokio's idle blocking threads have ended after their 10 s).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle_empty = rss_kib(daemon.id());
-    let parts_idle = rss_parts(daemon.id());
-    let map_idle = breakdown(daemon.id());
+    let idle_start = Idle::of(daemon.id());
+    tokio::time::sleep(
+        (ready_at + Duration::from_secs(15)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let idle_rest = Idle::of(daemon.id());
+    if let Some(secs) = std::env::var("BENCH_HOLD_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        eprintln!("holding the idle daemon (pid {}) for {secs} s", daemon.id());
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     let ble = if bluez.is_some() {
         "MQTT and BLE on (fake BlueZ)"
     } else {
         "MQTT on, BLE off (no dbus-daemon/python3-dbusmock)"
     };
-    eprintln!(
-        "idle: {:.1} MiB: {}",
-        rss_idle_empty as f64 / 1024.0,
-        map_idle.line()
-    );
 
     // Baseline: a plain QoS 1 round trip through the same broker.
     let mut base = Vec::new();
@@ -401,14 +388,7 @@ async fn main() {
     let first = round(&c, &inbox, daemon.id(), locks, "", 1000).await;
     // 20,000 codes (200 locks x 100): let the locks settle, then memory.
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let rss_loaded = rss_kib(daemon.id());
-    let parts_loaded = rss_parts(daemon.id());
-    let map_loaded = breakdown(daemon.id());
-    eprintln!(
-        "after the load: {:.1} MiB: {}",
-        rss_loaded as f64 / 1024.0,
-        map_loaded.line()
-    );
+    let loaded = Idle::of(daemon.id());
     if std::env::var_os("BENCH_MEMORY_ONLY").is_some() {
         // Memory only: end here, the daemon killed (-9) so that a heap
         // profiler's last snapshot is what was live after the load
@@ -424,20 +404,9 @@ async fn main() {
         let _ = daemon.kill();
         let _ = daemon.wait();
         println!("mqtt_bench (memory only): {ble}, {locks} simulated locks");
-        println!(
-            "  RSS idle, no codes         : {:.1} MiB ({:.1} anonymous, {:.1} file-backed): {}",
-            rss_idle_empty as f64 / 1024.0,
-            parts_idle.0 as f64 / 1024.0,
-            parts_idle.1 as f64 / 1024.0,
-            map_idle.line()
-        );
-        println!(
-            "  RSS 200 locks x 100 codes  : {:.1} MiB ({:.1} anonymous, {:.1} file-backed): {}",
-            rss_loaded as f64 / 1024.0,
-            parts_loaded.0 as f64 / 1024.0,
-            parts_loaded.1 as f64 / 1024.0,
-            map_loaded.line()
-        );
+        idle_start.print("RSS idle, 2 s after ready");
+        idle_rest.print("RSS idle, at rest (15 s)");
+        loaded.print("RSS 200 locks x 100 codes");
         stop(broker);
         return;
     }
@@ -470,7 +439,7 @@ async fn main() {
     };
     let (l50, l99) = figures(&first);
     let (f50, f99) = figures(&full);
-    println!("mqtt_bench: lockhub (release) + Mosquitto on loopback, {locks} simulated locks, commits durable (WAL, synchronous=FULL)");
+    println!("mqtt_bench: lockhub (release) + Mosquitto on loopback, {locks} simulated locks, commits durable (WAL; the writer fdatasyncs it, store::durable)");
     println!("  floor: broker round trip   : p50 {b50:.2} ms, p99 {b99:.2} ms");
     println!("  floor: durable commit      : p50 {s50:.2} ms, p99 {s99:.2} ms, {commit_rate:.0} commits/s one after the other");
     println!("  publish -> response        : p50 {l50:.2} ms, p99 {l99:.2} ms  (create_multiple on 10 locks, 0 -> 10,000 codes; p99 {:.1}x broker + commit p99)", l99 / (b99 + s99));
@@ -481,22 +450,15 @@ async fn main() {
     println!("  back-to-back commands      : {:.0} create_multiple/s (10 locks each, 10,000 -> 20,000 codes; {:.2}x the commit floor's rate)", first.rate, first.rate / commit_rate);
     println!("  with 20,000 codes stored   : p50 {f50:.2} ms, p99 {f99:.2} ms, CPU {:.2} ms, {:.0}/s  (vs the first figures: p50 {:.2}x, p99 {:.2}x, CPU {:.2}x, rate 1/{:.2})",
         full.cpu_per_cmd, full.rate, f50 / l50, f99 / l99, full.cpu_per_cmd / first.cpu_per_cmd, first.rate / full.rate);
+    println!("  memory ({ble}):");
+    idle_start.print("RSS idle, 2 s after ready");
+    idle_rest.print("RSS idle, at rest (15 s)");
+    loaded.print("RSS 200 locks x 100 codes");
     println!(
-        "  RSS idle, no codes         : {:.1} MiB ({:.1} anonymous, {:.1} file-backed; {ble})",
-        rss_idle_empty as f64 / 1024.0,
-        parts_idle.0 as f64 / 1024.0,
-        parts_idle.1 as f64 / 1024.0
+        "  RSS restarted, idle        : {:.1} MiB (20,000 codes stored): {}",
+        rss_idle_full as f64 / 1024.0,
+        map_idle_full.line()
     );
-    println!("    by mapping (MiB)         : {}", map_idle.line());
-    println!(
-        "  RSS 200 locks x 100 codes  : {:.1} MiB (after the load: {:.1} anonymous, {:.1} file-backed), {:.1} MiB (restarted, idle)",
-        rss_loaded as f64 / 1024.0,
-        parts_loaded.0 as f64 / 1024.0,
-        parts_loaded.1 as f64 / 1024.0,
-        rss_idle_full as f64 / 1024.0
-    );
-    println!("    after the load (MiB)     : {}", map_loaded.line());
-    println!("    restarted, idle (MiB)    : {}", map_idle_full.line());
     println!("  idle wake-ups              : {wakeups_idle:.1}/s (restarted, 20,000 codes), {wakeups_loaded:.1}/s (right after the load)");
     println!(
         "  ready (READY=1)            : {:.0} ms empty, {:.0} ms with 20,000 codes stored",

@@ -199,8 +199,12 @@ impl Inner {
     }
 }
 
-/// Give memory freed after a burst back to the system (glibc keeps it in its
-/// arenas otherwise: RSS stays at the burst's peak).
+/// Give what C code freed after a burst back to the system: glibc's malloc
+/// (SQLite's page caches and statements, libdbus) keeps it in its arenas
+/// otherwise, and RSS stays at the burst's peak. The daemon's Rust
+/// allocations are jemalloc's, which returns its freed pages by itself (its
+/// background thread, `dirty_decay_ms` in src/main.rs): this reaches only
+/// glibc's side.
 pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
