@@ -426,7 +426,7 @@ async fn main() {
     // lock, each lock's capacity).
     let full = round(&c, &inbox, daemon.id(), locks, "f", 500).await;
     stop(daemon);
-    drop(broker);
+    stop(broker);
     drop(bluez);
     let mut commits = sqlite_commits(dir.path(), 300);
     let commit_rate = 1e3 / (commits.iter().sum::<f64>() / commits.len() as f64);
