@@ -27,7 +27,8 @@
 //! - [`store`]: SQLite (schema, migrations, every query, the outbox, recent events;
 //!   PINs sealed at rest, the audit chain, used jtis, each lock's codes decoded in
 //!   memory and kept true by the transactions; commits synced after the writer's lock is
-//!   let go, one fsync shared by what committed meanwhile: `store::durable`).
+//!   let go, one fsync shared by what committed meanwhile: `store::durable`; WAL
+//!   checkpoints on a thread of their own: `store::checkpoint`).
 //! - [`model`]: access codes (recurring ones: [`model::weekly`]), devices, capabilities,
 //!   events, the masked [`model::Pin`] and the property's local time ([`model::zone`]:
 //!   one time zone for the engine's weekly windows and the locks' clocks).
