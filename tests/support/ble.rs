@@ -160,10 +160,30 @@ pub async fn seed_group_on_nuki_and_zwave_like(
         "still on after the old check-out"
     );
 
-    until("removal at the new ends_at", 20, async || {
-        !front_has(&front_pin) && nuki_codes(&nuki).is_empty()
-    })
-    .await;
+    let gone = async || !front_has(&front_pin) && nuki_codes(&nuki).is_empty();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !gone().await {
+        if tokio::time::Instant::now() >= deadline {
+            // Which lock kept its code, and what the hub thinks of each code.
+            let listed = cmd(&hub, "access_codes/list", json!({}));
+            let codes: Vec<_> = listed["access_codes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    json!({"device_id": c["device_id"], "status": c["status"],
+                        "ends_at": c["ends_at"], "errors": c["errors"], "warnings": c["warnings"]})
+                })
+                .collect();
+            panic!(
+                "timed out waiting for removal at the new ends_at ({late}): front holds it: {}, nuki holds {} codes; the hub's codes: {}",
+                front_has(&front_pin),
+                nuki_codes(&nuki).len(),
+                serde_json::Value::Array(codes)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let removed_at = Utc::now();
     assert!(removed_at >= late, "not removed before its time");
     println!(
