@@ -268,6 +268,27 @@ impl Idle {
     }
 }
 
+/// The WAL file's largest size, sampled every 20 ms while the rounds run.
+struct WalWatch(Arc<std::sync::atomic::AtomicU64>);
+
+impl WalWatch {
+    fn start(path: PathBuf) -> WalWatch {
+        let max = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let m = max.clone();
+        std::thread::spawn(move || loop {
+            let size = std::fs::metadata(&path).map_or(0, |f| f.len());
+            m.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+        });
+        WalWatch(max)
+    }
+
+    /// The largest size since the last take.
+    fn take_max(&self) -> u64 {
+        self.0.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What one round of commands measured.
 struct Round {
     lat: Vec<f64>,
@@ -385,7 +406,9 @@ async fn main() {
     }
     // Publish -> response, one at a time: create_multiple on 10 locks,
     // durable commit; then back to back. 0 -> 20,000 codes.
+    let wal = WalWatch::start(dir.path().join("lockhub.db-wal"));
     let first = round(&c, &inbox, daemon.id(), locks, "", 1000).await;
+    let wal_first = wal.take_max();
     // 20,000 codes (200 locks x 100): let the locks settle, then memory.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let loaded = Idle::of(daemon.id());
@@ -424,7 +447,9 @@ async fn main() {
     let map_idle_full = breakdown(daemon.id());
     // The same figures with 20,000 codes stored (20,000 -> 30,000: 150 a
     // lock, each lock's capacity).
+    wal.take_max();
     let full = round(&c, &inbox, daemon.id(), locks, "f", 500).await;
+    let wal_full = wal.take_max();
     stop(daemon);
     stop(broker);
     drop(bluez);
@@ -450,6 +475,11 @@ async fn main() {
     println!("  back-to-back commands      : {:.0} create_multiple/s (10 locks each, 10,000 -> 20,000 codes; {:.2}x the commit floor's rate)", first.rate, first.rate / commit_rate);
     println!("  with 20,000 codes stored   : p50 {f50:.2} ms, p99 {f99:.2} ms, CPU {:.2} ms, {:.0}/s  (vs the first figures: p50 {:.2}x, p99 {:.2}x, CPU {:.2}x, rate 1/{:.2})",
         full.cpu_per_cmd, full.rate, f50 / l50, f99 / l99, full.cpu_per_cmd / first.cpu_per_cmd, first.rate / full.rate);
+    println!(
+        "  WAL file at most          : {:.1} MiB (first round), {:.1} MiB (with 20,000 codes stored); checkpointed past 3.9 MiB",
+        wal_first as f64 / 1048576.0,
+        wal_full as f64 / 1048576.0
+    );
     println!("  memory ({ble}):");
     idle_start.print("RSS idle, 2 s after ready");
     idle_rest.print("RSS idle, at rest (15 s)");

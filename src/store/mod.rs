@@ -30,6 +30,9 @@ pub use secret::Sealer;
 pub use lifetime::{ReportedConstraints, UnmanagedRow};
 pub use lock_state::{ActionAttempt, LockState};
 
+/// How long a connection waits for a lock another holds.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 use crate::drivers::SlotCode;
 use crate::model::{AccessCode, DeviceInfo, Event, Pin, TimeWindow};
 use chrono::{DateTime, Utc};
@@ -203,7 +206,7 @@ impl Store {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.pragma_update(None, "cache_size", -1024)?;
-        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
         reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         store.reader = Some(Mutex::new(reader));
         store.audit_anchor = Some(audit::anchor_file(path));
@@ -246,7 +249,7 @@ impl Store {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         // Enough page cache that a busy hub re-reads little from the OS (grows only as used).
         conn.pragma_update(None, "cache_size", -4096)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // Every statement lockhub runs stays prepared: rusqlite's default of
         // 16 is fewer than one command and its fan-out use, and each miss
         // parsed its SQL again (a tenth of the daemon's CPU under load).
@@ -351,7 +354,7 @@ impl Store {
     {
         let _writing = self.writing.guard();
         let mut conn = self.conn();
-        let (out, wrote, seq) = {
+        let (out, wrote, seq, full) = {
             let tx = conn.transaction().map_err(StoreError::from)?;
             // No other commit can come while this connection is held.
             let snapshot = self.locks.lock().seq();
@@ -374,12 +377,23 @@ impl Store {
             let commits = self
                 .commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(c) = &self.checkpointer {
-                c.committed(commits);
-            }
+            let full = self
+                .checkpointer
+                .as_ref()
+                .is_some_and(|c| c.committed(commits));
             self.recent_events.extend(wrapped.new_events.take());
-            (out, wrote, seq)
+            (out, wrote, seq, full)
         };
+        if full {
+            // A WAL the checkpoint thread cannot keep up with (`checkpoint`):
+            // emptied while no read is under way on the reader (if one is,
+            // the next look tries again), so nothing but a backup's
+            // connection can hold it in the WAL.
+            if let Some(reading) = self.reader.as_ref().and_then(|r| r.try_lock().ok()) {
+                checkpoint::empty(&conn);
+                drop(reading);
+            }
+        }
         drop(conn);
         // Durable before anyone hears of it; the next transaction meanwhile
         // runs, and may share this fsync.
