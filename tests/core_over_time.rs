@@ -457,13 +457,16 @@ async fn a_year_of_a_busy_calendar_on_ten_locks() {
     assert!(rows["requests"] < 10 * 8 * 2 + 100, "{rows:?}");
     assert!(rows["pin_history"] <= created as u64, "{rows:?}");
     // The store stays bounded: the database file under 2 MiB and not growing
-    // after the first months (freed pages are reused), the WAL within SQLite's
-    // auto-checkpoint size (1000 pages of 4 KiB, plus headers).
+    // after the first months (freed pages are reused), the WAL under the size
+    // at which the writer empties it (`store::checkpoint`: 4000 pages of 4 KiB
+    // plus headers, and one look of 8 commits). The checkpoint thread copies
+    // past 1000 pages, but a sample may land while its copy is pending (it
+    // did in CI: 1111 pages).
     let (peak_db, peak_wal) = sizes
         .iter()
         .fold((0, 0), |(a, b), (m, w)| (a.max(*m), b.max(*w)));
     assert!(peak_db < 2 * 1024 * 1024, "{sizes:?}");
-    assert!(peak_wal < 4200 * 1024, "{sizes:?}");
+    assert!(peak_wal < 4064 * 4120, "{sizes:?}");
     let without_audit = |i: usize| sizes[i].0.saturating_sub(audit[i]);
     let last = sizes.len() - 1;
     assert!(
