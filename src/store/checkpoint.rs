@@ -155,16 +155,23 @@ fn run(conn: &Connection, mode: &str) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_wal_past_its_size_is_checkpointed_and_starts_again_small() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let wal = dir.path().join("db-wal");
+    /// A database in `dir` whose writer is set up as the store's (no
+    /// checkpoint of its own, the WAL truncated when it starts again), with a
+    /// table `t (x BLOB)`; with the database's and the WAL's paths.
+    fn writer(dir: &Path) -> (Connection, PathBuf, PathBuf) {
+        let path = dir.join("db");
         let w = Connection::open(&path).unwrap();
         w.pragma_update(None, "journal_mode", "WAL").unwrap();
         w.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         w.pragma_update(None, "journal_size_limit", 0).unwrap();
         w.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
+        (w, path, dir.join("db-wal"))
+    }
+
+    #[test]
+    fn a_wal_past_its_size_is_checkpointed_and_starts_again_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, path, wal) = writer(dir.path());
         let c = Checkpointer::start(&path, wal.clone()).unwrap();
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut commits = 0;
@@ -224,14 +231,8 @@ mod tests {
     #[test]
     fn past_the_hard_size_the_writer_empties_the_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let wal = dir.path().join("db-wal");
-        let w = Connection::open(&path).unwrap();
-        w.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let (w, _, wal) = writer(dir.path());
         w.pragma_update(None, "synchronous", "OFF").unwrap();
-        w.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        w.pragma_update(None, "journal_size_limit", 0).unwrap();
-        w.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
         let (nudge, _never_read) = sync_channel::<()>(1);
         let c = Checkpointer {
             nudge: Some(nudge),

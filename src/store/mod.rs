@@ -387,8 +387,8 @@ impl Store {
         if full {
             // A WAL the checkpoint thread cannot keep up with (`checkpoint`):
             // emptied while no read is under way on the reader (if one is,
-            // the next look tries again), so nothing but a backup's
-            // connection can hold it in the WAL.
+            // the next look tries again), so only the checkpoint thread or a
+            // backup's connection can hold it in the WAL (`checkpoint::empty`).
             if let Some(reading) = self.reader.as_ref().and_then(|r| r.try_lock().ok()) {
                 checkpoint::empty(&conn);
                 drop(reading);

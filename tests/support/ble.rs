@@ -5,7 +5,7 @@
 //! end. Run over the in-process radio (tests/ble_engine.rs) and over btleplug
 //! and a fake BlueZ (tests/ble_bluez.rs), with the same fake lock behind both.
 
-use super::realtime::{cmd, late_checkout, until, until_read, until_status};
+use super::realtime::{cmd, late_checkout, until, until_or, until_read, until_status};
 use chrono::{SubsecRound, Utc};
 use lockhub::drivers::ble::fake_lock::FakeNuki;
 use lockhub::drivers::ble::keys::FileKeyStore;
@@ -160,12 +160,14 @@ pub async fn seed_group_on_nuki_and_zwave_like(
         "still on after the old check-out"
     );
 
-    let gone = async || !front_has(&front_pin) && nuki_codes(&nuki).is_empty();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !gone().await {
-        if tokio::time::Instant::now() >= deadline {
+    until_or(
+        "removal at the new ends_at",
+        20,
+        async || !front_has(&front_pin) && nuki_codes(&nuki).is_empty(),
+        || {
             // Which lock kept its code, and what the hub thinks of each code.
-            let listed = cmd(&hub, "access_codes/list", json!({}));
+            let ids: Vec<_> = codes.iter().map(|c| c["access_code_id"].clone()).collect();
+            let listed = cmd(&hub, "access_codes/list", json!({ "access_code_ids": ids }));
             let codes: Vec<_> = listed["access_codes"]
                 .as_array()
                 .into_iter()
@@ -175,15 +177,15 @@ pub async fn seed_group_on_nuki_and_zwave_like(
                         "ends_at": c["ends_at"], "errors": c["errors"], "warnings": c["warnings"]})
                 })
                 .collect();
-            panic!(
-                "timed out waiting for removal at the new ends_at ({late}): front holds it: {}, nuki holds {} codes; the hub's codes: {}",
+            format!(
+                "({late}) front holds it: {}, nuki holds {} codes; the hub's codes: {}",
                 front_has(&front_pin),
                 nuki_codes(&nuki).len(),
                 serde_json::Value::Array(codes)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+            )
+        },
+    )
+    .await;
     let removed_at = Utc::now();
     assert!(removed_at >= late, "not removed before its time");
     println!(

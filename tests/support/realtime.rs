@@ -17,7 +17,18 @@ pub fn cmd(hub: &Hub, command: &str, mut body: Value) -> Value {
 }
 
 /// Polls `f` until it holds; panics naming `what` after `secs`.
-pub async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+pub async fn until(what: &str, secs: u64, f: impl AsyncFnMut() -> bool) {
+    until_or(what, secs, f, String::new).await
+}
+
+/// [`until`], and on the timeout the panic also says what `why` finds then
+/// (the state a failure in CI needs to be understood).
+pub async fn until_or(
+    what: &str,
+    secs: u64,
+    mut f: impl AsyncFnMut() -> bool,
+    why: impl FnOnce() -> String,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while tokio::time::Instant::now() < deadline {
         if f().await {
@@ -25,7 +36,11 @@ pub async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("timed out waiting for {what}");
+    let why = why();
+    if why.is_empty() {
+        panic!("timed out waiting for {what}");
+    }
+    panic!("timed out waiting for {what}: {why}");
 }
 
 /// Every log line at TRACE, for checks that no secret is ever logged.
