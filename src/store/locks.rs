@@ -316,6 +316,68 @@ mod tests {
         .unwrap();
     }
 
+    /// The `slot` and `common_code_key` columns (indexed) agree with the bodies.
+    fn columns_agree(s: &Store) {
+        let conn = s.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT access_code_id, slot, common_code_key FROM access_codes ORDER BY rowid",
+            )
+            .unwrap();
+        let cols: Vec<(String, u32, Option<String>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(st);
+        drop(conn);
+        for (id, slot, key) in cols {
+            let c = s.read(|tx| tx.code(&id)).unwrap().unwrap();
+            assert_eq!((slot, key), (c.slot, c.common_code_key), "{id}");
+        }
+        let ok: String = s
+            .conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+    }
+
+    #[test]
+    fn a_save_writes_the_indexed_columns_only_when_they_change_and_never_trusts_a_stale_copy() {
+        let (_dir, s) = store();
+        s.write(|tx| {
+            tx.insert_code(&code("a", 1, "1111"))?;
+            tx.insert_code(&code("b", 2, "2222"))
+        })
+        .unwrap();
+        s.read(|tx| tx.codes_for_device("d").map(drop)).unwrap();
+        // The body alone (the slot and key as the cache has them) ...
+        let mut a = code("a", 1, "1212");
+        s.write(|tx| tx.save_code(&a)).unwrap();
+        columns_agree(&s);
+        // ... a new slot and a new key, in the same transaction as a body-only save ...
+        a.slot = 3;
+        a.common_code_key = Some("k".into());
+        s.write(|tx| {
+            tx.save_code(&code("b", 2, "2323"))?;
+            tx.save_code(&a)
+        })
+        .unwrap();
+        columns_agree(&s);
+        // ... and a row changed behind the cache's back: the body-only
+        // UPDATE finds no row as the copy says, and the full one runs.
+        s.conn()
+            .execute(
+                "UPDATE access_codes SET slot = 9 WHERE access_code_id = 'b'",
+                [],
+            )
+            .unwrap();
+        s.write(|tx| tx.save_code(&code("b", 2, "2424"))).unwrap();
+        columns_agree(&s);
+        let b = s.read(|tx| tx.code("b")).unwrap().unwrap();
+        assert_eq!((b.slot, b.code.expose()), (2, "2424"));
+    }
+
     #[test]
     fn a_reader_never_sees_a_commit_newer_than_its_snapshot() {
         let (_dir, s) = store();

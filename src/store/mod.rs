@@ -825,6 +825,38 @@ impl Tx<'_> {
     }
 
     pub fn save_code(&self, c: &AccessCode) -> Result<()> {
+        let body = self
+            .sealer
+            .seal_text("access_codes.body", &serde_json::to_string(c)?);
+        let ends_at = c.window.map(|w| w.ends_at.timestamp());
+        // Most saves change only the body (a status, an error): an UPDATE that
+        // names an indexed column rewrites that index's entry even when its
+        // value is the same, so the slot and key indexes are left out when
+        // they are known unchanged. The WHERE checks that (0 rows: the full
+        // UPDATE), so a stale copy costs a statement, never a wrong row.
+        let unchanged = self
+            .known_row(&c.device_id, &c.access_code_id)
+            .is_some_and(|(slot, key)| slot == c.slot && key == c.common_code_key);
+        if unchanged {
+            let n = self
+                .tx
+                .prepare_cached(
+                    "UPDATE access_codes SET deleted = ?2, ends_at = ?3, body = ?4
+                     WHERE access_code_id = ?1 AND slot = ?5 AND common_code_key IS ?6",
+                )?
+                .execute(params![
+                    c.access_code_id,
+                    c.deleted,
+                    ends_at,
+                    body,
+                    c.slot,
+                    c.common_code_key
+                ])?;
+            if n == 1 {
+                self.changed_rows(&c.device_id, |r| r.save(c));
+                return Ok(());
+            }
+        }
         self.tx
             .prepare_cached(
                 "UPDATE access_codes SET common_code_key = ?2, slot = ?3, deleted = ?4, ends_at = ?5, body = ?6
@@ -835,12 +867,30 @@ impl Tx<'_> {
                 c.common_code_key,
                 c.slot,
                 c.deleted,
-                c.window.map(|w| w.ends_at.timestamp()),
-                self.sealer
-                    .seal_text("access_codes.body", &serde_json::to_string(c)?)
+                ends_at,
+                body
             ])?;
         self.changed_rows(&c.device_id, |r| r.save(c));
         Ok(())
+    }
+
+    /// A code's slot and key as this transaction sees them, from its own
+    /// changes or the decoded copy (`store::locks`); `None` when neither
+    /// holds the lock's rows or the code (retained only).
+    fn known_row(&self, device_id: &str, access_code_id: &str) -> Option<(u32, Option<String>)> {
+        let find = |rows: &locks::LockRows| {
+            rows.codes
+                .iter()
+                .find(|x| x.access_code_id == access_code_id)
+                .map(|x| (x.slot, x.common_code_key.clone()))
+        };
+        if let Some(own) = self.overlay.borrow().get(device_id) {
+            return own.as_ref().and_then(find);
+        }
+        self.cache
+            .lock()
+            .get(device_id, self.snapshot)
+            .and_then(|rows| find(&rows))
     }
 
     pub fn delete_code(&self, access_code_id: &str) -> Result<()> {
