@@ -230,7 +230,10 @@ pub fn new_code(
     timing: &crate::model::Timing,
 ) -> AccessCode {
     let mut code = AccessCode {
-        access_code_id: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered (UUIDv7): a new code's id goes at the right edge of the
+        // id index, not into a random leaf (one page written per command,
+        // not one per code).
+        access_code_id: uuid::Uuid::now_v7().to_string(),
         device_id: device_id.to_owned(),
         name: name.map(str::to_owned),
         appearance_name: appearance(name, caps),
