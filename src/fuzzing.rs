@@ -57,7 +57,7 @@ pub fn command_payload(data: &[u8]) {
                     store,
                     clock,
                     crate::settings::HubSettings::default(),
-                    Arc::new(|_: &[String]| {}),
+                    Arc::new(|_: &crate::commands::Woken<'_>| {}),
                 )),
                 0,
             );

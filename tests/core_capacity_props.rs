@@ -52,7 +52,7 @@ proptest! {
             }
             Ok::<_, StoreError>(())
         }).unwrap();
-        let commands = Commands::new(store.clone(), Arc::new(SystemClock), HubSettings::default(), Arc::new(|_: &[String]| {}));
+        let commands = Commands::new(store.clone(), Arc::new(SystemClock), HubSettings::default(), Arc::new(|_: &lockhub::commands::Woken<'_>| {}));
         // Hours from a base a day ahead, so the real clock moving on does not matter.
         let base = (Utc::now() + Span::days(1)).duration_trunc(Span::hours(1)).unwrap();
         let lead = Span::minutes(5);

@@ -57,7 +57,7 @@ proptest! {
             }
             Ok::<_, StoreError>(())
         }).unwrap();
-        let commands = Commands::new(store.clone(), Arc::new(SystemClock), HubSettings::default(), Arc::new(|_: &[String]| {}));
+        let commands = Commands::new(store.clone(), Arc::new(SystemClock), HubSettings::default(), Arc::new(|_: &lockhub::commands::Woken<'_>| {}));
         for (n, (code, preferred, random)) in requests.into_iter().enumerate() {
             let before_codes = store.read(|tx| tx.count_codes()).unwrap();
             let before_rows = store.outbox_len().unwrap();

@@ -5,6 +5,7 @@ use super::capacity::{self, LockDemand};
 use super::error::{CommandError, ErrorKind};
 use super::plan::{self, Defaults};
 use super::{code_json, data, parse, CmdResult, CommandFailed, Ctx};
+use crate::model::access_code::NO_SLOT;
 use crate::model::{AccessCode, Event, Issue, Pin};
 use crate::pin::{self, LockView, Refusal};
 use crate::store::{DeviceRow, Tx};
@@ -461,6 +462,16 @@ fn plan(
             }
         }
         tx.insert_code(&code)?;
+        if let Some(d) = code.desired(ctx.now, &timing).filter(|d| d.slot != NO_SLOT) {
+            // Its PIN goes out next: recorded as issued in this commit, so the
+            // lock's reconciler sends it without a commit of its own first.
+            tx.note_issued(&code.device_id, d.slot, &d.code)?;
+            ctx.issued.push(super::Intent {
+                device_id: code.device_id.clone(),
+                slot: d.slot,
+                pin: d.code,
+            });
+        }
         if let Some(n) = use_limit {
             tx.set_use_limit(&code.access_code_id, n)?;
         }

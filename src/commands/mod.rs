@@ -62,8 +62,25 @@ pub const COMMANDS: &[&str] = &[
 /// Longest `request_id` accepted (it becomes part of a topic).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Called after a commit with the devices whose desired state changed.
-pub type Waker = Arc<dyn Fn(&[String]) + Send + Sync>;
+/// Called after a commit with what it changed.
+pub type Waker = Arc<dyn Fn(&Woken<'_>) + Send + Sync>;
+
+/// What a commit tells the engine.
+pub struct Woken<'a> {
+    /// Devices whose desired state changed.
+    pub devices: &'a [String],
+    /// PINs the commit recorded as about to go to a slot (`store::issued`),
+    /// so the lock's reconciler need not commit them again before sending.
+    pub issued: &'a [Intent],
+}
+
+/// A PIN recorded in `store::issued` for a lock's slot.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    pub device_id: String,
+    pub slot: u32,
+    pub pin: crate::model::Pin,
+}
 
 /// The command side of the hub.
 pub struct Commands {
@@ -79,6 +96,8 @@ pub(crate) struct Ctx<'a> {
     pub settings: &'a HubSettings,
     /// Devices whose locks must be reconciled after the commit.
     pub touched: BTreeSet<String>,
+    /// PINs recorded in `store::issued` by the commands that stood.
+    pub issued: Vec<Intent>,
     /// An action attempt the command started: its answer waits for the lock
     /// (`engine::actions` sends it), so none is stored or sent now.
     pub deferred: Option<crate::store::ActionAttempt>,
@@ -266,6 +285,7 @@ impl Commands {
             now: self.clock.now(),
             settings: &self.settings,
             touched: BTreeSet::new(),
+            issued: Vec::new(),
             deferred: None,
         };
         let replies = self.store.write_urgent(|tx| {
@@ -276,7 +296,10 @@ impl Commands {
         })?;
         let touched: Vec<String> = ctx.touched.into_iter().collect();
         if !touched.is_empty() {
-            (self.waker)(&touched);
+            (self.waker)(&Woken {
+                devices: &touched,
+                issued: &ctx.issued,
+            });
         }
         Ok(replies)
     }
@@ -376,6 +399,7 @@ impl Commands {
         }
         let mut touched = BTreeSet::new();
         std::mem::swap(&mut touched, &mut ctx.touched);
+        let issued_before = ctx.issued.len();
         tx.savepoint()?;
         let resp = match self.route(command, body.fields, ctx, tx) {
             Ok(data) => {
@@ -408,6 +432,7 @@ impl Commands {
                 // Roll back whatever the command wrote; keep only its answer.
                 tx.rollback_to()?;
                 ctx.deferred = None;
+                ctx.issued.truncate(issued_before);
                 tracing::info!(request_id, command, error = %err.message, kind = err.kind.as_str(), "command refused");
                 err.to_response(Some(&request_id))
             }

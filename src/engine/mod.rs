@@ -53,11 +53,14 @@ struct LockHandle {
     /// Bumped whenever something other than the lock's own reconciler may have
     /// changed its codes or slots: the reconciler's cached copy is then stale.
     generation: std::sync::atomic::AtomicU64,
-    /// Bumped with `generation` by everything but commands, which never
-    /// touch `store::issued`: while it is unchanged the reconciler keeps its
-    /// copy of the lock's issued PINs (read again, a hundred digests of SQL
-    /// per pass after each command).
+    /// Bumped with `generation` by everything but commands, which touch
+    /// `store::issued` only to add the PINs they say (`noted`): while it is
+    /// unchanged the reconciler keeps its copy of the lock's issued PINs (read
+    /// again, a hundred digests of SQL per pass after each command).
     issued_generation: std::sync::atomic::AtomicU64,
+    /// PINs a command committed as issued for this lock, pushed before its
+    /// `generation` bump; the reconciler adds them to its copy when it loads.
+    noted: Mutex<Vec<(u32, crate::model::Pin)>>,
     /// In engine code (a pass, not waiting for the radio): for the watchdog.
     busy: crate::progress::Busy,
     /// A batch's results could not be recorded (the store failed): what the
@@ -176,9 +179,9 @@ impl Engine {
     /// What commands call after a commit: reconcile these locks now.
     pub fn waker(self: &Arc<Self>) -> crate::commands::Waker {
         let me = Arc::downgrade(self);
-        Arc::new(move |ids: &[String]| {
+        Arc::new(move |w: &crate::commands::Woken<'_>| {
             if let Some(e) = me.upgrade() {
-                e.wake_after_command(ids);
+                e.wake_after_command(w);
             }
         })
     }
@@ -189,10 +192,18 @@ impl Engine {
         self.wake_locks(device_ids, true);
     }
 
-    /// [`Engine::wake`] after a command's commit: codes changed, issued PINs
-    /// did not (commands never write them).
-    fn wake_after_command(&self, device_ids: &[String]) {
-        self.wake_locks(device_ids, false);
+    /// [`Engine::wake`] after a command's commit: codes changed, and issued
+    /// PINs only by those the command says (the reconcilers' copies take them).
+    fn wake_after_command(&self, woken: &crate::commands::Woken<'_>) {
+        if !woken.issued.is_empty() {
+            let locks = self.locks.lock().unwrap();
+            for i in woken.issued {
+                if let Some(h) = locks.get(&i.device_id) {
+                    h.noted.lock().unwrap().push((i.slot, i.pin.clone()));
+                }
+            }
+        }
+        self.wake_locks(woken.devices, false);
     }
 
     fn wake_locks(&self, device_ids: &[String], issued: bool) {
@@ -489,6 +500,7 @@ impl Engine {
                 backoff: Mutex::new(LockBackoff::default()),
                 generation: std::sync::atomic::AtomicU64::new(0),
                 issued_generation: std::sync::atomic::AtomicU64::new(0),
+                noted: Mutex::new(Vec::new()),
                 busy: Default::default(),
                 reread: Default::default(),
             });

@@ -166,6 +166,14 @@ impl Engine {
                 }))
             })?;
         }
+        // PINs commands committed as issued (before their wake): taken into
+        // the copy kept, or already in the rows just read (noted twice is once).
+        let noted = std::mem::take(&mut *handle.noted.lock().unwrap());
+        if let Some(c) = cache.as_mut() {
+            for (slot, pin) in &noted {
+                c.issued.note(*slot, pin);
+            }
+        }
         Ok(())
     }
 
