@@ -22,7 +22,7 @@
 mod fake_bluez;
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{breakdown, cpu_ms, rss_kib, switches};
+use proc::{breakdown, cpu_ms, rss_kib, switches, written_bytes};
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::json;
@@ -293,6 +293,8 @@ impl WalWatch {
 struct Round {
     lat: Vec<f64>,
     cpu_per_cmd: f64,
+    /// KiB the daemon wrote per command in the one-at-a-time half.
+    written_per_cmd: f64,
     rate: f64,
 }
 
@@ -309,6 +311,7 @@ async fn round(
     let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
     let mut lat = Vec::new();
     let cpu0 = cpu_ms(pid);
+    let written0 = written_bytes(pid);
     for i in 0..n {
         let ids: Vec<String> = (0..10).map(|k| id((i * 10 + k) % locks)).collect();
         let body =
@@ -327,6 +330,7 @@ async fn round(
         lat.push((got - t).as_secs_f64() * 1e3);
     }
     let cpu_per_cmd = (cpu_ms(pid) - cpu0) / n as f64;
+    let written_per_cmd = (written_bytes(pid) - written0) as f64 / 1024.0 / n as f64;
     // Throughput: n more commands published back to back (group commit).
     let t = Instant::now();
     for i in 0..n {
@@ -348,6 +352,7 @@ async fn round(
     Round {
         lat,
         cpu_per_cmd,
+        written_per_cmd,
         rate,
     }
 }
@@ -471,6 +476,10 @@ async fn main() {
     println!(
         "  daemon CPU per command     : {:.2} ms (command + fan-out to 10 locks + publishing)",
         first.cpu_per_cmd
+    );
+    println!(
+        "  written per command        : {:.0} KiB (WAL frames, checkpoint copies, MQTT), {:.0} KiB with 20,000 codes stored",
+        first.written_per_cmd, full.written_per_cmd
     );
     println!("  back-to-back commands      : {:.0} create_multiple/s (10 locks each, 10,000 -> 20,000 codes; {:.2}x the commit floor's rate)", first.rate, first.rate / commit_rate);
     println!("  with 20,000 codes stored   : p50 {f50:.2} ms, p99 {f99:.2} ms, CPU {:.2} ms, {:.0}/s  (vs the first figures: p50 {:.2}x, p99 {:.2}x, CPU {:.2}x, rate 1/{:.2})",
