@@ -15,22 +15,20 @@ pub fn cpu_ms(pid: u32) -> f64 {
 /// Bytes the process passed to write calls so far (`wchar` of /proc/PID/io:
 /// SQLite's WAL frames and checkpoint copies, sockets, logs).
 pub fn written_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("wchar:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    field(pid, "io", "wchar:")
 }
 
 pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    field(pid, "status", "VmRSS:")
+}
+
+/// The number after `key` in /proc/PID/`file` (0 if the process is gone).
+fn field(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
