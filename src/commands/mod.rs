@@ -128,11 +128,14 @@ pub fn publish_code_state(
         settings.publish_codes,
     );
     with_last_use(tx, code, &mut body)?;
-    tx.publish(
-        &format!("access_codes/{}", code.access_code_id),
-        &serde_json::to_vec(&body)?,
-        true,
-    )
+    let topic = format!("access_codes/{}", code.access_code_id);
+    let payload = serde_json::to_vec(&body)?;
+    if settings.publish_codes {
+        tx.publish(&topic, &payload, true)
+    } else {
+        // The PIN masked: nothing in it to seal.
+        tx.publish_public(&topic, &payload, true)
+    }
 }
 
 /// The public form of a code as stored now (the PIN included when `reveal`).

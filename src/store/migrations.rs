@@ -172,6 +172,10 @@ const STEPS: &[&str] = &[
     // 12 (issue 14): a code's PIN lives in its sealed body only; the sealed copy in
     // its own column was written on every save and never read.
     "ALTER TABLE access_codes DROP COLUMN code;",
+    // 13 (issue 14): an outbox payload that can hold no PIN (events, device
+    // states, masked code states) is stored as it is; sealing each and opening
+    // it again to publish was 8 % of the daemon's CPU under a stream of commands.
+    "ALTER TABLE outbox ADD COLUMN plain INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

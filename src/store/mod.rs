@@ -471,7 +471,7 @@ impl Store {
     /// Rows after `after_id`, in id order: every lane.
     pub fn outbox_peek(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
         self.outbox_query(
-            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, topic, payload, retain, reply_topic, correlation, plain FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
             after_id,
             limit,
         )
@@ -487,9 +487,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OutboxRow>> {
         let sql = if lane == 0 {
-            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE lane = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT id, topic, payload, retain, reply_topic, correlation, plain FROM outbox WHERE lane = 0 AND id > ?1 ORDER BY id LIMIT ?2"
         } else {
-            "SELECT id, topic, payload, retain, reply_topic, correlation FROM outbox WHERE lane = 1 AND id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT id, topic, payload, retain, reply_topic, correlation, plain FROM outbox WHERE lane = 1 AND id > ?1 ORDER BY id LIMIT ?2"
         };
         self.outbox_query(sql, after_id, limit)
     }
@@ -499,20 +499,23 @@ impl Store {
         let mut st = conn.prepare_cached(sql)?;
         let rows = st
             .query_map(params![after_id, limit as i64], |r| {
-                Ok(OutboxRow {
+                let row = OutboxRow {
                     id: r.get(0)?,
                     topic: r.get(1)?,
                     payload: r.get(2)?,
                     retain: r.get(3)?,
                     reply_to: reply::from_row(r.get(4)?, r.get(5)?),
-                })
+                };
+                Ok((row, r.get::<_, bool>(6)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
-            .map(|mut r| {
-                r.payload = self
-                    .sealer
-                    .open_blob("outbox.payload", std::mem::take(&mut r.payload))?;
+            .map(|(mut r, plain)| {
+                if !plain {
+                    r.payload = self
+                        .sealer
+                        .open_blob("outbox.payload", std::mem::take(&mut r.payload))?;
+                }
                 Ok(r)
             })
             .collect()
@@ -1161,8 +1164,20 @@ impl Tx<'_> {
     // ---- outbox ----
 
     /// Queue a message for the broker. A retained message supersedes any
-    /// undelivered one on the same topic (only the last state matters).
+    /// undelivered one on the same topic (only the last state matters). The
+    /// payload is sealed at rest: it may hold a PIN.
     pub fn publish(&self, topic: &str, payload: &[u8], retain: bool) -> Result<()> {
+        self.enqueue(topic, payload, retain, true)
+    }
+
+    /// [`Tx::publish`] for a payload that can hold no PIN (an event, a device
+    /// state, a code state with its PIN masked): stored as it is (`plain`),
+    /// neither sealed nor opened again to publish.
+    pub fn publish_public(&self, topic: &str, payload: &[u8], retain: bool) -> Result<()> {
+        self.enqueue(topic, payload, retain, false)
+    }
+
+    fn enqueue(&self, topic: &str, payload: &[u8], retain: bool, seal: bool) -> Result<()> {
         if retain {
             self.tx
                 .prepare_cached("DELETE FROM outbox WHERE retain = 1 AND topic = ?1")?
@@ -1173,16 +1188,16 @@ impl Tx<'_> {
         } else {
             1
         };
+        let stored = if seal {
+            std::borrow::Cow::Owned(self.sealer.seal_blob("outbox.payload", payload))
+        } else {
+            std::borrow::Cow::Borrowed(payload)
+        };
         self.tx
             .prepare_cached(
-                "INSERT INTO outbox (topic, payload, retain, lane) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO outbox (topic, payload, retain, lane, plain) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![
-                topic,
-                self.sealer.seal_blob("outbox.payload", payload),
-                retain,
-                lane
-            ])?;
+            .execute(params![topic, stored.as_ref(), retain, lane, !seal])?;
         self.wrote_outbox.set(true);
         Ok(())
     }
@@ -1191,7 +1206,8 @@ impl Tx<'_> {
         let id = uuid::Uuid::new_v4().to_string();
         let json = e.to_json(&id, &self.workspace_id);
         let body = serde_json::to_vec(&json)?;
-        self.publish("events", &body, false)?;
+        // An event names codes and locks, never a PIN.
+        self.publish_public("events", &body, false)?;
         self.new_events.borrow_mut().push(json);
         Ok(())
     }
@@ -1219,6 +1235,54 @@ mod tests {
         assert_eq!(
             got,
             vec![("events", &b"e"[..]), ("access_codes/a", &b"2"[..])]
+        );
+    }
+
+    #[test]
+    fn only_payloads_that_may_hold_a_pin_are_sealed_and_a_reopen_leaves_public_ones_plain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let raw = |s: &Store| -> Vec<(Vec<u8>, bool)> {
+            let conn = s.conn();
+            let mut st = conn
+                .prepare("SELECT payload, plain FROM outbox ORDER BY id")
+                .unwrap();
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            v
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            s.write(|tx| {
+                tx.publish("responses/r", br#"{"code":"1234"}"#, false)?;
+                tx.publish_public("events", br#"{"event_type":"x"}"#, false)
+            })
+            .unwrap();
+            let rows = raw(&s);
+            assert!(rows[0].0.starts_with(b"LHS1") && !rows[0].1, "sealed");
+            assert_eq!(rows[1], (br#"{"event_type":"x"}"#.to_vec(), true));
+        }
+        // At open, plaintext from before sealing is sealed (and the file
+        // vacuumed): a public row is not that.
+        let s = Store::open(&path).unwrap();
+        let rows = raw(&s);
+        assert!(rows[0].0.starts_with(b"LHS1"));
+        assert_eq!(rows[1], (br#"{"event_type":"x"}"#.to_vec(), true));
+        let got: Vec<Vec<u8>> = s
+            .outbox_peek(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.payload)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                br#"{"code":"1234"}"#.to_vec(),
+                br#"{"event_type":"x"}"#.to_vec()
+            ]
         );
     }
 

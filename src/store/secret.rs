@@ -1,5 +1,6 @@
 //! PINs at rest: every column that can hold a PIN (a code's PIN and its stored
-//! body, what a slot holds, stored answers, outbox payloads) is sealed with
+//! body, what a slot holds, stored answers, outbox payloads that may hold one)
+//! is sealed with
 //! XChaCha20-Poly1305 under a key of the hub's own, so a copy of the database
 //! file alone reveals no PIN. The key is 32 random bytes in a file of mode
 //! 0600, created on first start (`{store.path}.key` unless configured).
@@ -8,7 +9,8 @@
 //! is the bytes `LHS1` + nonce || ciphertext. The column's name is the
 //! associated data, so a value moved to another column does not open. Values
 //! without the marker are plaintext from before sealing (a PIN is digits, the
-//! bodies are JSON: never mistaken) and are sealed at open.
+//! bodies are JSON: never mistaken) and are sealed at open, except outbox rows
+//! marked `plain` (events, device states, masked code states: no PIN).
 
 use super::{Result, StoreError};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -223,6 +225,16 @@ pub(super) fn has_sealed(conn: &Connection) -> Result<bool> {
     Ok(false)
 }
 
+/// Outbox rows stored plain on purpose (no PIN: `Tx::publish_public`) are
+/// not plaintext from before sealing.
+fn plain_left_out(table: &str) -> &'static str {
+    if table == "outbox" {
+        " AND plain = 0"
+    } else {
+        ""
+    }
+}
+
 /// Seal every plaintext value left from before sealing (once, at open), and
 /// rewrite the file so no page keeps the plaintext. Returns how many.
 pub(super) fn seal_existing(conn: &mut Connection, s: &Sealer) -> Result<usize> {
@@ -232,7 +244,7 @@ pub(super) fn seal_existing(conn: &mut Connection, s: &Sealer) -> Result<usize> 
         let label = format!("{table}.{column}");
         if *blob {
             let rows: Vec<(i64, Vec<u8>)> = tx
-                .prepare(&format!("SELECT {key}, {column} FROM {table} WHERE substr({column}, 1, 4) IS NOT CAST('LHS1' AS BLOB)"))?
+                .prepare(&format!("SELECT {key}, {column} FROM {table} WHERE substr({column}, 1, 4) IS NOT CAST('LHS1' AS BLOB){}", plain_left_out(table)))?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             for (id, plain) in rows {
