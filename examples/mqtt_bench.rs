@@ -15,6 +15,7 @@
 //! (Built in one command with the example, lockhub would get the features the
 //! dev-dependencies turn on in shared crates: not the binary that ships, and
 //! 0.4 MiB more of its data resident, 0.5-1 MiB more RSS at rest.) BENCH_MEMORY_ONLY=1: the memory figures only;
+//! BENCH_WAL_COPY=DIR: copies of the database and its WAL half way through each round;
 //! BENCH_HOLD_IDLE_SECS / BENCH_HOLD_SECS: leave the daemon running that long
 //! at rest / after the load, to look at it (/proc/PID/smaps).
 
@@ -328,6 +329,9 @@ async fn round(
         .unwrap();
         let got = wait_topic(inbox, &format!("lockhub/bench/responses/{tag}l{i}")).await;
         lat.push((got - t).as_secs_f64() * 1e3);
+        if i == n / 2 {
+            copy_wal(tag);
+        }
     }
     let cpu_per_cmd = (cpu_ms(pid) - cpu0) / n as f64;
     let written_per_cmd = (written_bytes(pid) - written0) as f64 / 1024.0 / n as f64;
@@ -357,6 +361,26 @@ async fn round(
     }
 }
 
+/// The daemon's database (for `copy_wal`).
+static DB_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// BENCH_WAL_COPY=DIR: copies of the daemon's database and WAL half way
+/// through a round's one-at-a-time half, to DIR/round-first and DIR/round-f,
+/// for `scripts/wal-pages.py DB WAL` (what each commit wrote, by table and
+/// index). The database copy is not consistent; its page map is what is wanted.
+fn copy_wal(tag: &str) {
+    let (Some(to), Some(db)) = (std::env::var_os("BENCH_WAL_COPY"), DB_PATH.get()) else {
+        return;
+    };
+    let round = if tag.is_empty() { "first" } else { tag };
+    let to = Path::new(&to).join(format!("round-{round}"));
+    std::fs::create_dir_all(&to).unwrap();
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    let _ = std::fs::copy(&wal, to.join("wal"));
+    let _ = std::fs::copy(&db, to.join("db"));
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
@@ -365,6 +389,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
+    DB_PATH.set(dir.path().join("lockhub.db")).unwrap();
     let port = free_port();
     let broker = mosquitto(dir.path(), port);
     let locks = 200;
