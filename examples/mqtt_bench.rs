@@ -377,8 +377,8 @@ fn copy_wal(tag: &str) {
     std::fs::create_dir_all(&to).unwrap();
     let mut wal = db.clone().into_os_string();
     wal.push("-wal");
-    let _ = std::fs::copy(&wal, to.join("wal"));
-    let _ = std::fs::copy(&db, to.join("db"));
+    let _ = std::fs::copy(wal, to.join("wal"));
+    let _ = std::fs::copy(db, to.join("db"));
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
