@@ -25,7 +25,7 @@ struct Cached {
     issued: Issued,
 }
 
-/// A reconciler about to sleep this long drops its cached codes.
+/// A reconciler with nothing to do for this long drops its cached codes.
 const IDLE_DROPS_CACHE: Duration = Duration::from_secs(1);
 
 /// What one batch's commit changed, to keep the cache true.
@@ -115,10 +115,19 @@ impl Engine {
                 }
                 Next::After(d) => d.min(self.settings.max_idle_sleep),
             };
-            // A lock with nothing to do soon keeps no copy of its codes: memory
-            // stays small on a hub with many locks and codes.
+            // A lock with nothing to do for a while keeps no copy of its codes:
+            // memory stays small on a hub with many locks and codes. Woken
+            // before that (a stream of commands), it keeps the copy, and reads
+            // its codes again but not its issued PINs (`load`).
+            let mut wait = wait;
             if wait >= IDLE_DROPS_CACHE {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = handle.wake.notified() => continue,
+                    _ = tokio::time::sleep(IDLE_DROPS_CACHE) => {}
+                }
                 cache = None;
+                wait -= IDLE_DROPS_CACHE;
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
