@@ -516,9 +516,13 @@ pub fn exit_on_panic() {
 /// Run until SIGTERM or SIGINT, then stop in order.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     exit_on_panic();
+    // Handlers first: start() says READY=1, and a SIGTERM right after it
+    // (systemd stopping a unit that just started) is an orderly stop, not
+    // the default action's kill.
+    let stop_signals = StopSignals::install()?;
     let shutdown = CancellationToken::new();
     let running = start(&cfg, shutdown.clone()).await?;
-    wait_for_signal().await;
+    stop_signals.wait().await;
     tracing::info!("stopping");
     shutdown.cancel();
     running.stop().await;
@@ -526,12 +530,27 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from when they are installed (one that comes
+/// before [`StopSignals::wait`] is kept for it).
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Until SIGTERM or SIGINT.
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Run the daemon (no broker, one simulated lock) until it is ready, stop it, return its stderr.
-fn run_daemon(dir: &Path, log_format: &str, env: &[(&str, &str)]) -> String {
+/// The daemon's config: no broker, one simulated lock.
+fn config(dir: &Path, log_format: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("lockhub.toml");
     std::fs::write(
@@ -19,6 +19,12 @@ fn run_daemon(dir: &Path, log_format: &str, env: &[(&str, &str)]) -> String {
         ),
     )
     .unwrap();
+    config
+}
+
+/// Run the daemon until it is ready, stop it, return its stderr.
+fn run_daemon(dir: &Path, log_format: &str, env: &[(&str, &str)]) -> String {
+    let config = config(dir, log_format);
     let log_path = dir.join("stderr.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockhub"));
@@ -124,4 +130,42 @@ fn a_bad_log_format_is_a_named_config_error() {
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("log_format"), "{err}");
+}
+
+/// systemd may stop a unit right after its READY=1: that SIGTERM is an
+/// orderly stop (exit 0), never the default action's kill (the handlers were
+/// once installed only after READY=1, and a SIGTERM in between killed it).
+#[test]
+fn a_sigterm_right_after_ready_is_an_orderly_stop() {
+    use std::os::unix::process::ExitStatusExt;
+    for i in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "text");
+        let notify = dir.path().join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lockhub"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start lockhub");
+        let mut buf = [0u8; 256];
+        loop {
+            let n = sock.recv(&mut buf).expect("READY=1 from lockhub");
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                break;
+            }
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "run {i}: SIGTERM just after READY=1 ended lockhub with {status:?} (signal {:?})",
+            status.signal()
+        );
+    }
 }
