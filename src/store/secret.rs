@@ -1,8 +1,7 @@
 //! PINs at rest: every column that can hold a PIN (a code's PIN and its stored
 //! body, what a slot holds, stored answers, outbox payloads that may hold one)
-//! is sealed with
-//! XChaCha20-Poly1305 under a key of the hub's own, so a copy of the database
-//! file alone reveals no PIN. The key is 32 random bytes in a file of mode
+//! is sealed with XChaCha20-Poly1305 under a key of the hub's own, so a copy of
+//! the database file alone reveals no PIN. The key is 32 random bytes in a file of mode
 //! 0600, created on first start (`{store.path}.key` unless configured).
 //!
 //! A sealed text value is `lhs1:` + base64(nonce || ciphertext); a sealed blob
@@ -27,12 +26,14 @@ const TEXT_MARK: &str = "lhs1:";
 const BLOB_MARK: &[u8] = b"LHS1";
 const NONCE: usize = 24;
 
-/// The columns sealed, as `(table, column, key column, blob)`.
-const SEALED: &[(&str, &str, &str, bool)] = &[
-    ("access_codes", "body", "access_code_id", false),
-    ("slots", "code", "device_id || '/' || slot", false),
-    ("requests", "response", "request_id", false),
-    ("outbox", "payload", "id", true),
+/// The columns sealed, as `(table, column, key column, blob, rows)`: `rows`
+/// is the SQL condition of the rows that must be sealed (outbox rows stored
+/// `plain` on purpose, with no PIN, are not plaintext from before sealing).
+const SEALED: &[(&str, &str, &str, bool, &str)] = &[
+    ("access_codes", "body", "access_code_id", false, "1"),
+    ("slots", "code", "device_id || '/' || slot", false, "1"),
+    ("requests", "response", "request_id", false, "1"),
+    ("outbox", "payload", "id", true, "plain = 0"),
 ];
 
 /// Seals and opens values; the key never leaves it (and is never printed).
@@ -210,7 +211,7 @@ impl Sealer {
 
 /// Whether the database holds sealed values (so a new key cannot read it).
 pub(super) fn has_sealed(conn: &Connection) -> Result<bool> {
-    for (table, column, _, blob) in SEALED {
+    for (table, column, _, blob, _) in SEALED {
         let sql = if *blob {
             format!(
                 "SELECT 1 FROM {table} WHERE substr({column}, 1, 4) = CAST('LHS1' AS BLOB) LIMIT 1"
@@ -225,26 +226,16 @@ pub(super) fn has_sealed(conn: &Connection) -> Result<bool> {
     Ok(false)
 }
 
-/// Outbox rows stored plain on purpose (no PIN: `Tx::publish_public`) are
-/// not plaintext from before sealing.
-fn plain_left_out(table: &str) -> &'static str {
-    if table == "outbox" {
-        " AND plain = 0"
-    } else {
-        ""
-    }
-}
-
 /// Seal every plaintext value left from before sealing (once, at open), and
 /// rewrite the file so no page keeps the plaintext. Returns how many.
 pub(super) fn seal_existing(conn: &mut Connection, s: &Sealer) -> Result<usize> {
     let tx = conn.transaction()?;
     let mut n = 0;
-    for (table, column, key, blob) in SEALED {
+    for (table, column, key, blob, rows) in SEALED {
         let label = format!("{table}.{column}");
         if *blob {
             let rows: Vec<(i64, Vec<u8>)> = tx
-                .prepare(&format!("SELECT {key}, {column} FROM {table} WHERE substr({column}, 1, 4) IS NOT CAST('LHS1' AS BLOB){}", plain_left_out(table)))?
+                .prepare(&format!("SELECT {key}, {column} FROM {table} WHERE ({rows}) AND substr({column}, 1, 4) IS NOT CAST('LHS1' AS BLOB)"))?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             for (id, plain) in rows {
@@ -257,7 +248,7 @@ pub(super) fn seal_existing(conn: &mut Connection, s: &Sealer) -> Result<usize> 
         } else {
             let rows: Vec<(rusqlite::types::Value, String)> = tx
                 .prepare(&format!(
-                    "SELECT {key}, {column} FROM {table} WHERE {column} NOT LIKE 'lhs1:%'"
+                    "SELECT {key}, {column} FROM {table} WHERE ({rows}) AND {column} NOT LIKE 'lhs1:%'"
                 ))?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
