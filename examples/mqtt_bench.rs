@@ -304,6 +304,7 @@ struct Round {
 async fn round(
     c: &AsyncClient,
     inbox: &Inbox,
+    dir: &Path,
     pid: u32,
     locks: usize,
     tag: &str,
@@ -330,7 +331,7 @@ async fn round(
         let got = wait_topic(inbox, &format!("lockhub/bench/responses/{tag}l{i}")).await;
         lat.push((got - t).as_secs_f64() * 1e3);
         if i == n / 2 {
-            copy_wal(tag);
+            copy_wal(dir, tag);
         }
     }
     let cpu_per_cmd = (cpu_ms(pid) - cpu0) / n as f64;
@@ -361,24 +362,19 @@ async fn round(
     }
 }
 
-/// The daemon's database (for `copy_wal`).
-static DB_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
 /// BENCH_WAL_COPY=DIR: copies of the daemon's database and WAL half way
 /// through a round's one-at-a-time half, to DIR/round-first and DIR/round-f,
 /// for `scripts/wal-pages.py DB WAL` (what each commit wrote, by table and
 /// index). The database copy is not consistent; its page map is what is wanted.
-fn copy_wal(tag: &str) {
-    let (Some(to), Some(db)) = (std::env::var_os("BENCH_WAL_COPY"), DB_PATH.get()) else {
+fn copy_wal(dir: &Path, tag: &str) {
+    let Some(to) = std::env::var_os("BENCH_WAL_COPY") else {
         return;
     };
     let round = if tag.is_empty() { "first" } else { tag };
     let to = Path::new(&to).join(format!("round-{round}"));
     std::fs::create_dir_all(&to).unwrap();
-    let mut wal = db.clone().into_os_string();
-    wal.push("-wal");
-    let _ = std::fs::copy(wal, to.join("wal"));
-    let _ = std::fs::copy(db, to.join("db"));
+    let _ = std::fs::copy(dir.join("lockhub.db-wal"), to.join("wal"));
+    let _ = std::fs::copy(dir.join("lockhub.db"), to.join("db"));
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -389,7 +385,6 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    DB_PATH.set(dir.path().join("lockhub.db")).unwrap();
     let port = free_port();
     let broker = mosquitto(dir.path(), port);
     let locks = 200;
@@ -437,7 +432,7 @@ async fn main() {
     // Publish -> response, one at a time: create_multiple on 10 locks,
     // durable commit; then back to back. 0 -> 20,000 codes.
     let wal = WalWatch::start(dir.path().join("lockhub.db-wal"));
-    let first = round(&c, &inbox, daemon.id(), locks, "", 1000).await;
+    let first = round(&c, &inbox, dir.path(), daemon.id(), locks, "", 1000).await;
     let wal_first = wal.take_max();
     // 20,000 codes (200 locks x 100): let the locks settle, then memory.
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -478,7 +473,7 @@ async fn main() {
     // The same figures with 20,000 codes stored (20,000 -> 30,000: 150 a
     // lock, each lock's capacity).
     wal.take_max();
-    let full = round(&c, &inbox, daemon.id(), locks, "f", 500).await;
+    let full = round(&c, &inbox, dir.path(), daemon.id(), locks, "f", 500).await;
     let wal_full = wal.take_max();
     stop(daemon);
     stop(broker);

@@ -108,7 +108,7 @@ impl Engine {
                 }
             };
             self.stats.passes.fetch_add(1, Ordering::Relaxed);
-            let wait = match next {
+            let mut wait = match next {
                 Next::Now => {
                     tokio::task::yield_now().await;
                     continue;
@@ -119,7 +119,6 @@ impl Engine {
             // memory stays small on a hub with many locks and codes. Woken
             // before that (a stream of commands), it keeps the copy, and reads
             // its codes again but not its issued PINs (`load`).
-            let mut wait = wait;
             if wait >= IDLE_DROPS_CACHE {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,
