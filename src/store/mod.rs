@@ -193,13 +193,15 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoints are the checkpoint thread's, not a commit's (`checkpoint`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // The WAL's size is then what was written since its last restart.
-        conn.pragma_update(None, "journal_size_limit", 0)?;
+        // A WAL that starts again is written over, not cut (`checkpoint`).
+        conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_KEEP_BYTES)?;
+        let checkpointer = checkpoint::Checkpointer::start(path)?;
+        checkpointer.watch(&conn);
         let mut store = Self::finish(conn, sealer);
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let wal = std::path::PathBuf::from(wal);
-        store.checkpointer = Some(checkpoint::Checkpointer::start(path, wal.clone())?);
+        store.checkpointer = Some(checkpointer);
         store.durable = durable::Durable::new(Some(wal));
         let reader = Connection::open_with_flags(
             path,
@@ -306,7 +308,7 @@ impl Store {
             }
         }
         let _done = Done(self);
-        self.write_now(f)
+        self.write_now(f, true)
     }
 
     /// A command is waiting for the writer (long background transactions
@@ -342,12 +344,15 @@ impl Store {
                     .0;
             }
         }
-        self.write_now(f)
+        self.write_now(f, false)
     }
 
+    /// `urgent`: a command's write, which leaves emptying the WAL to a
+    /// background one ([`checkpoint::Checkpointer::committed`]).
     fn write_now<T, E>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+        urgent: bool,
     ) -> std::result::Result<T, E>
     where
         E: From<StoreError>,
@@ -380,7 +385,7 @@ impl Store {
             let full = self
                 .checkpointer
                 .as_ref()
-                .is_some_and(|c| c.committed(commits));
+                .is_some_and(|c| c.committed(commits, urgent));
             self.recent_events.extend(wrapped.new_events.take());
             (out, wrote, seq, full)
         };
