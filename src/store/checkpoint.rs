@@ -263,6 +263,21 @@ mod tests {
         c.frames.load(SeqCst) * FRAME_BYTES
     }
 
+    /// A checkpointer with no thread of its own (the test runs what it is
+    /// asked for, or nothing), its hard length [`WAL_BYTES`], watching `w`.
+    fn by_hand(nudge: SyncSender<()>, w: &Connection) -> Checkpointer {
+        let c = Checkpointer {
+            nudge: Some(nudge),
+            thread: None,
+            frames: Arc::default(),
+            hard: WAL_BYTES,
+            runs: Arc::default(),
+            empty_after: AtomicU64::new(0),
+        };
+        c.watch(w);
+        c
+    }
+
     fn size(p: &Path) -> u64 {
         std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
     }
@@ -339,15 +354,7 @@ mod tests {
         w.pragma_update(None, "synchronous", "OFF").unwrap();
         let thread = Connection::open(&path).unwrap();
         let (nudge, wake) = sync_channel::<()>(1);
-        let c = Checkpointer {
-            nudge: Some(nudge),
-            thread: None,
-            frames: Arc::default(),
-            hard: WAL_BYTES,
-            runs: Arc::default(),
-            empty_after: AtomicU64::new(0),
-        };
-        c.watch(&w);
+        let c = by_hand(nudge, &w);
         let (mut longest, mut appended, mut emptied, mut runs) = (0, 0, 0, 0);
         let mut commits = 0;
         while appended < 8 * WAL_BYTES {
@@ -393,15 +400,7 @@ mod tests {
         let (w, _, _) = writer(dir.path());
         w.pragma_update(None, "synchronous", "OFF").unwrap();
         let (nudge, _never_read) = sync_channel::<()>(1);
-        let c = Checkpointer {
-            nudge: Some(nudge),
-            thread: None,
-            frames: Arc::default(),
-            hard: WAL_BYTES,
-            runs: Arc::default(),
-            empty_after: AtomicU64::new(0),
-        };
-        c.watch(&w);
+        let c = by_hand(nudge, &w);
         let (mut longest, mut emptied) = (0, 0);
         for commits in 1..=(12 * WAL_BYTES / 4096) {
             w.execute("INSERT INTO t VALUES (?1)", [vec![7u8; 3000]])
