@@ -85,6 +85,16 @@ struct Runs {
     done: AtomicU64,
 }
 
+impl Runs {
+    /// One PASSIVE checkpoint on `conn`, done as of the number asked for
+    /// when it began.
+    fn run(&self, conn: &Connection) {
+        let asked = self.asked.load(SeqCst);
+        run(conn, "PASSIVE");
+        self.done.store(asked, SeqCst);
+    }
+}
+
 /// `sqlite3_wal_hook`'s callback on the writer: the WAL's length in frames
 /// after a commit.
 unsafe extern "C" fn on_commit(
@@ -114,9 +124,7 @@ impl Checkpointer {
             .name("lockhub-checkpoint".into())
             .spawn(move || {
                 while wake.recv().is_ok() {
-                    let asked = thread_runs.asked.load(SeqCst);
-                    run(&conn, "PASSIVE");
-                    thread_runs.done.store(asked, SeqCst);
+                    thread_runs.run(&conn);
                 }
             })
             .map_err(|e| {
@@ -372,9 +380,7 @@ mod tests {
             appended += length(&c).saturating_sub(before);
             longest = longest.max(length(&c));
             if wake.try_recv().is_ok() {
-                let asked = c.runs.asked.load(SeqCst);
-                run(&thread, "PASSIVE");
-                c.runs.done.store(asked, SeqCst);
+                c.runs.run(&thread);
                 runs += 1;
             }
         }
