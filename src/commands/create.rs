@@ -465,7 +465,7 @@ fn plan(
         if let Some(d) = code.desired(ctx.now, &timing).filter(|d| d.slot != NO_SLOT) {
             // Its PIN goes out next: recorded as issued in this commit, so the
             // lock's reconciler sends it without a commit of its own first.
-            tx.note_issued(&code.device_id, d.slot, &d.code)?;
+            tx.note_issued_ahead(&code.device_id, d.slot, &d.code)?;
             ctx.issued.push(super::Intent {
                 device_id: code.device_id.clone(),
                 slot: d.slot,

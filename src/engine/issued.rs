@@ -5,7 +5,7 @@
 use super::plan::Planned;
 use crate::drivers::{SlotCode, SlotOp};
 use crate::model::{AccessCode, Pin, Timing};
-use crate::store::issued::digest;
+use crate::store::issued::{digest, Ahead, Unsent};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,6 +50,24 @@ impl Issued {
             .entry(slot)
             .or_default()
             .insert(digest(&self.device_id, slot, pin));
+    }
+
+    /// If every PIN lockhub may have put in `slot` was recorded ahead and never
+    /// handed to a driver (`store::issued::Ahead`), those: the slot cannot
+    /// hold any of them, so they are forgotten rather than cleared.
+    pub fn only_unsent(&self, slot: u32, ahead: &Ahead) -> Option<Vec<Unsent>> {
+        let digests = self.by_slot.get(&slot).filter(|s| !s.is_empty())?;
+        digests.iter().map(|d| ahead.unsent(slot, d)).collect()
+    }
+
+    /// Mirror of `Tx::forget_unsent`.
+    pub fn forget(&mut self, u: &Unsent) {
+        if let Some(s) = self.by_slot.get_mut(&u.slot) {
+            s.remove(&u.digest);
+            if s.is_empty() {
+                self.by_slot.remove(&u.slot);
+            }
+        }
     }
 
     /// Mirror of `Tx::confirm_slot`.

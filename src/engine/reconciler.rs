@@ -5,6 +5,7 @@ use super::issued::Issued;
 use super::{backoff, clock, observe, plan, Engine, LockBackoff, LockHandle, MAX_BATCH};
 use crate::drivers::{DriverError, SlotOp};
 use crate::model::{AccessCode, Event, Issue, Pin};
+use crate::store::issued::Unsent;
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering;
@@ -37,6 +38,8 @@ struct Recorded {
     slots: Vec<(u32, Option<crate::drivers::SlotCode>)>,
     /// A slot step's result: the lock's codes and slots as committed.
     lock: Option<(Vec<Arc<AccessCode>>, Vec<crate::drivers::SlotCode>)>,
+    /// Of the job's `forget`, the digests dropped.
+    forgotten: Vec<Unsent>,
 }
 
 /// One lock's batch results, waiting to be committed with others.
@@ -47,10 +50,33 @@ pub(super) struct RecordJob {
     done: DateTime<Utc>,
     /// PINs about to be sent (`store::issued`), committed before the batch goes out.
     intents: Vec<(u32, Pin)>,
+    /// Digests recorded ahead whose PIN was never sent, to drop
+    /// (`Tx::forget_unsent`) instead of clearing their slots.
+    forget: Vec<Unsent>,
     /// Run the slot step (`slots::check`) on a lock with this many slots
     /// (and, after a read that stopped part way, only these slots known).
     slot_step: Option<(u32, Option<std::collections::BTreeSet<u32>>)>,
     reply: tokio::sync::oneshot::Sender<Result<Recorded, StoreError>>,
+}
+
+impl RecordJob {
+    /// A job for lock `id` that commits nothing yet: its caller says what.
+    fn new(
+        id: &str,
+        done: DateTime<Utc>,
+        reply: tokio::sync::oneshot::Sender<Result<Recorded, StoreError>>,
+    ) -> Self {
+        RecordJob {
+            id: id.to_owned(),
+            batch: Vec::new(),
+            results: Vec::new(),
+            done,
+            intents: Vec::new(),
+            forget: Vec::new(),
+            slot_step: None,
+            reply,
+        }
+    }
 }
 
 /// Backoff of a lock's reconciler while the store fails.
@@ -369,6 +395,31 @@ impl Engine {
         }
         let all_in_batch = ops.len() <= MAX_BATCH;
         let batch: Vec<plan::Planned> = ops.into_iter().take(MAX_BATCH).collect();
+        // A slot to clear only for PINs a command recorded ahead that no
+        // driver was handed (a code deleted before its lock was reached): it
+        // cannot hold them, so they are forgotten, and the lock is left alone.
+        let forget: Vec<Unsent> = batch
+            .iter()
+            .filter_map(|p| match p.op {
+                SlotOp::Clear { slot } if !cached.observed.iter().any(|o| o.slot == slot) => {
+                    cached.issued.only_unsent(slot, &self.store.ahead)
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        if !forget.is_empty() {
+            let forgotten = self.forget_unsent(id, forget).await.inspect_err(|_| {
+                *cache = None;
+            })?;
+            if let Some(cached) = cache.as_mut() {
+                for u in &forgotten {
+                    cached.issued.forget(u);
+                }
+            }
+            // Planned again without those clears.
+            return Ok(Next::Now);
+        }
         for p in &batch {
             if let (SlotOp::Clear { .. }, Some(c)) = (
                 &p.op,
@@ -410,17 +461,18 @@ impl Engine {
             }
         }
         let slot_ops: Vec<SlotOp> = batch.iter().map(|p| p.op.clone()).collect();
+        for op in &slot_ops {
+            if let SlotOp::Set(d) = op {
+                self.store.ahead.handing(id, d.slot, &d.code);
+            }
+        }
         let results = Self::outside(handle, driver.apply(id, &slot_ops)).await;
         let done = self.clock.now();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
-            id: id.to_owned(),
             batch,
             results,
-            done,
-            intents: Vec::new(),
-            slot_step: None,
-            reply,
+            ..RecordJob::new(id, done, reply)
         };
         let committed = self.commit_job(job, answer).await;
         let recorded = match committed {
@@ -502,15 +554,25 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
-            id: id.to_owned(),
-            batch: Vec::new(),
-            results: Vec::new(),
-            done: self.clock.now(),
             intents: pins.to_vec(),
-            slot_step: None,
-            reply,
+            ..RecordJob::new(id, self.clock.now(), reply)
         };
         self.commit_job(job, answer).await.map(|_| ())
+    }
+
+    /// Drop digests recorded ahead and never sent (group-committed with
+    /// other locks' results). Returns those dropped.
+    async fn forget_unsent(
+        &self,
+        id: &str,
+        forget: Vec<Unsent>,
+    ) -> Result<Vec<Unsent>, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RecordJob {
+            forget,
+            ..RecordJob::new(id, self.clock.now(), reply)
+        };
+        self.commit_job(job, answer).await.map(|r| r.forgotten)
     }
 
     /// Take and give back a lock's slots as due at `now` (`slots::check`),
@@ -527,13 +589,8 @@ impl Engine {
     ) -> Result<(Vec<Arc<AccessCode>>, Vec<crate::drivers::SlotCode>), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = RecordJob {
-            id: id.to_owned(),
-            batch: Vec::new(),
-            results: Vec::new(),
-            done: now,
-            intents: Vec::new(),
             slot_step: Some((capacity, known)),
-            reply,
+            ..RecordJob::new(id, now, reply)
         };
         let recorded = self.commit_job(job, answer).await?;
         recorded
@@ -616,7 +673,14 @@ impl Engine {
                 for (slot, pin) in &j.intents {
                     tx.note_issued(&j.id, *slot, pin)?;
                 }
+                let mut forgotten = Vec::new();
+                for u in &j.forget {
+                    if tx.forget_unsent(&j.id, u)? {
+                        forgotten.push(u.clone());
+                    }
+                }
                 let mut out = self.record(tx, &j.id, &j.batch, &j.results, j.done)?;
+                out.forgotten = forgotten;
                 if let Some((capacity, known)) = &j.slot_step {
                     let mut codes = tx.shared_codes_for_device(&j.id)?;
                     let observed = tx.observed(&j.id)?;

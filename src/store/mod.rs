@@ -140,6 +140,8 @@ pub struct Store {
     workspace_id: Mutex<std::sync::Arc<str>>,
     /// Each lock's codes and slots, decoded (see [`locks`]).
     locks: locks::LockCache,
+    /// Issued PINs recorded ahead of their send and not yet sent (see [`issued`]).
+    pub ahead: issued::Ahead,
     /// `{path}.audit-head`: the audit chain's head kept outside the database
     /// (see [`audit`]); `None` for in-memory stores.
     audit_anchor: Option<std::path::PathBuf>,
@@ -234,6 +236,7 @@ impl Store {
             recent_events: Default::default(),
             workspace_id: Mutex::new(crate::settings::HubSettings::default().workspace_id.into()),
             locks: Default::default(),
+            ahead: Default::default(),
             audit_anchor: None,
             anchored: std::sync::atomic::AtomicI64::new(0),
             commits: std::sync::atomic::AtomicU64::new(1),
@@ -439,6 +442,7 @@ impl Store {
             events_at_savepoint: Default::default(),
             workspace_id: self.workspace(),
             cache: &self.locks,
+            ahead: &self.ahead,
             snapshot,
             overlay: Default::default(),
             since_savepoint: Default::default(),
@@ -588,6 +592,7 @@ pub struct Tx<'c> {
     events_at_savepoint: std::cell::Cell<usize>,
     workspace_id: std::sync::Arc<str>,
     cache: &'c locks::LockCache,
+    ahead: &'c issued::Ahead,
     /// The last commit this transaction's snapshot includes.
     snapshot: u64,
     /// The locks this transaction changed, as they are now in it (`None`:
