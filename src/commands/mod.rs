@@ -442,8 +442,7 @@ impl Commands {
         };
         ctx.touched = touched;
         let text = serde_json::to_string(&resp)?;
-        tx.save_response(&request_id, command, &text, now)?;
-        tx.set_request_fingerprint(&request_id, &print)?;
+        tx.save_response(&request_id, command, &text, Some(&print), now)?;
         tx.publish_reply(&topic, text.as_bytes(), req.reply_to)?;
         Ok(Reply { topic, body: resp })
     }

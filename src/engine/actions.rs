@@ -196,10 +196,7 @@ impl Engine {
         } else {
             "locks/unlock_door"
         };
-        tx.save_response(&a.request_id, command, &body, now)?;
-        if let Some(print) = &a.fingerprint {
-            tx.set_request_fingerprint(&a.request_id, print)?;
-        }
+        tx.save_response(&a.request_id, command, &body, a.fingerprint.as_deref(), now)?;
         tx.publish_reply(
             &format!("responses/{}", a.request_id),
             body.as_bytes(),

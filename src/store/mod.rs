@@ -1143,22 +1143,27 @@ impl Tx<'_> {
             .transpose()
     }
 
+    /// Store the answer to `request_id`, bound to the fingerprint of the body
+    /// it answers (`None`: none known). In one statement: the row holds the
+    /// sealed answer over overflow pages, and each write of it rewrites them all.
     pub fn save_response(
         &self,
         request_id: &str,
         command: &str,
         response: &str,
+        fingerprint: Option<&[u8]>,
         at: DateTime<Utc>,
     ) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO requests (request_id, command, response, created_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO requests (request_id, command, response, created_at, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
                 request_id,
                 command,
                 self.sealer.seal_text("requests.response", response),
-                at.to_rfc3339()
+                at.to_rfc3339(),
+                fingerprint
             ])?;
         Ok(())
     }

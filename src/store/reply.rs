@@ -52,12 +52,4 @@ impl Tx<'_> {
             .optional()?
             .flatten())
     }
-
-    /// Bind a stored answer to the fingerprint of its body.
-    pub fn set_request_fingerprint(&self, request_id: &str, fingerprint: &[u8]) -> Result<()> {
-        self.tx
-            .prepare_cached("UPDATE requests SET fingerprint = ?2 WHERE request_id = ?1")?
-            .execute(params![request_id, fingerprint])?;
-        Ok(())
-    }
 }
