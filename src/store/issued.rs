@@ -45,7 +45,15 @@ pub fn digest(device_id: &str, slot: u32, pin: &Pin) -> String {
 /// note must not undo it). Held in memory only: a restart starts it empty.
 #[derive(Debug, Default)]
 pub struct Ahead {
-    notes: Mutex<(u64, HashMap<String, u64>)>,
+    notes: Mutex<Notes>,
+}
+
+#[derive(Debug, Default)]
+struct Notes {
+    /// The number of the last note.
+    last: u64,
+    /// Each unsent digest and the number of the note that last recorded it.
+    unsent: HashMap<String, u64>,
 }
 
 /// A digest recorded ahead and never sent, as a pass saw it: what
@@ -58,36 +66,51 @@ pub struct Unsent {
 }
 
 impl Ahead {
-    /// Recorded (or recorded again) ahead of its send.
-    fn noted(&self, digest: String) {
+    /// Recorded ahead of its send: `new` (its row was just inserted), or
+    /// again while still unsent; a digest stored before and not unsent may
+    /// have been sent, and is left alone.
+    fn note(&self, digest: String, new: bool) {
         let mut n = self.notes.lock().unwrap();
-        n.0 += 1;
-        let note = n.0;
-        n.1.insert(digest, note);
+        if new || n.unsent.contains_key(&digest) {
+            n.last += 1;
+            let note = n.last;
+            n.unsent.insert(digest, note);
+        }
     }
 
     /// A driver is about to be handed `pin` for this slot: from now on it
     /// may be on the lock.
     pub fn handing(&self, device_id: &str, slot: u32, pin: &Pin) {
         let mut n = self.notes.lock().unwrap();
-        if !n.1.is_empty() {
-            n.1.remove(&digest(device_id, slot, pin));
+        if !n.unsent.is_empty() {
+            n.unsent.remove(&digest(device_id, slot, pin));
         }
     }
 
     /// `digest` (of `slot`) was recorded ahead and never handed to a driver.
     pub fn unsent(&self, slot: u32, digest: &str) -> Option<Unsent> {
         let n = self.notes.lock().unwrap();
-        n.1.get(digest).map(|&note| Unsent {
+        n.unsent.get(digest).map(|&note| Unsent {
             slot,
             digest: digest.to_owned(),
             note,
         })
     }
 
-    /// Digests waiting for their send (for tests and the memory figures).
+    /// Take `u` out, unless a note since recorded its digest again (or a
+    /// driver was handed it). Returns whether it was taken.
+    fn take(&self, u: &Unsent) -> bool {
+        let mut n = self.notes.lock().unwrap();
+        if n.unsent.get(&u.digest) != Some(&u.note) {
+            return false;
+        }
+        n.unsent.remove(&u.digest);
+        true
+    }
+
+    /// Digests waiting for their send (for tests).
     pub fn len(&self) -> usize {
-        self.notes.lock().unwrap().1.len()
+        self.notes.lock().unwrap().unsent.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,9 +134,8 @@ impl Tx<'_> {
         // Marked before the commit: the engine can see the row only after
         // it, so it never hands the PIN before the mark (a transaction rolled
         // back leaves a mark with no row, which forgets nothing).
-        if self.insert_issued(device_id, slot, &d)? || self.ahead.unsent(slot, &d).is_some() {
-            self.ahead.noted(d);
-        }
+        let new = self.insert_issued(device_id, slot, &d)?;
+        self.ahead.note(d, new);
         Ok(())
     }
 
@@ -131,14 +153,10 @@ impl Tx<'_> {
     /// Drop a digest recorded ahead whose PIN was never sent, unless a note
     /// since `u` recorded it again. Returns whether it was dropped.
     pub fn forget_unsent(&self, device_id: &str, u: &Unsent) -> Result<bool> {
-        {
-            let mut n = self.ahead.notes.lock().unwrap();
-            if n.1.get(&u.digest) != Some(&u.note) {
-                return Ok(false);
-            }
-            // Gone from the map even if this transaction rolls back: the row
-            // then stays and is treated as maybe sent (cleared), the safe way.
-            n.1.remove(&u.digest);
+        // Gone from the map even if this transaction rolls back: the row
+        // then stays and is treated as maybe sent (cleared), the safe way.
+        if !self.ahead.take(u) {
+            return Ok(false);
         }
         self.tx
             .prepare_cached(
