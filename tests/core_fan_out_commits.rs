@@ -87,3 +87,74 @@ async fn a_fan_out_to_ten_locks_shares_its_commits() {
         "{syncs} syncs, {commits} commits"
     );
 }
+
+/// The retained `devices/{id}` rows in the outbox, by topic, with their row ids
+/// (a retained row queued again replaces the one before it: a new id).
+fn device_states(store: &Store) -> std::collections::BTreeMap<String, i64> {
+    store
+        .outbox_peek(0, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.topic.starts_with("devices/"))
+        .map(|r| (r.topic, r.id))
+        .collect()
+}
+
+/// A fan-out that leaves every lock's device object as it was (new PINs in
+/// the same slots) queues no device state: it queued the same ten bodies
+/// again, one per lock, for every such command.
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_that_changes_no_lock_queues_no_device_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("hub.db")).unwrap());
+    let ids: Vec<String> = (0..10).map(lock).collect();
+    let hub = Hub::start_with(
+        store.clone(),
+        ids.iter()
+            .map(|id| spec(id, "Lock", keypad(&[4, 5, 6], 30)))
+            .collect(),
+        HubSettings::default(),
+    )
+    .await;
+    hub.run_for(Duration::from_secs(10)).await;
+    let quiet = device_states(&store);
+    assert_eq!(quiet.len(), 10, "{quiet:?}");
+
+    // A new code on each lock: one more slot used, a new state for each.
+    let r = hub.cmd("access_codes/create_multiple", json!({ "device_ids": ids }));
+    assert_eq!(r["ok"], true, "{r}");
+    hub.run_for(Duration::from_secs(10)).await;
+    let created = device_states(&store);
+    for (topic, row) in &created {
+        assert_ne!(*row, quiet[topic], "no new state for {topic}");
+    }
+
+    // Each code's PIN changed in place: the locks' objects are as they were.
+    let codes = r["access_codes"].as_array().unwrap();
+    for (i, c) in codes.iter().enumerate() {
+        let u = hub.cmd(
+            "access_codes/update",
+            json!({ "access_code_id": c["access_code_id"], "code": format!("{}", 4100 + i) }),
+        );
+        assert_eq!(u["ok"], true, "{u}");
+    }
+    hub.run_for(Duration::from_secs(10)).await;
+    for (i, c) in codes.iter().enumerate() {
+        let device = c["device_id"].as_str().unwrap();
+        assert!(
+            hub.slots(device)
+                .iter()
+                .any(|(_, p)| *p == format!("{}", 4100 + i)),
+            "the new PIN is on {device}"
+        );
+    }
+    let requeued: Vec<_> = device_states(&store)
+        .into_iter()
+        .filter(|(topic, row)| created[topic] != *row)
+        .collect();
+    assert!(
+        requeued.is_empty(),
+        "{} unchanged device states queued again: {requeued:?}",
+        requeued.len()
+    );
+}

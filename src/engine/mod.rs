@@ -543,12 +543,7 @@ impl Engine {
     fn publish_device(&self, tx: &Tx<'_>, device_id: &str) -> Result<(), StoreError> {
         if let Some(d) = tx.device(device_id)? {
             let body = device_json(tx, &d)?;
-            // A device object holds no PIN.
-            tx.publish_public(
-                &format!("devices/{device_id}"),
-                &serde_json::to_vec(&body)?,
-                true,
-            )?;
+            tx.publish_device_state(device_id, &serde_json::to_vec(&body)?)?;
         }
         Ok(())
     }

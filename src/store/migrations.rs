@@ -176,6 +176,9 @@ const STEPS: &[&str] = &[
     // states, masked code states) is stored as it is; sealing each and opening
     // it again to publish was 8 % of the daemon's CPU under a stream of commands.
     "ALTER TABLE outbox ADD COLUMN plain INTEGER NOT NULL DEFAULT 0;",
+    // 14 (issue 14): the SHA-256 of the device state last queued for each lock;
+    // a fan-out that changes nothing on a lock queues no new `devices/{id}`.
+    "ALTER TABLE devices ADD COLUMN state_digest BLOB;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

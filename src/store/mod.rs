@@ -791,9 +791,12 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Record a lock's last error; writes nothing when it is the one already held.
     pub fn set_device_error(&self, device_id: &str, error: Option<&str>) -> Result<()> {
         self.tx
-            .prepare_cached("UPDATE devices SET last_error = ?2 WHERE device_id = ?1")?
+            .prepare_cached(
+                "UPDATE devices SET last_error = ?2 WHERE device_id = ?1 AND last_error IS NOT ?2",
+            )?
             .execute(params![device_id, error])?;
         Ok(())
     }
@@ -1183,6 +1186,26 @@ impl Tx<'_> {
     /// payload is sealed at rest: it may hold a PIN.
     pub fn publish(&self, topic: &str, payload: &[u8], retain: bool) -> Result<()> {
         self.enqueue(topic, payload, retain, true)
+    }
+
+    /// Queue a lock's retained `devices/{id}` state, unless it is the very body
+    /// last queued for it (compared by SHA-256 kept in `devices.state_digest`): a
+    /// fan-out that changes nothing about a lock queued the same state again for
+    /// every command. A reconnect republishes every state regardless (hub.rs).
+    /// A device object holds no PIN, so it is stored plain.
+    pub fn publish_device_state(&self, device_id: &str, body: &[u8]) -> Result<()> {
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(body).into();
+        let changed = self
+            .tx
+            .prepare_cached(
+                "UPDATE devices SET state_digest = ?2 WHERE device_id = ?1 AND state_digest IS NOT ?2",
+            )?
+            .execute(params![device_id, &digest[..]])?;
+        if changed > 0 {
+            self.publish_public(&format!("devices/{device_id}"), body, true)?;
+        }
+        Ok(())
     }
 
     /// [`Tx::publish`] for a payload that can hold no PIN (an event, a device
