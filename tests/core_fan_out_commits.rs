@@ -17,9 +17,8 @@ fn lock(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_fan_out_to_ten_locks_shares_its_commits() {
-    let dir = tempfile::tempdir().unwrap();
+/// Ten keypad locks on a durable store in `dir`, and their ids.
+async fn ten_locks(dir: &tempfile::TempDir) -> (Hub, Arc<Store>, Vec<String>) {
     let store = Arc::new(Store::open(&dir.path().join("hub.db")).unwrap());
     let ids: Vec<String> = (0..10).map(lock).collect();
     let hub = Hub::start_with(
@@ -30,6 +29,13 @@ async fn a_fan_out_to_ten_locks_shares_its_commits() {
         HubSettings::default(),
     )
     .await;
+    (hub, store, ids)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_to_ten_locks_shares_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, store, ids) = ten_locks(&dir).await;
     // Every lock read once (start-up), then quiet.
     hub.run_for(Duration::from_secs(10)).await;
     let (commits, syncs) = (store.commits(), store.syncs());
@@ -106,16 +112,7 @@ fn device_states(store: &Store) -> std::collections::BTreeMap<String, i64> {
 #[tokio::test(start_paused = true)]
 async fn a_fan_out_that_changes_no_lock_queues_no_device_state() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("hub.db")).unwrap());
-    let ids: Vec<String> = (0..10).map(lock).collect();
-    let hub = Hub::start_with(
-        store.clone(),
-        ids.iter()
-            .map(|id| spec(id, "Lock", keypad(&[4, 5, 6], 30)))
-            .collect(),
-        HubSettings::default(),
-    )
-    .await;
+    let (hub, store, ids) = ten_locks(&dir).await;
     hub.run_for(Duration::from_secs(10)).await;
     let quiet = device_states(&store);
     assert_eq!(quiet.len(), 10, "{quiet:?}");
