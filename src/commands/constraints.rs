@@ -132,10 +132,7 @@ pub fn report(ctx: &mut Ctx<'_>, tx: &Tx<'_>, fields: Map<String, Value>) -> Cmd
         },
     )?;
     // The lock's retained state shows the lengths now in force.
-    if let Some(d) = tx.device(&id)? {
-        let body = devices::device_json(tx, &d)?;
-        tx.publish_device_state(&id, &serde_json::to_vec(&body)?)?;
-    }
+    devices::queue_device_state(tx, &id)?;
     ctx.touched.insert(id);
     Ok(Map::new())
 }

@@ -182,6 +182,16 @@ pub fn device_json(tx: &Tx<'_>, d: &DeviceRow) -> Result<Value, StoreError> {
     Ok(v)
 }
 
+/// Queue a lock's retained `{base}/devices/{id}` state as it stands now
+/// (nothing when it is the body last queued, or the lock is unknown).
+pub fn queue_device_state(tx: &Tx<'_>, device_id: &str) -> Result<(), StoreError> {
+    if let Some(d) = tx.device(device_id)? {
+        let body = device_json(tx, &d)?;
+        tx.publish_device_state(device_id, &serde_json::to_vec(&body)?)?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListBody {}

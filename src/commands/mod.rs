@@ -23,7 +23,7 @@ mod unmanaged;
 mod update;
 mod update_multiple;
 
-pub use devices::{battery_state, battery_status, device_json};
+pub use devices::{battery_state, battery_status, device_json, queue_device_state};
 pub use error::{CommandError, ErrorKind};
 pub use parse::{check_request_id, is_noncharacter, scan_request_id};
 

@@ -17,7 +17,6 @@ pub mod slots;
 mod timed;
 pub mod trust;
 
-use crate::commands::device_json;
 use crate::drivers::{LockDriver, LockEvent};
 use crate::model::{DeviceInfo, DriverKind, Event};
 use crate::settings::HubSettings;
@@ -541,11 +540,7 @@ impl Engine {
     }
 
     fn publish_device(&self, tx: &Tx<'_>, device_id: &str) -> Result<(), StoreError> {
-        if let Some(d) = tx.device(device_id)? {
-            let body = device_json(tx, &d)?;
-            tx.publish_device_state(device_id, &serde_json::to_vec(&body)?)?;
-        }
-        Ok(())
+        crate::commands::queue_device_state(tx, device_id)
     }
 
     async fn event_loop(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<LockEvent>) {
