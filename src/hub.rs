@@ -407,6 +407,24 @@ impl Hub {
             self.store.outbox_len().unwrap_or(0).to_string(),
         );
         metric(
+            "lockhub_store_commits_total",
+            "counter",
+            "Write transactions committed (lockhub's own metric, as all here).",
+            self.store.commits().to_string(),
+        );
+        metric(
+            "lockhub_store_outbox_delete_commits_total",
+            "counter",
+            "Commits that deleted delivered outbox rows (not synced on their own).",
+            self.store.removal_commits().to_string(),
+        );
+        metric(
+            "lockhub_store_syncs_total",
+            "counter",
+            "fdatasyncs of the WAL (each makes every commit before it durable).",
+            self.store.syncs().to_string(),
+        );
+        metric(
             "lockhub_engine_heartbeat_age_seconds",
             "gauge",
             "Age of the engine's last heartbeat.",

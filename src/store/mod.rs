@@ -149,6 +149,8 @@ pub struct Store {
     anchored: std::sync::atomic::AtomicI64,
     /// Write transactions committed, and their count when the anchor last looked.
     commits: std::sync::atomic::AtomicU64,
+    /// Commits of [`Store::outbox_remove`] (not made durable on their own).
+    removal_commits: std::sync::atomic::AtomicU64,
     anchored_at_commit: std::sync::atomic::AtomicU64,
     /// Commits made durable after the writer's lock is let go, one fsync
     /// for all that came before it (see [`durable`]).
@@ -240,6 +242,7 @@ impl Store {
             audit_anchor: None,
             anchored: std::sync::atomic::AtomicI64::new(0),
             commits: std::sync::atomic::AtomicU64::new(1),
+            removal_commits: std::sync::atomic::AtomicU64::new(0),
             anchored_at_commit: std::sync::atomic::AtomicU64::new(0),
             durable: durable::Durable::new(None),
             checkpointer: None,
@@ -550,6 +553,12 @@ impl Store {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Commits that deleted delivered outbox rows ([`Store::outbox_remove`]).
+    pub fn removal_commits(&self) -> u64 {
+        self.removal_commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// WAL fsyncs made so far (each may cover several commits).
     pub fn syncs(&self) -> u64 {
         self.durable
@@ -571,6 +580,8 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.removal_commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
