@@ -2,7 +2,8 @@
 //! latency (p50/p99, against a plain broker round trip in the same run),
 //! commands per second, memory (idle, and 200 locks x 100 codes), idle wake-ups
 //! per second, and time to ready with 20,000 codes stored; then the command
-//! figures again with 20,000 codes stored. Floors measured in the same run: a
+//! figures again with 20,000 codes stored, and the store's commits, fsyncs and
+//! outbox-delete commits per command (from the daemon's `/metrics`). Floors measured in the same run: a
 //! broker round trip and a durable SQLite commit on the same disk (WAL,
 //! synchronous=FULL: SQLite syncs each commit itself; the daemon's writer
 //! commits with synchronous=NORMAL and fdatasyncs the WAL itself after letting
@@ -290,12 +291,58 @@ impl WalWatch {
     }
 }
 
+/// The daemon's counters from `/metrics` on its socket (a plain HTTP/1.1 GET).
+fn metrics(dir: &Path) -> HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(dir.join("lockhub.sock")).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lockhub\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("lockhub_"))
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Store counters per command between two `/metrics` reads.
+#[derive(Default)]
+struct PerCommand {
+    commits: f64,
+    syncs: f64,
+    removals: f64,
+}
+
+impl PerCommand {
+    fn between(a: &HashMap<String, f64>, b: &HashMap<String, f64>, n: usize) -> PerCommand {
+        let d = |k: &str| (b.get(k).unwrap_or(&0.0) - a.get(k).unwrap_or(&0.0)) / n as f64;
+        PerCommand {
+            commits: d("lockhub_store_commits_total"),
+            syncs: d("lockhub_store_syncs_total"),
+            removals: d("lockhub_store_outbox_delete_commits_total"),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:.2} commits ({:.2} fsyncs) + {:.2} outbox deletes",
+            self.commits, self.syncs, self.removals
+        )
+    }
+}
+
 /// What one round of commands measured.
 struct Round {
     lat: Vec<f64>,
     cpu_per_cmd: f64,
     /// KiB the daemon wrote per command in the one-at-a-time half.
     written_per_cmd: f64,
+    /// Store commits per command, one at a time and back to back.
+    one: PerCommand,
+    burst: PerCommand,
     rate: f64,
 }
 
@@ -314,6 +361,7 @@ async fn round(
     let mut lat = Vec::new();
     let cpu0 = cpu_ms(pid);
     let written0 = written_bytes(pid);
+    let m0 = metrics(dir);
     for i in 0..n {
         let ids: Vec<String> = (0..10).map(|k| id((i * 10 + k) % locks)).collect();
         let body =
@@ -336,6 +384,7 @@ async fn round(
     }
     let cpu_per_cmd = (cpu_ms(pid) - cpu0) / n as f64;
     let written_per_cmd = (written_bytes(pid) - written0) as f64 / 1024.0 / n as f64;
+    let m1 = metrics(dir);
     // Throughput: n more commands published back to back (group commit).
     let t = Instant::now();
     for i in 0..n {
@@ -354,10 +403,23 @@ async fn round(
     }
     wait_topic(inbox, &format!("lockhub/bench/responses/{tag}t{}", n - 1)).await;
     let rate = n as f64 / t.elapsed().as_secs_f64();
+    // The burst's fan-out and publishing done (no commit for a second; 10 s at most).
+    let mut m2 = metrics(dir);
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let m = metrics(dir);
+        let still = m.get("lockhub_store_commits_total") == m2.get("lockhub_store_commits_total");
+        m2 = m;
+        if still {
+            break;
+        }
+    }
     Round {
         lat,
         cpu_per_cmd,
         written_per_cmd,
+        one: PerCommand::between(&m0, &m1, n),
+        burst: PerCommand::between(&m1, &m2, n),
         rate,
     }
 }
@@ -500,6 +562,13 @@ async fn main() {
     println!(
         "  written per command        : {:.0} KiB (WAL frames, checkpoint copies, MQTT), {:.0} KiB with 20,000 codes stored",
         first.written_per_cmd, full.written_per_cmd
+    );
+    println!(
+        "  store per command          : {} one at a time, {} back to back; with 20,000 codes: {}, {}",
+        first.one.line(),
+        first.burst.line(),
+        full.one.line(),
+        full.burst.line()
     );
     println!("  back-to-back commands      : {:.0} create_multiple/s (10 locks each, 10,000 -> 20,000 codes; {:.2}x the commit floor's rate)", first.rate, first.rate / commit_rate);
     println!("  with 20,000 codes stored   : p50 {f50:.2} ms, p99 {f99:.2} ms, CPU {:.2} ms, {:.0}/s  (vs the first figures: p50 {:.2}x, p99 {:.2}x, CPU {:.2}x, rate 1/{:.2})",
