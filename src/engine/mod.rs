@@ -65,6 +65,9 @@ struct LockHandle {
     /// A batch's results could not be recorded (the store failed): what the
     /// lock holds is read again before anything else is sent.
     reread: std::sync::atomic::AtomicBool,
+    /// Woken, and counted in `Engine::on_the_way` until a pass takes the
+    /// wake (its results then count until they reach the committer).
+    woken: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -92,6 +95,11 @@ pub struct Engine {
     pub stats: Stats,
     /// The committer and the lock-event loop at work (for the watchdog).
     committing: crate::progress::Busy,
+    /// Locks woken by a command whose pass has not yet handed its results to
+    /// the committer (or ended), and locks whose driver is applying a batch:
+    /// the committer waits a moment for their results rather than commit
+    /// (and fsync) once per lock of a fan-out (`reconciler::LINGER`).
+    on_the_way: std::sync::atomic::AtomicUsize,
     handling_event: crate::progress::Busy,
     /// Why the daemon's watchdog is not being fed (`None`: it is).
     pub watchdog_problem: Mutex<Option<String>>,
@@ -162,6 +170,7 @@ impl Engine {
             heartbeat_ms: AtomicI64::new(0),
             stats: Stats::default(),
             committing: Default::default(),
+            on_the_way: Default::default(),
             handling_event: Default::default(),
             watchdog_problem: Mutex::new(None),
             store_trouble: Mutex::new(None),
@@ -215,6 +224,9 @@ impl Engine {
                     h.issued_generation.fetch_add(1, Ordering::SeqCst);
                 }
                 h.generation.fetch_add(1, Ordering::SeqCst);
+                if !h.woken.swap(true, Ordering::SeqCst) {
+                    self.on_the_way.fetch_add(1, Ordering::SeqCst);
+                }
                 h.wake.notify_one();
             }
         }
@@ -502,6 +514,7 @@ impl Engine {
                 noted: Mutex::new(Vec::new()),
                 busy: Default::default(),
                 reread: Default::default(),
+                woken: Default::default(),
             });
             locks.insert(info.device_id.clone(), handle.clone());
             let me = self.clone();
