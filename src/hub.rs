@@ -409,7 +409,7 @@ impl Hub {
         metric(
             "lockhub_store_commits_total",
             "counter",
-            "Write transactions committed (lockhub's own metric, as all here).",
+            "Write transactions committed.",
             self.store.commits().to_string(),
         );
         metric(

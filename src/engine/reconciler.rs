@@ -112,6 +112,11 @@ impl<'a> OnTheWay<'a> {
         n.fetch_add(1, Ordering::SeqCst);
         OnTheWay(n)
     }
+
+    /// Takes over the count a wake made (`Engine::wake_locks`).
+    fn woken(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        OnTheWay(n)
+    }
 }
 
 impl Drop for OnTheWay<'_> {
@@ -145,7 +150,7 @@ impl Engine {
             let mut woken = handle
                 .woken
                 .swap(false, Ordering::SeqCst)
-                .then(|| OnTheWay(&self.on_the_way));
+                .then(|| OnTheWay::woken(&self.on_the_way));
             handle.busy.enter();
             let passed = self.pass(&device_id, &handle, &mut cache, &mut woken).await;
             handle.busy.leave();

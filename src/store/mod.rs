@@ -550,7 +550,8 @@ impl Store {
 
     /// Write transactions committed so far.
     pub fn commits(&self) -> u64 {
-        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+        // The count starts at 1 (the anchor's first look then always writes).
+        self.commits.load(std::sync::atomic::Ordering::Relaxed) - 1
     }
 
     /// Commits that deleted delivered outbox rows ([`Store::outbox_remove`]).
