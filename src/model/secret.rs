@@ -5,14 +5,24 @@
 
 use serde::{de, Deserialize, Deserializer, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A keypad code (digits only). Serializes as the plain string because the
 /// public API returns it; never formats as the plain string. Deserializing
 /// anything but a string fails with an error that does not repeat the value
 /// (serde's own would: `invalid type: integer `80516273``).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Pin(String);
+///
+/// Shared, not copied: the command path gathers every PIN of each lock it
+/// touches (100 to 150 on a full lock) to check a new one against, and a
+/// clone is a count going up rather than an allocation and a copy.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pin(Arc<str>);
+
+impl Serialize for Pin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl<'de> Deserialize<'de> for Pin {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -43,11 +53,11 @@ impl<'de> de::Visitor<'de> for PinVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Pin, E> {
-        Ok(Pin(v.to_owned()))
+        Ok(Pin(v.into()))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Pin, E> {
-        Ok(Pin(v))
+        Ok(Pin(v.into()))
     }
 
     refuse!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_i128: i128,
@@ -72,7 +82,7 @@ impl<'de> de::Visitor<'de> for PinVisitor {
 
 impl Pin {
     pub fn new(digits: impl Into<String>) -> Self {
-        Pin(digits.into())
+        Pin(digits.into().into())
     }
 
     /// The digits themselves. Call only to put the code on a lock, compare it,
