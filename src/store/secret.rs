@@ -14,8 +14,7 @@
 use super::{Result, StoreError};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use lockhub_seal::OpenError;
 use rand::RngCore;
 use rusqlite::Connection;
 use std::io::Write;
@@ -24,7 +23,6 @@ use std::path::Path;
 
 const TEXT_MARK: &str = "lhs1:";
 const BLOB_MARK: &[u8] = b"LHS1";
-const NONCE: usize = 24;
 
 /// The columns sealed, as `(table, column, key column, blob, rows)`: `rows`
 /// is the SQL condition of the rows that must be sealed (outbox rows stored
@@ -38,7 +36,7 @@ const SEALED: &[(&str, &str, &str, bool, &str)] = &[
 
 /// Seals and opens values; the key never leaves it (and is never printed).
 pub struct Sealer {
-    aead: XChaCha20Poly1305,
+    key: lockhub_seal::Key,
     /// HMAC key of the audit chain, derived from the same key.
     pub(super) audit_key: [u8; 32],
 }
@@ -66,7 +64,7 @@ impl Sealer {
         let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(k).expect("any key length");
         mac.update(b"lockhub audit chain v1");
         Sealer {
-            aead: XChaCha20Poly1305::new(k.into()),
+            key: lockhub_seal::Key::new(k),
             audit_key: mac.finalize().into_bytes().into(),
         }
     }
@@ -137,41 +135,17 @@ impl Sealer {
     }
 
     fn seal_bytes(&self, column: &str, plain: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .aead
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: column.as_bytes(),
-                },
-            )
-            .expect("XChaCha20-Poly1305 seals any length we store");
-        let mut out = Vec::with_capacity(NONCE + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+        self.key.seal(column.as_bytes(), plain)
     }
 
     fn open_bytes(&self, column: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-        if sealed.len() < NONCE {
-            return Err(bad(format!("a sealed {column} is truncated")));
-        }
-        let (nonce, ct) = sealed.split_at(NONCE);
-        self.aead
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: column.as_bytes(),
-                },
-            )
-            .map_err(|_| {
-                bad(format!(
+        self.key
+            .open(column.as_bytes(), sealed)
+            .map_err(|e| match e {
+                OpenError::Truncated => bad(format!("a sealed {column} is truncated")),
+                OpenError::Forged => bad(format!(
                     "a sealed {column} does not open (another store's key, or an edited row)"
-                ))
+                )),
             })
     }
 
