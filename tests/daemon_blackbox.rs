@@ -524,22 +524,6 @@ async fn lock_door_over_mqtt() {
     assert!(daemon.alive());
 }
 
-/// A counter from the daemon's `/metrics` (a plain HTTP GET on its socket).
-fn metric(socket: &std::path::Path, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut st = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    write!(
-        st,
-        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    st.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 /// In the daemon (the committer a thread of its own, the locks' passes on two
 /// workers), a command's fan-out shares the engine's commits even when its
 /// locks answer a millisecond apart: the committer waits a moment for the
@@ -563,7 +547,7 @@ async fn a_fan_out_shares_its_commits_in_the_daemon() {
     daemon.start();
     let cloud = Cloud::connect(broker.port, BASE, "cloud").await;
     cloud.wait_online().await;
-    let commits = || metric(&daemon.socket, "lockhub_store_commits_total");
+    let commits = || support::metrics::one(&daemon.socket, "lockhub_store_commits_total");
     // Start-up's reads done: no commit for half a second.
     let mut last = commits();
     wait_for("the daemon at rest", 20, || {
@@ -576,7 +560,7 @@ async fn a_fan_out_shares_its_commits_in_the_daemon() {
     .await;
     let (before, syncs) = (
         commits(),
-        metric(&daemon.socket, "lockhub_store_syncs_total"),
+        support::metrics::one(&daemon.socket, "lockhub_store_syncs_total"),
     );
     let n = 10;
     for i in 0..n {
@@ -598,7 +582,8 @@ async fn a_fan_out_shares_its_commits_in_the_daemon() {
         .await;
     }
     let per_command = (commits() - before) / n as f64;
-    let syncs = (metric(&daemon.socket, "lockhub_store_syncs_total") - syncs) / n as f64;
+    let syncs =
+        (support::metrics::one(&daemon.socket, "lockhub_store_syncs_total") - syncs) / n as f64;
     eprintln!("{per_command:.2} commits, {syncs:.2} fsyncs per command");
     // The command's commit, then its ten locks' results in one (two if
     // the slowest comes after the longest wait).

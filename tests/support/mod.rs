@@ -3,6 +3,7 @@ pub mod ble;
 pub mod core;
 pub mod fake_bluez;
 pub mod http;
+pub mod metrics;
 pub mod realtime;
 pub mod trust;
 pub mod webdriver;
