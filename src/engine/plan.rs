@@ -3,7 +3,6 @@
 
 use super::issued::Issued;
 use crate::drivers::{SlotCode, SlotOp};
-use crate::model::access_code::same_content;
 use crate::model::{AccessCode, Timing};
 use chrono::{DateTime, Utc};
 use std::borrow::Borrow;
@@ -37,9 +36,9 @@ pub fn diff(
             continue;
         }
         let obs = by_slot.get(&c.slot).copied();
-        match (c.desired(now, timing), obs) {
-            (Some(d), o) if o.is_some_and(|o| same_content(&d, o)) => {}
-            (Some(d), o) => {
+        match (c.wanted_on_lock(now, timing), obs) {
+            (true, o) if o.is_some_and(|o| c.held_by(o)) => {}
+            (true, o) => {
                 if c.retry.gave_up || waiting(c, now) {
                     continue;
                 }
@@ -52,17 +51,17 @@ pub fn diff(
                     key,
                     Planned {
                         access_code_id: c.access_code_id.clone(),
-                        op: SlotOp::Set(d),
+                        op: SlotOp::Set(c.content()),
                         before: o.cloned(),
                     },
                 ));
             }
-            (None, Some(o)) if o.code == c.code && !waiting(c, now) => removals.push(Planned {
+            (false, Some(o)) if o.code == c.code && !waiting(c, now) => removals.push(Planned {
                 access_code_id: c.access_code_id.clone(),
                 op: SlotOp::Clear { slot: c.slot },
                 before: Some(o.clone()),
             }),
-            (None, _) => {}
+            (false, _) => {}
         }
     }
     sets.sort_by_key(|(k, _)| *k);
@@ -169,6 +168,66 @@ pub(crate) mod tests {
 
     fn at(h: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(h * 3600, 0).unwrap()
+    }
+
+    /// `held_by` answers what `same_content(&content(), observed)` answers,
+    /// for every mix of PIN, window, schedule, name and scheduling on device.
+    #[test]
+    fn held_by_is_same_content_without_the_copy() {
+        use crate::model::access_code::same_content;
+        use crate::model::WeeklySchedule;
+        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
+        let windows = [
+            None,
+            Some(TimeWindow {
+                starts_at: t(100),
+                ends_at: t(200),
+            }),
+            Some(TimeWindow {
+                starts_at: t(100),
+                ends_at: t(300),
+            }),
+        ];
+        let weekly = WeeklySchedule::from_json(&serde_json::json!({
+            "days_of_week": ["monday"], "start_time": "10:00", "end_time": "12:00"
+        }))
+        .unwrap();
+        let names = [None, Some("Guest".to_owned()), Some("Other".to_owned())];
+        let mut checked = 0;
+        for scheduled in [false, true] {
+            for w in windows {
+                for recurring in [None, Some(weekly)] {
+                    for name in &names {
+                        let mut c = code(3, "1234", w);
+                        c.is_scheduled_on_device = scheduled;
+                        c.weekly = recurring;
+                        c.appearance_name = name.clone();
+                        for pin in ["1234", "5678"] {
+                            for ow in windows {
+                                for orec in [None, Some(weekly)] {
+                                    for oname in &names {
+                                        let o = SlotCode {
+                                            slot: 3,
+                                            code: Pin::new(pin),
+                                            name: oname.clone(),
+                                            window: ow,
+                                            recurring: orec,
+                                        };
+                                        assert_eq!(
+                                            c.held_by(&o),
+                                            same_content(&c.content(), &o),
+                                            "{c:?} / {o:?}"
+                                        );
+                                        checked += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 3 * 2 * 3 * 2 * 3 * 2 * 3);
     }
 
     #[test]

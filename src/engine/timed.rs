@@ -79,7 +79,7 @@ pub(super) fn check(
         // Copied only if this pass changes it (most passes change nothing).
         let mut c = Cow::Borrowed(&**shared);
         let obs = by_slot.get(&c.slot).copied();
-        let desired = c.desired(now, &timing);
+        let wanted = c.wanted_on_lock(now, &timing);
         let on_lock = obs.is_some_and(|o| o.code == c.code);
         // A deleted code is forgotten only once its slot is known not to hold
         // a PIN of lockhub's (else `Issued::settle` clears the slot first).
@@ -91,12 +91,12 @@ pub(super) fn check(
             continue;
         }
         let mut changed = false;
-        let settled = match (&desired, obs) {
-            (Some(d), Some(o)) => crate::model::access_code::same_content(d, o),
-            (None, _) => !on_lock,
-            (Some(_), None) => false,
+        let settled = match (wanted, obs) {
+            (true, Some(o)) => c.held_by(o),
+            (false, _) => !on_lock,
+            (true, None) => false,
         };
-        if desired.is_some() && !settled && !c.retry.gave_up {
+        if wanted && !settled && !c.retry.gave_up {
             let due = pending_since(&c, now, &timing) + delay;
             if now >= due {
                 if !c.has_warning("delay_in_setting_on_device")
@@ -141,7 +141,7 @@ pub(super) fn check(
                 }
             }
         }
-        if desired.is_none() && on_lock {
+        if !wanted && on_lock {
             let due = removal_due_since(&c, now, &timing) + delay;
             if now >= due {
                 if !c.has_warning("delay_in_removing_from_device")

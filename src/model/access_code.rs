@@ -256,21 +256,36 @@ impl AccessCode {
     /// hub-driven weekly code is, during each of its windows (from
     /// `set_before_start` ahead); one the lock holds, for its whole life.
     pub fn desired(&self, now: DateTime<Utc>, timing: &Timing) -> Option<SlotCode> {
-        self.wanted_on_lock(now, timing).then(|| SlotCode {
+        self.wanted_on_lock(now, timing).then(|| self.content())
+    }
+
+    /// What its slot holds while the code is on the lock.
+    pub fn content(&self) -> SlotCode {
+        SlotCode {
             slot: self.slot,
             code: self.code.clone(),
             name: self.appearance_name.clone(),
-            window: if self.is_scheduled_on_device {
-                self.window
-            } else {
-                None
-            },
-            recurring: if self.is_scheduled_on_device {
-                self.weekly
-            } else {
-                None
-            },
-        })
+            window: self.window_on_device(),
+            recurring: self.weekly_on_device(),
+        }
+    }
+
+    fn window_on_device(&self) -> Option<TimeWindow> {
+        self.window.filter(|_| self.is_scheduled_on_device)
+    }
+
+    fn weekly_on_device(&self) -> Option<WeeklySchedule> {
+        self.weekly.filter(|_| self.is_scheduled_on_device)
+    }
+
+    /// Whether a slot holds this code: `same_content(&self.content(),
+    /// observed)` without building the content (a copy of the name). Every
+    /// pass over a lock asks it of each code.
+    pub fn held_by(&self, observed: &SlotCode) -> bool {
+        self.code == observed.code
+            && self.window_on_device() == observed.window
+            && self.weekly_on_device() == observed.recurring
+            && (observed.name.is_none() || self.appearance_name == observed.name)
     }
 
     /// Whether [`AccessCode::desired`] is `Some`, without building it (the
@@ -307,15 +322,14 @@ impl AccessCode {
         now: DateTime<Utc>,
         timing: &Timing,
     ) -> Status {
-        let desired = self.desired(now, timing);
-        match (desired, observed) {
-            (Some(d), Some(o)) if same_content(&d, o) => match &self.window {
+        match (self.wanted_on_lock(now, timing), observed) {
+            (true, Some(o)) if self.held_by(o) => match &self.window {
                 Some(w) if now < w.starts_at => Status::Unset,
                 _ => Status::Set,
             },
-            (Some(_), _) => Status::Setting,
-            (None, Some(o)) if o.code == self.code => Status::Removing,
-            (None, _) => Status::Unset,
+            (true, _) => Status::Setting,
+            (false, Some(o)) if o.code == self.code => Status::Removing,
+            (false, _) => Status::Unset,
         }
     }
 
