@@ -89,59 +89,198 @@ impl Status {
 }
 
 /// One access code on one lock, with everything lockhub needs to keep it right.
+///
+/// Its serde form is the store's sealed body only (the public form is
+/// [`AccessCode::to_public`]): short keys, and a field at its default left
+/// out. With every key spelled out and every default written, a body was
+/// 800 bytes (1.1 KB sealed), three to a 4 KiB page: the rows a command adds
+/// were the largest part of the pages it wrote, and reading a lock cold
+/// meant parsing them all. The long names still read (`alias`): bodies
+/// written before change form at their next save.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessCode {
+    #[serde(rename = "id", alias = "access_code_id")]
     pub access_code_id: String,
+    #[serde(rename = "dev", alias = "device_id")]
     pub device_id: String,
+    #[serde(
+        rename = "n",
+        alias = "name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
     /// The name as the lock shows it (fitted to the lock's limits).
+    #[serde(
+        rename = "an",
+        alias = "appearance_name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub appearance_name: Option<String>,
+    #[serde(rename = "c", alias = "code")]
     pub code: Pin,
+    #[serde(
+        rename = "k",
+        alias = "common_code_key",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub common_code_key: Option<String>,
+    #[serde(
+        rename = "w",
+        alias = "window",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub window: Option<TimeWindow>,
+    #[serde(rename = "t", alias = "created_at")]
     pub created_at: DateTime<Utc>,
     /// The slot reserved for this code on its lock.
+    #[serde(rename = "s", alias = "slot")]
     pub slot: u32,
+    #[serde(
+        rename = "b",
+        alias = "is_backup",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub is_backup: bool,
     /// For a backup code handed out: the code it stands in for.
+    #[serde(
+        rename = "bf",
+        alias = "backup_for",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backup_for: Option<String>,
     /// For an original code: the backup pulled for it.
+    #[serde(
+        rename = "pb",
+        alias = "pulled_backup_access_code_id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pulled_backup_access_code_id: Option<String>,
+    #[serde(
+        rename = "aem",
+        alias = "allow_external_modification",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub allow_external_modification: bool,
+    #[serde(
+        rename = "pns",
+        alias = "prefer_native_scheduling",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub prefer_native_scheduling: bool,
+    #[serde(
+        rename = "afo",
+        alias = "attempt_for_offline_device",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub attempt_for_offline_device: bool,
+    #[serde(
+        rename = "ubp",
+        alias = "use_backup_access_code_pool",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub use_backup_access_code_pool: bool,
     /// The lock holds the window itself (native scheduling in use).
+    #[serde(
+        rename = "sod",
+        alias = "is_scheduled_on_device",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub is_scheduled_on_device: bool,
+    #[serde(
+        rename = "e",
+        alias = "errors",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub errors: Vec<Issue>,
+    #[serde(
+        rename = "wa",
+        alias = "warnings",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub warnings: Vec<Issue>,
     /// Deleted by the cloud: removed from the lock, then forgotten.
+    #[serde(
+        rename = "d",
+        alias = "deleted",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub deleted: bool,
     /// Removed at the lock and honoured (external modification allowed): not put back.
+    #[serde(
+        rename = "r",
+        alias = "removed_at_lock",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub removed_at_lock: bool,
     /// The status last reported upstream (to notice transitions).
+    #[serde(
+        rename = "rs",
+        alias = "reported_status",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reported_status: Option<Status>,
     /// Retry bookkeeping for the pending operation on this code's slot.
-    #[serde(default)]
+    #[serde(
+        rename = "re",
+        alias = "retry",
+        default,
+        skip_serializing_if = "Retry::is_idle"
+    )]
     pub retry: Retry,
     /// lockhub has put this code on the lock at least once.
-    #[serde(default)]
+    #[serde(
+        rename = "es",
+        alias = "ever_set",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub ever_set: bool,
     /// lockhub's recurring codes: open only on these weekdays and times of
     /// day (within `window` if set). Held by the lock where it can
     /// (`is_scheduled_on_device`), else set and removed by lockhub at each window.
-    #[serde(default)]
+    #[serde(
+        rename = "wk",
+        alias = "weekly",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub weekly: Option<WeeklySchedule>,
     /// When the code was last done with its lock for good (ended or deleted,
     /// and off the lock): the retention clock starts here. Cleared when an
     /// update makes the code due again.
-    #[serde(default)]
+    #[serde(
+        rename = "f",
+        alias = "finished_at",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// No slot: a code holds slot `NO_SLOT` until it is due on its lock, and again
 /// once it has left it (slots are numbered from 1).
 pub const NO_SLOT: u32 = 0;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 /// Where the pending operation on a code stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +291,13 @@ pub struct Retry {
     pub failing_since: Option<DateTime<Utc>>,
     /// A final error stopped the operation; not retried until something changes.
     pub gave_up: bool,
+}
+
+impl Retry {
+    /// Nothing pending has failed (the default).
+    pub fn is_idle(&self) -> bool {
+        *self == Retry::default()
+    }
 }
 
 /// When codes go on their locks ahead of `starts_at`.
@@ -496,4 +642,142 @@ pub fn same_content(desired: &SlotCode, observed: &SlotCode) -> bool {
         && desired.window == observed.window
         && desired.recurring == observed.recurring
         && (observed.name.is_none() || desired.name == observed.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_780_000_000 + s, 123_456_000).unwrap()
+    }
+
+    /// A code with every field away from its default.
+    fn everything() -> AccessCode {
+        AccessCode {
+            access_code_id: "5f0c5a4e-8d0b-4c9e-9a51-1f6f2d5b7c31".into(),
+            device_id: "00000000-0000-4000-8000-000000000007".into(),
+            name: Some("Guest 12".into()),
+            appearance_name: Some("Guest12".into()),
+            code: Pin::new("59741"),
+            common_code_key: Some("ccc-1".into()),
+            window: Some(TimeWindow {
+                starts_at: at(0),
+                ends_at: at(86_400),
+            }),
+            created_at: at(-60),
+            slot: 12,
+            is_backup: true,
+            backup_for: Some("a".into()),
+            pulled_backup_access_code_id: Some("b".into()),
+            allow_external_modification: true,
+            prefer_native_scheduling: true,
+            attempt_for_offline_device: true,
+            use_backup_access_code_pool: true,
+            is_scheduled_on_device: true,
+            errors: vec![Issue::new("failed_to_set_on_device", "no", at(1))],
+            warnings: vec![Issue {
+                change_type: Some("modified".into()),
+                ..Issue::new("code_modified_external_to_seam", "changed", at(2))
+            }],
+            deleted: true,
+            removed_at_lock: true,
+            reported_status: Some(Status::Setting),
+            retry: Retry {
+                attempts: 3,
+                next_attempt_at: Some(at(3)),
+                failing_since: Some(at(4)),
+                gave_up: true,
+            },
+            ever_set: true,
+            weekly: Some(WeeklySchedule {
+                days: 0b0011111,
+                start_time: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+                end_time: chrono::NaiveTime::from_hms_opt(17, 30, 0).unwrap(),
+            }),
+            finished_at: Some(at(5)),
+        }
+    }
+
+    /// A body as lockhub wrote it before the short keys: every field, by
+    /// its name.
+    fn long_form(c: &AccessCode) -> serde_json::Value {
+        json!({
+            "access_code_id": c.access_code_id,
+            "device_id": c.device_id,
+            "name": c.name,
+            "appearance_name": c.appearance_name,
+            "code": c.code.expose(),
+            "common_code_key": c.common_code_key,
+            "window": c.window,
+            "created_at": c.created_at,
+            "slot": c.slot,
+            "is_backup": c.is_backup,
+            "backup_for": c.backup_for,
+            "pulled_backup_access_code_id": c.pulled_backup_access_code_id,
+            "allow_external_modification": c.allow_external_modification,
+            "prefer_native_scheduling": c.prefer_native_scheduling,
+            "attempt_for_offline_device": c.attempt_for_offline_device,
+            "use_backup_access_code_pool": c.use_backup_access_code_pool,
+            "is_scheduled_on_device": c.is_scheduled_on_device,
+            "errors": c.errors,
+            "warnings": c.warnings,
+            "deleted": c.deleted,
+            "removed_at_lock": c.removed_at_lock,
+            "reported_status": c.reported_status,
+            "retry": c.retry,
+            "ever_set": c.ever_set,
+            "weekly": c.weekly,
+            "finished_at": c.finished_at,
+        })
+    }
+
+    /// A fresh code as a create_multiple stores it (defaults left).
+    fn fresh() -> AccessCode {
+        AccessCode {
+            backup_for: None,
+            pulled_backup_access_code_id: None,
+            is_backup: false,
+            allow_external_modification: false,
+            prefer_native_scheduling: false,
+            use_backup_access_code_pool: false,
+            is_scheduled_on_device: false,
+            errors: vec![],
+            warnings: vec![],
+            deleted: false,
+            removed_at_lock: false,
+            reported_status: None,
+            retry: Retry::default(),
+            ever_set: false,
+            weekly: None,
+            finished_at: None,
+            ..everything()
+        }
+    }
+
+    #[test]
+    fn a_body_round_trips_and_one_written_before_the_short_keys_still_reads() {
+        for c in [everything(), fresh()] {
+            let body = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<AccessCode>(&body).unwrap(), c);
+            let old = long_form(&c).to_string();
+            assert_eq!(
+                serde_json::from_str::<AccessCode>(&old).unwrap(),
+                c,
+                "{old}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fresh_code_body_is_less_than_half_its_long_form() {
+        let c = fresh();
+        let (short, long) = (
+            serde_json::to_string(&c).unwrap().len(),
+            long_form(&c).to_string().len(),
+        );
+        assert!(short * 2 < long, "{short} bytes vs {long} spelled out");
+    }
 }
