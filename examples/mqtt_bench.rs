@@ -1,7 +1,8 @@
 //! The daemon over a real Mosquitto, measured from outside: publish -> response
 //! latency (p50/p99, against a plain broker round trip in the same run),
 //! commands per second, memory (idle, and 200 locks x 100 codes), idle wake-ups
-//! per second, and time to ready with 20,000 codes stored; then the command
+//! per second, commands 13 s apart (a property's pace: do its locks' codes
+//! stay decoded?), and time to ready with 20,000 codes stored; then the command
 //! figures again with 20,000 codes stored, and the store's commits, fsyncs and
 //! outbox-delete commits per command (from the daemon's `/metrics`). Floors measured in the same run: a
 //! broker round trip and a durable SQLite commit on the same disk (WAL,
@@ -166,6 +167,11 @@ fn bluez() -> Option<fake_bluez::FakeBluez> {
 
 type Inbox = Arc<Mutex<HashMap<String, Instant>>>;
 
+/// The payloads of responses to request ids starting with `keep-` (the
+/// others are only timed).
+static KEPT: std::sync::LazyLock<Kept> = std::sync::LazyLock::new(Arc::default);
+type Kept = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
 async fn cloud(port: u16) -> (AsyncClient, Inbox) {
     let mut o = MqttOptions::new("bench-cloud", "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
@@ -177,12 +183,19 @@ async fn cloud(port: u16) -> (AsyncClient, Inbox) {
     el.set_network_options(net);
     let inbox: Inbox = Arc::default();
     let i2 = inbox.clone();
+    let kept2 = KEPT.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut tx = Some(tx);
     tokio::spawn(async move {
         loop {
             match el.poll().await {
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    if p.topic.contains("/responses/keep-") {
+                        kept2
+                            .lock()
+                            .unwrap()
+                            .insert(p.topic.clone(), p.payload.to_vec());
+                    }
                     i2.lock().unwrap().insert(p.topic.clone(), Instant::now());
                 }
                 Ok(Event::Incoming(Incoming::SubAck(_))) => {
@@ -334,6 +347,59 @@ struct Round {
     one: PerCommand,
     burst: PerCommand,
     rate: f64,
+}
+
+/// Commands as a property's come, minutes apart: one linked group (the
+/// first round's first, on locks 0-9, 100 codes each by now) renamed with
+/// `update_multiple` after a pause of 13 s each time, longer than an idle
+/// lock's codes stay decoded after a burst (`store::CACHE_IDLE`, and the
+/// 10 s between two looks of a quiet daemon's shedder): each meets its locks
+/// cold. A hub whose codes fit `KEEP_CODES` (src/store/locks.rs) keeps them
+/// decoded; this one's 20,000 do not, and each lock's own pass (once a
+/// minute) reads its codes again, so the cache passes that mark and is
+/// emptied. Returns each publish -> response (ms). Adds no code (the locks
+/// stay at 100 for the restart's round).
+async fn after_pauses(c: &AsyncClient, inbox: &Inbox) -> Vec<f64> {
+    let ask = |topic: &str, body: serde_json::Value| {
+        let c = c.clone();
+        let topic = format!("lockhub/bench/commands/{topic}");
+        async move {
+            let body = serde_json::to_vec(&body).unwrap();
+            let t = Instant::now();
+            c.publish(topic, QoS::AtLeastOnce, false, body)
+                .await
+                .unwrap();
+            t
+        }
+    };
+    ask(
+        "access_codes/list",
+        json!({"request_id": "keep-list", "device_id": "00000000-0000-4000-8000-000000000000"}),
+    )
+    .await;
+    let topic = "lockhub/bench/responses/keep-list";
+    wait_topic(inbox, topic).await;
+    let listed: serde_json::Value = serde_json::from_slice(&KEPT.lock().unwrap()[topic]).unwrap();
+    let key = listed["access_codes"][0]["common_code_key"]
+        .as_str()
+        .expect("the first code of lock 0 is in a linked group")
+        .to_owned();
+    let mut lat = Vec::new();
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_secs(13)).await;
+        let t = ask(
+            "access_codes/update_multiple",
+            json!({"request_id": format!("keep-p{i}"), "common_code_key": key, "name": format!("Stay {i}")}),
+        )
+        .await;
+        let topic = format!("lockhub/bench/responses/keep-p{i}");
+        let got = wait_topic(inbox, &topic).await;
+        lat.push((got - t).as_secs_f64() * 1e3);
+        let answer: serde_json::Value =
+            serde_json::from_slice(&KEPT.lock().unwrap()[&topic]).unwrap();
+        assert_eq!(answer["ok"], true, "update_multiple: {answer}");
+    }
+    lat
 }
 
 /// `n` create_multiple on 10 locks one at a time (publish -> response), then
@@ -513,6 +579,7 @@ async fn main() {
     let s0 = switches(daemon.id());
     tokio::time::sleep(Duration::from_secs(10)).await;
     let wakeups_loaded = (switches(daemon.id()) - s0) as f64 / 10.0;
+    let paused = after_pauses(&c, &inbox).await;
     stop(daemon);
     // Restart with 20,000 codes stored: time to READY=1, then idle.
     let (daemon, ready_full) = start_daemon(dir.path(), &cfg, bus.as_deref());
@@ -576,6 +643,8 @@ async fn main() {
     );
     println!("    first lap, cold locks    : p50 {c50:.2} ms, p99 {c99:.2} ms  (commands 1-{lap}: each lock's first command since the restart)");
     println!("    after it                 : p50 {w50:.2} ms, p99 {w99:.2} ms  (p99 {:.2}x the first figures')", w99 / l99);
+    let (p_first, p_rest) = (paused[0], pct(&mut paused[1..].to_vec(), 0.5));
+    println!("  after 13 s pauses          : {p_first:.2} ms the first, then p50 {p_rest:.2} ms  (update_multiple of one group on 10 locks of 100 codes, {} times, 13 s apart: commands at a property's pace, on 200 locks' 20,000 codes)", paused.len());
     println!(
         "  WAL file at most          : {:.1} MiB (first round), {:.1} MiB (with 20,000 codes stored); checkpointed past 3.9 MiB",
         wal_first as f64 / 1048576.0,

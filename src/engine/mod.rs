@@ -602,13 +602,14 @@ impl Engine {
         }
     }
 
-    /// Locks no one looked at lately keep no decoded codes in memory: looked
-    /// at every [`crate::store::CACHE_IDLE`] while any are held, so a burst's
-    /// memory goes back within seconds of its end; every 10 s when none are
-    /// (a hub at rest wakes no more for it).
+    /// Locks no one looked at lately keep no decoded codes in memory, once
+    /// more are held than a property's few locks need: looked at every
+    /// [`crate::store::CACHE_IDLE`] while locks are in use or more than
+    /// those are held, so a burst's memory goes back within seconds of its
+    /// end; every 10 s otherwise (a hub at rest wakes no more for it).
     async fn shedder(self: Arc<Self>) {
         loop {
-            let wait = if self.store.cached_locks().0 > 0 {
+            let wait = if self.store.cache_unsettled() {
                 crate::store::CACHE_IDLE
             } else {
                 std::time::Duration::from_secs(10)

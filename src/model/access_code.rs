@@ -734,26 +734,18 @@ mod tests {
         })
     }
 
-    /// A fresh code as a create_multiple stores it (defaults left).
+    /// A fresh code as a create_multiple stores it (defaults left), with
+    /// the ids, names and times of a real one.
     fn fresh() -> AccessCode {
+        let all = everything();
         AccessCode {
-            backup_for: None,
-            pulled_backup_access_code_id: None,
-            is_backup: false,
-            allow_external_modification: false,
-            prefer_native_scheduling: false,
-            use_backup_access_code_pool: false,
-            is_scheduled_on_device: false,
-            errors: vec![],
-            warnings: vec![],
-            deleted: false,
-            removed_at_lock: false,
-            reported_status: None,
-            retry: Retry::default(),
-            ever_set: false,
-            weekly: None,
-            finished_at: None,
-            ..everything()
+            access_code_id: all.access_code_id,
+            device_id: all.device_id,
+            name: all.name,
+            appearance_name: all.appearance_name,
+            common_code_key: all.common_code_key,
+            created_at: all.created_at,
+            ..crate::engine::plan::tests::code(all.slot, "59741", all.window)
         }
     }
 

@@ -13,8 +13,10 @@
 //! - Every entry carries the commit (`since`) from which it has been true. A
 //!   read transaction notes the last commit its snapshot includes and uses an
 //!   entry only if it was true by then, so a reader never mixes snapshots.
-//! - Entries not used for [`IDLE`] are dropped by [`LockCache::shed_idle`]: a
-//!   hub at rest keeps no copy of its codes (memory stays small).
+//! - Entries not used for [`IDLE`] are dropped by [`LockCache::shed_idle`]
+//!   while more than [`KEEP_CODES`] codes are held: after a burst over
+//!   hundreds of locks the memory goes back, while a property's few locks
+//!   stay decoded between its commands, which come minutes apart.
 
 use crate::drivers::SlotCode;
 use crate::model::AccessCode;
@@ -22,10 +24,29 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// An entry unused this long is dropped. Short: during a burst every lock
-/// is used many times a second, and a lock read again after a pause pays
-/// one decode of its codes (about a millisecond for a hundred).
+/// An entry unused this long is dropped (while more than [`KEEP_CODES`]
+/// are held). Short: during a burst every lock is used many times a second.
 pub const IDLE: Duration = Duration::from_secs(2);
+
+/// Held codes up to which nothing is dropped, however long unused. A lock
+/// read again after a pause pays one decode of its codes: a command over 10
+/// locks of 100 codes answered in 12-14 ms cold and about 4 ms warm
+/// (`mqtt_bench`, commands 5 s apart). Two thousand is 20 such locks,
+/// about 1.5 MiB. Past it every idle entry goes, not only the oldest: a
+/// few entries kept among the freed ones of a burst pinned 9 MiB of
+/// half-empty pages the allocator could not return.
+pub const KEEP_CODES: usize = 2_000;
+
+/// What a look of the shedder did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Shed {
+    /// Entries dropped.
+    pub dropped: usize,
+    /// Every entry is idle now, and some were used since the look before
+    /// the last quiet one: the time to give back what the activity grew
+    /// (SQLite's page caches, malloc's free lists).
+    pub went_quiet: bool,
+}
 
 /// One lock's rows as `codes_for_device` and `observed` return them.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +126,10 @@ pub struct Inner {
     /// Commits made through the cache (each write transaction's commit).
     seq: u64,
     locks: HashMap<String, Entry>,
+    /// The shedder's last look.
+    last_look: Option<Instant>,
+    /// Entries were used since the last quiet look.
+    quieting: bool,
 }
 
 /// The shared entries (see the module doc).
@@ -118,12 +143,34 @@ impl LockCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Drop the entries not used for [`IDLE`]; returns how many went.
-    pub fn shed_idle(&self) -> usize {
+    /// The shedder's look: drops the entries not used for [`IDLE`] if more
+    /// than [`KEEP_CODES`] codes are held.
+    pub fn shed_idle(&self) -> Shed {
         let mut g = self.lock();
+        let now = Instant::now();
+        let used_since = g.used_since_last_look();
+        g.last_look = Some(now);
+        let idle = |e: &Entry| now.saturating_duration_since(e.used) >= IDLE;
         let before = g.locks.len();
-        g.locks.retain(|_, e| e.used.elapsed() < IDLE);
-        before - g.locks.len()
+        if g.codes() > KEEP_CODES {
+            g.locks.retain(|_, e| !idle(e));
+        }
+        g.quieting |= used_since;
+        let went_quiet = g.quieting && g.locks.values().all(idle);
+        if went_quiet {
+            g.quieting = false;
+        }
+        Shed {
+            dropped: before - g.locks.len(),
+            went_quiet,
+        }
+    }
+
+    /// Whether the shedder has to look again soon: more than [`KEEP_CODES`]
+    /// codes are held, or locks were used since it last went quiet.
+    pub fn unsettled(&self) -> bool {
+        let g = self.lock();
+        g.quieting || g.used_since_last_look() || g.codes() > KEEP_CODES
     }
 
     /// Locks with an entry, and their codes (for tests and metrics).
@@ -139,6 +186,16 @@ impl LockCache {
 impl Inner {
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    fn codes(&self) -> usize {
+        self.locks.values().map(|e| e.rows.codes.len()).sum()
+    }
+
+    fn used_since_last_look(&self) -> bool {
+        self.locks
+            .values()
+            .any(|e| self.last_look.is_none_or(|l| e.used > l))
     }
 
     /// The rows of a lock if they were already true at commit `snapshot`.
@@ -414,19 +471,74 @@ mod tests {
         assert_eq!(now, vec![code("a", 1, "1212"), code("b", 2, "2222")]);
     }
 
+    /// Make every entry look unused for `ago` times IDLE (or, for the ids
+    /// in `fresh`, just used).
+    fn age(s: &Store, ago: u32, fresh: &[&str]) {
+        let mut g = s.locks.lock();
+        for (id, e) in g.locks.iter_mut() {
+            if !fresh.contains(&id.as_str()) {
+                e.used = std::time::Instant::now()
+                    .checked_sub(super::IDLE * ago)
+                    .unwrap();
+            }
+        }
+    }
+
     #[test]
-    fn idle_entries_are_shed() {
+    fn a_hub_whose_codes_fit_the_keep_keeps_them_and_gives_back_once_quiet() {
         let (_dir, s) = store();
         s.write(|tx| tx.insert_code(&code("a", 1, "1111"))).unwrap();
         s.read(|tx| tx.codes_for_device("d")).unwrap();
         assert_eq!(s.cached_locks(), (1, 1));
-        {
-            let mut g = s.locks.lock();
-            for e in g.locks.values_mut() {
-                e.used = e.used.checked_sub(super::IDLE).unwrap();
+        assert!(s.locks.unsettled());
+        age(&s, 1, &[]);
+        let shed = s.locks.shed_idle();
+        assert_eq!((shed.dropped, shed.went_quiet), (0, true));
+        assert_eq!(s.cached_locks(), (1, 1));
+        // Quiet and settled: later looks do nothing, and need not come soon.
+        assert!(!s.locks.unsettled());
+        assert_eq!(s.locks.shed_idle(), super::Shed::default());
+        // Used again: unsettled until it is quiet again.
+        s.read(|tx| tx.codes_for_device("d")).unwrap();
+        assert!(s.locks.unsettled());
+        let shed = s.locks.shed_idle();
+        assert!(!shed.went_quiet, "used just now");
+        assert!(s.locks.unsettled());
+        age(&s, 1, &[]);
+        assert!(s.locks.shed_idle().went_quiet);
+    }
+
+    #[test]
+    fn past_the_keep_every_idle_entry_goes_and_those_in_use_stay() {
+        let (_dir, s) = store();
+        let on = |device: &str, id: String| {
+            let mut c = code(&id, 0, "1234");
+            c.device_id = device.into();
+            c
+        };
+        s.write(|tx| {
+            for i in 0..super::KEEP_CODES {
+                tx.insert_code(&on("big", format!("big{i}")))?;
             }
-        }
-        assert_eq!(s.shed_idle(), 1);
-        assert_eq!(s.cached_locks(), (0, 0));
+            tx.insert_code(&on("small", "small0".into()))?;
+            tx.insert_code(&on("busy", "busy0".into()))
+        })
+        .unwrap();
+        s.read(|tx| {
+            for d in ["big", "small", "busy"] {
+                tx.codes_for_device(d)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.cached_locks(), (3, super::KEEP_CODES + 2));
+        age(&s, 2, &["busy"]);
+        let shed = s.shed_idle();
+        assert_eq!(shed, 2);
+        assert_eq!(s.cached_locks(), (1, 1));
+        // What is left fits: once idle it stays.
+        age(&s, 2, &[]);
+        assert_eq!(s.shed_idle(), 0);
+        assert_eq!(s.cached_locks(), (1, 1));
     }
 }

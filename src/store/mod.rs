@@ -452,11 +452,13 @@ impl Store {
         }
     }
 
-    /// Drop the decoded codes of locks no one looked at for a while and give
-    /// freed memory back to the system (a hub at rest stays small).
+    /// Drop the decoded codes of locks no one looked at for a while (once
+    /// more are held than `locks::KEEP_CODES`) and, then or when the cache
+    /// goes quiet, give freed memory back to the system (a hub at rest stays
+    /// small). Returns how many locks' codes went.
     pub fn shed_idle(&self) -> usize {
-        let n = self.locks.shed_idle();
-        if n > 0 {
+        let shed = self.locks.shed_idle();
+        if shed.dropped > 0 || shed.went_quiet {
             // SQLite's page caches too: re-read from the OS's cache if needed.
             let _ = self.conn().execute_batch("PRAGMA shrink_memory");
             if let Some(r) = &self.reader {
@@ -467,7 +469,13 @@ impl Store {
             }
             locks::return_freed_memory();
         }
-        n
+        shed.dropped
+    }
+
+    /// Whether the engine's shedder has to look again soon
+    /// (`LockCache::unsettled`).
+    pub fn cache_unsettled(&self) -> bool {
+        self.locks.unsettled()
     }
 
     /// Locks whose decoded codes are held in memory, and how many codes.
