@@ -18,6 +18,7 @@
 //! dev-dependencies turn on in shared crates: not the binary that ships, and
 //! 0.4 MiB more of its data resident, 0.5-1 MiB more RSS at rest.) BENCH_MEMORY_ONLY=1: the memory figures only;
 //! BENCH_WAL_COPY=DIR: copies of the database and its WAL half way through each round;
+//! BENCH_PROPERTY=1: a property's hub instead (10 locks of 100 codes), commands 13 s apart only;
 //! BENCH_HOLD_IDLE_SECS / BENCH_HOLD_SECS: leave the daemon running that long
 //! at rest / after the load, to look at it (/proc/PID/smaps).
 
@@ -402,6 +403,48 @@ async fn after_pauses(c: &AsyncClient, inbox: &Inbox) -> Vec<f64> {
     lat
 }
 
+/// BENCH_PROPERTY=1: a property's hub instead, 10 locks with 100 codes each
+/// (100 create_multiple over all ten), then [`after_pauses`]: its codes fit
+/// `KEEP_CODES`, so commands minutes apart should find them decoded.
+async fn property() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = mosquitto(dir.path(), port);
+    let cfg = config(dir.path(), port, 10, false);
+    let (daemon, _) = start_daemon(dir.path(), &cfg, None);
+    let (c, inbox) = cloud(port).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ids: Vec<String> = (0..10)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    for i in 0..100 {
+        let body = json!({"request_id": format!("prop{i}"), "device_ids": ids});
+        c.publish(
+            "lockhub/bench/commands/access_codes/create_multiple",
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    wait_topic(&inbox, "lockhub/bench/responses/prop99").await;
+    // The load's fan-out done and the cache quiet since.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let paused = after_pauses(&c, &inbox).await;
+    stop(daemon);
+    stop(broker);
+    println!("mqtt_bench (property): lockhub (release) + Mosquitto on loopback, 10 simulated locks of 100 codes");
+    println!(
+        "  after 13 s pauses          : {} ms  (update_multiple of one group on the 10 locks, 20 s after the load, then 13 s apart)",
+        paused
+            .iter()
+            .map(|l| format!("{l:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
 /// `n` create_multiple on 10 locks one at a time (publish -> response), then
 /// `n` back to back; request ids start with `tag`.
 async fn round(
@@ -502,6 +545,10 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    if std::env::var_os("BENCH_PROPERTY").is_some() {
+        property().await;
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let broker = mosquitto(dir.path(), port);

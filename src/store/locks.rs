@@ -30,8 +30,8 @@ pub const IDLE: Duration = Duration::from_secs(2);
 
 /// Held codes up to which nothing is dropped, however long unused. A lock
 /// read again after a pause pays one decode of its codes: a command over 10
-/// locks of 100 codes answered in 12-14 ms cold and about 4 ms warm
-/// (`mqtt_bench`, commands 5 s apart). Two thousand is 20 such locks,
+/// locks of 100 codes answered in 8.5-13.6 ms cold and 3-4.6 ms kept
+/// (`BENCH_PROPERTY=1 mqtt_bench`, commands 13 s apart). Two thousand is 20 such locks,
 /// about 1.5 MiB. Past it every idle entry goes, not only the oldest: a
 /// few entries kept among the freed ones of a burst pinned 9 MiB of
 /// half-empty pages the allocator could not return.
