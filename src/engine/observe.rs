@@ -7,7 +7,6 @@
 use super::Engine;
 use crate::commands::battery_state;
 use crate::drivers::{LockEvent, LockMethod, SlotCode, SlotRead};
-use crate::model::access_code::same_content;
 use crate::model::{Event, Issue};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
@@ -425,11 +424,10 @@ fn absorb(
         return unmanaged_changed(tx, id, slot, before.is_some(), content.is_some(), now);
     };
     let timing = engine.settings.timing();
-    let desired = c.desired(now, &timing);
     let ours = content.is_some_and(|x| x.code == c.code) || issued;
-    let landed = match (&desired, content) {
-        (Some(d), Some(x)) => same_content(d, x),
-        (None, None) => true,
+    let landed = match (c.wanted_on_lock(now, &timing), content) {
+        (true, Some(x)) => c.held_by(x),
+        (false, None) => true,
         _ => false,
     };
     if landed || ours || (content.is_none() && !c.ever_set) {

@@ -31,8 +31,8 @@ pub const IDLE: Duration = Duration::from_secs(2);
 /// Held codes up to which nothing is dropped, however long unused. A lock
 /// read again after a pause pays one decode of its codes: a command over 10
 /// locks of 100 codes answered in 8.5-13.6 ms cold and 3-4.6 ms kept
-/// (`BENCH_PROPERTY=1 mqtt_bench`, commands 13 s apart). Two thousand is 20 such locks,
-/// about 1.5 MiB. Past it every idle entry goes, not only the oldest: a
+/// (`BENCH_PROPERTY=1 mqtt_bench`, commands 13 s apart). Two thousand is 20
+/// such locks, about 1.5 MiB. Past it every idle entry goes, not only the oldest: a
 /// few entries kept among the freed ones of a burst pinned 9 MiB of
 /// half-empty pages the allocator could not return.
 pub const KEEP_CODES: usize = 2_000;
@@ -42,8 +42,8 @@ pub const KEEP_CODES: usize = 2_000;
 pub struct Shed {
     /// Entries dropped.
     pub dropped: usize,
-    /// Every entry is idle now, and some were used since the look before
-    /// the last quiet one: the time to give back what the activity grew
+    /// Every entry is idle now, and some were used since the last look that
+    /// found the cache quiet: the time to give back what the activity grew
     /// (SQLite's page caches, malloc's free lists).
     pub went_quiet: bool,
 }
